@@ -1,0 +1,162 @@
+// The backward engine: counts, for each node reachable from the root, how many edges lead into
+// it; then runs nodes whose count reached zero, newest first, summing the gradients that
+// several uses of a tensor send to its node.
+#include <atomic>
+#include <queue>
+#include <unordered_map>
+
+#include "autograd/grad_mode.h"
+#include "autograd/node.h"
+#include "nn/functional/elementwise.h"
+
+namespace lumen {
+
+namespace {
+thread_local bool grad_enabled = true;
+std::atomic<uint64_t> next_sequence{0};
+}  // namespace
+
+bool GradMode::is_enabled() { return grad_enabled; }
+void GradMode::set_enabled(bool enabled) { grad_enabled = enabled; }
+
+namespace autograd {
+namespace {
+
+struct FunctionNode final : Node {
+  FunctionNode(const char* name, BackwardFn fn, NeedsGrad needs)
+      : Node(name), fn(std::move(fn)), needs(std::move(needs)) {}
+  std::vector<Tensor> apply(const Tensor& grad) override {
+    LUMEN_CHECK(fn, "backward through ", name, " a second time: the graph was freed by the ",
+                "first backward (pass retain_graph = true to keep it)");
+    return fn(grad, needs);
+  }
+  void release() override { fn = nullptr; }
+  BackwardFn fn;
+  NeedsGrad needs;
+};
+
+// The sink of a leaf: runs the leaf's hooks, then adds the gradient into leaf.grad().
+struct AccumulateGrad final : Node {
+  explicit AccumulateGrad(std::weak_ptr<TensorImpl> leaf)
+      : Node("AccumulateGrad"), leaf(std::move(leaf)) {}
+  std::vector<Tensor> apply(const Tensor& grad) override {
+    auto impl = leaf.lock();
+    if (!impl) return {};
+    Tensor g = grad;
+    for (auto& hook : impl->hooks) {
+      Tensor r = hook(g);
+      if (r.defined()) g = r;
+    }
+    Tensor t(impl);
+    // A fresh tensor each time, so a later in-place update of grad() can't alias the graph.
+    t.set_grad(impl->grad.defined() ? impl->grad + g : g.contiguous().clone());
+    return {};
+  }
+  std::weak_ptr<TensorImpl> leaf;
+};
+
+std::shared_ptr<Node> gradient_edge(const Tensor& t) {
+  if (!t.defined() || !t.requires_grad()) return nullptr;
+  if (t.grad_fn()) return t.grad_fn();
+  TensorImpl* impl = t.impl();
+  auto acc = impl->grad_accumulator.lock();
+  if (!acc) {
+    acc = std::make_shared<AccumulateGrad>(t.impl_ptr());
+    impl->grad_accumulator = acc;
+  }
+  return acc;
+}
+
+}  // namespace
+
+bool any_requires_grad(const std::vector<Tensor>& inputs) {
+  if (!GradMode::is_enabled()) return false;
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
+}
+
+Tensor record(const char* name, Tensor out, const std::vector<Tensor>& inputs, BackwardFn fn) {
+  if (!any_requires_grad(inputs)) return out;
+  NeedsGrad needs(inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i)
+    needs[i] = inputs[i].defined() && inputs[i].requires_grad();
+  auto node = std::make_shared<FunctionNode>(name, std::move(fn), needs);
+  node->sequence = next_sequence++;
+  for (const Tensor& t : inputs) node->next.push_back(gradient_edge(t));
+  out.impl()->grad_fn = std::move(node);
+  out.impl()->requires_grad = true;
+  return out;
+}
+
+void run_backward(const Tensor& root, const Tensor& grad_root, bool retain_graph) {
+  NoGradGuard no_grad;
+  std::shared_ptr<Node> root_node = gradient_edge(root);
+  if (!root_node) return;
+
+  // Dependency counts over the reachable graph.
+  std::unordered_map<Node*, int> deps;
+  std::vector<Node*> stack{root_node.get()}, order;
+  deps[root_node.get()] = 0;
+  while (!stack.empty()) {
+    Node* n = stack.back();
+    stack.pop_back();
+    order.push_back(n);
+    for (auto& e : n->next) {
+      if (!e) continue;
+      if (deps.find(e.get()) == deps.end()) {
+        deps[e.get()] = 0;
+        stack.push_back(e.get());
+      }
+      ++deps[e.get()];
+    }
+  }
+
+  auto later_first = [](Node* a, Node* b) { return a->sequence < b->sequence; };
+  std::priority_queue<Node*, std::vector<Node*>, decltype(later_first)> ready(later_first);
+  std::unordered_map<Node*, Tensor> grads;
+  grads[root_node.get()] = grad_root;
+  ready.push(root_node.get());
+  while (!ready.empty()) {
+    Node* n = ready.top();
+    ready.pop();
+    auto it = grads.find(n);
+    // A node that no gradient reached (every path into it gave none) still releases its edges.
+    std::vector<Tensor> input_grads;
+    if (it != grads.end()) {
+      Tensor g = std::move(it->second);
+      grads.erase(it);
+      input_grads = n->apply(g);
+    }
+    for (size_t i = 0; i < n->next.size(); ++i) {
+      Node* next = n->next[i].get();
+      if (!next) continue;
+      if (i < input_grads.size() && input_grads[i].defined()) {
+        Tensor& acc = grads[next];
+        acc = acc.defined() ? acc + input_grads[i] : input_grads[i];
+      }
+      if (--deps[next] == 0) ready.push(next);
+    }
+  }
+  if (!retain_graph)
+    for (Node* n : order) n->release();
+}
+
+}  // namespace autograd
+
+void Tensor::backward(const Tensor& gradient, bool retain_graph) const {
+  LUMEN_CHECK(requires_grad(), "backward: tensor does not require grad (no input of the ",
+              "computation had requires_grad set, or it ran under NoGradGuard)");
+  Tensor g = gradient;
+  if (!g.defined()) {
+    LUMEN_CHECK(numel() == 1, "backward: a gradient must be given for a non-scalar output of ",
+                "shape ", ShapeStr{shape()}, " (or reduce it to one element first)");
+    g = ones(shape(), {dtype(), device()});
+  } else {
+    LUMEN_CHECK(g.shape() == shape(), "backward: gradient shape ", ShapeStr{g.shape()},
+                " does not match output shape ", ShapeStr{shape()});
+  }
+  autograd::run_backward(*this, g, retain_graph);
+}
+
+}  // namespace lumen

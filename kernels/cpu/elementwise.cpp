@@ -1,0 +1,167 @@
+// CPU elementwise kernels: a StridedLoop over out and its inputs, the functor from
+// kernels/elementwise_ops.h in the inner loop. 16-bit types load to float and store back.
+#include "kernels/cpu/strided_loop.h"
+#include "kernels/elementwise.h"
+
+namespace lumen::kernels {
+namespace {
+
+template <class T, class F>
+void unary_loop(const Tensor& out, const Tensor& x, const F& f) {
+  using A = acc_t<T>;
+  T* o = out.data<T>();
+  const T* a = x.data<T>();
+  cpu::StridedLoop<2>({&out, &x}).parallel([&](auto off, auto st, int64_t n) {
+    T* po = o + off[0];
+    const T* pa = a + off[1];
+    if (st[0] == 1 && st[1] == 1) {
+      for (int64_t i = 0; i < n; ++i) po[i] = T(f(A(pa[i])));
+    } else {
+      for (int64_t i = 0; i < n; ++i) po[i * st[0]] = T(f(A(pa[i * st[1]])));
+    }
+  });
+}
+
+template <class T, class F>
+void binary_loop(const Tensor& out, const Tensor& x, const Tensor& y, const F& f) {
+  using A = acc_t<T>;
+  T* o = out.data<T>();
+  const T* a = x.data<T>();
+  const T* b = y.data<T>();
+  cpu::StridedLoop<3>({&out, &x, &y}).parallel([&](auto off, auto st, int64_t n) {
+    T* po = o + off[0];
+    const T* pa = a + off[1];
+    const T* pb = b + off[2];
+    if (st[0] == 1 && st[1] == 1 && st[2] == 1) {
+      for (int64_t i = 0; i < n; ++i) po[i] = T(f(A(pa[i]), A(pb[i])));
+    } else if (st[0] == 1 && st[1] == 1 && st[2] == 0) {  // tensor op scalar/row
+      A bv = A(pb[0]);
+      for (int64_t i = 0; i < n; ++i) po[i] = T(f(A(pa[i]), bv));
+    } else {
+      for (int64_t i = 0; i < n; ++i) po[i * st[0]] = T(f(A(pa[i * st[1]]), A(pb[i * st[2]])));
+    }
+  });
+}
+
+void unary_cpu(const Tensor& out, const Tensor& x, UnaryArgs args) {
+  dispatch_dtype<DTypes::FloatAndHalf>(out.dtype(), "unary", [&]<class T>() {
+    visit_unary(args, [&](auto fn) { unary_loop<T>(out, x, fn); });
+  });
+}
+
+void unary_backward_cpu(const Tensor& gx, const Tensor& gy, const Tensor& x, UnaryArgs args) {
+  dispatch_dtype<DTypes::FloatAndHalf>(gx.dtype(), "unary_backward", [&]<class T>() {
+    visit_unary(args, [&](auto fn) {
+      binary_loop<T>(gx, gy, x, [fn](auto g, auto v) { return fn.backward(g, v); });
+    });
+  });
+}
+
+void binary_cpu(const Tensor& out, const Tensor& a, const Tensor& b, BinaryOp op) {
+  dispatch_dtype<DTypes::Arithmetic>(out.dtype(), "binary", [&]<class T>() {
+    visit_binary(op, [&](auto fn) { binary_loop<T>(out, a, b, fn); });
+  });
+}
+
+void compare_cpu(const Tensor& out, const Tensor& a, const Tensor& b, CompareOp op) {
+  bool* o = out.data<bool>();
+  dispatch_dtype<DTypes::All>(a.dtype(), "compare", [&]<class T>() {
+    using A = acc_t<T>;
+    const T* pa = a.data<T>();
+    const T* pb = b.data<T>();
+    cpu::StridedLoop<3>({&out, &a, &b}).parallel([&](auto off, auto st, int64_t n) {
+      for (int64_t i = 0; i < n; ++i)
+        o[off[0] + i * st[0]] =
+            compare_values(op, A(pa[off[1] + i * st[1]]), A(pb[off[2] + i * st[2]]));
+    });
+  });
+}
+
+void where_cpu(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor& b) {
+  const bool* c = cond.data<bool>();
+  dispatch_dtype<DTypes::All>(out.dtype(), "where", [&]<class T>() {
+    T* o = out.data<T>();
+    const T* pa = a.data<T>();
+    const T* pb = b.data<T>();
+    cpu::StridedLoop<4>({&out, &cond, &a, &b}).parallel([&](auto off, auto st, int64_t n) {
+      for (int64_t i = 0; i < n; ++i)
+        o[off[0] + i * st[0]] =
+            c[off[1] + i * st[1]] ? pa[off[2] + i * st[2]] : pb[off[3] + i * st[3]];
+    });
+  });
+}
+
+// Conversion goes through the wider of the two accumulation types, so f64 -> i64 keeps all
+// digits and f32 -> f16 rounds once.
+template <class To, class From>
+To convert(From v) {
+  if constexpr (std::is_same_v<To, bool>) {
+    return static_cast<acc_t<From>>(v) != acc_t<From>(0);
+  } else if constexpr (std::is_same_v<To, Half> || std::is_same_v<To, BFloat16>) {
+    return To(static_cast<float>(static_cast<acc_t<From>>(v)));
+  } else {
+    return static_cast<To>(static_cast<acc_t<From>>(v));
+  }
+}
+
+void copy_cpu(const Tensor& out, const Tensor& src) {
+  dispatch_dtype<DTypes::All>(out.dtype(), "copy", [&]<class To>() {
+    dispatch_dtype<DTypes::All>(src.dtype(), "copy", [&]<class From>() {
+      To* o = out.data<To>();
+      const From* s = src.data<From>();
+      cpu::StridedLoop<2>({&out, &src}).parallel([&](auto off, auto st, int64_t n) {
+        To* po = o + off[0];
+        const From* ps = s + off[1];
+        if (st[0] == 1 && st[1] == 1) {
+          for (int64_t i = 0; i < n; ++i) po[i] = convert<To>(ps[i]);
+        } else {
+          for (int64_t i = 0; i < n; ++i) po[i * st[0]] = convert<To>(ps[i * st[1]]);
+        }
+      });
+    });
+  });
+}
+
+void fill_cpu(const Tensor& out, double value) {
+  dispatch_dtype<DTypes::All>(out.dtype(), "fill", [&]<class T>() {
+    T* o = out.data<T>();
+    T v = convert<T>(value);
+    cpu::StridedLoop<1>({&out}).parallel([&](auto off, auto st, int64_t n) {
+      for (int64_t i = 0; i < n; ++i) o[off[0] + i * st[0]] = v;
+    });
+  });
+}
+
+void random_fill_cpu(const Tensor& out, RandomKind kind, double param, uint64_t seed,
+                     uint64_t offset) {
+  dispatch_dtype<DTypes::FloatAndHalf>(out.dtype(), "random_fill", [&]<class T>() {
+    T* o = out.data<T>();
+    cpu::parallel_for(out.numel(), 16384, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        double v;
+        switch (kind) {
+          case RandomKind::Uniform:
+            v = std::is_same_v<T, double> ? philox_uniform_f64(seed, offset, i)
+                                          : philox_uniform_f32(seed, offset, i);
+            break;
+          case RandomKind::Normal: v = philox_normal(seed, offset, i); break;
+          default: v = philox_uniform_f32(seed, offset, i) < param ? 1.0 : 0.0; break;
+        }
+        o[i] = T(static_cast<acc_t<T>>(v));
+      }
+    });
+  });
+}
+
+}  // namespace
+
+LUMEN_REGISTER_KERNEL(unary, CPU, unary_cpu);
+LUMEN_REGISTER_KERNEL(unary_backward, CPU, unary_backward_cpu);
+LUMEN_REGISTER_KERNEL(binary, CPU, binary_cpu);
+LUMEN_REGISTER_KERNEL(compare, CPU, compare_cpu);
+LUMEN_REGISTER_KERNEL(where, CPU, where_cpu);
+LUMEN_REGISTER_KERNEL(copy, CPU, copy_cpu);
+LUMEN_REGISTER_KERNEL(fill, CPU, fill_cpu);
+LUMEN_REGISTER_KERNEL(random_fill, CPU, random_fill_cpu);
+
+}  // namespace lumen::kernels

@@ -1,0 +1,215 @@
+// CPU loss kernels. Cross entropy walks logits [N, C, S] as N * S rows of C classes, S apart
+// (S = 1 for the usual [N, C]); threads take rows.
+#include <cmath>
+
+#include "kernels/cpu/parallel.h"
+#include "kernels/cpu/strided_loop.h"
+#include "kernels/loss.h"
+
+namespace lumen::kernels {
+namespace {
+
+struct ClassRows {
+  int64_t n = 0, c = 0, s = 1;
+  int64_t count() const { return n * s; }
+  // Offset in logits of class 0 of row r = (i, k): i * C * S + k.
+  int64_t base(int64_t r) const { return (r / s) * c * s + r % s; }
+};
+
+ClassRows class_rows(const Tensor& logits) {
+  ClassRows r;
+  r.n = logits.size(0);
+  r.c = logits.size(1);
+  for (int64_t i = 2; i < logits.dim(); ++i) r.s *= logits.size(i);
+  return r;
+}
+
+int64_t row_grain(int64_t c) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(c, 1)); }
+
+// lse = m + log sum_c exp(x_c - m) with m the row max, so no exp overflows.
+template <class T>
+void cross_entropy_rows(const Tensor& loss, const Tensor& lse, const Tensor& logits,
+                        const Tensor& target, int64_t ignore_index, double smoothing) {
+  using A = acc_t<T>;
+  const ClassRows rs = class_rows(logits);
+  const T* px = logits.data<T>();
+  const int64_t* pt = target.data<int64_t>();
+  T* pl = loss.data<T>();
+  A* plse = lse.data<A>();
+  const int64_t c = rs.c, st = rs.s;
+  const A e = A(smoothing);
+  cpu::parallel_for(rs.count(), row_grain(c), [&](int64_t b, int64_t end) {
+    for (int64_t r = b; r < end; ++r) {
+      const T* xr = px + rs.base(r);
+      A m = -INFINITY;
+      for (int64_t j = 0; j < c; ++j) {
+        A v = A(xr[j * st]);
+        if (v > m || v != v) m = v;
+      }
+      if (std::isinf(m) && m < 0) m = A(0);
+      A sum = 0;
+      for (int64_t j = 0; j < c; ++j) sum += std::exp(A(xr[j * st]) - m);
+      const A l = m + std::log(sum);
+      plse[r] = l;
+      const int64_t y = pt[r];
+      if (y == ignore_index) {
+        pl[r] = T(0);
+        continue;
+      }
+      A v = (A(1) - e) * (l - A(xr[y * st]));
+      // Only with smoothing: e * mean would turn a -inf logit into NaN even for e = 0.
+      if (smoothing != 0) {
+        A total = 0;
+        for (int64_t j = 0; j < c; ++j) total += l - A(xr[j * st]);
+        v += e / A(c) * total;
+      }
+      pl[r] = T(v);
+    }
+  });
+}
+
+template <class T>
+void cross_entropy_backward_rows(const Tensor& grad_logits, const Tensor& grad_loss,
+                                 const Tensor& logits, const Tensor& target, const Tensor& lse,
+                                 int64_t ignore_index, double smoothing) {
+  using A = acc_t<T>;
+  const ClassRows rs = class_rows(logits);
+  const T* px = logits.data<T>();
+  const T* pg = grad_loss.data<T>();
+  const int64_t* pt = target.data<int64_t>();
+  const A* plse = lse.data<A>();
+  T* po = grad_logits.data<T>();
+  const int64_t c = rs.c, st = rs.s;
+  const A e = A(smoothing), off = A(smoothing) / A(std::max<int64_t>(c, 1));
+  cpu::parallel_for(rs.count(), row_grain(c), [&](int64_t b, int64_t end) {
+    for (int64_t r = b; r < end; ++r) {
+      const int64_t o = rs.base(r);
+      const T* xr = px + o;
+      T* gr = po + o;
+      const int64_t y = pt[r];
+      if (y == ignore_index) {
+        for (int64_t j = 0; j < c; ++j) gr[j * st] = T(0);
+        continue;
+      }
+      const A g = A(pg[r]), l = plse[r];
+      for (int64_t j = 0; j < c; ++j) {
+        A p = std::exp(A(xr[j * st]) - l) - off;
+        if (j == y) p -= A(1) - e;
+        gr[j * st] = T(g * p);
+      }
+    }
+  });
+}
+
+// sp(z) = log(1 + e^z) for z = -x, as max(-x, 0) + log1p(e^-|x|): the exp never overflows.
+template <class A>
+A softplus_neg(A x) {
+  return std::max(-x, A(0)) + std::log1p(std::exp(-std::abs(x)));
+}
+// sigmoid(-x) without overflow.
+template <class A>
+A sigmoid_neg(A x) {
+  if (x <= A(0)) return A(1) / (A(1) + std::exp(x));
+  A z = std::exp(-x);
+  return z / (A(1) + z);
+}
+
+template <class T>
+void bce_logits_loop(const Tensor& out, const Tensor& x, const Tensor& y, const Tensor& pw) {
+  using A = acc_t<T>;
+  T* po = out.data<T>();
+  const T* px = x.data<T>();
+  const T* py = y.data<T>();
+  if (!pw.defined()) {
+    cpu::parallel_for(out.numel(), 16384, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        A xv = A(px[i]), yv = A(py[i]);
+        po[i] = T((A(1) - yv) * xv + softplus_neg(xv));
+      }
+    });
+    return;
+  }
+  const T* pp = pw.data<T>();
+  cpu::StridedLoop<4>({&out, &x, &y, &pw}).parallel([&](auto off, auto st, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) {
+      A xv = A(px[off[1] + i * st[1]]), yv = A(py[off[2] + i * st[2]]);
+      A w = A(1) + (A(pp[off[3] + i * st[3]]) - A(1)) * yv;
+      po[off[0] + i * st[0]] = T((A(1) - yv) * xv + w * softplus_neg(xv));
+    }
+  });
+}
+
+template <class T>
+void bce_logits_backward_loop(const Tensor& gx, const Tensor& gy, const Tensor& gp,
+                              const Tensor& g, const Tensor& x, const Tensor& y,
+                              const Tensor& pw) {
+  using A = acc_t<T>;
+  T* pgx = gx.defined() ? gx.data<T>() : nullptr;
+  T* pgy = gy.defined() ? gy.data<T>() : nullptr;
+  T* pgp = gp.defined() ? gp.data<T>() : nullptr;
+  const T* pg = g.data<T>();
+  const T* px = x.data<T>();
+  const T* py = y.data<T>();
+  // Without pos_weight, read p = 1 through a stride-0 one-element tensor.
+  Tensor one;
+  if (!pw.defined()) {
+    one = empty({1}, {x.dtype(), x.device()});
+    one.data<T>()[0] = T(1);
+  }
+  const Tensor& p = pw.defined() ? pw : one;
+  const T* pp = p.data<T>();
+  cpu::StridedLoop<4>({&x, &y, &g, &p}).parallel([&](auto off, auto st, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) {
+      // x, y, g and the outputs are contiguous and share x's shape, so off[0] + i * st[0]
+      // indexes all of them.
+      const int64_t k = off[0] + i * st[0];
+      A xv = A(px[k]), yv = A(py[off[1] + i * st[1]]), gv = A(pg[off[2] + i * st[2]]);
+      A pv = A(pp[off[3] + i * st[3]]);
+      A w = A(1) + (pv - A(1)) * yv;
+      if (pgx) pgx[k] = T(gv * ((A(1) - yv) - w * sigmoid_neg(xv)));
+      if (pgy || pgp) {
+        A sp = softplus_neg(xv);
+        if (pgy) pgy[k] = T(gv * (-xv + (pv - A(1)) * sp));
+        if (pgp) pgp[k] = T(gv * yv * sp);
+      }
+    }
+  });
+}
+
+void cross_entropy_cpu(const Tensor& loss, const Tensor& lse, const Tensor& logits,
+                       const Tensor& target, int64_t ignore_index, double smoothing) {
+  dispatch_dtype<DTypes::FloatAndHalf>(logits.dtype(), "cross_entropy", [&]<class T>() {
+    cross_entropy_rows<T>(loss, lse, logits, target, ignore_index, smoothing);
+  });
+}
+
+void cross_entropy_backward_cpu(const Tensor& grad_logits, const Tensor& grad_loss,
+                                const Tensor& logits, const Tensor& target, const Tensor& lse,
+                                int64_t ignore_index, double smoothing) {
+  dispatch_dtype<DTypes::FloatAndHalf>(logits.dtype(), "cross_entropy_backward", [&]<class T>() {
+    cross_entropy_backward_rows<T>(grad_logits, grad_loss, logits, target, lse, ignore_index,
+                                   smoothing);
+  });
+}
+
+void bce_logits_cpu(const Tensor& out, const Tensor& x, const Tensor& y, const Tensor& pw) {
+  dispatch_dtype<DTypes::FloatAndHalf>(x.dtype(), "binary_cross_entropy_with_logits",
+                                       [&]<class T>() { bce_logits_loop<T>(out, x, y, pw); });
+}
+
+void bce_logits_backward_cpu(const Tensor& gx, const Tensor& gy, const Tensor& gp,
+                             const Tensor& g, const Tensor& x, const Tensor& y,
+                             const Tensor& pw) {
+  dispatch_dtype<DTypes::FloatAndHalf>(
+      x.dtype(), "binary_cross_entropy_with_logits_backward",
+      [&]<class T>() { bce_logits_backward_loop<T>(gx, gy, gp, g, x, y, pw); });
+}
+
+}  // namespace
+
+LUMEN_REGISTER_KERNEL(cross_entropy, CPU, cross_entropy_cpu);
+LUMEN_REGISTER_KERNEL(cross_entropy_backward, CPU, cross_entropy_backward_cpu);
+LUMEN_REGISTER_KERNEL(bce_logits, CPU, bce_logits_cpu);
+LUMEN_REGISTER_KERNEL(bce_logits_backward, CPU, bce_logits_backward_cpu);
+
+}  // namespace lumen::kernels

@@ -1,0 +1,130 @@
+// CPU matrix products through Eigen. Operands are mapped in place (a transposed view is a
+// column-major map, so it costs no copy); Eigen's GEMM packs them into cache-sized panels and
+// runs on OpenMP threads. Small batched products run one batch per thread instead, where
+// Eigen's own threading would cost more than it saves.
+#include <Eigen/Core>
+#include <vector>
+
+#include "kernels/cpu/parallel.h"
+#include "kernels/linalg.h"
+
+namespace lumen::kernels {
+namespace {
+
+template <class T>
+using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <class T>
+using ColMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
+using Outer = Eigen::OuterStride<>;
+
+// The last two dims of a BLAS-shaped tensor (kernels::gemm_layout_ok): storage order and
+// leading dimension.
+struct Layout {
+  bool row_major;
+  int64_t rows, cols, ld;
+};
+
+Layout layout_of(const Tensor& t) {
+  int64_t r = t.size(-2), c = t.size(-1), sr = t.stride(-2), sc = t.stride(-1);
+  if ((c == 1 || sc == 1) && (r == 1 || sr >= std::max<int64_t>(c, 1)))
+    return {true, r, c, r == 1 ? std::max<int64_t>(c, 1) : sr};
+  return {false, r, c, c == 1 ? std::max<int64_t>(r, 1) : sc};
+}
+
+// Calls f with an Eigen map of the matrix at p.
+template <class T, class F>
+void with_map(const T* p, const Layout& l, const F& f) {
+  if (l.row_major)
+    f(Eigen::Map<const RowMat<T>, 0, Outer>(p, l.rows, l.cols, Outer(l.ld)));
+  else
+    f(Eigen::Map<const ColMat<T>, 0, Outer>(p, l.rows, l.cols, Outer(l.ld)));
+}
+
+// Element offsets of batch `i` (row-major over the batch dims) in each operand.
+struct BatchOffsets {
+  Shape batch;
+  std::array<Shape, 3> strides;  // out, a, b
+
+  BatchOffsets(const Tensor& out, const Tensor& a, const Tensor& b)
+      : batch(out.shape().begin(), out.shape().end() - 2) {
+    const Tensor* ops[3] = {&out, &a, &b};
+    for (int k = 0; k < 3; ++k)
+      strides[k].assign(ops[k]->strides().begin(), ops[k]->strides().end() - 2);
+  }
+  int64_t count() const { return numel_of(batch); }
+  std::array<int64_t, 3> at(int64_t i) const {
+    std::array<int64_t, 3> off{0, 0, 0};
+    for (size_t d = batch.size(); d-- > 0;) {
+      int64_t idx = i % batch[d];
+      i /= batch[d];
+      for (int k = 0; k < 3; ++k) off[k] += idx * strides[k][d];
+    }
+    return off;
+  }
+};
+
+// C = A B for one batch, A and B mapped in place, C row-major contiguous.
+template <class T>
+void gemm_one(T* c, const T* a, const Layout& la, const T* b, const Layout& lb) {
+  Eigen::Map<RowMat<T>> C(c, la.rows, lb.cols);
+  if (la.cols == 0) {
+    C.setZero();
+    return;
+  }
+  with_map(a, la, [&](const auto& A) { with_map(b, lb, [&](const auto& B) { C.noalias() = A * B; }); });
+}
+
+// 16-bit types: widen both operands to float, multiply in float, round once.
+template <class T>
+void gemm_one_half(T* c, const T* a, const Layout& la, const T* b, const Layout& lb) {
+  auto widen = [](const T* p, const Layout& l) {
+    RowMat<float> m(l.rows, l.cols);
+    int64_t sr = l.row_major ? l.ld : 1, sc = l.row_major ? 1 : l.ld;
+    for (int64_t i = 0; i < l.rows; ++i)
+      for (int64_t j = 0; j < l.cols; ++j) m(i, j) = static_cast<float>(p[i * sr + j * sc]);
+    return m;
+  };
+  RowMat<float> C(la.rows, lb.cols);
+  if (la.cols == 0)
+    C.setZero();
+  else
+    C.noalias() = widen(a, la) * widen(b, lb);
+  for (int64_t i = 0; i < C.size(); ++i) c[i] = T(C.data()[i]);
+}
+
+void matmul_cpu(const Tensor& out, const Tensor& a, const Tensor& b) {
+  LUMEN_CHECK(out.is_contiguous() && gemm_layout_ok(a) && gemm_layout_ok(b),
+              "matmul (CPU kernel): operands must be BLAS-shaped and out contiguous; got strides ",
+              ShapeStr{a.strides()}, " and ", ShapeStr{b.strides()}, " for shapes ",
+              ShapeStr{a.shape()}, " and ", ShapeStr{b.shape()});
+  dispatch_dtype<DTypes::FloatAndHalf>(out.dtype(), "matmul", [&]<class T>() {
+    const Layout la = layout_of(a), lb = layout_of(b);
+    T* po = out.data<T>();
+    const T* pa = a.data<T>();
+    const T* pb = b.data<T>();
+    BatchOffsets batches(out, a, b);
+    auto run = [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        auto off = batches.at(i);
+        if constexpr (std::is_same_v<T, acc_t<T>>)
+          gemm_one(po + off[0], pa + off[1], la, pb + off[2], lb);
+        else
+          gemm_one_half(po + off[0], pa + off[1], la, pb + off[2], lb);
+      }
+    };
+    int64_t n = batches.count();
+    double flops = double(la.rows) * double(la.cols) * double(lb.cols);
+    // Below about 64^3 multiply-adds a GEMM is too short to split across threads; give whole
+    // products to threads instead.
+    if (n > 1 && flops < 262144.0)
+      cpu::parallel_for(n, 1, run);
+    else
+      run(0, n);
+  });
+}
+
+}  // namespace
+
+LUMEN_REGISTER_KERNEL(matmul, CPU, matmul_cpu);
+
+}  // namespace lumen::kernels

@@ -1,0 +1,48 @@
+#pragma once
+// Elementwise kernels. The caller (nn/functional) allocates `out` with the broadcast shape
+// and the result dtype; inputs have out's dtype (unless stated) and any strides, and broadcast
+// to out's shape. Kernels only compute.
+#include "kernels/dispatch.h"
+#include "kernels/elementwise_ops.h"
+#include "tensor/generator.h"
+
+namespace lumen::kernels {
+
+// out = f(x)
+inline constinit OpKernel<void(const Tensor& out, const Tensor& x, UnaryArgs)> unary{"unary"};
+// grad_x = grad_out * f'(x)
+inline constinit OpKernel<void(const Tensor& grad_x, const Tensor& grad_out, const Tensor& x,
+                               UnaryArgs)>
+    unary_backward{"unary_backward"};
+// out = a op b
+inline constinit OpKernel<void(const Tensor& out, const Tensor& a, const Tensor& b, BinaryOp)>
+    binary{"binary"};
+// out (bool) = a cmp b
+inline constinit OpKernel<void(const Tensor& out, const Tensor& a, const Tensor& b, CompareOp)>
+    compare{"compare"};
+// out = cond ? a : b, cond bool
+inline constinit OpKernel<void(const Tensor& out, const Tensor& cond, const Tensor& a,
+                               const Tensor& b)>
+    where{"where"};
+// out = src, converting dtype (src may have any dtype and any strides; both on one device)
+inline constinit OpKernel<void(const Tensor& out, const Tensor& src)> copy{"copy"};
+// out[...] = value
+inline constinit OpKernel<void(const Tensor& out, double value)> fill{"fill"};
+
+// Random fills of a contiguous out from Philox (seed, offset): see tensor/generator.h.
+enum class RandomKind : uint8_t { Uniform, Normal, Bernoulli };
+// Uniform: [0, 1); Normal: N(0, 1); Bernoulli: 1 with probability `param`, else 0.
+// Each element i is a function of (seed, offset, i) alone, so every backend draws the same.
+inline constinit OpKernel<void(const Tensor& out, RandomKind, double param, uint64_t seed,
+                               uint64_t offset)>
+    random_fill{"random_fill"};
+
+}  // namespace lumen::kernels
+
+namespace lumen::kernels {
+// Philox blocks a random_fill of n elements consumes (how far the generator must advance).
+inline uint64_t random_fill_blocks(RandomKind kind, DType dtype, uint64_t n) {
+  bool two_words = kind == RandomKind::Normal || (kind == RandomKind::Uniform && dtype == DType::f64);
+  return two_words ? philox_blocks_two_words(n) : philox_blocks_uniform_f32(n);
+}
+}  // namespace lumen::kernels

@@ -1,0 +1,114 @@
+// Matrix-product front-ends: check arguments, broadcast batch dims, give the kernel operands it
+// can hand to a GEMM unchanged (transposed views included), record the backward.
+#include "nn/functional/linalg.h"
+
+#include "autograd/node.h"
+#include "kernels/linalg.h"
+#include "nn/functional/elementwise.h"
+
+namespace lumen {
+namespace {
+
+void check_operands(const char* op, const Tensor& a, const Tensor& b) {
+  LUMEN_CHECK(a.defined() && b.defined(), op, ": got an undefined tensor");
+  LUMEN_CHECK(a.device() == b.device(), op, ": operands of shapes ", ShapeStr{a.shape()}, " and ",
+              ShapeStr{b.shape()}, " are on different devices (", a.device(), " and ",
+              b.device(), ")");
+  LUMEN_CHECK(is_floating(a.dtype()) && a.dtype() == b.dtype(), op,
+              ": expected two floating tensors of one dtype, got ", a.dtype(), " ",
+              ShapeStr{a.shape()}, " and ", b.dtype(), " ", ShapeStr{b.shape()});
+}
+
+Shape batch_of(const Tensor& t) { return Shape(t.shape().begin(), t.shape().end() - 2); }
+
+// `t` (no graph) as a view of shape batch + its last two dims, with a layout the GEMM takes:
+// a strided slice is copied first; broadcast batch dims get stride 0.
+Tensor gemm_operand(Tensor t, const Shape& batch) {
+  if (!kernels::gemm_layout_ok(t)) t = t.contiguous();
+  size_t nb = batch.size(), lead = nb - (t.shape().size() - 2);
+  Shape shape = batch, strides(nb, 0);
+  for (size_t i = lead; i < nb; ++i)
+    if (t.size(static_cast<int64_t>(i - lead)) != 1) strides[i] = t.stride(static_cast<int64_t>(i - lead));
+  shape.push_back(t.size(-2));
+  shape.push_back(t.size(-1));
+  strides.push_back(t.stride(-2));
+  strides.push_back(t.stride(-1));
+  return make_view(t, shape, strides, t.offset());
+}
+
+// a [..., M, K] @ b [..., K, N], both at least 2-D with broadcastable batch dims: the one
+// differentiable primitive behind matmul and linear.
+//   C = A B:  dA = dC B^T,  dB = A^T dC,
+// each summed over the batch dims its operand was broadcast along.
+Tensor matmul_nd(const Tensor& a, const Tensor& b) {
+  Shape ba = batch_of(a), bb = batch_of(b);
+  size_t nb = std::max(ba.size(), bb.size());
+  Shape batch(nb);
+  for (size_t i = 0; i < nb; ++i) {
+    int64_t x = i + ba.size() >= nb ? ba[i + ba.size() - nb] : 1;
+    int64_t y = i + bb.size() >= nb ? bb[i + bb.size() - nb] : 1;
+    LUMEN_CHECK(x == y || x == 1 || y == 1, "matmul: batch dims ", ShapeStr{ba}, " of ",
+                ShapeStr{a.shape()}, " and ", ShapeStr{bb}, " of ", ShapeStr{b.shape()},
+                " do not broadcast");
+    batch[i] = x == 1 ? y : x;
+  }
+  Shape out_shape = batch;
+  out_shape.push_back(a.size(-2));
+  out_shape.push_back(b.size(-1));
+  Tensor out = empty(out_shape, {a.dtype(), a.device()});
+  kernels::matmul(a.device(), out, gemm_operand(a.detach(), batch),
+                  gemm_operand(b.detach(), batch));
+  return autograd::record(
+      "matmul", out, {a, b},
+      [a = a.detach(), b = b.detach()](const Tensor& g, const autograd::NeedsGrad& needs) {
+        return std::vector<Tensor>{
+            needs[0] ? sum_to(matmul_nd(g, b.transpose(-1, -2)), a.shape()) : Tensor(),
+            needs[1] ? sum_to(matmul_nd(a.transpose(-1, -2), g), b.shape()) : Tensor()};
+      });
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  check_operands("matmul", a, b);
+  LUMEN_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: both operands must be at least 1-D, got ",
+              "shapes ", ShapeStr{a.shape()}, " and ", ShapeStr{b.shape()});
+  int64_t ka = a.size(-1), kb = b.size(b.dim() == 1 ? 0 : -2);
+  LUMEN_CHECK(ka == kb, "matmul: shapes ", ShapeStr{a.shape()}, " and ", ShapeStr{b.shape()},
+              " cannot be multiplied: the last dim of the first (", ka, ") must equal ",
+              b.dim() == 1 ? "the length of the second (" : "the second-to-last dim of the second (",
+              kb, ")");
+  if (a.dim() == 1 && b.dim() == 1) return matmul_nd(a.unsqueeze(0), b.unsqueeze(1)).reshape({});
+  if (a.dim() == 1) return matmul_nd(a.unsqueeze(0), b).squeeze(-2);
+  if (b.dim() == 1) return matmul_nd(a, b.unsqueeze(1)).squeeze(-1);
+  // A stack of matrices times one matrix is one tall GEMM: [..., M, K] -> [(... M), K].
+  if (a.dim() > 2 && b.dim() == 2 && a.is_contiguous()) {
+    Shape out_shape = a.shape();
+    out_shape.back() = b.size(1);
+    return matmul_nd(a.reshape({-1, ka}), b).reshape(out_shape);
+  }
+  return matmul_nd(a, b);
+}
+
+Tensor Tensor::matmul(const Tensor& other) const { return lumen::matmul(*this, other); }
+
+namespace nn::functional {
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  check_operands("linear", x, weight);
+  LUMEN_CHECK(weight.dim() == 2, "linear: weight must be 2-D [out_features, in_features], got ",
+              ShapeStr{weight.shape()});
+  LUMEN_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1), "linear: input of shape ",
+              ShapeStr{x.shape()}, " does not match weight of shape ", ShapeStr{weight.shape()},
+              ": expected the input's last dim to be in_features = ", weight.size(1));
+  Tensor y = lumen::matmul(x, weight.t());
+  if (!bias.defined()) return y;
+  check_operands("linear", x, bias);
+  LUMEN_CHECK(bias.dim() == 1 && bias.size(0) == weight.size(0), "linear: bias of shape ",
+              ShapeStr{bias.shape()}, " does not match weight of shape ", ShapeStr{weight.shape()},
+              ": expected [", weight.size(0), "]");
+  return y + bias;
+}
+
+}  // namespace nn::functional
+}  // namespace lumen

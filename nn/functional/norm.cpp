@@ -1,0 +1,134 @@
+// Normalisation front-ends: check shapes, cast weight and bias to x's dtype (a differentiable
+// cast, so their gradients reach parameters kept in another dtype), run the kernels, record the
+// backward with the statistics the forward saved.
+#include "nn/functional/norm.h"
+
+#include "autograd/grad_mode.h"
+#include "autograd/node.h"
+#include "kernels/norm.h"
+#include "nn/functional/elementwise.h"
+
+namespace lumen::nn::functional {
+namespace {
+
+DType acc_dtype(DType t) { return t == DType::f64 ? DType::f64 : DType::f32; }
+
+// Checks an optional per-feature tensor and returns it in x's dtype (undefined stays so).
+Tensor param_like(const char* op, const char* what, const Tensor& p, const Shape& expected,
+                  const Tensor& x) {
+  if (!p.defined()) return p;
+  LUMEN_CHECK(is_floating(p.dtype()), op, ": ", what, " must be a floating tensor, got dtype ",
+              p.dtype(), " of shape ", ShapeStr{p.shape()});
+  LUMEN_CHECK(p.shape() == expected, op, ": ", what, " has shape ", ShapeStr{p.shape()},
+              " but input of shape ", ShapeStr{x.shape()}, " needs ", ShapeStr{expected});
+  LUMEN_CHECK(p.device() == x.device(), op, ": ", what, " is on ", p.device(),
+              " but the input is on ", x.device(), "; move both to one device");
+  return p.to(x.dtype());
+}
+
+}  // namespace
+
+Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight,
+                  const Tensor& bias, double eps) {
+  const char* op = "layer_norm";
+  LUMEN_CHECK(x.defined(), op, ": input is undefined");
+  LUMEN_CHECK(is_floating(x.dtype()), op, ": input must be a floating tensor, got dtype ",
+              x.dtype(), " of shape ", ShapeStr{x.shape()});
+  const int64_t k = static_cast<int64_t>(normalized_shape.size());
+  bool fits = k >= 1 && x.dim() >= k;
+  for (int64_t i = 0; fits && i < k; ++i)
+    fits = x.size(x.dim() - k + i) == normalized_shape[i];
+  LUMEN_CHECK(fits, op, ": normalized_shape ", ShapeStr{normalized_shape},
+              " must be non-empty and equal the last dims of the input, got input of shape ",
+              ShapeStr{x.shape()});
+  LUMEN_CHECK(eps >= 0, op, ": eps must be >= 0, got ", eps);
+  Tensor w = param_like(op, "weight", weight, normalized_shape, x);
+  Tensor b = param_like(op, "bias", bias, normalized_shape, x);
+
+  const int64_t d = numel_of(normalized_shape);
+  Shape rows(x.shape().begin(), x.shape().end() - k);
+  Tensor xc = x.contiguous();
+  Tensor y = empty(x.shape(), {x.dtype(), x.device()});
+  Tensor mean = empty(rows, {acc_dtype(x.dtype()), x.device()});
+  Tensor rstd = empty(rows, {acc_dtype(x.dtype()), x.device()});
+  kernels::layer_norm(x.device(), y, mean, rstd, xc, w, b, d, eps);
+  return autograd::record(
+      op, y, {x, w, b},
+      [xs = xc.detach(), ws = w.defined() ? w.detach() : Tensor(), mean, rstd, d](
+          const Tensor& g, const autograd::NeedsGrad& needs) {
+        Tensor gx = needs[0] ? empty_like(xs) : Tensor();
+        Tensor gw = needs[1] ? empty_like(ws) : Tensor();
+        Tensor gb = needs[2] ? empty_like(ws) : Tensor();
+        if (needs[2] && !gb.defined()) gb = empty(Shape{d}, {xs.dtype(), xs.device()});
+        kernels::layer_norm_backward(xs.device(), gx, gw, gb, g.to(xs.dtype()).contiguous(), xs,
+                                     mean, rstd, ws, d);
+        return std::vector<Tensor>{gx, gw, gb};
+      });
+}
+
+Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
+                  const Tensor& weight, const Tensor& bias, bool training, double momentum,
+                  double eps) {
+  const char* op = "batch_norm";
+  LUMEN_CHECK(x.defined(), op, ": input is undefined");
+  LUMEN_CHECK(is_floating(x.dtype()), op, ": input must be a floating tensor, got dtype ",
+              x.dtype(), " of shape ", ShapeStr{x.shape()});
+  LUMEN_CHECK(x.dim() >= 2, op, ": input must be [N, C] or [N, C, d1, ...], got shape ",
+              ShapeStr{x.shape()});
+  LUMEN_CHECK(eps >= 0, op, ": eps must be >= 0, got ", eps);
+  const int64_t c = x.size(1);
+  const Shape per_channel{c};
+  Tensor w = param_like(op, "weight", weight, per_channel, x);
+  Tensor b = param_like(op, "bias", bias, per_channel, x);
+  LUMEN_CHECK(running_mean.defined() == running_var.defined(), op,
+              ": running_mean and running_var must both be given or both be undefined (got ",
+              running_mean.defined() ? "running_mean" : "running_var", " only)");
+  const bool track = running_mean.defined();
+  if (track) {
+    param_like(op, "running_mean", running_mean, per_channel, x);
+    param_like(op, "running_var", running_var, per_channel, x);
+  }
+  LUMEN_CHECK(training || track, op, ": eval mode (training = false) normalises with the ",
+              "running statistics, but running_mean and running_var are undefined (input of ",
+              "shape ", ShapeStr{x.shape()}, ")");
+  const int64_t count = c == 0 ? 0 : x.numel() / c;
+  LUMEN_CHECK(!training || count > 1, op, ": expected more than 1 value per channel when ",
+              "training, got input of shape ", ShapeStr{x.shape()});
+
+  const DType acc = acc_dtype(x.dtype());
+  Tensor xc = x.contiguous();
+  Tensor mean, invstd;
+  {
+    NoGradGuard no_grad;
+    if (training) {
+      mean = empty(per_channel, {acc, x.device()});
+      Tensor var = empty(per_channel, {acc, x.device()});
+      kernels::batch_norm_stats(x.device(), mean, var, xc);
+      invstd = 1.0 / (var + eps).sqrt();
+      if (track) {
+        const double unbias = static_cast<double>(count) / static_cast<double>(count - 1);
+        running_mean.mul_(1.0 - momentum).add_(mean, momentum);
+        running_var.mul_(1.0 - momentum).add_(var, momentum * unbias);
+      }
+    } else {
+      // A copy, so a later in-place update of the running stats leaves the backward's intact.
+      mean = running_mean.to(acc).clone();
+      invstd = 1.0 / (running_var.to(acc) + eps).sqrt();
+    }
+  }
+  Tensor y = empty(x.shape(), {x.dtype(), x.device()});
+  kernels::batch_norm_apply(x.device(), y, xc, mean, invstd, w, b);
+  return autograd::record(
+      op, y, {x, w, b},
+      [xs = xc.detach(), ws = w.defined() ? w.detach() : Tensor(), mean, invstd, training, c](
+          const Tensor& g, const autograd::NeedsGrad& needs) {
+        Tensor gx = needs[0] ? empty_like(xs) : Tensor();
+        Tensor gw = needs[1] ? empty(Shape{c}, {xs.dtype(), xs.device()}) : Tensor();
+        Tensor gb = needs[2] ? empty(Shape{c}, {xs.dtype(), xs.device()}) : Tensor();
+        kernels::batch_norm_backward(xs.device(), gx, gw, gb, g.to(xs.dtype()).contiguous(), xs,
+                                     mean, invstd, ws, training);
+        return std::vector<Tensor>{gx, gw, gb};
+      });
+}
+
+}  // namespace lumen::nn::functional

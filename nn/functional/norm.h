@@ -1,0 +1,26 @@
+#pragma once
+// Normalisation layers' functional forms, as torch.nn.functional's. weight and bias are
+// optional (an undefined Tensor means 1 and 0); they are used in x's dtype.
+#include <cstdint>
+
+#include "tensor/tensor.h"
+
+namespace lumen::nn::functional {
+
+// Normalises over the last dims of x, which must equal normalized_shape, with the biased
+// variance: y = (x - mean) / sqrt(var + eps) * weight + bias; weight and bias have
+// normalized_shape.
+Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight = {},
+                  const Tensor& bias = {}, double eps = 1e-5);
+
+// Batch norm of x [N, C] or [N, C, d1, ...] per channel C (weight, bias, running stats [C]).
+// training: normalises with the batch's mean and biased variance and, when the running stats
+// are defined, updates them in place as PyTorch does:
+//   running_mean = (1 - momentum) running_mean + momentum mean
+//   running_var  = (1 - momentum) running_var  + momentum var * n / (n - 1)  (unbiased)
+// eval (training = false): normalises with the running stats, which must be defined.
+Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
+                  const Tensor& weight, const Tensor& bias, bool training, double momentum = 0.1,
+                  double eps = 1e-5);
+
+}  // namespace lumen::nn::functional

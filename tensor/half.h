@@ -1,0 +1,87 @@
+#pragma once
+// 16-bit floating-point storage types. Arithmetic on them happens in float: these types only
+// convert (round-to-nearest-even), which is all the CPU needs and what the CUDA kernels share.
+#include <cstdint>
+#include <cstring>
+
+#if defined(__CUDACC__)
+#define LUMEN_HD __host__ __device__ __forceinline__
+#else
+#define LUMEN_HD inline
+#endif
+
+namespace lumen {
+
+LUMEN_HD uint32_t float_bits(float f) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(f);
+#else
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+#endif
+}
+LUMEN_HD float bits_float(uint32_t u) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(u);
+#else
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+#endif
+}
+
+// IEEE binary16: 1 sign, 5 exponent (bias 15), 10 mantissa bits.
+struct Half {
+  uint16_t bits = 0;
+  Half() = default;
+  LUMEN_HD Half(float f) : bits(from_float(f)) {}
+  LUMEN_HD operator float() const { return to_float(bits); }
+
+  LUMEN_HD static uint16_t from_float(float f) {
+    uint32_t x = float_bits(f);
+    uint32_t sign = (x >> 16) & 0x8000u;
+    uint32_t ax = x & 0x7fffffffu;
+    if (ax >= 0x7f800000u) return sign | (ax > 0x7f800000u ? 0x7e00u : 0x7c00u);  // nan / inf
+    if (ax >= 0x477ff000u) return sign | 0x7c00u;  // rounds to >= 65520: overflow to inf
+    if (ax < 0x38800000u) {                        // below 2^-14: subnormal half (or zero)
+      // value * 2^24 rounded to nearest even gives the subnormal mantissa.
+      float v = bits_float(ax) * 16777216.0f;
+      uint32_t m = static_cast<uint32_t>(v);
+      float rem = v - static_cast<float>(m);
+      if (rem > 0.5f || (rem == 0.5f && (m & 1u))) ++m;
+      return static_cast<uint16_t>(sign | m);
+    }
+    // Normal: rebias exponent, round mantissa from 23 to 10 bits (nearest even).
+    uint32_t r = ax - 0x38000000u;  // exponent bias 127 -> 15
+    uint32_t lsb = (r >> 13) & 1u;
+    r += 0xfffu + lsb;
+    return static_cast<uint16_t>(sign | (r >> 13));
+  }
+  LUMEN_HD static float to_float(uint16_t h) {
+    uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
+    if (exp == 0) {  // zero or subnormal: man * 2^-24
+      float v = static_cast<float>(man) * 5.9604644775390625e-8f;
+      return sign ? -v : v;
+    }
+    if (exp == 31) return bits_float(sign | 0x7f800000u | (man << 13));
+    return bits_float(sign | ((exp + 112u) << 23) | (man << 13));
+  }
+};
+
+// bfloat16: the top 16 bits of an IEEE float32 (8 exponent bits), rounded to nearest even.
+struct BFloat16 {
+  uint16_t bits = 0;
+  BFloat16() = default;
+  LUMEN_HD BFloat16(float f) : bits(from_float(f)) {}
+  LUMEN_HD operator float() const { return bits_float(static_cast<uint32_t>(bits) << 16); }
+  LUMEN_HD static uint16_t from_float(float f) {
+    uint32_t x = float_bits(f);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((x >> 16) | 0x40u);  // quiet nan
+    x += 0x7fffu + ((x >> 16) & 1u);
+    return static_cast<uint16_t>(x >> 16);
+  }
+};
+
+}  // namespace lumen

@@ -1,0 +1,68 @@
+#include "tensor/storage.h"
+
+#include <array>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "tensor/error.h"
+
+namespace lumen {
+namespace {
+
+struct CpuBackend final : DeviceBackend {
+  void* allocate(size_t nbytes, int) override {
+    // 64-byte alignment keeps vector loads on cache lines.
+    void* p = std::aligned_alloc(64, (nbytes + 63) / 64 * 64);
+    LUMEN_CHECK(p, "cpu: out of memory allocating ", nbytes, " bytes");
+    return p;
+  }
+  void deallocate(void* p, int) override { std::free(p); }
+  void copy(void* dst, Device, const void* src, Device, size_t n) override {
+    std::memcpy(dst, src, n);
+  }
+  void memset(void* p, int byte, size_t n, int) override { std::memset(p, byte, n); }
+  int device_count() override { return 1; }
+};
+
+bool poison_allocations = false;
+
+std::array<DeviceBackend*, Device::kNumTypes>& backends() {
+  static CpuBackend cpu;
+  static std::array<DeviceBackend*, Device::kNumTypes> table{&cpu, nullptr};
+  return table;
+}
+
+}  // namespace
+
+void register_device_backend(Device::Type type, DeviceBackend* backend) {
+  backends()[type] = backend;
+}
+
+int device_count(Device::Type type) {
+  DeviceBackend* b = backends()[type];
+  return b ? b->device_count() : 0;
+}
+
+DeviceBackend& device_backend(Device device) {
+  DeviceBackend* b = backends()[device.type];
+  LUMEN_CHECK(b, "device ", device, ": this build of lumen has no backend for it",
+              device.is_cuda() ? " (configure with CUDA to get one)" : "");
+  int n = b->device_count();
+  LUMEN_CHECK(device.index >= 0 && device.index < n, "device ", device, " is not available (",
+              n, " device(s) of this type found)");
+  return *b;
+}
+
+Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
+  if (nbytes == 0) return;
+  DeviceBackend& b = device_backend(device);
+  int index = device.index;
+  data_ = std::shared_ptr<void>(b.allocate(nbytes, index),
+                                [&b, index](void* p) { b.deallocate(p, index); });
+  if (poison_allocations) b.memset(data_.get(), 0xFF, nbytes, index);
+}
+
+void set_poison_allocations(bool on) { poison_allocations = on; }
+
+}  // namespace lumen

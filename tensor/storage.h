@@ -1,0 +1,51 @@
+#pragma once
+// Storage: a refcounted block of bytes on one device. Tensors are views into storages, so
+// several tensors (a tensor and its transposes, slices, reshapes) can share one.
+#include <cstddef>
+#include <memory>
+
+#include "tensor/device.h"
+
+namespace lumen {
+
+// What a device type provides to the tensor layer. The CPU backend is built in; the CUDA one
+// registers itself when the library is built with CUDA (tensor/cuda_backend.cpp).
+struct DeviceBackend {
+  virtual ~DeviceBackend() = default;
+  virtual void* allocate(size_t nbytes, int index) = 0;
+  virtual void deallocate(void* p, int index) = 0;
+  // Copies nbytes between two devices, at least one of them of this backend's type; returns
+  // when the bytes are readable on the destination.
+  virtual void copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nbytes) = 0;
+  virtual void memset(void* p, int byte, size_t nbytes, int index) = 0;
+  virtual int device_count() = 0;
+};
+
+// Tests turn this on so every new allocation is filled with 0xFF bytes (NaN for floats, -1 for
+// integers): a kernel that leaves an output element unwritten then fails its comparison.
+void set_poison_allocations(bool on);
+
+void register_device_backend(Device::Type type, DeviceBackend* backend);
+// The backend for `type`; throws lumen::Error if none is registered or `index` is out of range.
+DeviceBackend& device_backend(Device device);
+int device_count(Device::Type type);  // 0 when the backend is absent or has no device
+inline bool cuda_is_available() { return device_count(Device::CUDA) > 0; }
+
+class Storage {
+ public:
+  Storage() = default;
+  Storage(size_t nbytes, Device device);
+
+  void* data() const { return data_.get(); }
+  size_t nbytes() const { return nbytes_; }
+  Device device() const { return device_; }
+  bool defined() const { return data_ != nullptr || nbytes_ == 0; }
+  bool same(const Storage& o) const { return data_ == o.data_; }
+
+ private:
+  std::shared_ptr<void> data_;
+  size_t nbytes_ = 0;
+  Device device_;
+};
+
+}  // namespace lumen

@@ -1,0 +1,85 @@
+#include "tensor/tensor.h"
+
+namespace lumen {
+
+const Shape& Tensor::shape() const { return impl_->shape; }
+int64_t Tensor::dim() const { return static_cast<int64_t>(impl_->shape.size()); }
+int64_t Tensor::size(int64_t d) const { return impl_->shape[normalize_dim(d, dim(), "size")]; }
+int64_t Tensor::numel() const { return numel_of(impl_->shape); }
+const Shape& Tensor::strides() const { return impl_->strides; }
+int64_t Tensor::stride(int64_t d) const {
+  return impl_->strides[normalize_dim(d, dim(), "stride")];
+}
+int64_t Tensor::offset() const { return impl_->offset; }
+DType Tensor::dtype() const { return impl_->dtype; }
+Device Tensor::device() const { return impl_->storage.device(); }
+const Storage& Tensor::storage() const { return impl_->storage; }
+
+bool Tensor::is_contiguous() const {
+  int64_t expected = 1;
+  for (size_t i = impl_->shape.size(); i-- > 0;) {
+    if (impl_->shape[i] == 1) continue;
+    if (impl_->strides[i] != expected) return false;
+    expected *= impl_->shape[i];
+  }
+  return true;
+}
+
+void* Tensor::data_ptr() const {
+  return static_cast<char*>(impl_->storage.data()) + impl_->offset * element_size();
+}
+
+bool Tensor::requires_grad() const { return impl_->requires_grad; }
+Tensor Tensor::grad() const { return impl_->grad; }
+void Tensor::set_grad(const Tensor& g) const {
+  if (g.defined())
+    LUMEN_CHECK(g.shape() == shape(), "set_grad: gradient shape ", ShapeStr{g.shape()},
+                " does not match tensor shape ", ShapeStr{shape()});
+  impl_->grad = g;
+}
+bool Tensor::is_leaf() const { return impl_->grad_fn == nullptr; }
+const std::shared_ptr<autograd::Node>& Tensor::grad_fn() const { return impl_->grad_fn; }
+
+Tensor& Tensor::requires_grad_(bool value) {
+  LUMEN_CHECK(is_leaf(), "requires_grad_: only leaf tensors can change requires_grad; ",
+              "use detach() to get a leaf");
+  LUMEN_CHECK(!value || is_floating(dtype()), "requires_grad_: only floating tensors can ",
+              "require grad, got dtype ", dtype());
+  impl_->requires_grad = value;
+  return *this;
+}
+
+Tensor Tensor::detach() const {
+  return make_view(*this, impl_->shape, impl_->strides, impl_->offset);
+}
+
+void Tensor::register_hook(GradHook hook) const {
+  LUMEN_CHECK(requires_grad() && is_leaf(), "register_hook: hooks go on leaf tensors that ",
+              "require grad (requires_grad=", requires_grad(), ", is_leaf=", is_leaf(), ")");
+  impl_->hooks.push_back(std::move(hook));
+}
+
+Tensor make_view(const Tensor& base, Shape shape, Shape strides, int64_t offset) {
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = base.storage();
+  impl->shape = std::move(shape);
+  impl->strides = std::move(strides);
+  impl->offset = offset;
+  impl->dtype = base.dtype();
+  return Tensor(std::move(impl));
+}
+
+Tensor empty(const Shape& shape, TensorOptions opts) {
+  for (int64_t d : shape)
+    LUMEN_CHECK(d >= 0, "empty: negative size in shape ", ShapeStr{shape});
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = Storage(numel_of(shape) * dtype_size(opts.dtype), opts.device);
+  impl->shape = shape;
+  impl->strides = contiguous_strides(shape);
+  impl->dtype = opts.dtype;
+  Tensor t(std::move(impl));
+  if (opts.requires_grad) t.requires_grad_(true);
+  return t;
+}
+
+}  // namespace lumen

@@ -1,0 +1,111 @@
+#include "tests/op_harness.h"
+
+#include <cmath>
+
+namespace lumen::testing {
+
+std::vector<OpCase>& op_cases() {
+  static std::vector<OpCase> cases;
+  return cases;
+}
+
+namespace {
+
+// Random inputs of a case. Float inputs are `dtype`; with `strided`, each float input of rank
+// >= 1 is a non-contiguous view (the transpose of a transposed buffer, or every other element).
+std::vector<Tensor> make_inputs(const OpCase& c, DType dtype, bool strided, uint64_t seed,
+                                Device device = Device::cpu()) {
+  Generator gen(seed);
+  std::vector<Tensor> out;
+  for (const Input& in : c.inputs) {
+    Tensor t;
+    switch (in.kind) {
+      case Input::Index:
+        t = (rand(in.shape, {.dtype = DType::f64}, &gen) * static_cast<double>(in.high))
+                .to(DType::i64);
+        break;
+      case Input::Mask:
+        t = rand(in.shape, {.dtype = DType::f64}, &gen) > scalar_tensor(0.5, {DType::f64});
+        break;
+      case Input::Positive:
+        t = (rand(in.shape, {.dtype = DType::f64}, &gen) * 1.5 + 0.5).to(dtype);
+        break;
+      case Input::Real: t = randn(in.shape, {.dtype = DType::f64}, &gen).to(dtype); break;
+    }
+    bool floating = in.kind == Input::Real || in.kind == Input::Positive;
+    t = t.to(device);
+    if (strided && floating && t.dim() >= 2) {
+      // Same values, transposed memory.
+      t = t.transpose(0, t.dim() - 1).contiguous().transpose(0, t.dim() - 1);
+    } else if (strided && floating && t.dim() == 1) {
+      Tensor wide = zeros({t.size(0), 2}, {t.dtype(), device});
+      wide.select(1, 0).copy_(t);
+      t = wide.select(1, 0);
+    }
+    t = t.detach();
+    if (floating && !in.no_grad) t.requires_grad_(true);
+    out.push_back(t);
+  }
+  return out;
+}
+
+class OpHarness : public ::testing::TestWithParam<OpCase> {};
+
+TEST_P(OpHarness, Gradcheck) {
+  const OpCase& c = GetParam();
+  if (!c.gradcheck) GTEST_SKIP() << c.name << " has no gradient";
+  for (bool strided : {false, true}) {
+    std::vector<Tensor> inputs = make_inputs(c, DType::f64, strided, 42);
+    if (strided) {
+      bool any = false;
+      for (const Tensor& t : inputs) any |= t.requires_grad() && !t.is_contiguous();
+      if (!any) continue;
+    }
+    autograd::GradcheckResult r = autograd::gradcheck(c.fn, inputs);
+    EXPECT_TRUE(r.ok) << c.name << (strided ? " (non-contiguous inputs)" : "") << ": "
+                      << r.message;
+  }
+}
+
+// |a - b| <= atol + rtol |b| elementwise, NaN never passing (poisoned memory reads as NaN).
+::testing::AssertionResult close(const Tensor& got, const Tensor& want, double rtol, double atol) {
+  if (got.shape() != want.shape())
+    return ::testing::AssertionFailure()
+           << "shape " << shape_str(got.shape()) << " vs " << shape_str(want.shape());
+  std::vector<double> a = got.to_vector<double>(), b = want.to_vector<double>();
+  for (size_t i = 0; i < a.size(); ++i)
+    if (!(std::abs(a[i] - b[i]) <= atol + rtol * std::abs(b[i])))
+      return ::testing::AssertionFailure() << "element " << i << ": " << a[i] << " vs " << b[i];
+  return ::testing::AssertionSuccess();
+}
+
+TEST_P(OpHarness, CudaMatchesCpu) {
+  if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device";
+  const OpCase& c = GetParam();
+  set_poison_allocations(true);
+  for (bool strided : {false, true}) {
+    std::vector<Tensor> cpu_in = make_inputs(c, DType::f32, strided, 7);
+    std::vector<Tensor> gpu_in = make_inputs(c, DType::f32, strided, 7, Device::cuda());
+    Tensor want = c.fn(cpu_in);
+    Tensor got = c.fn(gpu_in);
+    EXPECT_TRUE(close(got, want, c.cuda_rtol, c.cuda_atol)) << c.name << " forward";
+    if (!c.gradcheck || !want.requires_grad()) continue;
+    Tensor r = randn(want.shape(), {.dtype = want.dtype()});
+    (want * r).sum().backward();
+    (got * r.to(Device::cuda())).sum().backward();
+    for (size_t i = 0; i < cpu_in.size(); ++i) {
+      if (!cpu_in[i].requires_grad()) continue;
+      EXPECT_TRUE(close(gpu_in[i].grad(), cpu_in[i].grad(), c.cuda_rtol, c.cuda_atol))
+          << c.name << " gradient of input " << i;
+    }
+  }
+  set_poison_allocations(false);
+}
+
+INSTANTIATE_TEST_SUITE_P(Ops, OpHarness, ::testing::ValuesIn(op_cases()),
+                         [](const ::testing::TestParamInfo<OpCase>& info) {
+                           return info.param.name;
+                         });
+
+}  // namespace
+}  // namespace lumen::testing
