@@ -29,10 +29,7 @@ inline constinit OpKernel<void(const Tensor& out, const Tensor& src)> copy{"copy
 // out[...] = value
 inline constinit OpKernel<void(const Tensor& out, double value)> fill{"fill"};
 
-// Random fills of a contiguous out from Philox (seed, offset): see tensor/generator.h.
-enum class RandomKind : uint8_t { Uniform, Normal, Bernoulli };
-// Uniform: [0, 1); Normal: N(0, 1); Bernoulli: 1 with probability `param`, else 0.
-// Each element i is a function of (seed, offset, i) alone, so every backend draws the same.
+// A random fill of a contiguous out: element i = random_value<T>(kind, param, seed, offset, i).
 inline constinit OpKernel<void(const Tensor& out, RandomKind, double param, uint64_t seed,
                                uint64_t offset)>
     random_fill{"random_fill"};

@@ -7,7 +7,8 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "tensor/half.h"
+#include "tensor/dtype.h"
+#include "tensor/generator.h"
 
 namespace lumen::kernels {
 
@@ -19,6 +20,25 @@ struct UnaryArgs {
   UnaryOp op;
   double a = 0, b = 0;
 };
+
+// Random fills: Uniform in [0, 1); Normal N(0, 1); Bernoulli 1 with probability `param`.
+enum class RandomKind : uint8_t { Uniform, Normal, Bernoulli };
+
+// Element i of a random fill is a function of (seed, offset, i) alone, so every backend draws
+// the same numbers (tensor/generator.h).
+template <class T>
+LUMEN_HD T random_value(RandomKind kind, double param, uint64_t seed, uint64_t offset,
+                        uint64_t i) {
+  double v;
+  if (kind == RandomKind::Uniform)
+    v = std::is_same_v<T, double> ? philox_uniform_f64(seed, offset, i)
+                                  : philox_uniform_f32(seed, offset, i);
+  else if (kind == RandomKind::Normal)
+    v = philox_normal(seed, offset, i);
+  else
+    v = philox_uniform_f32(seed, offset, i) < param ? 1.0 : 0.0;
+  return T(static_cast<acc_t<T>>(v));
+}
 
 enum class BinaryOp : uint8_t { Add, Sub, Mul, Div, Pow, Maximum, Minimum };
 enum class CompareOp : uint8_t { Eq, Ne, Lt, Le, Gt, Ge };
@@ -193,6 +213,19 @@ decltype(auto) visit_binary(BinaryOp op, F&& f) {
     case BinaryOp::Minimum: return f(ew::Minimum{});
   }
   return f(ew::Add{});
+}
+
+// Conversion goes through the wider of the two accumulation types, so f64 -> i64 keeps all
+// digits and f32 -> f16 rounds once.
+template <class To, class From>
+LUMEN_HD To convert_to(From v) {
+  if constexpr (std::is_same_v<To, bool>) {
+    return static_cast<acc_t<From>>(v) != acc_t<From>(0);
+  } else if constexpr (std::is_same_v<To, Half> || std::is_same_v<To, BFloat16>) {
+    return To(static_cast<float>(static_cast<acc_t<From>>(v)));
+  } else {
+    return static_cast<To>(static_cast<acc_t<From>>(v));
+  }
 }
 
 template <class T>

@@ -34,4 +34,15 @@ inline constinit OpKernel<void(const Tensor& out, int64_t dim, const Tensor& ind
                                const Tensor& src)>
     scatter_add{"scatter_add"};
 
+// out[n, :] = weight[indices[n], :] for every element n of indices (any shape); weight is
+// [V, D] and out has shape indices.shape + [D].
+inline constinit OpKernel<void(const Tensor& out, const Tensor& weight, const Tensor& indices)>
+    embedding{"embedding"};
+
+// grad_weight[indices[n], :] += grad[n, :] for every n whose index is not padding_idx (negative:
+// none); grad has shape indices.shape + [D]. Each row sums its contributions in increasing n.
+inline constinit OpKernel<void(const Tensor& grad_weight, const Tensor& grad, const Tensor& indices,
+                               int64_t padding_idx)>
+    embedding_backward{"embedding_backward"};
+
 }  // namespace lumen::kernels

@@ -11,17 +11,16 @@ namespace lumen::kernels {
 //   xhat = (x - mean) rstd, y = xhat w + b
 // mean and rstd ([M]) are saved for the backward.
 inline constinit OpKernel<void(const Tensor& y, const Tensor& mean, const Tensor& rstd,
-                               const Tensor& x, const Tensor& weight, const Tensor& bias,
-                               int64_t D, double eps)>
+                               const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t D,
+                               double eps)>
     layer_norm{"layer_norm"};
 // With g = dy w (dy where w is undefined) and row means <.> over the D elements:
 //   dx = rstd (g - <g> - xhat <g xhat>)
 //   dw = sum over rows of dy xhat, db = sum over rows of dy
 // grad_x, grad_weight, grad_bias may be undefined when not needed.
-inline constinit OpKernel<void(const Tensor& grad_x, const Tensor& grad_weight,
-                               const Tensor& grad_bias, const Tensor& grad_y, const Tensor& x,
-                               const Tensor& mean, const Tensor& rstd, const Tensor& weight,
-                               int64_t D)>
+inline constinit OpKernel<void(
+    const Tensor& grad_x, const Tensor& grad_weight, const Tensor& grad_bias, const Tensor& grad_y,
+    const Tensor& x, const Tensor& mean, const Tensor& rstd, const Tensor& weight, int64_t D)>
     layer_norm_backward{"layer_norm_backward"};
 
 // Batch statistics of x [N, C, S...] per channel c over the M = N * S elements:
@@ -40,10 +39,9 @@ inline constinit OpKernel<void(const Tensor& y, const Tensor& x, const Tensor& m
 //   eval (running statistics, constants):
 //     dx = w invstd dy
 // grad_weight and grad_bias have dtype T; any output may be undefined when not needed.
-inline constinit OpKernel<void(const Tensor& grad_x, const Tensor& grad_weight,
-                               const Tensor& grad_bias, const Tensor& grad_y, const Tensor& x,
-                               const Tensor& mean, const Tensor& invstd, const Tensor& weight,
-                               bool training)>
+inline constinit OpKernel<void(
+    const Tensor& grad_x, const Tensor& grad_weight, const Tensor& grad_bias, const Tensor& grad_y,
+    const Tensor& x, const Tensor& mean, const Tensor& invstd, const Tensor& weight, bool training)>
     batch_norm_backward{"batch_norm_backward"};
 
 }  // namespace lumen::kernels

@@ -8,8 +8,8 @@ namespace lumen::kernels {
 
 // softmax:     y_i = exp(x_i - m) / sum_j exp(x_j - m),   m = max_j x_j
 // log_softmax: y_i = x_i - m - log sum_j exp(x_j - m)
-inline constinit OpKernel<void(const Tensor& out, const Tensor& x, int64_t dim, bool log)>
-    softmax{"softmax"};
+inline constinit OpKernel<void(const Tensor& out, const Tensor& x, int64_t dim, bool log)> softmax{
+    "softmax"};
 // softmax:     dx_i = y_i (dy_i - sum_j dy_j y_j)
 // log_softmax: dx_i = dy_i - exp(y_i) sum_j dy_j
 // (y is the forward's output)

@@ -116,12 +116,13 @@ class Tensor {
 
   // In-place (no graph). Refused on tensors that require grad while grad mode is on: wrap
   // parameter updates in NoGradGuard, as optimizers do.
-  Tensor& fill_(double value);
-  Tensor& zero_() { return fill_(0.0); }
-  Tensor& copy_(const Tensor& src);  // src broadcast to this shape, cast to this dtype
-  Tensor& add_(const Tensor& other, double alpha = 1.0);
-  Tensor& mul_(const Tensor& other);
-  Tensor& mul_(double value);
+  // Const like the handle: they change the data, not which tensor this is.
+  const Tensor& fill_(double value) const;
+  const Tensor& zero_() const { return fill_(0.0); }
+  const Tensor& copy_(const Tensor& src) const;  // src broadcast to this shape, cast to dtype
+  const Tensor& add_(const Tensor& other, double alpha = 1.0) const;
+  const Tensor& mul_(const Tensor& other) const;
+  const Tensor& mul_(double value) const;
 
   // Math shorthands for the free functions of the same names.
   Tensor exp() const;

@@ -91,19 +91,6 @@ void where_cpu(const Tensor& out, const Tensor& cond, const Tensor& a, const Ten
   });
 }
 
-// Conversion goes through the wider of the two accumulation types, so f64 -> i64 keeps all
-// digits and f32 -> f16 rounds once.
-template <class To, class From>
-To convert(From v) {
-  if constexpr (std::is_same_v<To, bool>) {
-    return static_cast<acc_t<From>>(v) != acc_t<From>(0);
-  } else if constexpr (std::is_same_v<To, Half> || std::is_same_v<To, BFloat16>) {
-    return To(static_cast<float>(static_cast<acc_t<From>>(v)));
-  } else {
-    return static_cast<To>(static_cast<acc_t<From>>(v));
-  }
-}
-
 void copy_cpu(const Tensor& out, const Tensor& src) {
   dispatch_dtype<DTypes::All>(out.dtype(), "copy", [&]<class To>() {
     dispatch_dtype<DTypes::All>(src.dtype(), "copy", [&]<class From>() {
@@ -113,9 +100,9 @@ void copy_cpu(const Tensor& out, const Tensor& src) {
         To* po = o + off[0];
         const From* ps = s + off[1];
         if (st[0] == 1 && st[1] == 1) {
-          for (int64_t i = 0; i < n; ++i) po[i] = convert<To>(ps[i]);
+          for (int64_t i = 0; i < n; ++i) po[i] = convert_to<To>(ps[i]);
         } else {
-          for (int64_t i = 0; i < n; ++i) po[i * st[0]] = convert<To>(ps[i * st[1]]);
+          for (int64_t i = 0; i < n; ++i) po[i * st[0]] = convert_to<To>(ps[i * st[1]]);
         }
       });
     });
@@ -125,7 +112,7 @@ void copy_cpu(const Tensor& out, const Tensor& src) {
 void fill_cpu(const Tensor& out, double value) {
   dispatch_dtype<DTypes::All>(out.dtype(), "fill", [&]<class T>() {
     T* o = out.data<T>();
-    T v = convert<T>(value);
+    T v = convert_to<T>(value);
     cpu::StridedLoop<1>({&out}).parallel([&](auto off, auto st, int64_t n) {
       for (int64_t i = 0; i < n; ++i) o[off[0] + i * st[0]] = v;
     });
@@ -137,18 +124,7 @@ void random_fill_cpu(const Tensor& out, RandomKind kind, double param, uint64_t 
   dispatch_dtype<DTypes::FloatAndHalf>(out.dtype(), "random_fill", [&]<class T>() {
     T* o = out.data<T>();
     cpu::parallel_for(out.numel(), 16384, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) {
-        double v;
-        switch (kind) {
-          case RandomKind::Uniform:
-            v = std::is_same_v<T, double> ? philox_uniform_f64(seed, offset, i)
-                                          : philox_uniform_f32(seed, offset, i);
-            break;
-          case RandomKind::Normal: v = philox_normal(seed, offset, i); break;
-          default: v = philox_uniform_f32(seed, offset, i) < param ? 1.0 : 0.0; break;
-        }
-        o[i] = T(static_cast<acc_t<T>>(v));
-      }
+      for (int64_t i = b; i < e; ++i) o[i] = random_value<T>(kind, param, seed, offset, i);
     });
   });
 }

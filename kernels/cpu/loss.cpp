@@ -93,7 +93,7 @@ void cross_entropy_backward_rows(const Tensor& grad_logits, const Tensor& grad_l
       }
       const A g = A(pg[r]), l = plse[r];
       for (int64_t j = 0; j < c; ++j) {
-        A p = std::exp(A(xr[j * st]) - l) - off;
+        A p = std::exp(A(xr[j * st]) - l) - off * A(0.5);
         if (j == y) p -= A(1) - e;
         gr[j * st] = T(g * p);
       }
@@ -140,9 +140,8 @@ void bce_logits_loop(const Tensor& out, const Tensor& x, const Tensor& y, const 
 }
 
 template <class T>
-void bce_logits_backward_loop(const Tensor& gx, const Tensor& gy, const Tensor& gp,
-                              const Tensor& g, const Tensor& x, const Tensor& y,
-                              const Tensor& pw) {
+void bce_logits_backward_loop(const Tensor& gx, const Tensor& gy, const Tensor& gp, const Tensor& g,
+                              const Tensor& x, const Tensor& y, const Tensor& pw) {
   using A = acc_t<T>;
   T* pgx = gx.defined() ? gx.data<T>() : nullptr;
   T* pgy = gy.defined() ? gy.data<T>() : nullptr;
@@ -197,9 +196,8 @@ void bce_logits_cpu(const Tensor& out, const Tensor& x, const Tensor& y, const T
                                        [&]<class T>() { bce_logits_loop<T>(out, x, y, pw); });
 }
 
-void bce_logits_backward_cpu(const Tensor& gx, const Tensor& gy, const Tensor& gp,
-                             const Tensor& g, const Tensor& x, const Tensor& y,
-                             const Tensor& pw) {
+void bce_logits_backward_cpu(const Tensor& gx, const Tensor& gy, const Tensor& gp, const Tensor& g,
+                             const Tensor& x, const Tensor& y, const Tensor& pw) {
   dispatch_dtype<DTypes::FloatAndHalf>(
       x.dtype(), "binary_cross_entropy_with_logits_backward",
       [&]<class T>() { bce_logits_backward_loop<T>(gx, gy, gp, g, x, y, pw); });

@@ -71,7 +71,8 @@ void gemm_one(T* c, const T* a, const Layout& la, const T* b, const Layout& lb) 
     C.setZero();
     return;
   }
-  with_map(a, la, [&](const auto& A) { with_map(b, lb, [&](const auto& B) { C.noalias() = A * B; }); });
+  with_map(a, la,
+           [&](const auto& A) { with_map(b, lb, [&](const auto& B) { C.noalias() = A * B; }); });
 }
 
 // 16-bit types: widen both operands to float, multiply in float, round once.
@@ -113,10 +114,11 @@ void matmul_cpu(const Tensor& out, const Tensor& a, const Tensor& b) {
       }
     };
     int64_t n = batches.count();
-    double flops = double(la.rows) * double(la.cols) * double(lb.cols);
-    // Below about 64^3 multiply-adds a GEMM is too short to split across threads; give whole
-    // products to threads instead.
-    if (n > 1 && flops < 262144.0)
+    double madds = double(la.rows) * double(la.cols) * double(lb.cols);
+    // Whole products per thread need no synchronisation inside a GEMM, so they win whenever
+    // the batches spread evenly (many of them) or each GEMM is too short (below 128^3
+    // multiply-adds) for Eigen's threading to pay for its barriers.
+    if (n > 1 && (madds < 2097152.0 || n >= 4 * cpu::num_threads()))
       cpu::parallel_for(n, 1, run);
     else
       run(0, n);

@@ -211,7 +211,7 @@ void batch_norm_backward_impl(const Tensor& gx, const Tensor& gw, const Tensor& 
         const A mdy = A(sdy / count), mdyx = A(sdyx / count);
         for_channel(ch, c, [&](int64_t i) {
           A xh = (A(px[i]) - mu) * r;
-          pgx[i] = T(k * (A(pg[i]) - mdy - xh * mdyx));
+          pgx[i] = T(k * (A(pg[i]) - mdy - xh * mdyx * A(0.5)));
         });
       } else {
         for_channel(ch, c, [&](int64_t i) { pgx[i] = T(k * A(pg[i])); });
@@ -227,18 +227,17 @@ void layer_norm_cpu(const Tensor& y, const Tensor& mean, const Tensor& rstd, con
   });
 }
 
-void layer_norm_backward_cpu(const Tensor& gx, const Tensor& gw, const Tensor& gb,
-                             const Tensor& gy, const Tensor& x, const Tensor& mean,
-                             const Tensor& rstd, const Tensor& weight, int64_t d) {
+void layer_norm_backward_cpu(const Tensor& gx, const Tensor& gw, const Tensor& gb, const Tensor& gy,
+                             const Tensor& x, const Tensor& mean, const Tensor& rstd,
+                             const Tensor& weight, int64_t d) {
   dispatch_dtype<DTypes::FloatAndHalf>(x.dtype(), "layer_norm_backward", [&]<class T>() {
     layer_norm_backward_impl<T>(gx, gw, gb, gy, x, mean, rstd, weight, d);
   });
 }
 
 void batch_norm_stats_cpu(const Tensor& mean, const Tensor& var, const Tensor& x) {
-  dispatch_dtype<DTypes::FloatAndHalf>(x.dtype(), "batch_norm", [&]<class T>() {
-    batch_norm_stats_impl<T>(mean, var, x);
-  });
+  dispatch_dtype<DTypes::FloatAndHalf>(x.dtype(), "batch_norm",
+                                       [&]<class T>() { batch_norm_stats_impl<T>(mean, var, x); });
 }
 
 void batch_norm_apply_cpu(const Tensor& y, const Tensor& x, const Tensor& mean,
@@ -248,9 +247,9 @@ void batch_norm_apply_cpu(const Tensor& y, const Tensor& x, const Tensor& mean,
   });
 }
 
-void batch_norm_backward_cpu(const Tensor& gx, const Tensor& gw, const Tensor& gb,
-                             const Tensor& gy, const Tensor& x, const Tensor& mean,
-                             const Tensor& invstd, const Tensor& weight, bool training) {
+void batch_norm_backward_cpu(const Tensor& gx, const Tensor& gw, const Tensor& gb, const Tensor& gy,
+                             const Tensor& x, const Tensor& mean, const Tensor& invstd,
+                             const Tensor& weight, bool training) {
   dispatch_dtype<DTypes::FloatAndHalf>(x.dtype(), "batch_norm_backward", [&]<class T>() {
     batch_norm_backward_impl<T>(gx, gw, gb, gy, x, mean, invstd, weight, training);
   });

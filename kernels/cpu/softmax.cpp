@@ -92,8 +92,7 @@ void softmax_backward_rows(const Tensor& gx, const Tensor& gy, const Tensor& y, 
           xr[j * st] = T(A(gr[j * st]) - std::exp(A(yr[j * st])) * dot);
       } else {
         for (int64_t j = 0; j < d; ++j) dot += A(gr[j * st]) * A(yr[j * st]);
-        for (int64_t j = 0; j < d; ++j)
-          xr[j * st] = T(A(yr[j * st]) * (A(gr[j * st]) - dot));
+        for (int64_t j = 0; j < d; ++j) xr[j * st] = T(A(yr[j * st]) * (A(gr[j * st]) - dot));
       }
     }
   });

@@ -1,54 +1,18 @@
 #pragma once
-// Iteration over N tensors that share one (broadcast) shape but may have any strides: the
-// output first, then inputs broadcast to it (stride 0 on stretched dims). Dims that are
-// contiguous for every operand are merged, so the common case is one long inner run.
+// CPU iteration over a BroadcastLayout: runs of the innermost dim, split across threads.
 #include <array>
 
+#include "kernels/broadcast_layout.h"
 #include "kernels/cpu/parallel.h"
-#include "tensor/tensor.h"
 
 namespace lumen::cpu {
 
 template <int N>
-struct StridedLoop {
-  Shape shape;
-  std::array<Shape, N> strides;  // in elements
-
-  // ops[0] gives the shape; the others must broadcast to it.
-  explicit StridedLoop(std::array<const Tensor*, N> ops) {
-    const Shape& full = ops[0]->shape();
-    size_t nd = full.size();
-    std::array<Shape, N> st;
-    for (int k = 0; k < N; ++k) {
-      const Tensor& t = *ops[k];
-      st[k].assign(nd, 0);
-      size_t lead = nd - t.shape().size();
-      for (size_t i = 0; i < t.shape().size(); ++i)
-        st[k][lead + i] = t.shape()[i] == 1 ? 0 : t.strides()[i];
-    }
-    // Drop size-1 dims, then merge dim i into i+1 when every operand steps through them as one.
-    for (size_t i = 0; i < nd; ++i) {
-      if (full[i] == 1) continue;
-      if (!shape.empty()) {
-        bool mergeable = true;
-        for (int k = 0; k < N; ++k)
-          if (strides[k].back() != st[k][i] * full[i]) mergeable = false;
-        if (mergeable) {
-          shape.back() *= full[i];
-          for (int k = 0; k < N; ++k) strides[k].back() = st[k][i];
-          continue;
-        }
-      }
-      shape.push_back(full[i]);
-      for (int k = 0; k < N; ++k) strides[k].push_back(st[k][i]);
-    }
-    if (shape.empty()) {  // a single element
-      shape.push_back(1);
-      for (int k = 0; k < N; ++k) strides[k].push_back(0);
-    }
-  }
-
-  int64_t numel() const { return numel_of(shape); }
+struct StridedLoop : kernels::BroadcastLayout<N> {
+  using kernels::BroadcastLayout<N>::BroadcastLayout;
+  using kernels::BroadcastLayout<N>::shape;
+  using kernels::BroadcastLayout<N>::strides;
+  using kernels::BroadcastLayout<N>::numel;
 
   // Calls run(offsets, inner_strides, n) for runs of the innermost dim covering elements
   // [begin, end) in row-major order; offsets are in elements from each operand's data_ptr.

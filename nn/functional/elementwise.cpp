@@ -260,13 +260,13 @@ Tensor Tensor::sigmoid() const { return lumen::sigmoid(*this); }
 Tensor Tensor::tanh() const { return lumen::tanh(*this); }
 Tensor Tensor::pow(double e) const { return lumen::pow(*this, e); }
 
-Tensor& Tensor::fill_(double value) {
+const Tensor& Tensor::fill_(double value) const {
   check_inplace(*this, "fill_");
   kernels::fill(device(), *this, value);
   return *this;
 }
 
-Tensor& Tensor::copy_(const Tensor& src) {
+const Tensor& Tensor::copy_(const Tensor& src) const {
   check_inplace(*this, "copy_");
   LUMEN_CHECK(src.defined(), "copy_: source is undefined");
   Shape shape = broadcast_shapes(this->shape(), src.shape(), "copy_");
@@ -277,7 +277,7 @@ Tensor& Tensor::copy_(const Tensor& src) {
   return *this;
 }
 
-Tensor& Tensor::add_(const Tensor& other, double alpha) {
+const Tensor& Tensor::add_(const Tensor& other, double alpha) const {
   check_inplace(*this, "add_");
   check_same_device("add_", *this, other);
   LUMEN_CHECK(broadcast_shapes(shape(), other.shape(), "add_") == shape(), "add_: operand of shape ",
@@ -289,7 +289,7 @@ Tensor& Tensor::add_(const Tensor& other, double alpha) {
   return *this;
 }
 
-Tensor& Tensor::mul_(const Tensor& other) {
+const Tensor& Tensor::mul_(const Tensor& other) const {
   check_inplace(*this, "mul_");
   check_same_device("mul_", *this, other);
   LUMEN_CHECK(broadcast_shapes(shape(), other.shape(), "mul_") == shape(), "mul_: operand of shape ",
@@ -299,6 +299,6 @@ Tensor& Tensor::mul_(const Tensor& other) {
   return *this;
 }
 
-Tensor& Tensor::mul_(double value) { return mul_(scalar_tensor(value, {dtype(), device()})); }
+const Tensor& Tensor::mul_(double value) const { return mul_(scalar_tensor(value, {dtype(), device()})); }
 
 }  // namespace lumen

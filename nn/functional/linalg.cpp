@@ -12,8 +12,8 @@ namespace {
 void check_operands(const char* op, const Tensor& a, const Tensor& b) {
   LUMEN_CHECK(a.defined() && b.defined(), op, ": got an undefined tensor");
   LUMEN_CHECK(a.device() == b.device(), op, ": operands of shapes ", ShapeStr{a.shape()}, " and ",
-              ShapeStr{b.shape()}, " are on different devices (", a.device(), " and ",
-              b.device(), ")");
+              ShapeStr{b.shape()}, " are on different devices (", a.device(), " and ", b.device(),
+              ")");
   LUMEN_CHECK(is_floating(a.dtype()) && a.dtype() == b.dtype(), op,
               ": expected two floating tensors of one dtype, got ", a.dtype(), " ",
               ShapeStr{a.shape()}, " and ", b.dtype(), " ", ShapeStr{b.shape()});
@@ -28,7 +28,8 @@ Tensor gemm_operand(Tensor t, const Shape& batch) {
   size_t nb = batch.size(), lead = nb - (t.shape().size() - 2);
   Shape shape = batch, strides(nb, 0);
   for (size_t i = lead; i < nb; ++i)
-    if (t.size(static_cast<int64_t>(i - lead)) != 1) strides[i] = t.stride(static_cast<int64_t>(i - lead));
+    if (t.size(static_cast<int64_t>(i - lead)) != 1)
+      strides[i] = t.stride(static_cast<int64_t>(i - lead));
   shape.push_back(t.size(-2));
   shape.push_back(t.size(-1));
   strides.push_back(t.stride(-2));
@@ -74,10 +75,11 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   LUMEN_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: both operands must be at least 1-D, got ",
               "shapes ", ShapeStr{a.shape()}, " and ", ShapeStr{b.shape()});
   int64_t ka = a.size(-1), kb = b.size(b.dim() == 1 ? 0 : -2);
-  LUMEN_CHECK(ka == kb, "matmul: shapes ", ShapeStr{a.shape()}, " and ", ShapeStr{b.shape()},
-              " cannot be multiplied: the last dim of the first (", ka, ") must equal ",
-              b.dim() == 1 ? "the length of the second (" : "the second-to-last dim of the second (",
-              kb, ")");
+  LUMEN_CHECK(
+      ka == kb, "matmul: shapes ", ShapeStr{a.shape()}, " and ", ShapeStr{b.shape()},
+      " cannot be multiplied: the last dim of the first (", ka, ") must equal ",
+      b.dim() == 1 ? "the length of the second (" : "the second-to-last dim of the second (", kb,
+      ")");
   if (a.dim() == 1 && b.dim() == 1) return matmul_nd(a.unsqueeze(0), b.unsqueeze(1)).reshape({});
   if (a.dim() == 1) return matmul_nd(a.unsqueeze(0), b).squeeze(-2);
   if (b.dim() == 1) return matmul_nd(a, b.unsqueeze(1)).squeeze(-1);

@@ -21,9 +21,12 @@ Reduction parse_reduction(const char* op, const std::string& r) {
 
 Tensor reduce(const Tensor& loss, Reduction r) {
   switch (r) {
-    case Reduction::Mean: return mean(loss);
-    case Reduction::Sum: return sum(loss);
-    case Reduction::None: break;
+    case Reduction::Mean:
+      return mean(loss);
+    case Reduction::Sum:
+      return sum(loss);
+    case Reduction::None:
+      break;
   }
   return loss;
 }
@@ -55,9 +58,10 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target,
   const Reduction red = parse_reduction(op, options.reduction);
   check_float(op, "logits", logits);
   LUMEN_CHECK(target.defined(), op, ": target is undefined");
-  LUMEN_CHECK(target.dtype() == DType::i64, op, ": target must hold class indices as i64, got ",
-              "dtype ", target.dtype(), " of shape ", ShapeStr{target.shape()},
-              " (class-probability targets are not supported; convert indices with to(DType::i64))");
+  LUMEN_CHECK(
+      target.dtype() == DType::i64, op, ": target must hold class indices as i64, got ", "dtype ",
+      target.dtype(), " of shape ", ShapeStr{target.shape()},
+      " (class-probability targets are not supported; convert indices with to(DType::i64))");
   check_device(op, "target", target, logits);
   const double e = options.label_smoothing;
   LUMEN_CHECK(e >= 0.0 && e <= 1.0, op, ": label_smoothing must be in [0, 1], got ", e);
@@ -99,16 +103,18 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target,
       op, loss, {x},
       [xs = xc.detach(), tc, lse, ignore, e](const Tensor& g, const autograd::NeedsGrad&) {
         Tensor gx = empty_like(xs);
-        kernels::cross_entropy_backward(xs.device(), gx, g.to(xs.dtype()).contiguous(), xs, tc,
-                                        lse, ignore, e);
+        kernels::cross_entropy_backward(xs.device(), gx, g.to(xs.dtype()).contiguous(), xs, tc, lse,
+                                        ignore, e);
         return std::vector<Tensor>{gx};
       });
   switch (red) {
     case Reduction::Mean:
       // Over the targets that count: 0 / 0 = NaN when every target is ignored.
       return sum(loss) / static_cast<double>(counted);
-    case Reduction::Sum: return sum(loss);
-    case Reduction::None: break;
+    case Reduction::Sum:
+      return sum(loss);
+    case Reduction::None:
+      break;
   }
   return unbatched ? loss.reshape(target.shape()) : loss;
 }
@@ -134,17 +140,21 @@ Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& targ
   check_float(op, "logits", logits);
   check_float(op, "target", target);
   check_device(op, "target", target, logits);
-  LUMEN_CHECK(logits.shape() == target.shape(), op, ": target of shape ",
-              ShapeStr{target.shape()}, " does not match logits of shape ",
-              ShapeStr{logits.shape()}, "; expected equal shapes");
+  LUMEN_CHECK(logits.shape() == target.shape(), op, ": target of shape ", ShapeStr{target.shape()},
+              " does not match logits of shape ", ShapeStr{logits.shape()},
+              "; expected equal shapes");
   const DType dt = logits.dtype();
   Tensor y = target.to(dt);
   Tensor pw;
   if (pos_weight.defined()) {
     check_float(op, "pos_weight", pos_weight);
     check_device(op, "pos_weight", pos_weight, logits);
-    Shape b = broadcast_shapes(pos_weight.shape(), logits.shape(), op);
-    LUMEN_CHECK(b == logits.shape(), op, ": pos_weight of shape ", ShapeStr{pos_weight.shape()},
+    const Shape& ps = pos_weight.shape();
+    const int64_t lead = logits.dim() - pos_weight.dim();
+    bool fits = lead >= 0;
+    for (int64_t i = 0; fits && i < pos_weight.dim(); ++i)
+      fits = ps[i] == 1 || ps[i] == logits.size(lead + i);
+    LUMEN_CHECK(fits, op, ": pos_weight of shape ", ShapeStr{pos_weight.shape()},
                 " does not broadcast to logits of shape ", ShapeStr{logits.shape()});
     pw = pos_weight.to(dt);
   }
@@ -158,8 +168,8 @@ Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& targ
         Tensor gx = needs[0] ? empty_like(xs) : Tensor();
         Tensor gy = needs[1] ? empty_like(xs) : Tensor();
         Tensor gp = needs[2] ? empty_like(xs) : Tensor();
-        kernels::bce_logits_backward(xs.device(), gx, gy, gp, g.to(xs.dtype()).contiguous(), xs,
-                                     ys, ps);
+        kernels::bce_logits_backward(xs.device(), gx, gy, gp, g.to(xs.dtype()).contiguous(), xs, ys,
+                                     ps);
         if (gp.defined()) gp = sum_to(gp, ps.shape());
         return std::vector<Tensor>{gx, gy, gp};
       });

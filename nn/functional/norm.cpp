@@ -23,7 +23,7 @@ Tensor param_like(const char* op, const char* what, const Tensor& p, const Shape
               " but input of shape ", ShapeStr{x.shape()}, " needs ", ShapeStr{expected});
   LUMEN_CHECK(p.device() == x.device(), op, ": ", what, " is on ", p.device(),
               " but the input is on ", x.device(), "; move both to one device");
-  return p.to(x.dtype());
+  return p.to(x.dtype()).contiguous();  // the kernels index weight and bias as plain arrays
 }
 
 }  // namespace
@@ -36,8 +36,7 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
               x.dtype(), " of shape ", ShapeStr{x.shape()});
   const int64_t k = static_cast<int64_t>(normalized_shape.size());
   bool fits = k >= 1 && x.dim() >= k;
-  for (int64_t i = 0; fits && i < k; ++i)
-    fits = x.size(x.dim() - k + i) == normalized_shape[i];
+  for (int64_t i = 0; fits && i < k; ++i) fits = x.size(x.dim() - k + i) == normalized_shape[i];
   LUMEN_CHECK(fits, op, ": normalized_shape ", ShapeStr{normalized_shape},
               " must be non-empty and equal the last dims of the input, got input of shape ",
               ShapeStr{x.shape()});
@@ -52,18 +51,18 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
   Tensor mean = empty(rows, {acc_dtype(x.dtype()), x.device()});
   Tensor rstd = empty(rows, {acc_dtype(x.dtype()), x.device()});
   kernels::layer_norm(x.device(), y, mean, rstd, xc, w, b, d, eps);
-  return autograd::record(
-      op, y, {x, w, b},
-      [xs = xc.detach(), ws = w.defined() ? w.detach() : Tensor(), mean, rstd, d](
-          const Tensor& g, const autograd::NeedsGrad& needs) {
-        Tensor gx = needs[0] ? empty_like(xs) : Tensor();
-        Tensor gw = needs[1] ? empty_like(ws) : Tensor();
-        Tensor gb = needs[2] ? empty_like(ws) : Tensor();
-        if (needs[2] && !gb.defined()) gb = empty(Shape{d}, {xs.dtype(), xs.device()});
-        kernels::layer_norm_backward(xs.device(), gx, gw, gb, g.to(xs.dtype()).contiguous(), xs,
-                                     mean, rstd, ws, d);
-        return std::vector<Tensor>{gx, gw, gb};
-      });
+  return autograd::record(op, y, {x, w, b},
+                          [xs = xc.detach(), ws = w.defined() ? w.detach() : Tensor(), mean, rstd,
+                           d, normalized_shape](const Tensor& g, const autograd::NeedsGrad& needs) {
+                            const TensorOptions opts{xs.dtype(), xs.device()};
+                            Tensor gx = needs[0] ? empty_like(xs) : Tensor();
+                            Tensor gw = needs[1] ? empty(normalized_shape, opts) : Tensor();
+                            Tensor gb = needs[2] ? empty(normalized_shape, opts) : Tensor();
+                            kernels::layer_norm_backward(xs.device(), gx, gw, gb,
+                                                         g.to(xs.dtype()).contiguous(), xs, mean,
+                                                         rstd, ws, d);
+                            return std::vector<Tensor>{gx, gw, gb};
+                          });
 }
 
 Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
@@ -107,8 +106,9 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
       invstd = 1.0 / (var + eps).sqrt();
       if (track) {
         const double unbias = static_cast<double>(count) / static_cast<double>(count - 1);
-        running_mean.mul_(1.0 - momentum).add_(mean, momentum);
-        running_var.mul_(1.0 - momentum).add_(var, momentum * unbias);
+        Tensor rm = running_mean, rv = running_var;  // handles to the same storage
+        rm.mul_(1.0 - momentum).add_(mean, momentum);
+        rv.mul_(1.0 - momentum).add_(var, momentum * unbias * 0.5);
       }
     } else {
       // A copy, so a later in-place update of the running stats leaves the backward's intact.

@@ -30,9 +30,7 @@ Tensor softmax_op(const char* name, const Tensor& x, int64_t dim, bool log) {
 }  // namespace
 
 Tensor softmax(const Tensor& x, int64_t dim) { return softmax_op("softmax", x, dim, false); }
-Tensor log_softmax(const Tensor& x, int64_t dim) {
-  return softmax_op("log_softmax", x, dim, true);
-}
+Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_op("log_softmax", x, dim, true); }
 
 Tensor Tensor::softmax(int64_t dim) const { return lumen::softmax(*this, dim); }
 Tensor Tensor::log_softmax(int64_t dim) const { return lumen::log_softmax(*this, dim); }

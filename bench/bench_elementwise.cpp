@@ -1,0 +1,78 @@
+// Elementwise throughput on the CPU in GB/s, counting every byte read and written once.
+#include <benchmark/benchmark.h>
+
+#include "lumen/lumen.h"
+
+using namespace lumen;
+
+namespace {
+
+void set_gbps(benchmark::State& state, double bytes_per_iter) {
+  state.counters["GB/s"] = benchmark::Counter(
+      bytes_per_iter * 1e-9 * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+}
+
+// Read a and b, write c: 3 n floats.
+void BM_Add(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  Tensor a = randn({n}), b = randn({n});
+  for (auto _ : state) {
+    Tensor c = a + b;
+    benchmark::DoNotOptimize(c.data_ptr());
+  }
+  set_gbps(state, 3.0 * n * sizeof(float));
+}
+BENCHMARK(BM_Add)->Arg(1 << 16)->Arg(1 << 20)->Arg(1 << 24)->UseRealTime();
+
+// [rows, cols] + [cols] (a bias row): read the matrix and the row once, write the matrix.
+void BM_AddBroadcastRow(benchmark::State& state) {
+  const int64_t rows = state.range(0), cols = state.range(1);
+  Tensor a = randn({rows, cols}), b = randn({cols});
+  for (auto _ : state) {
+    Tensor c = a + b;
+    benchmark::DoNotOptimize(c.data_ptr());
+  }
+  set_gbps(state, (2.0 * rows * cols + cols) * sizeof(float));
+}
+BENCHMARK(BM_AddBroadcastRow)->Args({4096, 1024})->Args({1024, 16})->UseRealTime();
+
+// [rows, cols] + [rows, 1] (a per-row scalar): the inner operand has stride 0.
+void BM_AddBroadcastColumn(benchmark::State& state) {
+  const int64_t rows = state.range(0), cols = state.range(1);
+  Tensor a = randn({rows, cols}), b = randn({rows, 1});
+  for (auto _ : state) {
+    Tensor c = a + b;
+    benchmark::DoNotOptimize(c.data_ptr());
+  }
+  set_gbps(state, (2.0 * rows * cols + rows) * sizeof(float));
+}
+BENCHMARK(BM_AddBroadcastColumn)->Args({4096, 1024})->UseRealTime();
+
+template <Tensor (*Op)(const Tensor&)>
+void BM_Unary(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  Tensor a = randn({n});
+  for (auto _ : state) {
+    Tensor c = Op(a);
+    benchmark::DoNotOptimize(c.data_ptr());
+  }
+  set_gbps(state, 2.0 * n * sizeof(float));
+}
+BENCHMARK(BM_Unary<lumen::exp>)->Name("BM_Exp")->Arg(1 << 20)->Arg(1 << 24)->UseRealTime();
+BENCHMARK(BM_Unary<lumen::relu>)->Name("BM_Relu")->Arg(1 << 20)->Arg(1 << 24)->UseRealTime();
+
+// A transpose made contiguous: reads with a large stride, writes in order.
+void BM_TransposeCopy(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  Tensor a = randn({n, n});
+  for (auto _ : state) {
+    Tensor c = a.t().contiguous();
+    benchmark::DoNotOptimize(c.data_ptr());
+  }
+  set_gbps(state, 2.0 * n * n * sizeof(float));
+}
+BENCHMARK(BM_TransposeCopy)->Arg(512)->Arg(2048)->UseRealTime();
+
+}  // namespace
+
+BENCHMARK_MAIN();

@@ -1,0 +1,237 @@
+// CPU 2-D convolution as im2col + GEMM (Eigen). For each image and group the receptive fields
+// are unrolled into a matrix col [Cg kH kW, OH OW]; the convolution is then one GEMM, and its
+// two backward passes are GEMMs with the transposed operands:
+//   forward        Y_g  = W_g col                 [Og, OH OW]
+//   grad input     col  = W_g^T dY_g, then col2im  (scatter-add back to the image)
+//   grad weight    dW_g = sum_n dY_g col^T
+// A 1x1 convolution with unit stride and no padding needs no unrolling: col is the image.
+// Batches of at least one image per thread run one image per thread (each thread owns its
+// col buffer and Eigen runs single-threaded inside); smaller batches let im2col and Eigen's
+// GEMM use the threads.
+#include <Eigen/Core>
+#include <vector>
+
+#include "kernels/conv.h"
+#include "kernels/cpu/parallel.h"
+
+namespace lumen::kernels {
+namespace {
+
+template <class T>
+using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <class T>
+using Map = Eigen::Map<RowMat<T>>;
+template <class T>
+using ConstMap = Eigen::Map<const RowMat<T>>;
+
+struct Geom {
+  int64_t N, C, H, W, O, KH, KW, OH, OW, G;
+  Conv2dParams p;
+
+  Geom(const Tensor& x, const Tensor& w, const Tensor& y, Conv2dParams p)
+      : N(x.size(0)),
+        C(x.size(1)),
+        H(x.size(2)),
+        W(x.size(3)),
+        O(w.size(0)),
+        KH(w.size(2)),
+        KW(w.size(3)),
+        OH(y.size(2)),
+        OW(y.size(3)),
+        G(p.groups),
+        p(p) {}
+  int64_t cg() const { return C / G; }            // input channels per group
+  int64_t og() const { return O / G; }            // output channels per group
+  int64_t ckk() const { return cg() * KH * KW; }  // rows of col
+  int64_t l() const { return OH * OW; }           // columns of col
+  bool pointwise() const {
+    return KH == 1 && KW == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0;
+  }
+  bool per_image() const { return N > 1 && N >= cpu::num_threads(); }
+};
+
+// floor(a / b) for b > 0.
+int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+// The output positions o in [0, n_out) whose input position o s - pad + k d lies in [0, n_in):
+// [lo, hi).
+std::pair<int64_t, int64_t> valid_range(int64_t n_in, int64_t n_out, int64_t s, int64_t pad,
+                                        int64_t kd) {
+  int64_t lo = std::max<int64_t>(0, floor_div(pad - kd + s - 1, s));
+  int64_t hi = std::min<int64_t>(n_out, floor_div(n_in - 1 + pad - kd, s) + 1);
+  return {lo, std::max(lo, hi)};
+}
+
+// col[(c, kh, kw), (oh, ow)] = x[c, oh sh - ph + kh dh, ow sw - pw + kw dw] (0 outside), for the
+// Cg channels starting at x.
+template <class T>
+void im2col(const T* x, T* col, const Geom& g) {
+  const int64_t KK = g.KH * g.KW, L = g.l();
+  cpu::parallel_for(g.ckk(), 4, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      int64_t c = r / KK, kh = (r / g.KW) % g.KH, kw = r % g.KW;
+      const T* xc = x + c * g.H * g.W;
+      T* dst = col + r * L;
+      auto [ow0, ow1] = valid_range(g.W, g.OW, g.p.stride_w, g.p.pad_w, kw * g.p.dilation_w);
+      for (int64_t oh = 0; oh < g.OH; ++oh) {
+        T* d = dst + oh * g.OW;
+        int64_t ih = oh * g.p.stride_h - g.p.pad_h + kh * g.p.dilation_h;
+        if (ih < 0 || ih >= g.H) {
+          std::fill(d, d + g.OW, T(0));
+          continue;
+        }
+        const T* xr = xc + ih * g.W;
+        const int64_t shift = kw * g.p.dilation_w - g.p.pad_w;
+        std::fill(d, d + ow0, T(0));
+        for (int64_t ow = ow0; ow < ow1; ++ow) d[ow] = xr[ow * g.p.stride_w + shift];
+        std::fill(d + ow1, d + g.OW, T(0));
+      }
+    }
+  });
+}
+
+// The adjoint of im2col: gx[c, ih, iw] += col[(c, kh, kw), (oh, ow)] over every (kh, kw, oh, ow)
+// that reads (c, ih, iw). Channels are independent, so they are split across threads.
+template <class T>
+void col2im(const T* col, T* gx, const Geom& g) {
+  const int64_t L = g.l();
+  cpu::parallel_for(g.cg(), 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      T* xc = gx + c * g.H * g.W;
+      for (int64_t kh = 0; kh < g.KH; ++kh) {
+        for (int64_t kw = 0; kw < g.KW; ++kw) {
+          const T* src = col + ((c * g.KH + kh) * g.KW + kw) * L;
+          auto [ow0, ow1] = valid_range(g.W, g.OW, g.p.stride_w, g.p.pad_w, kw * g.p.dilation_w);
+          for (int64_t oh = 0; oh < g.OH; ++oh) {
+            int64_t ih = oh * g.p.stride_h - g.p.pad_h + kh * g.p.dilation_h;
+            if (ih < 0 || ih >= g.H) continue;
+            T* xr = xc + ih * g.W;
+            const int64_t shift = kw * g.p.dilation_w - g.p.pad_w;
+            const T* s = src + oh * g.OW;
+            for (int64_t ow = ow0; ow < ow1; ++ow) xr[ow * g.p.stride_w + shift] += s[ow];
+          }
+        }
+      }
+    }
+  });
+}
+
+// Runs image(n, col) for every image, with a col buffer per thread (see the file comment).
+template <class T, class F>
+void for_each_image(const Geom& g, const F& image) {
+  auto buffer = [&] { return g.pointwise() ? RowMat<T>() : RowMat<T>(g.ckk(), g.l()); };
+  if (g.per_image()) {
+    cpu::parallel_for(g.N, 1, [&](int64_t b, int64_t e) {
+      RowMat<T> col = buffer();
+      for (int64_t n = b; n < e; ++n) image(n, col);
+    });
+  } else {
+    RowMat<T> col = buffer();
+    for (int64_t n = 0; n < g.N; ++n) image(n, col);
+  }
+}
+
+// The unrolled input of image n, group grp: a view of x itself for a pointwise conv, else col
+// filled by im2col.
+template <class T>
+ConstMap<T> columns(const T* x, int64_t n, int64_t grp, const Geom& g, RowMat<T>& col) {
+  const T* xg = x + (n * g.C + grp * g.cg()) * g.H * g.W;
+  if (g.pointwise()) return ConstMap<T>(xg, g.cg(), g.l());
+  im2col(xg, col.data(), g);
+  return ConstMap<T>(col.data(), g.ckk(), g.l());
+}
+
+template <class T>
+void forward(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias,
+             const Geom& g) {
+  const T* px = x.data<T>();
+  const T* pw = w.data<T>();
+  const T* pb = bias.defined() ? bias.data<T>() : nullptr;
+  T* po = out.data<T>();
+  for_each_image<T>(g, [&](int64_t n, RowMat<T>& col) {
+    for (int64_t grp = 0; grp < g.G; ++grp) {
+      ConstMap<T> Wg(pw + grp * g.og() * g.ckk(), g.og(), g.ckk());
+      Map<T> Y(po + (n * g.O + grp * g.og()) * g.l(), g.og(), g.l());
+      Y.noalias() = Wg * columns(px, n, grp, g, col);
+      if (pb)
+        for (int64_t o = 0; o < g.og(); ++o) Y.row(o).array() += pb[grp * g.og() + o];
+    }
+  });
+}
+
+template <class T>
+void backward_input(const Tensor& gx, const Tensor& gy, const Tensor& w, const Geom& g) {
+  const T* pgy = gy.data<T>();
+  const T* pw = w.data<T>();
+  T* pgx = gx.data<T>();
+  for_each_image<T>(g, [&](int64_t n, RowMat<T>& col) {
+    for (int64_t grp = 0; grp < g.G; ++grp) {
+      ConstMap<T> Wg(pw + grp * g.og() * g.ckk(), g.og(), g.ckk());
+      ConstMap<T> dY(pgy + (n * g.O + grp * g.og()) * g.l(), g.og(), g.l());
+      T* gxg = pgx + (n * g.C + grp * g.cg()) * g.H * g.W;
+      if (g.pointwise()) {
+        Map<T>(gxg, g.cg(), g.l()).noalias() = Wg.transpose() * dY;
+      } else {
+        col.noalias() = Wg.transpose() * dY;
+        std::fill(gxg, gxg + g.cg() * g.H * g.W, T(0));
+        col2im(col.data(), gxg, g);
+      }
+    }
+  });
+}
+
+// Images are split into P fixed chunks (P depends only on N and the thread count); each chunk
+// sums its images' dW into its own buffer and the buffers are added in chunk order, so the
+// result does not depend on timing.
+template <class T>
+void backward_weight(const Tensor& gw, const Tensor& gy, const Tensor& x, const Geom& g) {
+  const T* pgy = gy.data<T>();
+  const T* px = x.data<T>();
+  Map<T> dW(gw.data<T>(), g.O, g.ckk());
+  int64_t P = g.per_image() ? std::min<int64_t>(g.N, cpu::num_threads()) : 1;
+  std::vector<RowMat<T>> partial(P);
+  cpu::parallel_for(P, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      RowMat<T>& acc = partial[p];
+      acc.setZero(g.O, g.ckk());
+      RowMat<T> col = g.pointwise() ? RowMat<T>() : RowMat<T>(g.ckk(), g.l());
+      for (int64_t n = g.N * p / P; n < g.N * (p + 1) / P; ++n) {
+        for (int64_t grp = 0; grp < g.G; ++grp) {
+          ConstMap<T> dY(pgy + (n * g.O + grp * g.og()) * g.l(), g.og(), g.l());
+          acc.middleRows(grp * g.og(), g.og()).noalias() +=
+              dY * columns(px, n, grp, g, col).transpose();
+        }
+      }
+    }
+  });
+  dW = partial[0];
+  for (int64_t p = 1; p < P; ++p) dW += partial[p];
+}
+
+void conv2d_cpu(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias,
+                Conv2dParams p) {
+  dispatch_dtype<DTypes::Float>(
+      x.dtype(), "conv2d", [&]<class T>() { forward<T>(out, x, w, bias, Geom(x, w, out, p)); });
+}
+
+void conv2d_backward_input_cpu(const Tensor& gx, const Tensor& gy, const Tensor& w,
+                               Conv2dParams p) {
+  dispatch_dtype<DTypes::Float>(gx.dtype(), "conv2d_backward_input", [&]<class T>() {
+    backward_input<T>(gx, gy, w, Geom(gx, w, gy, p));
+  });
+}
+
+void conv2d_backward_weight_cpu(const Tensor& gw, const Tensor& gy, const Tensor& x,
+                                Conv2dParams p) {
+  dispatch_dtype<DTypes::Float>(gw.dtype(), "conv2d_backward_weight", [&]<class T>() {
+    backward_weight<T>(gw, gy, x, Geom(x, gw, gy, p));
+  });
+}
+
+}  // namespace
+
+LUMEN_REGISTER_KERNEL(conv2d, CPU, conv2d_cpu);
+LUMEN_REGISTER_KERNEL(conv2d_backward_input, CPU, conv2d_backward_input_cpu);
+LUMEN_REGISTER_KERNEL(conv2d_backward_weight, CPU, conv2d_backward_weight_cpu);
+
+}  // namespace lumen::kernels

@@ -1,0 +1,151 @@
+// CPU 2-D pooling: one plane (one image channel) at a time, planes split across threads. Each
+// backward writes only its own plane of grad_x, so threads never share an output.
+#include <cmath>
+#include <limits>
+
+#include "kernels/cpu/parallel.h"
+#include "kernels/pool.h"
+
+namespace lumen::kernels {
+namespace {
+
+struct Planes {
+  int64_t count, H, W, OH, OW;
+  Planes(const Tensor& x, const Tensor& y)
+      : count(x.dim() > 2 ? x.numel() / (x.size(-2) * x.size(-1)) : 1),
+        H(x.size(-2)),
+        W(x.size(-1)),
+        OH(y.size(-2)),
+        OW(y.size(-1)) {}
+  // Enough planes per task that a thread gets some 16K output elements.
+  int64_t grain() const { return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, OH * OW)); }
+};
+
+// The window of output (i, j), clipped to the image: rows [h0, h1), cols [w0, w1) (average
+// pooling: no dilation), and its divisor.
+struct AvgWindow {
+  int64_t h0, h1, w0, w1, divisor;
+  AvgWindow(int64_t i, int64_t j, const Planes& s, const Pool2dParams& p) {
+    h0 = i * p.stride_h - p.pad_h;
+    w0 = j * p.stride_w - p.pad_w;
+    h1 = std::min(h0 + p.kernel_h, s.H + p.pad_h);
+    w1 = std::min(w0 + p.kernel_w, s.W + p.pad_w);
+    int64_t padded = (h1 - h0) * (w1 - w0);
+    h0 = std::max<int64_t>(h0, 0);
+    w0 = std::max<int64_t>(w0, 0);
+    h1 = std::min(h1, s.H);
+    w1 = std::min(w1, s.W);
+    divisor = p.count_include_pad ? padded : (h1 - h0) * (w1 - w0);
+  }
+};
+
+void max_pool2d_cpu(const Tensor& out, const Tensor& indices, const Tensor& x, Pool2dParams p) {
+  dispatch_dtype<DTypes::FloatAndHalf>(x.dtype(), "max_pool2d", [&]<class T>() {
+    using A = acc_t<T>;
+    const Planes s(x, out);
+    const T* px = x.data<T>();
+    T* po = out.data<T>();
+    int64_t* pi = indices.data<int64_t>();
+    cpu::parallel_for(s.count, s.grain(), [&](int64_t b, int64_t e) {
+      for (int64_t plane = b; plane < e; ++plane) {
+        const T* xp = px + plane * s.H * s.W;
+        for (int64_t i = 0; i < s.OH; ++i) {
+          for (int64_t j = 0; j < s.OW; ++j) {
+            A best = -std::numeric_limits<A>::infinity();
+            int64_t arg = -1;
+            for (int64_t a = 0; a < p.kernel_h; ++a) {
+              int64_t ih = i * p.stride_h - p.pad_h + a * p.dilation_h;
+              if (ih < 0 || ih >= s.H) continue;
+              for (int64_t c = 0; c < p.kernel_w; ++c) {
+                int64_t iw = j * p.stride_w - p.pad_w + c * p.dilation_w;
+                if (iw < 0 || iw >= s.W) continue;
+                A v = A(xp[ih * s.W + iw]);
+                if (arg < 0 || v > best || std::isnan(v)) {
+                  best = v;
+                  arg = ih * s.W + iw;
+                }
+              }
+            }
+            int64_t o = (plane * s.OH + i) * s.OW + j;
+            po[o] = T(best);
+            pi[o] = arg;
+          }
+        }
+      }
+    });
+  });
+}
+
+void max_pool2d_backward_cpu(const Tensor& gx, const Tensor& gy, const Tensor& indices) {
+  dispatch_dtype<DTypes::FloatAndHalf>(gx.dtype(), "max_pool2d_backward", [&]<class T>() {
+    using A = acc_t<T>;
+    const Planes s(gx, gy);
+    T* pgx = gx.data<T>();
+    const T* pgy = gy.data<T>();
+    const int64_t* pi = indices.data<int64_t>();
+    cpu::parallel_for(s.count, s.grain(), [&](int64_t b, int64_t e) {
+      std::fill(pgx + b * s.H * s.W, pgx + e * s.H * s.W, T(0));
+      for (int64_t plane = b; plane < e; ++plane) {
+        T* gp = pgx + plane * s.H * s.W;
+        for (int64_t o = plane * s.OH * s.OW; o < (plane + 1) * s.OH * s.OW; ++o)
+          gp[pi[o]] = T(A(gp[pi[o]]) + A(pgy[o]));
+      }
+    });
+  });
+}
+
+void avg_pool2d_cpu(const Tensor& out, const Tensor& x, Pool2dParams p) {
+  dispatch_dtype<DTypes::FloatAndHalf>(x.dtype(), "avg_pool2d", [&]<class T>() {
+    using A = acc_t<T>;
+    const Planes s(x, out);
+    const T* px = x.data<T>();
+    T* po = out.data<T>();
+    cpu::parallel_for(s.count, s.grain(), [&](int64_t b, int64_t e) {
+      for (int64_t plane = b; plane < e; ++plane) {
+        const T* xp = px + plane * s.H * s.W;
+        for (int64_t i = 0; i < s.OH; ++i) {
+          for (int64_t j = 0; j < s.OW; ++j) {
+            AvgWindow w(i, j, s, p);
+            A sum = 0;
+            for (int64_t ih = w.h0; ih < w.h1; ++ih)
+              for (int64_t iw = w.w0; iw < w.w1; ++iw) sum += A(xp[ih * s.W + iw]);
+            po[(plane * s.OH + i) * s.OW + j] = T(sum / A(w.divisor));
+          }
+        }
+      }
+    });
+  });
+}
+
+void avg_pool2d_backward_cpu(const Tensor& gx, const Tensor& gy, Pool2dParams p) {
+  dispatch_dtype<DTypes::FloatAndHalf>(gx.dtype(), "avg_pool2d_backward", [&]<class T>() {
+    using A = acc_t<T>;
+    const Planes s(gx, gy);
+    T* pgx = gx.data<T>();
+    const T* pgy = gy.data<T>();
+    cpu::parallel_for(s.count, s.grain(), [&](int64_t b, int64_t e) {
+      std::fill(pgx + b * s.H * s.W, pgx + e * s.H * s.W, T(0));
+      for (int64_t plane = b; plane < e; ++plane) {
+        T* gp = pgx + plane * s.H * s.W;
+        for (int64_t i = 0; i < s.OH; ++i) {
+          for (int64_t j = 0; j < s.OW; ++j) {
+            AvgWindow w(i, j, s, p);
+            A g = A(pgy[(plane * s.OH + i) * s.OW + j]) / A(w.divisor);
+            for (int64_t ih = w.h0; ih < w.h1; ++ih)
+              for (int64_t iw = w.w0; iw < w.w1; ++iw)
+                gp[ih * s.W + iw] = T(A(gp[ih * s.W + iw]) + g);
+          }
+        }
+      }
+    });
+  });
+}
+
+}  // namespace
+
+LUMEN_REGISTER_KERNEL(max_pool2d, CPU, max_pool2d_cpu);
+LUMEN_REGISTER_KERNEL(max_pool2d_backward, CPU, max_pool2d_backward_cpu);
+LUMEN_REGISTER_KERNEL(avg_pool2d, CPU, avg_pool2d_cpu);
+LUMEN_REGISTER_KERNEL(avg_pool2d_backward, CPU, avg_pool2d_backward_cpu);
+
+}  // namespace lumen::kernels

@@ -1,0 +1,162 @@
+// CUDA elementwise kernels: one grid-stride kernel over a broadcast layout, with the same
+// functors as the CPU (kernels/elementwise_ops.h); 16-bit types compute in float. The small
+// structs below are the per-element bodies (device lambdas cannot live in the generic lambdas
+// that dispatch on dtype).
+#include "kernels/cuda/launch.cuh"
+#include "kernels/elementwise.h"
+
+namespace lumen::kernels {
+namespace {
+
+using cuda::launch_strided;
+
+template <class T, class F>
+struct UnaryBody {  // o = f(a)
+  T* o;
+  const T* a;
+  F f;
+  __device__ void operator()(const int64_t* off) const { o[off[0]] = T(f(acc_t<T>(a[off[1]]))); }
+};
+
+template <class T, class F>
+struct UnaryBackwardBody {  // gx = g f'(x)
+  T* gx;
+  const T* g;
+  const T* x;
+  F f;
+  __device__ void operator()(const int64_t* off) const {
+    gx[off[0]] = T(f.backward(acc_t<T>(g[off[1]]), acc_t<T>(x[off[2]])));
+  }
+};
+
+template <class T, class F>
+struct BinaryBody {  // o = f(a, b)
+  T* o;
+  const T* a;
+  const T* b;
+  F f;
+  __device__ void operator()(const int64_t* off) const {
+    o[off[0]] = T(f(acc_t<T>(a[off[1]]), acc_t<T>(b[off[2]])));
+  }
+};
+
+template <class T>
+struct CompareBody {
+  bool* o;
+  const T* a;
+  const T* b;
+  CompareOp op;
+  __device__ void operator()(const int64_t* off) const {
+    o[off[0]] = compare_values(op, acc_t<T>(a[off[1]]), acc_t<T>(b[off[2]]));
+  }
+};
+
+template <class T>
+struct WhereBody {
+  T* o;
+  const bool* c;
+  const T* a;
+  const T* b;
+  __device__ void operator()(const int64_t* off) const {
+    o[off[0]] = c[off[1]] ? a[off[2]] : b[off[3]];
+  }
+};
+
+template <class To, class From>
+struct CopyBody {
+  To* o;
+  const From* s;
+  __device__ void operator()(const int64_t* off) const { o[off[0]] = convert_to<To>(s[off[1]]); }
+};
+
+template <class T>
+struct FillBody {
+  T* o;
+  T v;
+  __device__ void operator()(const int64_t* off) const { o[off[0]] = v; }
+};
+
+template <class T>
+struct RandomBody {
+  T* o;
+  RandomKind kind;
+  double param;
+  uint64_t seed, offset;
+  __device__ void operator()(const int64_t* off) const {
+    o[off[0]] = random_value<T>(kind, param, seed, offset, static_cast<uint64_t>(off[0]));
+  }
+};
+
+void unary_cuda(const Tensor& out, const Tensor& x, UnaryArgs args) {
+  dispatch_dtype<DTypes::FloatAndHalf>(out.dtype(), "unary", [&]<class T>() {
+    visit_unary(args, [&](auto fn) {
+      launch_strided<2>({&out, &x}, UnaryBody<T, decltype(fn)>{out.data<T>(), x.data<T>(), fn});
+    });
+  });
+}
+
+void unary_backward_cuda(const Tensor& gx, const Tensor& gy, const Tensor& x, UnaryArgs args) {
+  dispatch_dtype<DTypes::FloatAndHalf>(gx.dtype(), "unary_backward", [&]<class T>() {
+    visit_unary(args, [&](auto fn) {
+      launch_strided<3>({&gx, &gy, &x}, UnaryBackwardBody<T, decltype(fn)>{
+                                            gx.data<T>(), gy.data<T>(), x.data<T>(), fn});
+    });
+  });
+}
+
+void binary_cuda(const Tensor& out, const Tensor& a, const Tensor& b, BinaryOp op) {
+  dispatch_dtype<DTypes::Arithmetic>(out.dtype(), "binary", [&]<class T>() {
+    visit_binary(op, [&](auto fn) {
+      launch_strided<3>({&out, &a, &b}, BinaryBody<T, decltype(fn)>{out.data<T>(), a.data<T>(),
+                                                                   b.data<T>(), fn});
+    });
+  });
+}
+
+void compare_cuda(const Tensor& out, const Tensor& a, const Tensor& b, CompareOp op) {
+  dispatch_dtype<DTypes::All>(a.dtype(), "compare", [&]<class T>() {
+    launch_strided<3>({&out, &a, &b},
+                      CompareBody<T>{out.data<bool>(), a.data<T>(), b.data<T>(), op});
+  });
+}
+
+void where_cuda(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor& b) {
+  dispatch_dtype<DTypes::All>(out.dtype(), "where", [&]<class T>() {
+    launch_strided<4>({&out, &cond, &a, &b},
+                      WhereBody<T>{out.data<T>(), cond.data<bool>(), a.data<T>(), b.data<T>()});
+  });
+}
+
+void copy_cuda(const Tensor& out, const Tensor& src) {
+  dispatch_dtype<DTypes::All>(out.dtype(), "copy", [&]<class To>() {
+    dispatch_dtype<DTypes::All>(src.dtype(), "copy", [&]<class From>() {
+      launch_strided<2>({&out, &src}, CopyBody<To, From>{out.data<To>(), src.data<From>()});
+    });
+  });
+}
+
+void fill_cuda(const Tensor& out, double value) {
+  dispatch_dtype<DTypes::All>(out.dtype(), "fill", [&]<class T>() {
+    launch_strided<1>({&out}, FillBody<T>{out.data<T>(), convert_to<T>(value)});
+  });
+}
+
+void random_fill_cuda(const Tensor& out, RandomKind kind, double param, uint64_t seed,
+                      uint64_t offset) {
+  dispatch_dtype<DTypes::FloatAndHalf>(out.dtype(), "random_fill", [&]<class T>() {
+    launch_strided<1>({&out}, RandomBody<T>{out.data<T>(), kind, param, seed, offset});
+  });
+}
+
+}  // namespace
+
+LUMEN_REGISTER_KERNEL(unary, CUDA, unary_cuda);
+LUMEN_REGISTER_KERNEL(unary_backward, CUDA, unary_backward_cuda);
+LUMEN_REGISTER_KERNEL(binary, CUDA, binary_cuda);
+LUMEN_REGISTER_KERNEL(compare, CUDA, compare_cuda);
+LUMEN_REGISTER_KERNEL(where, CUDA, where_cuda);
+LUMEN_REGISTER_KERNEL(copy, CUDA, copy_cuda);
+LUMEN_REGISTER_KERNEL(fill, CUDA, fill_cuda);
+LUMEN_REGISTER_KERNEL(random_fill, CUDA, random_fill_cuda);
+
+}  // namespace lumen::kernels

@@ -1,0 +1,113 @@
+#include "tests/op_harness.h"
+
+namespace lumen::testing {
+namespace {
+
+using nn::functional::dropout;
+
+// A fresh generator per call keeps the mask fixed while the harness perturbs the input.
+Tensor seeded_dropout(const Tensor& x, double p) {
+  Generator gen(7);
+  return dropout(x, p, true, &gen);
+}
+
+LUMEN_OP_CASES(dropout){{
+    {"dropout_p03", {Input::real({4, 5})}, [](const auto& v) { return seeded_dropout(v[0], 0.3); }},
+    {"dropout_p05_odd",
+     {Input::real({3, 7, 5})},
+     [](const auto& v) { return seeded_dropout(v[0], 0.5); }},
+    {"dropout_1d", {Input::real({13})}, [](const auto& v) { return seeded_dropout(v[0], 0.2); }},
+}};
+
+TEST(Dropout, FractionAndScale) {
+  const int64_t n = 200000;
+  for (double p : {0.1, 0.3, 0.7}) {
+    Generator gen(123);
+    Tensor out = dropout(ones({n}), p, true, &gen);
+    std::vector<float> v = out.to_vector<float>();
+    int64_t zeros_seen = 0;
+    const float kept = static_cast<float>(1.0 / (1.0 - p));
+    for (float e : v) {
+      if (e == 0.f) {
+        ++zeros_seen;
+      } else {
+        ASSERT_FLOAT_EQ(e, kept) << "p = " << p;
+      }
+    }
+    // Standard deviation of the fraction is sqrt(p (1 - p) / n) <= 0.0012: allow 5 of them.
+    EXPECT_NEAR(static_cast<double>(zeros_seen) / n, p, 0.006) << "p = " << p;
+  }
+}
+
+TEST(Dropout, KeptValuesAreScaledInputs) {
+  Generator gen(11);
+  Tensor x = randn({64, 33}, {.dtype = DType::f64});
+  Tensor out = dropout(x, 0.25, true, &gen);
+  std::vector<double> xv = x.to_vector<double>(), ov = out.to_vector<double>();
+  int64_t kept = 0;
+  for (size_t i = 0; i < xv.size(); ++i) {
+    if (ov[i] == 0.0) continue;
+    ++kept;
+    EXPECT_NEAR(ov[i], xv[i] / 0.75, 1e-15 * std::abs(xv[i]) + 1e-300);
+  }
+  EXPECT_GT(kept, 0);
+  EXPECT_LT(kept, static_cast<int64_t>(xv.size()));
+}
+
+TEST(Dropout, SeedDeterminesMask) {
+  Tensor x = ones({1000});
+  Generator a(5), b(5), c(6);
+  std::vector<float> ma = dropout(x, 0.5, true, &a).to_vector<float>();
+  EXPECT_EQ(ma, dropout(x, 0.5, true, &b).to_vector<float>());
+  EXPECT_NE(ma, dropout(x, 0.5, true, &c).to_vector<float>());
+  // The generator advances: a second draw from `a` gives a new mask.
+  EXPECT_NE(ma, dropout(x, 0.5, true, &a).to_vector<float>());
+  // The global generator, reseeded, repeats itself.
+  manual_seed(9);
+  std::vector<float> g1 = dropout(x, 0.5).to_vector<float>();
+  manual_seed(9);
+  EXPECT_EQ(g1, dropout(x, 0.5).to_vector<float>());
+}
+
+TEST(Dropout, EvalAndZeroPAreIdentity) {
+  Tensor x = randn({3, 4});
+  EXPECT_TRUE(dropout(x, 0.5, false).same(x));
+  EXPECT_TRUE(dropout(x, 0.0, true).same(x));
+  Generator gen(1);
+  dropout(x, 0.5, false, &gen);
+  EXPECT_EQ(gen.offset(), 0u);  // no draw in eval mode
+}
+
+TEST(Dropout, POneGivesZerosAndZeroGradient) {
+  Tensor x = randn({4, 3}, {.dtype = DType::f64});
+  x.requires_grad_();
+  Tensor out = dropout(x, 1.0, true);
+  EXPECT_EQ(out.to_vector<double>(), std::vector<double>(12, 0.0));
+  out.sum().backward();
+  EXPECT_EQ(x.grad().to_vector<double>(), std::vector<double>(12, 0.0));
+}
+
+TEST(Dropout, GradientIsTheScaledMask) {
+  Generator gen(21);
+  Tensor x = ones({500}, {.dtype = DType::f64});
+  x.requires_grad_();
+  Tensor out = dropout(x, 0.4, true, &gen);
+  (out * 3.0).sum().backward();
+  std::vector<double> o = out.to_vector<double>(), g = x.grad().to_vector<double>();
+  for (size_t i = 0; i < o.size(); ++i) {
+    ASSERT_TRUE(o[i] == 0.0 || o[i] == 1.0 / 0.6) << o[i];
+    ASSERT_EQ(g[i], 3.0 * o[i]);  // d out / dx = mask / (1 - p), as x = 1
+  }
+}
+
+TEST(Dropout, Errors) {
+  Tensor x = zeros({2, 3});
+  EXPECT_THROW_MSG(dropout(x, -0.1), "dropout", "[0, 1]", "-0.1");
+  EXPECT_THROW_MSG(dropout(x, 1.5), "dropout", "[0, 1]", "1.5");
+  EXPECT_THROW_MSG(dropout(x, std::nan("")), "dropout", "[0, 1]");
+  EXPECT_THROW_MSG(dropout(zeros({2, 3}, {.dtype = DType::i64}), 0.5), "dropout", "floating", "i64",
+                   "[2, 3]");
+}
+
+}  // namespace
+}  // namespace lumen::testing

@@ -1,0 +1,195 @@
+#include <cmath>
+
+#include "tests/op_harness.h"
+
+namespace lumen::testing {
+namespace {
+
+namespace F = nn::functional;
+
+// Running stats made inside the case, so every call starts from the same state.
+Tensor bn_train(const std::vector<Tensor>& v, int64_t c) {
+  Tensor rm = zeros({c}, {.dtype = v[0].dtype()}), rv = ones({c}, {.dtype = v[0].dtype()});
+  return F::batch_norm(v[0], rm, rv, v.size() > 1 ? v[1] : Tensor(), v.size() > 2 ? v[2] : Tensor(),
+                       true);
+}
+
+LUMEN_OP_CASES(norm){{
+    {"layer_norm_affine",
+     {Input::real({4, 6}), Input::real({6}), Input::real({6})},
+     [](const auto& v) { return F::layer_norm(v[0], {6}, v[1], v[2]); }},
+    {"layer_norm_plain",
+     {Input::real({3, 5})},
+     [](const auto& v) { return F::layer_norm(v[0], {5}); }},
+    {"layer_norm_two_dims",
+     {Input::real({2, 3, 4}), Input::real({3, 4}), Input::real({3, 4})},
+     [](const auto& v) {
+       return F::layer_norm(v[0], {3, 4}, v[1], v[2], 1e-3);
+     }},
+    {"layer_norm_weight_only",
+     {Input::real({5, 7}), Input::real({7})},
+     [](const auto& v) { return F::layer_norm(v[0], {7}, v[1]); }},
+    {"batch_norm_train_2d",
+     {Input::real({6, 3}), Input::real({3}), Input::real({3})},
+     [](const auto& v) { return bn_train(v, 3); }},
+    {"batch_norm_train_4d",
+     {Input::real({3, 2, 3, 5}), Input::real({2}), Input::real({2})},
+     [](const auto& v) { return bn_train(v, 2); }},
+    {"batch_norm_train_plain",
+     {Input::real({5, 4, 3})},
+     [](const auto& v) { return F::batch_norm(v[0], {}, {}, {}, {}, true); }},
+    {"batch_norm_eval",
+     {Input::real({4, 3, 2}), Input::real({3}), Input::real({3})},
+     [](const auto& v) {
+       Tensor rm = from_vector<double>({0.5, -1.0, 0.0}).to(v[0].dtype());
+       Tensor rv = from_vector<double>({2.0, 0.5, 1.0}).to(v[0].dtype());
+       return F::batch_norm(v[0], rm, rv, v[1], v[2], false);
+     }},
+}};
+
+TEST(Norm, LayerNormRowsHaveMeanZeroVarianceOne) {
+  Generator gen(6);
+  Tensor x = randn({5, 37}, {}, &gen) * 4.0 + 3.0;
+  std::vector<double> y = F::layer_norm(x, {37}).to_vector<double>();
+  for (int r = 0; r < 5; ++r) {
+    double m = 0, v = 0;
+    for (int j = 0; j < 37; ++j) m += y[r * 37 + j];
+    m /= 37;
+    for (int j = 0; j < 37; ++j) v += (y[r * 37 + j] - m) * (y[r * 37 + j] - m);
+    v /= 37;
+    EXPECT_NEAR(m, 0.0, 1e-6) << "row " << r;
+    EXPECT_NEAR(v, 1.0, 1e-5) << "row " << r;  // var / (var + eps), var ~ 16
+  }
+}
+
+TEST(Norm, LayerNormMatchesHandComputation) {
+  // Row [1, 2, 3, 6]: mean 3, biased var (4 + 1 + 0 + 9) / 4 = 3.5.
+  Tensor x = from_vector<double>({1, 2, 3, 6, 0, 0, 1, -1}, {2, 4});
+  Tensor w = from_vector<double>({1, 2, 0.5, -1});
+  Tensor b = from_vector<double>({0, 1, 0, 3});
+  const double eps = 1e-5;
+  std::vector<double> y = F::layer_norm(x, {4}, w, b, eps).to_vector<double>();
+  std::vector<double> xv = x.to_vector<double>(), wv = w.to_vector<double>(),
+                      bv = b.to_vector<double>();
+  double stats[2][2] = {{3.0, 3.5}, {0.0, 0.5}};
+  for (int r = 0; r < 2; ++r)
+    for (int j = 0; j < 4; ++j) {
+      double want = (xv[r * 4 + j] - stats[r][0]) / std::sqrt(stats[r][1] + eps) * wv[j] + bv[j];
+      EXPECT_NEAR(y[r * 4 + j], want, 1e-14) << r << ", " << j;
+    }
+}
+
+TEST(Norm, LayerNormGradientsOfWeightAndBias) {
+  Tensor x = from_vector<double>({1, 2, 3, 6, 0, 0, 1, -1}, {2, 4});
+  Tensor w = ones({4}, {.dtype = DType::f64}).requires_grad_();
+  Tensor b = zeros({4}, {.dtype = DType::f64}).requires_grad_();
+  F::layer_norm(x, {4}, w, b).sum().backward();
+  // d sum / db_j = number of rows; d sum / dw_j = sum over rows of xhat_j.
+  EXPECT_EQ(b.grad().to_vector<double>(), (std::vector<double>{2, 2, 2, 2}));
+  std::vector<double> xhat = F::layer_norm(x, {4}).to_vector<double>();
+  std::vector<double> gw = w.grad().to_vector<double>();
+  for (int j = 0; j < 4; ++j) EXPECT_NEAR(gw[j], xhat[j] + xhat[4 + j], 1e-14);
+}
+
+TEST(Norm, BatchNormTrainingUpdatesRunningStatsLikePyTorch) {
+  // Channel 0: 1, 2, 3, 6 (mean 3, biased var 3.5, unbiased 14/3);
+  // channel 1: 0, 0, 1, -1 (mean 0, biased var 0.5, unbiased 2/3).
+  Tensor x = from_vector<double>({1, 0, 2, 0, 3, 1, 6, -1}, {4, 2});
+  Tensor rm = from_vector<double>({1.0, -2.0});
+  Tensor rv = from_vector<double>({1.0, 4.0});
+  Tensor w = from_vector<double>({2.0, 1.0}), b = from_vector<double>({0.0, 0.5});
+  const double eps = 1e-5, momentum = 0.25;
+  std::vector<double> y = F::batch_norm(x, rm, rv, w, b, true, momentum, eps).to_vector<double>();
+  std::vector<double> rmv = rm.to_vector<double>(), rvv = rv.to_vector<double>();
+  EXPECT_NEAR(rmv[0], 0.75 * 1.0 + 0.25 * 3.0, 1e-15);
+  EXPECT_NEAR(rmv[1], 0.75 * -2.0 + 0.25 * 0.0, 1e-15);
+  EXPECT_NEAR(rvv[0], 0.75 * 1.0 + 0.25 * 14.0 / 3.0, 1e-15);
+  EXPECT_NEAR(rvv[1], 0.75 * 4.0 + 0.25 * 2.0 / 3.0, 1e-15);
+  // The output uses the batch's biased variance.
+  std::vector<double> xv = x.to_vector<double>();
+  double mean[2] = {3.0, 0.0}, var[2] = {3.5, 0.5}, wv[2] = {2.0, 1.0}, bv[2] = {0.0, 0.5};
+  for (int i = 0; i < 8; ++i) {
+    int c = i % 2;
+    EXPECT_NEAR(y[i], (xv[i] - mean[c]) / std::sqrt(var[c] + eps) * wv[c] + bv[c], 1e-14) << i;
+  }
+}
+
+TEST(Norm, BatchNormSpatialStatisticsAndEval) {
+  // [N=2, C=2, L=3]: channel 0 holds 0..2 and 6..8, channel 1 holds 3..5 and 9..11.
+  Tensor x = arange(12, {.dtype = DType::f64}).reshape({2, 2, 3});
+  Tensor rm = zeros({2}, {.dtype = DType::f64}), rv = ones({2}, {.dtype = DType::f64});
+  F::batch_norm(x, rm, rv, {}, {}, true);
+  // Channel 0: mean 4, biased var (16+9+4+4+9+16)/6 = 29/3, unbiased 58/5. Channel 1: mean 7.
+  EXPECT_NEAR(rm.to_vector<double>()[0], 0.4, 1e-15);
+  EXPECT_NEAR(rm.to_vector<double>()[1], 0.7, 1e-15);
+  EXPECT_NEAR(rv.to_vector<double>()[0], 0.9 + 0.1 * 58.0 / 5.0, 1e-14);
+  EXPECT_NEAR(rv.to_vector<double>()[1], 0.9 + 0.1 * 58.0 / 5.0, 1e-14);
+
+  // Eval: the running stats normalise, and stay as they are.
+  std::vector<double> before_m = rm.to_vector<double>(), before_v = rv.to_vector<double>();
+  Tensor w = from_vector<double>({3.0, -1.0}), b = from_vector<double>({1.0, 2.0});
+  std::vector<double> y = F::batch_norm(x, rm, rv, w, b, false).to_vector<double>();
+  EXPECT_EQ(rm.to_vector<double>(), before_m);
+  EXPECT_EQ(rv.to_vector<double>(), before_v);
+  for (int i = 0; i < 12; ++i) {
+    int c = (i / 3) % 2;
+    double want = (i - before_m[c]) / std::sqrt(before_v[c] + 1e-5) * w.to_vector<double>()[c] +
+                  b.to_vector<double>()[c];
+    EXPECT_NEAR(y[i], want, 1e-13) << i;
+  }
+}
+
+TEST(Norm, BatchNormTrainingOutputHasZeroMeanUnitVariancePerChannel) {
+  Generator gen(8);
+  Tensor x = randn({8, 3, 5}, {}, &gen) * 2.0 - 1.0;
+  std::vector<double> y = F::batch_norm(x, {}, {}, {}, {}, true).to_vector<double>();
+  for (int c = 0; c < 3; ++c) {
+    double m = 0, v = 0;
+    for (int n = 0; n < 8; ++n)
+      for (int k = 0; k < 5; ++k) m += y[(n * 3 + c) * 5 + k];
+    m /= 40;
+    for (int n = 0; n < 8; ++n)
+      for (int k = 0; k < 5; ++k) v += std::pow(y[(n * 3 + c) * 5 + k] - m, 2);
+    v /= 40;
+    EXPECT_NEAR(m, 0.0, 1e-6);
+    EXPECT_NEAR(v, 1.0, 1e-4);
+  }
+}
+
+TEST(Norm, HalfInputsNormaliseInFloat) {
+  Generator gen(10);
+  Tensor x = randn({4, 16}, {}, &gen);
+  std::vector<double> want = F::layer_norm(x, {16}).to_vector<double>();
+  std::vector<double> got = F::layer_norm(x.to(DType::f16), {16}).to_vector<double>();
+  for (size_t i = 0; i < got.size(); ++i)
+    EXPECT_NEAR(got[i], want[i], 5e-3 + 2e-3 * std::abs(want[i]));
+  Tensor rm = zeros({16}), rv = ones({16});  // f32 running stats with f16 input
+  std::vector<double> bn =
+      F::batch_norm(x.to(DType::bf16), rm, rv, {}, {}, true).to_vector<double>();
+  std::vector<double> bn_want = F::batch_norm(x, {}, {}, {}, {}, true).to_vector<double>();
+  for (size_t i = 0; i < bn.size(); ++i)
+    EXPECT_NEAR(bn[i], bn_want[i], 2e-2 + 1e-2 * std::abs(bn_want[i]));
+  EXPECT_EQ(rm.dtype(), DType::f32);
+}
+
+TEST(Norm, Errors) {
+  Tensor x = zeros({2, 3, 4});
+  EXPECT_THROW_MSG(F::layer_norm(x, {3}), "layer_norm", "normalized_shape [3]", "[2, 3, 4]");
+  EXPECT_THROW_MSG(F::layer_norm(x, {4}, zeros({3})), "layer_norm", "weight", "[3]", "[4]");
+  EXPECT_THROW_MSG(F::layer_norm(x, {4}, {}, zeros({4}, {.dtype = DType::i32})), "bias", "i32");
+  EXPECT_THROW_MSG(F::layer_norm(x, {}), "layer_norm", "non-empty");
+  EXPECT_THROW_MSG(F::batch_norm(zeros({5}), {}, {}, {}, {}, true), "batch_norm", "[5]", "[N, C]");
+  EXPECT_THROW_MSG(F::batch_norm(x, {}, {}, zeros({4}), {}, true), "batch_norm", "weight", "[4]",
+                   "[3]");
+  EXPECT_THROW_MSG(F::batch_norm(x, zeros({3}), {}, {}, {}, true), "running_mean", "running_var");
+  EXPECT_THROW_MSG(F::batch_norm(x, zeros({2}), ones({2}), {}, {}, true), "running_mean", "[2]",
+                   "[3]");
+  EXPECT_THROW_MSG(F::batch_norm(x, {}, {}, {}, {}, false), "batch_norm", "eval", "[2, 3, 4]");
+  EXPECT_THROW_MSG(F::batch_norm(zeros({1, 3}), {}, {}, {}, {}, true), "batch_norm",
+                   "more than 1 value per channel", "[1, 3]");
+  EXPECT_THROW_MSG(F::batch_norm(zeros({2, 3}, {.dtype = DType::i64}), {}, {}, {}, {}, true),
+                   "batch_norm", "i64");
+}
+
+}  // namespace
+}  // namespace lumen::testing

@@ -1,0 +1,167 @@
+#include <cmath>
+#include <sstream>
+
+#include "tests/op_harness.h"
+
+namespace lumen::testing {
+namespace {
+
+TEST(Tensor, FactoriesAndMetadata) {
+  Tensor z = zeros({2, 3});
+  EXPECT_EQ(z.shape(), (Shape{2, 3}));
+  EXPECT_EQ(z.strides(), (Shape{3, 1}));
+  EXPECT_EQ(z.dtype(), DType::f32);
+  EXPECT_EQ(z.numel(), 6);
+  EXPECT_TRUE(z.is_contiguous());
+  EXPECT_EQ(full({2}, 2.5, {.dtype = DType::f64}).to_vector<double>(),
+            (std::vector<double>{2.5, 2.5}));
+  EXPECT_EQ(arange(5).to_vector<int64_t>(), (std::vector<int64_t>{0, 1, 2, 3, 4}));
+  EXPECT_EQ(arange(5).dtype(), DType::i64);
+  EXPECT_EQ(arange(1, 2, 0.25, {.dtype = DType::f64}).to_vector<double>(),
+            (std::vector<double>{1, 1.25, 1.5, 1.75}));
+  EXPECT_EQ(scalar_tensor(3.0).dim(), 0);
+  EXPECT_EQ(scalar_tensor(3.0).item(), 3.0);
+  Tensor v = from_vector<int32_t>({1, 2, 3, 4, 5, 6}, {3, 2});
+  EXPECT_EQ(v.dtype(), DType::i32);
+  EXPECT_EQ(v.size(-1), 2);
+}
+
+TEST(Tensor, ViewsShareStorage) {
+  Tensor x = arange(0, 24, 1, {.dtype = DType::f64}).view({2, 3, 4});
+  Tensor t = x.transpose(0, 2);  // [4, 3, 2]
+  EXPECT_EQ(t.shape(), (Shape{4, 3, 2}));
+  EXPECT_EQ(t.strides(), (Shape{1, 4, 12}));
+  EXPECT_FALSE(t.is_contiguous());
+  EXPECT_TRUE(t.storage().same(x.storage()));
+  // t[1][2][1] = x[1][2][1] = 12 + 8 + 1
+  EXPECT_EQ(t.select(0, 1).select(0, 2).select(0, 1).item(), 21);
+  Tensor s = x.slice(2, 1, 4, 2);  // elements 1 and 3 of the last dim
+  EXPECT_EQ(s.shape(), (Shape{2, 3, 2}));
+  EXPECT_EQ(s.offset(), 1);
+  EXPECT_EQ(s.to_vector<double>()[0], 1);
+  EXPECT_EQ(s.to_vector<double>()[1], 3);
+  Tensor n = x.narrow(1, 1, 2);
+  EXPECT_EQ(n.offset(), 4);
+  EXPECT_EQ(n.shape(), (Shape{2, 2, 4}));
+  Tensor e = from_vector<double>({1, 2, 3}).unsqueeze(0).expand({4, -1});
+  EXPECT_EQ(e.strides(), (Shape{0, 1}));
+  EXPECT_EQ(e.to_vector<double>(), (std::vector<double>{1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3}));
+  EXPECT_EQ(x.flatten(1).shape(), (Shape{2, 12}));
+  EXPECT_EQ(x.unsqueeze(1).shape(), (Shape{2, 1, 3, 4}));
+  EXPECT_EQ(x.unsqueeze(-1).shape(), (Shape{2, 3, 4, 1}));
+  EXPECT_EQ(x.unsqueeze(1).squeeze().shape(), (Shape{2, 3, 4}));
+  EXPECT_EQ(x.permute({2, 0, 1}).shape(), (Shape{4, 2, 3}));
+  // Writing through a view changes the base.
+  x.select(0, 1).select(0, 0).fill_(-1);
+  EXPECT_EQ(x.select(0, 1).select(0, 0).sum().item(), -4);
+  EXPECT_EQ(x.select(0, 0).sum().item(), 66);
+}
+
+TEST(Tensor, ViewVersusReshape) {
+  Tensor x = arange(0, 6, 1, {.dtype = DType::f32}).view({2, 3});
+  Tensor t = x.t();
+  EXPECT_THROW_MSG(t.view({6}), "view", "[3, 2]", "reshape");
+  Tensor r = t.reshape({6});  // needs a copy
+  EXPECT_FALSE(r.storage().same(x.storage()));
+  EXPECT_EQ(r.to_vector<float>(), (std::vector<float>{0, 3, 1, 4, 2, 5}));
+  Tensor v = x.reshape({3, 2});  // a view
+  EXPECT_TRUE(v.storage().same(x.storage()));
+  EXPECT_EQ(x.view({-1}).shape(), (Shape{6}));
+  EXPECT_EQ(x.view({3, -1}).shape(), (Shape{3, 2}));
+  // Splitting a dim of a non-contiguous tensor is still a view.
+  Tensor y = zeros({4, 6}).t();  // [6, 4], strides [1, 6]
+  EXPECT_EQ(y.view({2, 3, 4}).strides(), (Shape{3, 1, 6}));
+  Tensor c = t.contiguous();
+  EXPECT_TRUE(c.is_contiguous());
+  EXPECT_EQ(c.to_vector<float>(), (std::vector<float>{0, 3, 1, 4, 2, 5}));
+  Tensor k = x.clone();
+  k.fill_(7);
+  EXPECT_EQ(x.sum().item(), 15);
+}
+
+TEST(Tensor, ShapeErrors) {
+  Tensor x = zeros({2, 3});
+  EXPECT_THROW_MSG(x.view({4, 2}), "view", "[4, 2]", "[2, 3]");
+  EXPECT_THROW_MSG(x.view({-1, -1}), "view", "-1");
+  EXPECT_THROW_MSG(x.transpose(0, 2), "transpose", "dim 2", "2 dims");
+  EXPECT_THROW_MSG(x.expand({3, 3}), "expand", "[2, 3]", "[3, 3]");
+  EXPECT_THROW_MSG(x.narrow(1, 2, 2), "narrow", "size 3");
+  EXPECT_THROW_MSG(x.select(0, 5), "select", "index 5");
+  EXPECT_THROW_MSG(x.permute({0, 0}), "permute", "repeats");
+  EXPECT_THROW_MSG(x.item(), "item", "[2, 3]");
+  EXPECT_THROW_MSG(from_vector<float>({1, 2, 3}, {2, 2}), "from_vector", "[2, 2]");
+  EXPECT_THROW_MSG(x.data<double>(), "data<f64>", "f32");
+  EXPECT_THROW_MSG(zeros({2}).to(Device::cuda(3)), "cuda:3");
+  EXPECT_THROW_MSG(Device::parse("tpu"), "tpu", "cuda:N");
+  EXPECT_THROW_MSG(zeros({2}, {.dtype = DType::i64}).requires_grad_(), "requires_grad_", "i64");
+}
+
+TEST(Tensor, DtypeConversions) {
+  Tensor x = from_vector<double>({1.5, -2.75, 1e-3, 70000.0, 3.0});
+  EXPECT_EQ(x.to(DType::i64).to_vector<int64_t>(), (std::vector<int64_t>{1, -2, 0, 70000, 3}));
+  EXPECT_EQ(x.to(DType::boolean).to_vector<bool>(),
+            (std::vector<bool>{true, true, true, true, true}));
+  std::vector<float> h = x.to(DType::f16).to_vector<float>();
+  EXPECT_EQ(h[0], 1.5f);
+  EXPECT_EQ(h[1], -2.75f);
+  EXPECT_NEAR(h[2], 1e-3, 1e-3 * 1e-3);  // 10 mantissa bits
+  EXPECT_TRUE(std::isinf(h[3]));           // above f16's max (65504)
+  std::vector<float> b = x.to(DType::bf16).to_vector<float>();
+  EXPECT_EQ(b[0], 1.5f);
+  EXPECT_NEAR(b[3], 70000.0, 70000.0 / 128);  // 8 mantissa bits, f32's range
+}
+
+// Half <-> float against exhaustive properties: every f16 bit pattern round-trips, and
+// rounding is to nearest even.
+TEST(Tensor, HalfConversionIsExact) {
+  for (uint32_t bits = 0; bits < 0x10000; ++bits) {
+    uint16_t h = static_cast<uint16_t>(bits);
+    float f = Half::to_float(h);
+    if (std::isnan(f)) continue;
+    EXPECT_EQ(Half::from_float(f), h) << bits;
+  }
+  EXPECT_EQ(Half::from_float(1.0f + 1.0f / 2048), Half::from_float(1.0f));  // tie to even
+  EXPECT_EQ(float(Half(1.0f + 3.0f / 2048)), 1.0f + 4.0f / 2048);             // tie to even
+  EXPECT_EQ(float(Half(65519.0f)), 65504.0f);
+  EXPECT_TRUE(std::isinf(float(Half(65520.0f))));
+  EXPECT_EQ(float(Half(5.9604645e-08f)), 5.9604645e-08f);  // smallest subnormal
+  EXPECT_EQ(float(BFloat16(1.0f + 1.0f / 256)), 1.0f);    // tie to even
+  EXPECT_EQ(float(BFloat16(1.0f + 3.0f / 256)), 1.0f + 4.0f / 256);
+}
+
+TEST(Tensor, RandomIsSeededAndCounterBased) {
+  Generator a(99), b(99), c(100);
+  Tensor x = randn({1000}, {}, &a), y = randn({1000}, {}, &b), z = randn({1000}, {}, &c);
+  EXPECT_EQ(x.to_vector<float>(), y.to_vector<float>());
+  EXPECT_NE(x.to_vector<float>(), z.to_vector<float>());
+  // The second draw continues the stream: not the same numbers again.
+  EXPECT_NE(randn({1000}, {}, &a).to_vector<float>(), x.to_vector<float>());
+  // Moments of 100k normals and uniforms (5 sigma bounds).
+  Generator g(5);
+  Tensor n = randn({100000}, {.dtype = DType::f64}, &g);
+  EXPECT_NEAR(n.mean().item(), 0.0, 5 / std::sqrt(1e5));
+  EXPECT_NEAR((n * n).mean().item(), 1.0, 5 * std::sqrt(2.0 / 1e5));
+  Tensor u = rand({100000}, {.dtype = DType::f64}, &g);
+  EXPECT_NEAR(u.mean().item(), 0.5, 5 * std::sqrt(1.0 / 12 / 1e5));
+  EXPECT_GE(u.min().item(), 0.0);
+  EXPECT_LT(u.max().item(), 1.0);
+  // Philox4x32-10 known-answer test (Random123 kat_vectors: counter 0, key 0).
+  PhiloxOut k = philox4x32(0, 0);
+  EXPECT_EQ(k.w[0], 0x6627e8d5u);
+  EXPECT_EQ(k.w[1], 0xe169c58du);
+  EXPECT_EQ(k.w[2], 0xbc57ac4cu);
+  EXPECT_EQ(k.w[3], 0x9b00dbd8u);
+}
+
+TEST(Tensor, Printing) {
+  Tensor x = from_vector<float>({1, 2.5f, -3, 4}, {2, 2});
+  EXPECT_EQ(x.str(), "tensor([[1.0000, 2.5000],\n        [-3.0000, 4.0000]], shape=[2, 2], dtype=f32)");
+  EXPECT_EQ(arange(3).str(), "tensor([0, 1, 2], shape=[3], dtype=i64)");
+  EXPECT_EQ(scalar_tensor(2).str(), "tensor(2.0000, shape=[], dtype=f32)");
+  std::ostringstream os;
+  os << arange(10);
+  EXPECT_EQ(os.str(), "tensor([0, 1, 2, ..., 7, 8, 9], shape=[10], dtype=i64)");
+}
+
+}  // namespace
+}  // namespace lumen::testing
