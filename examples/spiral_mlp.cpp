@@ -47,8 +47,8 @@ int main(int argc, char** argv) {
   };
 
   const double lr = 0.2, momentum = 0.9;
-  std::printf("fitting a %lld-%lld-%lld-%lld MLP to %lld spiral points, %d steps of SGD\n",
-              2LL, static_cast<long long>(hidden), static_cast<long long>(hidden),
+  std::printf("fitting a %lld-%lld-%lld-%lld MLP to %lld spiral points, %d steps of SGD\n", 2LL,
+              static_cast<long long>(hidden), static_cast<long long>(hidden),
               static_cast<long long>(classes), static_cast<long long>(x.size(0)), steps);
   for (int step = 0; step <= steps; ++step) {
     Tensor loss = F::cross_entropy(forward(x), y);

@@ -45,6 +45,6 @@ struct KernelRegistrar {
 #define LUMEN_CONCAT_(a, b) a##b
 #define LUMEN_CONCAT(a, b) LUMEN_CONCAT_(a, b)
 // LUMEN_REGISTER_KERNEL(binary, CPU, binary_cpu) puts binary_cpu in kernels::binary's CPU slot.
-#define LUMEN_REGISTER_KERNEL(op, type, fn)                                  \
+#define LUMEN_REGISTER_KERNEL(op, type, fn)                                                     \
   [[maybe_unused]] static ::lumen::kernels::KernelRegistrar LUMEN_CONCAT(lumen_reg_, __LINE__)( \
       ::lumen::kernels::op, ::lumen::Device::type, fn)

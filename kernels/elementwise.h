@@ -39,7 +39,8 @@ inline constinit OpKernel<void(const Tensor& out, RandomKind, double param, uint
 namespace lumen::kernels {
 // Philox blocks a random_fill of n elements consumes (how far the generator must advance).
 inline uint64_t random_fill_blocks(RandomKind kind, DType dtype, uint64_t n) {
-  bool two_words = kind == RandomKind::Normal || (kind == RandomKind::Uniform && dtype == DType::f64);
+  bool two_words =
+      kind == RandomKind::Normal || (kind == RandomKind::Uniform && dtype == DType::f64);
   return two_words ? philox_blocks_two_words(n) : philox_blocks_uniform_f32(n);
 }
 }  // namespace lumen::kernels

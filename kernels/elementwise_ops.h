@@ -13,7 +13,18 @@
 namespace lumen::kernels {
 
 enum class UnaryOp : uint8_t {
-  Neg, Exp, Log, Sqrt, Abs, Relu, GeluErf, GeluTanh, Sigmoid, Tanh, PowScalar, Clamp
+  Neg,
+  Exp,
+  Log,
+  Sqrt,
+  Abs,
+  Relu,
+  GeluErf,
+  GeluTanh,
+  Sigmoid,
+  Tanh,
+  PowScalar,
+  Clamp
 };
 // Parameters of the parameterised ops: PowScalar uses a (the exponent), Clamp uses [a, b].
 struct UnaryArgs {
@@ -27,8 +38,7 @@ enum class RandomKind : uint8_t { Uniform, Normal, Bernoulli };
 // Element i of a random fill is a function of (seed, offset, i) alone, so every backend draws
 // the same numbers (tensor/generator.h).
 template <class T>
-LUMEN_HD T random_value(RandomKind kind, double param, uint64_t seed, uint64_t offset,
-                        uint64_t i) {
+LUMEN_HD T random_value(RandomKind kind, double param, uint64_t seed, uint64_t offset, uint64_t i) {
   double v;
   if (kind == RandomKind::Uniform)
     v = std::is_same_v<T, double> ? philox_uniform_f64(seed, offset, i)
@@ -53,38 +63,74 @@ using std::sqrt;
 using std::tanh;
 
 struct Neg {
-  template <class T> LUMEN_HD T operator()(T x) const { return -x; }
-  template <class T> LUMEN_HD T backward(T g, T) const { return -g; }
+  template <class T>
+  LUMEN_HD T operator()(T x) const {
+    return -x;
+  }
+  template <class T>
+  LUMEN_HD T backward(T g, T) const {
+    return -g;
+  }
 };
 struct Exp {  // d/dx e^x = e^x
-  template <class T> LUMEN_HD T operator()(T x) const { return exp(x); }
-  template <class T> LUMEN_HD T backward(T g, T x) const { return g * exp(x); }
+  template <class T>
+  LUMEN_HD T operator()(T x) const {
+    return exp(x);
+  }
+  template <class T>
+  LUMEN_HD T backward(T g, T x) const {
+    return g * exp(x);
+  }
 };
 struct Log {  // d/dx ln x = 1/x
-  template <class T> LUMEN_HD T operator()(T x) const { return log(x); }
-  template <class T> LUMEN_HD T backward(T g, T x) const { return g / x; }
+  template <class T>
+  LUMEN_HD T operator()(T x) const {
+    return log(x);
+  }
+  template <class T>
+  LUMEN_HD T backward(T g, T x) const {
+    return g / x;
+  }
 };
 struct Sqrt {  // d/dx sqrt(x) = 1 / (2 sqrt(x))
-  template <class T> LUMEN_HD T operator()(T x) const { return sqrt(x); }
-  template <class T> LUMEN_HD T backward(T g, T x) const { return g / (T(2) * sqrt(x)); }
+  template <class T>
+  LUMEN_HD T operator()(T x) const {
+    return sqrt(x);
+  }
+  template <class T>
+  LUMEN_HD T backward(T g, T x) const {
+    return g / (T(2) * sqrt(x));
+  }
 };
 struct Abs {  // d/dx |x| = sign(x), 0 at 0 (as PyTorch)
-  template <class T> LUMEN_HD T operator()(T x) const { return abs(x); }
-  template <class T> LUMEN_HD T backward(T g, T x) const {
+  template <class T>
+  LUMEN_HD T operator()(T x) const {
+    return abs(x);
+  }
+  template <class T>
+  LUMEN_HD T backward(T g, T x) const {
     return x > T(0) ? g : (x < T(0) ? -g : T(0));
   }
 };
 struct Relu {  // max(x, 0); gradient 0 at 0
-  template <class T> LUMEN_HD T operator()(T x) const { return x > T(0) ? x : T(0); }
-  template <class T> LUMEN_HD T backward(T g, T x) const { return x > T(0) ? g : T(0); }
+  template <class T>
+  LUMEN_HD T operator()(T x) const {
+    return x > T(0) ? x : T(0);
+  }
+  template <class T>
+  LUMEN_HD T backward(T g, T x) const {
+    return x > T(0) ? g : T(0);
+  }
 };
 // gelu(x) = x Phi(x) = x/2 (1 + erf(x/sqrt 2));  gelu'(x) = Phi(x) + x phi(x),
 // phi(x) = exp(-x^2/2) / sqrt(2 pi).
 struct GeluErf {
-  template <class T> LUMEN_HD T operator()(T x) const {
+  template <class T>
+  LUMEN_HD T operator()(T x) const {
     return T(0.5) * x * (T(1) + erf(x * T(0.70710678118654752440)));
   }
-  template <class T> LUMEN_HD T backward(T g, T x) const {
+  template <class T>
+  LUMEN_HD T backward(T g, T x) const {
     T cdf = T(0.5) * (T(1) + erf(x * T(0.70710678118654752440)));
     T pdf = exp(T(-0.5) * x * x) * T(0.39894228040143267794);
     return g * (cdf + x * pdf);
@@ -94,11 +140,13 @@ struct GeluErf {
 // gelu'(x) = (1 + tanh u)/2 + x/2 (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2).
 struct GeluTanh {
   static constexpr double kC = 0.79788456080286535588, kA = 0.044715;
-  template <class T> LUMEN_HD T operator()(T x) const {
+  template <class T>
+  LUMEN_HD T operator()(T x) const {
     T u = T(kC) * (x + T(kA) * x * x * x);
     return T(0.5) * x * (T(1) + tanh(u));
   }
-  template <class T> LUMEN_HD T backward(T g, T x) const {
+  template <class T>
+  LUMEN_HD T backward(T g, T x) const {
     T u = T(kC) * (x + T(kA) * x * x * x);
     T th = tanh(u);
     T du = T(kC) * (T(1) + T(3 * kA) * x * x);
@@ -107,30 +155,38 @@ struct GeluTanh {
 };
 // sigmoid(x) = 1 / (1 + e^-x), evaluated without overflow for large |x|; s' = s (1 - s).
 struct Sigmoid {
-  template <class T> LUMEN_HD T operator()(T x) const {
+  template <class T>
+  LUMEN_HD T operator()(T x) const {
     if (x >= T(0)) return T(1) / (T(1) + exp(-x));
     T e = exp(x);
     return e / (T(1) + e);
   }
-  template <class T> LUMEN_HD T backward(T g, T x) const {
+  template <class T>
+  LUMEN_HD T backward(T g, T x) const {
     T s = (*this)(x);
     return g * s * (T(1) - s);
   }
 };
 struct Tanh {  // tanh' = 1 - tanh^2
-  template <class T> LUMEN_HD T operator()(T x) const { return tanh(x); }
-  template <class T> LUMEN_HD T backward(T g, T x) const {
+  template <class T>
+  LUMEN_HD T operator()(T x) const {
+    return tanh(x);
+  }
+  template <class T>
+  LUMEN_HD T backward(T g, T x) const {
     T t = tanh(x);
     return g * (T(1) - t * t);
   }
 };
 struct PowScalar {  // d/dx x^p = p x^(p-1)
   double p;
-  template <class T> LUMEN_HD T operator()(T x) const {
+  template <class T>
+  LUMEN_HD T operator()(T x) const {
     if (p == 2.0) return x * x;
     return pow(x, T(p));
   }
-  template <class T> LUMEN_HD T backward(T g, T x) const {
+  template <class T>
+  LUMEN_HD T backward(T g, T x) const {
     if (p == 0.0) return T(0);
     if (p == 2.0) return g * T(2) * x;
     return g * T(p) * pow(x, T(p - 1));
@@ -139,28 +195,43 @@ struct PowScalar {  // d/dx x^p = p x^(p-1)
 // clamp(x, lo, hi); the gradient passes where lo <= x <= hi (as PyTorch).
 struct Clamp {
   double lo, hi;
-  template <class T> LUMEN_HD T operator()(T x) const {
+  template <class T>
+  LUMEN_HD T operator()(T x) const {
     return x < T(lo) ? T(lo) : (x > T(hi) ? T(hi) : x);
   }
-  template <class T> LUMEN_HD T backward(T g, T x) const {
+  template <class T>
+  LUMEN_HD T backward(T g, T x) const {
     return (x >= T(lo) && x <= T(hi)) ? g : T(0);
   }
 };
 
 struct Add {
-  template <class T> LUMEN_HD T operator()(T a, T b) const { return a + b; }
+  template <class T>
+  LUMEN_HD T operator()(T a, T b) const {
+    return a + b;
+  }
 };
 struct Sub {
-  template <class T> LUMEN_HD T operator()(T a, T b) const { return a - b; }
+  template <class T>
+  LUMEN_HD T operator()(T a, T b) const {
+    return a - b;
+  }
 };
 struct Mul {
-  template <class T> LUMEN_HD T operator()(T a, T b) const { return a * b; }
+  template <class T>
+  LUMEN_HD T operator()(T a, T b) const {
+    return a * b;
+  }
 };
 struct Div {
-  template <class T> LUMEN_HD T operator()(T a, T b) const { return a / b; }
+  template <class T>
+  LUMEN_HD T operator()(T a, T b) const {
+    return a / b;
+  }
 };
 struct Pow {
-  template <class T> LUMEN_HD T operator()(T a, T b) const {
+  template <class T>
+  LUMEN_HD T operator()(T a, T b) const {
     if constexpr (std::is_integral_v<T>) {
       T r = 1;
       for (T i = 0; i < b; ++i) r *= a;
@@ -171,12 +242,14 @@ struct Pow {
   }
 };
 struct Maximum {  // NaN propagates, as torch.maximum
-  template <class T> LUMEN_HD T operator()(T a, T b) const {
+  template <class T>
+  LUMEN_HD T operator()(T a, T b) const {
     return (a != a || a > b) ? a : b;
   }
 };
 struct Minimum {
-  template <class T> LUMEN_HD T operator()(T a, T b) const {
+  template <class T>
+  LUMEN_HD T operator()(T a, T b) const {
     return (a != a || a < b) ? a : b;
   }
 };
@@ -185,18 +258,30 @@ struct Minimum {
 template <class F>
 decltype(auto) visit_unary(UnaryArgs args, F&& f) {
   switch (args.op) {
-    case UnaryOp::Neg: return f(ew::Neg{});
-    case UnaryOp::Exp: return f(ew::Exp{});
-    case UnaryOp::Log: return f(ew::Log{});
-    case UnaryOp::Sqrt: return f(ew::Sqrt{});
-    case UnaryOp::Abs: return f(ew::Abs{});
-    case UnaryOp::Relu: return f(ew::Relu{});
-    case UnaryOp::GeluErf: return f(ew::GeluErf{});
-    case UnaryOp::GeluTanh: return f(ew::GeluTanh{});
-    case UnaryOp::Sigmoid: return f(ew::Sigmoid{});
-    case UnaryOp::Tanh: return f(ew::Tanh{});
-    case UnaryOp::PowScalar: return f(ew::PowScalar{args.a});
-    case UnaryOp::Clamp: return f(ew::Clamp{args.a, args.b});
+    case UnaryOp::Neg:
+      return f(ew::Neg{});
+    case UnaryOp::Exp:
+      return f(ew::Exp{});
+    case UnaryOp::Log:
+      return f(ew::Log{});
+    case UnaryOp::Sqrt:
+      return f(ew::Sqrt{});
+    case UnaryOp::Abs:
+      return f(ew::Abs{});
+    case UnaryOp::Relu:
+      return f(ew::Relu{});
+    case UnaryOp::GeluErf:
+      return f(ew::GeluErf{});
+    case UnaryOp::GeluTanh:
+      return f(ew::GeluTanh{});
+    case UnaryOp::Sigmoid:
+      return f(ew::Sigmoid{});
+    case UnaryOp::Tanh:
+      return f(ew::Tanh{});
+    case UnaryOp::PowScalar:
+      return f(ew::PowScalar{args.a});
+    case UnaryOp::Clamp:
+      return f(ew::Clamp{args.a, args.b});
   }
   return f(ew::Neg{});
 }
@@ -204,13 +289,20 @@ decltype(auto) visit_unary(UnaryArgs args, F&& f) {
 template <class F>
 decltype(auto) visit_binary(BinaryOp op, F&& f) {
   switch (op) {
-    case BinaryOp::Add: return f(ew::Add{});
-    case BinaryOp::Sub: return f(ew::Sub{});
-    case BinaryOp::Mul: return f(ew::Mul{});
-    case BinaryOp::Div: return f(ew::Div{});
-    case BinaryOp::Pow: return f(ew::Pow{});
-    case BinaryOp::Maximum: return f(ew::Maximum{});
-    case BinaryOp::Minimum: return f(ew::Minimum{});
+    case BinaryOp::Add:
+      return f(ew::Add{});
+    case BinaryOp::Sub:
+      return f(ew::Sub{});
+    case BinaryOp::Mul:
+      return f(ew::Mul{});
+    case BinaryOp::Div:
+      return f(ew::Div{});
+    case BinaryOp::Pow:
+      return f(ew::Pow{});
+    case BinaryOp::Maximum:
+      return f(ew::Maximum{});
+    case BinaryOp::Minimum:
+      return f(ew::Minimum{});
   }
   return f(ew::Add{});
 }
@@ -231,12 +323,18 @@ LUMEN_HD To convert_to(From v) {
 template <class T>
 LUMEN_HD bool compare_values(CompareOp op, T a, T b) {
   switch (op) {
-    case CompareOp::Eq: return a == b;
-    case CompareOp::Ne: return a != b;
-    case CompareOp::Lt: return a < b;
-    case CompareOp::Le: return a <= b;
-    case CompareOp::Gt: return a > b;
-    case CompareOp::Ge: return a >= b;
+    case CompareOp::Eq:
+      return a == b;
+    case CompareOp::Ne:
+      return a != b;
+    case CompareOp::Lt:
+      return a < b;
+    case CompareOp::Le:
+      return a <= b;
+    case CompareOp::Gt:
+      return a > b;
+    case CompareOp::Ge:
+      return a >= b;
   }
   return false;
 }

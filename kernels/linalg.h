@@ -18,9 +18,10 @@ inline constinit OpKernel<void(const Tensor& out, const Tensor& a, const Tensor&
 
 // Whether the last two dims of `t` can be handed to a GEMM as they are: a row-major matrix
 // (unit column stride, row stride >= columns) or a column-major one. A dim of extent 1 may have
-// any stride.
+// any stride, and an empty matrix any layout.
 inline bool gemm_layout_ok(const Tensor& t) {
   int64_t r = t.size(-2), c = t.size(-1), sr = t.stride(-2), sc = t.stride(-1);
+  if (r == 0 || c == 0) return true;  // nothing is read
   bool row_major = (c == 1 || sc == 1) && (r == 1 || sr >= std::max<int64_t>(c, 1));
   bool col_major = (r == 1 || sr == 1) && (c == 1 || sc >= std::max<int64_t>(r, 1));
   return row_major || col_major;

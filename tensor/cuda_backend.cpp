@@ -18,8 +18,8 @@ struct CudaBackend final : DeviceBackend {
       cudaGetLastError();
       size_t free_b = 0, total_b = 0;
       cudaMemGetInfo(&free_b, &total_b);
-      detail::throw_error("cuda:", index, ": out of memory allocating ", nbytes, " bytes (",
-                          free_b, " bytes free of ", total_b, ")");
+      detail::throw_error("cuda:", index, ": out of memory allocating ", nbytes, " bytes (", free_b,
+                          " bytes free of ", total_b, ")");
     }
     LUMEN_CUDA_CHECK(err);
     return p;

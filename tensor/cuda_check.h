@@ -9,6 +9,6 @@
     cudaError_t lumen_err_ = (call);                                                       \
     if (lumen_err_ != cudaSuccess)                                                         \
       ::lumen::detail::throw_error(#call, " failed: ", cudaGetErrorName(lumen_err_), " (", \
-                                   static_cast<int>(lumen_err_), "): ",                    \
-                                   cudaGetErrorString(lumen_err_));                        \
+                                   static_cast<int>(lumen_err_),                           \
+                                   "): ", cudaGetErrorString(lumen_err_));                 \
   } while (0)

@@ -10,7 +10,8 @@ Device Device::parse(const std::string& s) {
   if (s.rfind("cuda:", 0) == 0 && s.size() > 5 &&
       s.find_first_not_of("0123456789", 5) == std::string::npos)
     return cuda(std::stoi(s.substr(5)));
-  detail::throw_error("device: cannot parse \"", s, "\" (expected \"cpu\", \"cuda\" or \"cuda:N\")");
+  detail::throw_error("device: cannot parse \"", s,
+                      "\" (expected \"cpu\", \"cuda\" or \"cuda:N\")");
 }
 
 std::string Device::str() const { return type == CPU ? "cpu" : "cuda:" + std::to_string(index); }

@@ -28,7 +28,8 @@ std::string concat(const Args&... args) {
 }  // namespace lumen
 
 // LUMEN_CHECK(cond, "op: message ", value, ...) throws lumen::Error with the streamed parts.
-#define LUMEN_CHECK(cond, ...)                                    \
-  do {                                                            \
-    if (!(cond)) [[unlikely]] ::lumen::detail::throw_error(__VA_ARGS__); \
+#define LUMEN_CHECK(cond, ...)                   \
+  do {                                           \
+    if (!(cond)) [[unlikely]]                    \
+      ::lumen::detail::throw_error(__VA_ARGS__); \
   } while (0)

@@ -29,8 +29,8 @@ Tensor arange(double start, double end, double step, TensorOptions opts) {
   LUMEN_CHECK(step != 0 && std::isfinite(start) && std::isfinite(end) && std::isfinite(step),
               "arange: needs finite start, end and a nonzero step, got (", start, ", ", end, ", ",
               step, ")");
-  LUMEN_CHECK((end - start) * step >= 0, "arange: step ", step, " never gets from ", start,
-              " to ", end);
+  LUMEN_CHECK((end - start) * step >= 0, "arange: step ", step, " never gets from ", start, " to ",
+              end);
   int64_t n = static_cast<int64_t>(std::ceil((end - start) / step));
   std::vector<double> v(n);
   for (int64_t i = 0; i < n; ++i) v[i] = start + static_cast<double>(i) * step;
@@ -40,8 +40,8 @@ Tensor arange(double start, double end, double step, TensorOptions opts) {
 template <class T>
 Tensor from_vector(const std::vector<T>& values, Shape shape, std::optional<TensorOptions> opts) {
   if (shape.empty() && values.size() != 1) shape = {static_cast<int64_t>(values.size())};
-  LUMEN_CHECK(numel_of(shape) == static_cast<int64_t>(values.size()), "from_vector: ",
-              values.size(), " values do not fill shape ", ShapeStr{shape}, " (",
+  LUMEN_CHECK(numel_of(shape) == static_cast<int64_t>(values.size()),
+              "from_vector: ", values.size(), " values do not fill shape ", ShapeStr{shape}, " (",
               numel_of(shape), " elements)");
   Tensor t = empty(shape, {dtype_v<T>, Device::cpu()});
   if constexpr (std::is_same_v<T, bool>) {

@@ -78,7 +78,8 @@ struct BFloat16 {
   LUMEN_HD operator float() const { return bits_float(static_cast<uint32_t>(bits) << 16); }
   LUMEN_HD static uint16_t from_float(float f) {
     uint32_t x = float_bits(f);
-    if ((x & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((x >> 16) | 0x40u);  // quiet nan
+    if ((x & 0x7fffffffu) > 0x7f800000u)
+      return static_cast<uint16_t>((x >> 16) | 0x40u);  // quiet nan
     x += 0x7fffu + ((x >> 16) & 1u);
     return static_cast<uint16_t>(x >> 16);
   }

@@ -45,8 +45,8 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
 
 int64_t normalize_dim(int64_t dim, int64_t ndim, const char* op) {
   int64_t lo = ndim > 0 ? -ndim : -1, hi = ndim > 0 ? ndim - 1 : 0;
-  LUMEN_CHECK(dim >= lo && dim <= hi, op, ": dim ", dim, " out of range for a tensor with ",
-              ndim, " dims (expected ", lo, " to ", hi, ")");
+  LUMEN_CHECK(dim >= lo && dim <= hi, op, ": dim ", dim, " out of range for a tensor with ", ndim,
+              " dims (expected ", lo, " to ", hi, ")");
   return dim < 0 ? dim + (ndim > 0 ? ndim : 1) : dim;
 }
 

@@ -49,8 +49,8 @@ DeviceBackend& device_backend(Device device) {
   LUMEN_CHECK(b, "device ", device, ": this build of lumen has no backend for it",
               device.is_cuda() ? " (configure with CUDA to get one)" : "");
   int n = b->device_count();
-  LUMEN_CHECK(device.index >= 0 && device.index < n, "device ", device, " is not available (",
-              n, " device(s) of this type found)");
+  LUMEN_CHECK(device.index >= 0 && device.index < n, "device ", device, " is not available (", n,
+              " device(s) of this type found)");
   return *b;
 }
 

@@ -16,6 +16,7 @@ Device Tensor::device() const { return impl_->storage.device(); }
 const Storage& Tensor::storage() const { return impl_->storage; }
 
 bool Tensor::is_contiguous() const {
+  if (numel() == 0) return true;  // no element to misplace, as in PyTorch
   int64_t expected = 1;
   for (size_t i = impl_->shape.size(); i-- > 0;) {
     if (impl_->shape[i] == 1) continue;
@@ -70,8 +71,7 @@ Tensor make_view(const Tensor& base, Shape shape, Shape strides, int64_t offset)
 }
 
 Tensor empty(const Shape& shape, TensorOptions opts) {
-  for (int64_t d : shape)
-    LUMEN_CHECK(d >= 0, "empty: negative size in shape ", ShapeStr{shape});
+  for (int64_t d : shape) LUMEN_CHECK(d >= 0, "empty: negative size in shape ", ShapeStr{shape});
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = Storage(numel_of(shape) * dtype_size(opts.dtype), opts.device);
   impl->shape = shape;

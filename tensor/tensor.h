@@ -85,7 +85,7 @@ class Tensor {
   void register_hook(GradHook hook) const;
 
   // Views: share storage with this tensor; differentiable.
-  Tensor view(const Shape& shape) const;  // needs compatible strides; -1 infers one dim
+  Tensor view(const Shape& shape) const;     // needs compatible strides; -1 infers one dim
   Tensor reshape(const Shape& shape) const;  // a view when possible, else a copy
   Tensor transpose(int64_t d0, int64_t d1) const;
   Tensor t() const;  // 2-D transpose
@@ -161,7 +161,7 @@ struct TensorImpl {
 
   bool requires_grad = false;
   Tensor grad;
-  std::shared_ptr<autograd::Node> grad_fn;            // null for leaves
+  std::shared_ptr<autograd::Node> grad_fn;         // null for leaves
   std::weak_ptr<autograd::Node> grad_accumulator;  // a leaf's sink node, shared by its uses
   std::vector<GradHook> hooks;
 };
@@ -183,7 +183,8 @@ Tensor ones_like(const Tensor& t);
 Tensor scalar_tensor(double value, TensorOptions opts = {});  // 0-d
 // [start, end) by step, like torch.arange; dtype defaults to i64 when all of them are integers.
 Tensor arange(double end, TensorOptions opts = {.dtype = DType::i64});
-Tensor arange(double start, double end, double step = 1, TensorOptions opts = {.dtype = DType::i64});
+Tensor arange(double start, double end, double step = 1,
+              TensorOptions opts = {.dtype = DType::i64});
 // Copies `values` (row-major) into a tensor of `shape` (default: 1-D); dtype defaults to T's.
 template <class T>
 Tensor from_vector(const std::vector<T>& values, Shape shape = {},

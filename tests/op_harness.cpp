@@ -30,7 +30,9 @@ std::vector<Tensor> make_inputs(const OpCase& c, DType dtype, bool strided, uint
       case Input::Positive:
         t = (rand(in.shape, {.dtype = DType::f64}, &gen) * 1.5 + 0.5).to(dtype);
         break;
-      case Input::Real: t = randn(in.shape, {.dtype = DType::f64}, &gen).to(dtype); break;
+      case Input::Real:
+        t = randn(in.shape, {.dtype = DType::f64}, &gen).to(dtype);
+        break;
     }
     bool floating = in.kind == Input::Real || in.kind == Input::Positive;
     t = t.to(device);
@@ -62,8 +64,7 @@ TEST_P(OpHarness, Gradcheck) {
       if (!any) continue;
     }
     autograd::GradcheckResult r = autograd::gradcheck(c.fn, inputs);
-    EXPECT_TRUE(r.ok) << c.name << (strided ? " (non-contiguous inputs)" : "") << ": "
-                      << r.message;
+    EXPECT_TRUE(r.ok) << c.name << (strided ? " (non-contiguous inputs)" : "") << ": " << r.message;
   }
 }
 
@@ -79,27 +80,44 @@ TEST_P(OpHarness, Gradcheck) {
   return ::testing::AssertionSuccess();
 }
 
+// Forward and backward of one case on the CPU and on CUDA, from the same f32 inputs.
+void compare_cpu_cuda(const OpCase& c, bool strided) {
+  std::vector<Tensor> cpu_in = make_inputs(c, DType::f32, strided, 7);
+  std::vector<Tensor> gpu_in = make_inputs(c, DType::f32, strided, 7, Device::cuda());
+  Tensor want = c.fn(cpu_in);
+  Tensor got = c.fn(gpu_in);
+  EXPECT_TRUE(close(got, want, c.cuda_rtol, c.cuda_atol)) << c.name << " forward";
+  if (!c.gradcheck || !want.requires_grad()) return;
+  Tensor r = randn(want.shape(), {.dtype = want.dtype()});
+  (want * r).sum().backward();
+  (got * r.to(Device::cuda())).sum().backward();
+  for (size_t i = 0; i < cpu_in.size(); ++i) {
+    if (!cpu_in[i].requires_grad()) continue;
+    EXPECT_TRUE(close(gpu_in[i].grad(), cpu_in[i].grad(), c.cuda_rtol, c.cuda_atol))
+        << c.name << " gradient of input " << i;
+  }
+}
+
 TEST_P(OpHarness, CudaMatchesCpu) {
   if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device";
   const OpCase& c = GetParam();
   set_poison_allocations(true);
+  std::string missing;
   for (bool strided : {false, true}) {
-    std::vector<Tensor> cpu_in = make_inputs(c, DType::f32, strided, 7);
-    std::vector<Tensor> gpu_in = make_inputs(c, DType::f32, strided, 7, Device::cuda());
-    Tensor want = c.fn(cpu_in);
-    Tensor got = c.fn(gpu_in);
-    EXPECT_TRUE(close(got, want, c.cuda_rtol, c.cuda_atol)) << c.name << " forward";
-    if (!c.gradcheck || !want.requires_grad()) continue;
-    Tensor r = randn(want.shape(), {.dtype = want.dtype()});
-    (want * r).sum().backward();
-    (got * r.to(Device::cuda())).sum().backward();
-    for (size_t i = 0; i < cpu_in.size(); ++i) {
-      if (!cpu_in[i].requires_grad()) continue;
-      EXPECT_TRUE(close(gpu_in[i].grad(), cpu_in[i].grad(), c.cuda_rtol, c.cuda_atol))
-          << c.name << " gradient of input " << i;
+    try {
+      compare_cpu_cuda(c, strided);
+    } catch (const Error& e) {
+      // An op whose CUDA kernels are not written yet says so (the CUDA backend issue adds
+      // them); any other error fails the test.
+      if (std::string(e.what()).find("no kernel for device cuda") == std::string::npos) {
+        set_poison_allocations(false);
+        throw;
+      }
+      missing = e.what();
     }
   }
   set_poison_allocations(false);
+  if (!missing.empty()) GTEST_SKIP() << c.name << " has no CUDA kernel yet: " << missing;
 }
 
 INSTANTIATE_TEST_SUITE_P(Ops, OpHarness, ::testing::ValuesIn(op_cases()),

@@ -20,8 +20,8 @@ struct Input {
   enum Kind { Real, Positive, Index, Mask };
   Shape shape;
   Kind kind = Real;
-  int64_t high = 0;       // Index: values in [0, high)
-  bool no_grad = false;   // a float input that is not differentiated (e.g. a target)
+  int64_t high = 0;      // Index: values in [0, high)
+  bool no_grad = false;  // a float input that is not differentiated (e.g. a target)
 
   static Input real(Shape s) { return {std::move(s), Real}; }
   static Input positive(Shape s) { return {std::move(s), Positive}; }  // in [0.5, 2)
@@ -40,6 +40,7 @@ struct OpCase {
 };
 
 std::vector<OpCase>& op_cases();
+inline void PrintTo(const OpCase& c, std::ostream* os) { *os << c.name; }
 
 struct OpCaseRegistrar {
   explicit OpCaseRegistrar(std::vector<OpCase> cases) {
@@ -54,14 +55,14 @@ struct OpCaseRegistrar {
   [[maybe_unused]] static ::lumen::testing::OpCaseRegistrar lumen_op_cases_##family
 
 // Expects `stmt` to throw lumen::Error whose message contains every one of the given strings.
-#define EXPECT_THROW_MSG(stmt, ...)                                                   \
-  do {                                                                                \
-    try {                                                                             \
-      stmt;                                                                           \
-      ADD_FAILURE() << "expected lumen::Error from: " #stmt;                          \
-    } catch (const ::lumen::Error& e) {                                               \
-      for (const char* part : {__VA_ARGS__})                                          \
-        EXPECT_NE(std::string(e.what()).find(part), std::string::npos)                \
-            << "message \"" << e.what() << "\" lacks \"" << part << "\"";             \
-    }                                                                                 \
+#define EXPECT_THROW_MSG(stmt, ...)                                       \
+  do {                                                                    \
+    try {                                                                 \
+      stmt;                                                               \
+      ADD_FAILURE() << "expected lumen::Error from: " #stmt;              \
+    } catch (const ::lumen::Error& e) {                                   \
+      for (const char* part : {__VA_ARGS__})                              \
+        EXPECT_NE(std::string(e.what()).find(part), std::string::npos)    \
+            << "message \"" << e.what() << "\" lacks \"" << part << "\""; \
+    }                                                                     \
   } while (0)

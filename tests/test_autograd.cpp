@@ -5,8 +5,8 @@ namespace lumen::testing {
 namespace {
 
 TEST(Autograd, ChainRuleAndAccumulation) {
-  Tensor x = from_vector<double>({1, 2, 3}, {}, TensorOptions{.dtype = DType::f64,
-                                                               .requires_grad = true});
+  Tensor x =
+      from_vector<double>({1, 2, 3}, {}, TensorOptions{.dtype = DType::f64, .requires_grad = true});
   // y = sum(x^2 * x) = sum(x^3): dy/dx = 3 x^2. x is used twice: both paths add.
   Tensor y = (x * x * x).sum();
   y.backward();
@@ -47,8 +47,8 @@ TEST(Autograd, NoGradDetachAndErrors) {
 }
 
 TEST(Autograd, BackwardWithGivenGradient) {
-  Tensor x = from_vector<double>({1, 2}, {}, TensorOptions{.dtype = DType::f64,
-                                                           .requires_grad = true});
+  Tensor x =
+      from_vector<double>({1, 2}, {}, TensorOptions{.dtype = DType::f64, .requires_grad = true});
   Tensor y = x * x;  // dy_i/dx_i = 2 x_i
   y.backward(from_vector<double>({10, 100}));
   EXPECT_EQ(x.grad().to_vector<double>(), (std::vector<double>{20, 400}));
@@ -70,8 +70,7 @@ TEST(Autograd, LeafHooks) {
   (x * 1.0).sum().backward();
   EXPECT_EQ(x.grad().to_vector<double>(), (std::vector<double>{10, 10}));
   Tensor y = x * 2.0;
-  EXPECT_THROW_MSG(y.register_hook([](const Tensor& g) { return g; }), "register_hook",
-                   "leaf");
+  EXPECT_THROW_MSG(y.register_hook([](const Tensor& g) { return g; }), "register_hook", "leaf");
 }
 
 TEST(Autograd, BranchWithoutGradientStillReleases) {

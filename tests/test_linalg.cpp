@@ -151,6 +151,9 @@ TEST(Linalg, EmptyInnerDimGivesZeros) {
   Tensor c = matmul(zeros({3, 0}), zeros({0, 4}));
   EXPECT_EQ(c.shape(), (Shape{3, 4}));
   EXPECT_EQ(c.to_vector<float>(), std::vector<float>(12, 0.0f));
+  EXPECT_EQ(matmul(zeros({0, 3}), zeros({4, 3}).t()).shape(), (Shape{0, 4}));
+  EXPECT_EQ(matmul(zeros({2, 0, 3}), zeros({3, 4})).shape(), (Shape{2, 0, 4}));
+  EXPECT_EQ(matmul(zeros({3, 2}), zeros({0, 2}).t()).shape(), (Shape{3, 0}));
 }
 
 TEST(Linalg, HalfMatmulComputesInFloat) {

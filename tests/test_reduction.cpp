@@ -5,8 +5,11 @@ namespace {
 
 LUMEN_OP_CASES(reduction){{
     {"sum_all", {Input::real({3, 4, 5})}, [](const auto& v) { return v[0].sum(); }},
-    {"sum_dims_keepdim", {Input::real({3, 4, 5})},
-     [](const auto& v) { return v[0].sum({0, 2}, true); }},
+    {"sum_dims_keepdim",
+     {Input::real({3, 4, 5})},
+     [](const auto& v) {
+       return v[0].sum({0, 2}, true);
+     }},
     {"sum_leading", {Input::real({7, 33})}, [](const auto& v) { return v[0].sum({0}); }},
     {"mean_dim", {Input::real({3, 5})}, [](const auto& v) { return v[0].mean({-1}); }},
     {"mean_all", {Input::real({2, 3, 2})}, [](const auto& v) { return v[0].mean(); }},
@@ -37,8 +40,8 @@ TEST(Reduction, Values) {
   EXPECT_EQ(from_vector<int32_t>({1, 2, 3}).sum().dtype(), DType::i64);
   EXPECT_EQ(x.slice(1, 0, 3, 2).sum().item(), 14);  // columns 0 and 2: 1 + 3 + 4 + 6
   // Ties: argmax takes the first; the max's gradient is shared.
-  Tensor t = from_vector<double>({2, 7, 7}, {}, TensorOptions{.dtype = DType::f64,
-                                                              .requires_grad = true});
+  Tensor t =
+      from_vector<double>({2, 7, 7}, {}, TensorOptions{.dtype = DType::f64, .requires_grad = true});
   EXPECT_EQ(t.argmax(0).item(), 1);
   t.max().backward();
   EXPECT_EQ(t.grad().to_vector<double>(), (std::vector<double>{0, 0.5, 0.5}));

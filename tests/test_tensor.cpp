@@ -105,7 +105,7 @@ TEST(Tensor, DtypeConversions) {
   EXPECT_EQ(h[0], 1.5f);
   EXPECT_EQ(h[1], -2.75f);
   EXPECT_NEAR(h[2], 1e-3, 1e-3 * 1e-3);  // 10 mantissa bits
-  EXPECT_TRUE(std::isinf(h[3]));           // above f16's max (65504)
+  EXPECT_TRUE(std::isinf(h[3]));         // above f16's max (65504)
   std::vector<float> b = x.to(DType::bf16).to_vector<float>();
   EXPECT_EQ(b[0], 1.5f);
   EXPECT_NEAR(b[3], 70000.0, 70000.0 / 128);  // 8 mantissa bits, f32's range
@@ -121,11 +121,11 @@ TEST(Tensor, HalfConversionIsExact) {
     EXPECT_EQ(Half::from_float(f), h) << bits;
   }
   EXPECT_EQ(Half::from_float(1.0f + 1.0f / 2048), Half::from_float(1.0f));  // tie to even
-  EXPECT_EQ(float(Half(1.0f + 3.0f / 2048)), 1.0f + 4.0f / 2048);             // tie to even
+  EXPECT_EQ(float(Half(1.0f + 3.0f / 2048)), 1.0f + 4.0f / 2048);           // tie to even
   EXPECT_EQ(float(Half(65519.0f)), 65504.0f);
   EXPECT_TRUE(std::isinf(float(Half(65520.0f))));
   EXPECT_EQ(float(Half(5.9604645e-08f)), 5.9604645e-08f);  // smallest subnormal
-  EXPECT_EQ(float(BFloat16(1.0f + 1.0f / 256)), 1.0f);    // tie to even
+  EXPECT_EQ(float(BFloat16(1.0f + 1.0f / 256)), 1.0f);     // tie to even
   EXPECT_EQ(float(BFloat16(1.0f + 3.0f / 256)), 1.0f + 4.0f / 256);
 }
 
@@ -155,7 +155,8 @@ TEST(Tensor, RandomIsSeededAndCounterBased) {
 
 TEST(Tensor, Printing) {
   Tensor x = from_vector<float>({1, 2.5f, -3, 4}, {2, 2});
-  EXPECT_EQ(x.str(), "tensor([[1.0000, 2.5000],\n        [-3.0000, 4.0000]], shape=[2, 2], dtype=f32)");
+  EXPECT_EQ(x.str(),
+            "tensor([[1.0000, 2.5000],\n        [-3.0000, 4.0000]], shape=[2, 2], dtype=f32)");
   EXPECT_EQ(arange(3).str(), "tensor([0, 1, 2], shape=[3], dtype=i64)");
   EXPECT_EQ(scalar_tensor(2).str(), "tensor(2.0000, shape=[], dtype=f32)");
   std::ostringstream os;

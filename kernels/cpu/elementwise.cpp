@@ -1,7 +1,7 @@
 // CPU elementwise kernels: a StridedLoop over out and its inputs, the functor from
 // kernels/elementwise_ops.h in the inner loop. 16-bit types load to float and store back.
-#include "kernels/cpu/strided_loop.h"
 #include "kernels/elementwise.h"
+#include "kernels/cpu/strided_loop.h"
 
 namespace lumen::kernels {
 namespace {

@@ -99,13 +99,12 @@ int64_t first_bad(int64_t n, int64_t size, const At& at) {
   return first.load() == n ? -1 : first.load();
 }
 
-// Reads the index of position p of an index tensor split as [outer, jn, inner] by `io`.
-template <class I>
-auto index_at(const I* idx, const Offsets& io, int64_t jn) {
-  int64_t inner = io.inner.count;
-  return [idx, &io, jn, inner](int64_t p) {
-    return idx[io.outer[p / (jn * inner)] + (p / inner) % jn * io.step + io.inner[p % inner]];
-  };
+// The value of an index tensor at a multi-index.
+int64_t index_value(const Tensor& index, const Shape& pos) {
+  int64_t off = 0;
+  for (size_t d = 0; d < pos.size(); ++d) off += pos[d] * index.strides()[d];
+  if (index.dtype() == DType::i32) return index.data<int32_t>()[off];
+  return index.data<int64_t>()[off];
 }
 
 [[noreturn]] void throw_out_of_range(const char* op, int64_t value, const Shape& position,
@@ -164,6 +163,41 @@ void for_columns(int64_t b, int64_t e, int64_t inner, const F& f) {
   }
 }
 
+// Calls f(o, lo, hi) for the rows (o, j), j in [lo, hi), of [outer, jn] that fall in the flat
+// range [b, e): the unit of work of the reading kernels.
+template <class F>
+void for_rows(int64_t b, int64_t e, int64_t jn, const F& f) {
+  for_columns(b, e, jn, f);
+}
+
+// first_bad for an index tensor split as [outer, jn, inner] by `io`: the first row-major
+// position whose index lies outside [0, size), or -1.
+template <class I>
+int64_t first_bad_index(const I* idx, const Offsets& io, int64_t jn, int64_t size) {
+  int64_t inner = io.inner.count, n = io.outer.count * jn * inner;
+  std::atomic<int64_t> first{n};
+  cpu::parallel_for(io.outer.count * jn, grain_for(inner), [&](int64_t b, int64_t e) {
+    bool found = false;
+    for_rows(b, e, jn, [&](int64_t o, int64_t lo, int64_t hi) {
+      const I* ib = idx + io.outer[o];
+      for (int64_t j = lo; j < hi && !found; ++j) {
+        const I* k = ib + j * io.step;
+        for (int64_t i = 0; i < inner; ++i) {
+          int64_t v = static_cast<int64_t>(k[io.inner[i]]);
+          if (v < 0 || v >= size) {
+            int64_t p = (o * jn + j) * inner + i, cur = first.load();
+            while (p < cur && !first.compare_exchange_weak(cur, p)) {
+            }
+            found = true;
+            break;
+          }
+        }
+      }
+    });
+  });
+  return first.load() == n ? -1 : first.load();
+}
+
 // out[o, j, i] = x[o, index[j], i]
 void index_select_cpu(const Tensor& out, const Tensor& x, int64_t dim, const Tensor& index) {
   int64_t size = x.size(dim), jn = index.numel();
@@ -182,11 +216,18 @@ void index_select_cpu(const Tensor& out, const Tensor& x, int64_t dim, const Ten
       T* po = out.data<T>();
       const T* px = x.data<T>();
       cpu::parallel_for(rows, grain_for(inner), [&](int64_t b, int64_t e) {
-        for (int64_t r = b; r < e; ++r) {
-          int64_t o = r / jn, j = r % jn;
-          copy_run(po + oo.outer[o] + j * oo.step, oo,
-                   px + xo.outer[o] + static_cast<int64_t>(idx[j * is]) * xo.step, xo, 0, inner);
-        }
+        for_rows(b, e, jn, [&](int64_t o, int64_t lo, int64_t hi) {
+          T* dst = po + oo.outer[o];
+          const T* src = px + xo.outer[o];
+          if (inner == 1) {  // selecting along the last dim: one element per row
+            for (int64_t j = lo; j < hi; ++j)
+              dst[j * oo.step] = src[static_cast<int64_t>(idx[j * is]) * xo.step];
+          } else {
+            for (int64_t j = lo; j < hi; ++j)
+              copy_run(dst + j * oo.step, oo, src + static_cast<int64_t>(idx[j * is]) * xo.step, xo,
+                       0, inner);
+          }
+        });
       });
     });
   });
@@ -228,26 +269,38 @@ void gather_cpu(const Tensor& out, const Tensor& x, int64_t dim, const Tensor& i
     const I* idx = index.data<I>();
     Offsets io = offsets(index.shape(), index, dim);
     if (index.numel() == 0) return;
-    auto at = index_at(idx, io, jn);
-    int64_t bad = first_bad(index.numel(), x.size(dim), at);
-    if (bad >= 0)
-      throw_out_of_range("gather", static_cast<int64_t>(at(bad)), unravel(bad, index.shape()),
-                         index.shape(), dim, x.shape(), "input");
+    int64_t bad = first_bad_index(idx, io, jn, x.size(dim));
+    if (bad >= 0) {
+      Shape pos = unravel(bad, index.shape());
+      throw_out_of_range("gather", index_value(index, pos), pos, index.shape(), dim, x.shape(),
+                         "input");
+    }
     Offsets oo = offsets(index.shape(), out, dim), xo = offsets(index.shape(), x, dim);
     int64_t inner = io.inner.count;
     int64_t rows = io.outer.count * jn;
     dispatch_dtype<DTypes::All>(out.dtype(), "gather", [&]<class T>() {
       T* po = out.data<T>();
       const T* px = x.data<T>();
+      bool unit = oo.inner.unit() && xo.inner.unit() && io.inner.unit();
       cpu::parallel_for(rows, grain_for(inner), [&](int64_t b, int64_t e) {
-        for (int64_t r = b; r < e; ++r) {
-          int64_t o = r / jn, j = r % jn;
-          T* dst = po + oo.outer[o] + j * oo.step;
+        for_rows(b, e, jn, [&](int64_t o, int64_t lo, int64_t hi) {
+          T* dst = po + oo.outer[o];
           const T* src = px + xo.outer[o];
-          const I* ix = idx + io.outer[o] + j * io.step;
-          for (int64_t i = 0; i < inner; ++i)
-            dst[oo.inner[i]] = src[static_cast<int64_t>(ix[io.inner[i]]) * xo.step + xo.inner[i]];
-        }
+          const I* ix = idx + io.outer[o];
+          for (int64_t j = lo; j < hi; ++j) {
+            T* d = dst + j * oo.step;
+            const I* k = ix + j * io.step;
+            if (inner == 1) {
+              d[0] = src[static_cast<int64_t>(k[0]) * xo.step];
+            } else if (unit) {
+              for (int64_t i = 0; i < inner; ++i)
+                d[i] = src[static_cast<int64_t>(k[i]) * xo.step + i];
+            } else {
+              for (int64_t i = 0; i < inner; ++i)
+                d[oo.inner[i]] = src[static_cast<int64_t>(k[io.inner[i]]) * xo.step + xo.inner[i]];
+            }
+          }
+        });
       });
     });
   });
@@ -261,11 +314,12 @@ void scatter_add_cpu(const Tensor& out, int64_t dim, const Tensor& index, const 
     const I* idx = index.data<I>();
     Offsets io = offsets(index.shape(), index, dim);
     if (index.numel() == 0) return;
-    auto at = index_at(idx, io, jn);
-    int64_t bad = first_bad(index.numel(), out.size(dim), at);
-    if (bad >= 0)
-      throw_out_of_range("scatter_add", static_cast<int64_t>(at(bad)), unravel(bad, index.shape()),
-                         index.shape(), dim, out.shape(), "destination");
+    int64_t bad = first_bad_index(idx, io, jn, out.size(dim));
+    if (bad >= 0) {
+      Shape pos = unravel(bad, index.shape());
+      throw_out_of_range("scatter_add", index_value(index, pos), pos, index.shape(), dim,
+                         out.shape(), "destination");
+    }
     Offsets oo = offsets(index.shape(), out, dim), so = offsets(index.shape(), src, dim);
     int64_t inner = io.inner.count;
     int64_t cols = io.outer.count * inner;
@@ -273,15 +327,28 @@ void scatter_add_cpu(const Tensor& out, int64_t dim, const Tensor& index, const 
       using A = acc_t<T>;
       T* po = out.data<T>();
       const T* ps = src.data<T>();
+      bool unit = oo.inner.unit() && so.inner.unit() && io.inner.unit();
       cpu::parallel_for(cols, grain_for(jn), [&](int64_t b, int64_t e) {
         for_columns(b, e, inner, [&](int64_t o, int64_t lo, int64_t hi) {
+          T* dst = po + oo.outer[o];
+          const T* sb = ps + so.outer[o];
+          const I* ib = idx + io.outer[o];
           for (int64_t j = 0; j < jn; ++j) {
-            T* dst = po + oo.outer[o];
-            const T* s = ps + so.outer[o] + j * so.step;
-            const I* ix = idx + io.outer[o] + j * io.step;
-            for (int64_t i = lo; i < hi; ++i) {
-              T& d = dst[static_cast<int64_t>(ix[io.inner[i]]) * oo.step + oo.inner[i]];
-              d = T(A(d) + A(s[so.inner[i]]));
+            const T* s = sb + j * so.step;
+            const I* k = ib + j * io.step;
+            if (inner == 1) {
+              T& d = dst[static_cast<int64_t>(k[0]) * oo.step];
+              d = T(A(d) + A(s[0]));
+            } else if (unit) {
+              for (int64_t i = lo; i < hi; ++i) {
+                T& d = dst[static_cast<int64_t>(k[i]) * oo.step + i];
+                d = T(A(d) + A(s[i]));
+              }
+            } else {
+              for (int64_t i = lo; i < hi; ++i) {
+                T& d = dst[static_cast<int64_t>(k[io.inner[i]]) * oo.step + oo.inner[i]];
+                d = T(A(d) + A(s[so.inner[i]]));
+              }
             }
           }
         });

@@ -1,42 +1,28 @@
-// CPU loss kernels. Cross entropy walks logits [N, C, S] as N * S rows of C classes, S apart
-// (S = 1 for the usual [N, C]); threads take rows.
+// CPU loss kernels. Cross entropy walks logits [N, C, S...] as rows of C classes around dim 1
+// (kernels/cpu/rows.h); threads take rows.
 #include <cmath>
 
 #include "kernels/cpu/parallel.h"
+#include "kernels/cpu/rows.h"
 #include "kernels/cpu/strided_loop.h"
 #include "kernels/loss.h"
 
 namespace lumen::kernels {
 namespace {
 
-struct ClassRows {
-  int64_t n = 0, c = 0, s = 1;
-  int64_t count() const { return n * s; }
-  // Offset in logits of class 0 of row r = (i, k): i * C * S + k.
-  int64_t base(int64_t r) const { return (r / s) * c * s + r % s; }
-};
-
-ClassRows class_rows(const Tensor& logits) {
-  ClassRows r;
-  r.n = logits.size(0);
-  r.c = logits.size(1);
-  for (int64_t i = 2; i < logits.dim(); ++i) r.s *= logits.size(i);
-  return r;
-}
-
-int64_t row_grain(int64_t c) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(c, 1)); }
+using cpu::row_grain;
 
 // lse = m + log sum_c exp(x_c - m) with m the row max, so no exp overflows.
 template <class T>
 void cross_entropy_rows(const Tensor& loss, const Tensor& lse, const Tensor& logits,
                         const Tensor& target, int64_t ignore_index, double smoothing) {
   using A = acc_t<T>;
-  const ClassRows rs = class_rows(logits);
+  const cpu::Rows rs = cpu::rows_of(logits.shape(), 1);
   const T* px = logits.data<T>();
   const int64_t* pt = target.data<int64_t>();
   T* pl = loss.data<T>();
   A* plse = lse.data<A>();
-  const int64_t c = rs.c, st = rs.s;
+  const int64_t c = rs.d, st = rs.inner;
   const A e = A(smoothing);
   cpu::parallel_for(rs.count(), row_grain(c), [&](int64_t b, int64_t end) {
     for (int64_t r = b; r < end; ++r) {
@@ -73,13 +59,13 @@ void cross_entropy_backward_rows(const Tensor& grad_logits, const Tensor& grad_l
                                  const Tensor& logits, const Tensor& target, const Tensor& lse,
                                  int64_t ignore_index, double smoothing) {
   using A = acc_t<T>;
-  const ClassRows rs = class_rows(logits);
+  const cpu::Rows rs = cpu::rows_of(logits.shape(), 1);
   const T* px = logits.data<T>();
   const T* pg = grad_loss.data<T>();
   const int64_t* pt = target.data<int64_t>();
   const A* plse = lse.data<A>();
   T* po = grad_logits.data<T>();
-  const int64_t c = rs.c, st = rs.s;
+  const int64_t c = rs.d, st = rs.inner;
   const A e = A(smoothing), off = A(smoothing) / A(std::max<int64_t>(c, 1));
   cpu::parallel_for(rs.count(), row_grain(c), [&](int64_t b, int64_t end) {
     for (int64_t r = b; r < end; ++r) {
@@ -93,7 +79,7 @@ void cross_entropy_backward_rows(const Tensor& grad_logits, const Tensor& grad_l
       }
       const A g = A(pg[r]), l = plse[r];
       for (int64_t j = 0; j < c; ++j) {
-        A p = std::exp(A(xr[j * st]) - l) - off * A(0.5);
+        A p = std::exp(A(xr[j * st]) - l) - off;
         if (j == y) p -= A(1) - e;
         gr[j * st] = T(g * p);
       }

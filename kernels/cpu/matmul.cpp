@@ -26,6 +26,7 @@ struct Layout {
 
 Layout layout_of(const Tensor& t) {
   int64_t r = t.size(-2), c = t.size(-1), sr = t.stride(-2), sc = t.stride(-1);
+  if (r == 0 || c == 0) return {true, r, c, std::max<int64_t>(c, 1)};
   if ((c == 1 || sc == 1) && (r == 1 || sr >= std::max<int64_t>(c, 1)))
     return {true, r, c, r == 1 ? std::max<int64_t>(c, 1) : sr};
   return {false, r, c, c == 1 ? std::max<int64_t>(r, 1) : sc};

@@ -211,7 +211,7 @@ void batch_norm_backward_impl(const Tensor& gx, const Tensor& gw, const Tensor& 
         const A mdy = A(sdy / count), mdyx = A(sdyx / count);
         for_channel(ch, c, [&](int64_t i) {
           A xh = (A(px[i]) - mu) * r;
-          pgx[i] = T(k * (A(pg[i]) - mdy - xh * mdyx * A(0.5)));
+          pgx[i] = T(k * (A(pg[i]) - mdy - xh * mdyx));
         });
       } else {
         for_channel(ch, c, [&](int64_t i) { pgx[i] = T(k * A(pg[i])); });

@@ -98,8 +98,7 @@ void reduce_typed(const Tensor& out, const Tensor& x, ReduceOp op) {
 // rows outer, columns inner, so the loop streams through memory instead of striding.
 template <class T>
 bool try_reduce_rows(const Tensor& out, const Tensor& x, ReduceOp op) {
-  if ((op != ReduceOp::Sum && op != ReduceOp::Mean) || !x.is_contiguous() ||
-      !out.is_contiguous())
+  if ((op != ReduceOp::Sum && op != ReduceOp::Mean) || !x.is_contiguous() || !out.is_contiguous())
     return false;
   int64_t lead = 0;
   while (lead < x.dim() && out.size(lead) == 1) ++lead;

@@ -1,31 +1,17 @@
-// CPU softmax and log-softmax. A contiguous tensor seen as [outer, D, inner] (D the softmax
-// dim) holds outer * inner independent rows of D elements, `inner` apart; threads take rows.
+// CPU softmax and log-softmax over rows (kernels/cpu/rows.h) of the softmax dim; threads take
+// rows.
 #include <cmath>
 
 #include "kernels/cpu/parallel.h"
+#include "kernels/cpu/rows.h"
 #include "kernels/softmax.h"
 
 namespace lumen::kernels {
 namespace {
 
-struct Rows {
-  int64_t outer = 1, d = 1, inner = 1;
-  int64_t count() const { return outer * inner; }
-  // Offset of element 0 of row r.
-  int64_t base(int64_t r) const { return (r / inner) * d * inner + r % inner; }
-};
-
-Rows rows_of(const Shape& shape, int64_t dim) {
-  Rows r;
-  if (shape.empty()) return r;  // a 0-d tensor is one row of one element
-  for (int64_t i = 0; i < dim; ++i) r.outer *= shape[i];
-  r.d = shape[dim];
-  for (size_t i = dim + 1; i < shape.size(); ++i) r.inner *= shape[i];
-  return r;
-}
-
-// Rows per thread chunk: enough elements that a chunk outweighs the cost of a thread.
-int64_t row_grain(int64_t d) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(d, 1)); }
+using cpu::row_grain;
+using cpu::Rows;
+using cpu::rows_of;
 
 // Subtracting the row max keeps every exp argument <= 0: no overflow, and the largest term is
 // exactly 1, so the sum is >= 1 and its log is safe.

@@ -107,8 +107,8 @@ void unary_backward_cuda(const Tensor& gx, const Tensor& gy, const Tensor& x, Un
 void binary_cuda(const Tensor& out, const Tensor& a, const Tensor& b, BinaryOp op) {
   dispatch_dtype<DTypes::Arithmetic>(out.dtype(), "binary", [&]<class T>() {
     visit_binary(op, [&](auto fn) {
-      launch_strided<3>({&out, &a, &b}, BinaryBody<T, decltype(fn)>{out.data<T>(), a.data<T>(),
-                                                                   b.data<T>(), fn});
+      launch_strided<3>({&out, &a, &b},
+                        BinaryBody<T, decltype(fn)>{out.data<T>(), a.data<T>(), b.data<T>(), fn});
     });
   });
 }

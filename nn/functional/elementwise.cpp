@@ -32,8 +32,8 @@ Tensor scalar_like(double v, const Tensor& t) {
 
 Tensor unary_op(const char* name, const Tensor& x, UnaryArgs args) {
   LUMEN_CHECK(x.defined(), name, ": got an undefined tensor");
-  LUMEN_CHECK(is_floating(x.dtype()), name, ": expected a floating tensor, got dtype ",
-              x.dtype(), " of shape ", ShapeStr{x.shape()});
+  LUMEN_CHECK(is_floating(x.dtype()), name, ": expected a floating tensor, got dtype ", x.dtype(),
+              " of shape ", ShapeStr{x.shape()});
   Tensor out = empty(x.shape(), {x.dtype(), x.device()});
   kernels::unary(x.device(), out, x, args);
   Tensor xs = x.detach();
@@ -61,9 +61,7 @@ Tensor binary_op(const char* name, const Tensor& a, const Tensor& b, BinaryOp op
   return autograd::record(name, p.out, {a, b}, std::move(backward));
 }
 
-DType arith_type(const Tensor& a, const Tensor& b) {
-  return promote_types(a.dtype(), b.dtype());
-}
+DType arith_type(const Tensor& a, const Tensor& b) { return promote_types(a.dtype(), b.dtype()); }
 
 Tensor compare_op(const char* name, const Tensor& a, const Tensor& b, CompareOp op) {
   Broadcast p = prepare_binary(name, a, b, arith_type(a, b));
@@ -107,7 +105,8 @@ Tensor sum_to(const Tensor& grad, const Shape& shape) {
 
 Tensor add(const Tensor& a, const Tensor& b) {
   return binary_op("add", a, b, BinaryOp::Add, arith_type(a, b),
-                   [a = Meta{a.shape(), a.dtype()}, b = Meta{b.shape(), b.dtype()}](const Tensor& g, const autograd::NeedsGrad& n) {
+                   [a = Meta{a.shape(), a.dtype()}, b = Meta{b.shape(), b.dtype()}](
+                       const Tensor& g, const autograd::NeedsGrad& n) {
                      return std::vector<Tensor>{n[0] ? grad_for(g, a) : Tensor(),
                                                 n[1] ? grad_for(g, b) : Tensor()};
                    });
@@ -115,7 +114,8 @@ Tensor add(const Tensor& a, const Tensor& b) {
 
 Tensor sub(const Tensor& a, const Tensor& b) {
   return binary_op("sub", a, b, BinaryOp::Sub, arith_type(a, b),
-                   [a = Meta{a.shape(), a.dtype()}, b = Meta{b.shape(), b.dtype()}](const Tensor& g, const autograd::NeedsGrad& n) {
+                   [a = Meta{a.shape(), a.dtype()}, b = Meta{b.shape(), b.dtype()}](
+                       const Tensor& g, const autograd::NeedsGrad& n) {
                      return std::vector<Tensor>{n[0] ? grad_for(g, a) : Tensor(),
                                                 n[1] ? grad_for(-g, b) : Tensor()};
                    });
@@ -153,18 +153,18 @@ Tensor pow(const Tensor& a, const Tensor& b) {
 
 // The gradient goes to the larger (smaller) input; ties split it evenly, as PyTorch.
 static Tensor extremum(const char* name, const Tensor& a, const Tensor& b, BinaryOp op) {
-  return binary_op(name, a, b, op, arith_type(a, b),
-                   [a = a.detach(), b = b.detach(), op](const Tensor& g,
-                                                        const autograd::NeedsGrad& n) {
-                     Tensor a_wins = op == BinaryOp::Maximum ? gt(a, b) : lt(a, b);
-                     Tensor tie = eq(a, b);
-                     Tensor half = g * 0.5;
-                     Tensor zero = zeros_like(g);
-                     Tensor ga = where(a_wins, g, where(tie, half, zero));
-                     Tensor gb = where(a_wins, zero, where(tie, half, g));
-                     return std::vector<Tensor>{n[0] ? grad_for(ga, a) : Tensor(),
-                                                n[1] ? grad_for(gb, b) : Tensor()};
-                   });
+  return binary_op(
+      name, a, b, op, arith_type(a, b),
+      [a = a.detach(), b = b.detach(), op](const Tensor& g, const autograd::NeedsGrad& n) {
+        Tensor a_wins = op == BinaryOp::Maximum ? gt(a, b) : lt(a, b);
+        Tensor tie = eq(a, b);
+        Tensor half = g * 0.5;
+        Tensor zero = zeros_like(g);
+        Tensor ga = where(a_wins, g, where(tie, half, zero));
+        Tensor gb = where(a_wins, zero, where(tie, half, g));
+        return std::vector<Tensor>{n[0] ? grad_for(ga, a) : Tensor(),
+                                   n[1] ? grad_for(gb, b) : Tensor()};
+      });
 }
 Tensor maximum(const Tensor& a, const Tensor& b) {
   return extremum("maximum", a, b, BinaryOp::Maximum);
@@ -207,19 +207,19 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
               cond.defined() ? dtype_name(cond.dtype()) : "undefined");
   check_same_device("where", cond, a);
   check_same_device("where", a, b);
-  Shape shape = broadcast_shapes(cond.shape(), broadcast_shapes(a.shape(), b.shape(), "where"),
-                                 "where");
+  Shape shape =
+      broadcast_shapes(cond.shape(), broadcast_shapes(a.shape(), b.shape(), "where"), "where");
   DType dt = arith_type(a, b);
   Tensor out = empty(shape, {dt, a.device()});
   kernels::where(out.device(), out, cond, a.to(dt), b.to(dt));
-  return autograd::record(
-      "where", out, {a, b},
-      [c = cond.detach(), a = a.detach(), b = b.detach()](const Tensor& g,
-                                                          const autograd::NeedsGrad& n) {
-        Tensor zero = zeros_like(g);
-        return std::vector<Tensor>{n[0] ? grad_for(where(c, g, zero), a) : Tensor(),
-                                   n[1] ? grad_for(where(c, zero, g), b) : Tensor()};
-      });
+  return autograd::record("where", out, {a, b},
+                          [c = cond.detach(), a = a.detach(), b = b.detach()](
+                              const Tensor& g, const autograd::NeedsGrad& n) {
+                            Tensor zero = zeros_like(g);
+                            return std::vector<Tensor>{
+                                n[0] ? grad_for(where(c, g, zero), a) : Tensor(),
+                                n[1] ? grad_for(where(c, zero, g), b) : Tensor()};
+                          });
 }
 
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
@@ -280,8 +280,9 @@ const Tensor& Tensor::copy_(const Tensor& src) const {
 const Tensor& Tensor::add_(const Tensor& other, double alpha) const {
   check_inplace(*this, "add_");
   check_same_device("add_", *this, other);
-  LUMEN_CHECK(broadcast_shapes(shape(), other.shape(), "add_") == shape(), "add_: operand of shape ",
-              ShapeStr{other.shape()}, " does not broadcast to ", ShapeStr{shape()});
+  LUMEN_CHECK(broadcast_shapes(shape(), other.shape(), "add_") == shape(),
+              "add_: operand of shape ", ShapeStr{other.shape()}, " does not broadcast to ",
+              ShapeStr{shape()});
   NoGradGuard no_grad;
   Tensor o = other.to(dtype());
   if (alpha != 1.0) o = o * alpha;
@@ -292,13 +293,16 @@ const Tensor& Tensor::add_(const Tensor& other, double alpha) const {
 const Tensor& Tensor::mul_(const Tensor& other) const {
   check_inplace(*this, "mul_");
   check_same_device("mul_", *this, other);
-  LUMEN_CHECK(broadcast_shapes(shape(), other.shape(), "mul_") == shape(), "mul_: operand of shape ",
-              ShapeStr{other.shape()}, " does not broadcast to ", ShapeStr{shape()});
+  LUMEN_CHECK(broadcast_shapes(shape(), other.shape(), "mul_") == shape(),
+              "mul_: operand of shape ", ShapeStr{other.shape()}, " does not broadcast to ",
+              ShapeStr{shape()});
   NoGradGuard no_grad;
   kernels::binary(device(), *this, *this, other.to(dtype()), BinaryOp::Mul);
   return *this;
 }
 
-const Tensor& Tensor::mul_(double value) const { return mul_(scalar_tensor(value, {dtype(), device()})); }
+const Tensor& Tensor::mul_(double value) const {
+  return mul_(scalar_tensor(value, {dtype(), device()}));
+}
 
 }  // namespace lumen

@@ -103,13 +103,15 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   LUMEN_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1), "linear: input of shape ",
               ShapeStr{x.shape()}, " does not match weight of shape ", ShapeStr{weight.shape()},
               ": expected the input's last dim to be in_features = ", weight.size(1));
+  if (bias.defined()) {
+    check_operands("linear", x, bias);
+    LUMEN_CHECK(bias.dim() == 1 && bias.size(0) == weight.size(0), "linear: bias of shape ",
+                ShapeStr{bias.shape()}, " does not match weight of shape ",
+                ShapeStr{weight.shape()}, ": expected [", weight.size(0), "]");
+  }
+  // weight.t() is a column-major view: the GEMM reads it in place.
   Tensor y = lumen::matmul(x, weight.t());
-  if (!bias.defined()) return y;
-  check_operands("linear", x, bias);
-  LUMEN_CHECK(bias.dim() == 1 && bias.size(0) == weight.size(0), "linear: bias of shape ",
-              ShapeStr{bias.shape()}, " does not match weight of shape ", ShapeStr{weight.shape()},
-              ": expected [", weight.size(0), "]");
-  return y + bias;
+  return bias.defined() ? y + bias : y;
 }
 
 }  // namespace nn::functional

@@ -108,7 +108,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
         const double unbias = static_cast<double>(count) / static_cast<double>(count - 1);
         Tensor rm = running_mean, rv = running_var;  // handles to the same storage
         rm.mul_(1.0 - momentum).add_(mean, momentum);
-        rv.mul_(1.0 - momentum).add_(var, momentum * unbias * 0.5);
+        rv.mul_(1.0 - momentum).add_(var, momentum * unbias);
       }
     } else {
       // A copy, so a later in-place update of the running stats leaves the backward's intact.

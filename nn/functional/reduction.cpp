@@ -47,8 +47,8 @@ Tensor run_reduce(const char* op, const Tensor& x, const std::vector<int64_t>& d
   LUMEN_CHECK(x.defined(), op, ": got an undefined tensor");
   Shape keep = reduced_shape(op, x, dims);
   if (kind != ReduceOp::Sum && kind != ReduceOp::Mean)
-    LUMEN_CHECK(x.numel() > 0, op, ": cannot reduce an empty tensor of shape ",
-                ShapeStr{x.shape()}, " (no identity for max/min)");
+    LUMEN_CHECK(x.numel() > 0, op, ": cannot reduce an empty tensor of shape ", ShapeStr{x.shape()},
+                " (no identity for max/min)");
   Tensor out = zeros(keep, {out_dtype, x.device()});
   kernels::reduce(x.device(), out, x, kind);
   if (keep_shape) *keep_shape = keep;
@@ -60,18 +60,21 @@ Tensor extreme(const char* op, const Tensor& x, const std::vector<int64_t>& dims
   Shape keep;
   Tensor out = run_reduce(op, x, dims, keepdim, kind, x.dtype(), &keep);
   // d max / dx_i = 1/k on the k elements equal to the max, 0 elsewhere.
-  return autograd::record(
-      op, out, {x}, [xs = x.detach(), m = out.detach().reshape(keep), keep](
-                        const Tensor& g, const autograd::NeedsGrad&) {
-        Tensor hit = eq(xs, m).to(xs.dtype());
-        Tensor count = sum(hit, [&] {
-          std::vector<int64_t> d;
-          for (int64_t i = 0; i < xs.dim(); ++i)
-            if (keep[i] == 1 && xs.size(i) != 1) d.push_back(i);
-          return d;
-        }(), true);
-        return std::vector<Tensor>{hit * (g.reshape(keep) / count)};
-      });
+  return autograd::record(op, out, {x},
+                          [xs = x.detach(), m = out.detach().reshape(keep), keep](
+                              const Tensor& g, const autograd::NeedsGrad&) {
+                            Tensor hit = eq(xs, m).to(xs.dtype());
+                            Tensor count = sum(
+                                hit,
+                                [&] {
+                                  std::vector<int64_t> d;
+                                  for (int64_t i = 0; i < xs.dim(); ++i)
+                                    if (keep[i] == 1 && xs.size(i) != 1) d.push_back(i);
+                                  return d;
+                                }(),
+                                true);
+                            return std::vector<Tensor>{hit * (g.reshape(keep) / count)};
+                          });
 }
 
 }  // namespace
@@ -93,11 +96,11 @@ Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
   Shape keep = reduced_shape("mean", x, dims);
   Tensor out = run_reduce("mean", x, dims, keepdim, ReduceOp::Mean, x.dtype());
   double count = keep.empty() ? 1.0 : static_cast<double>(x.numel()) / numel_of(keep);
-  return autograd::record("mean", out, {x},
-                          [shape = x.shape(), keep, count](const Tensor& g,
-                                                           const autograd::NeedsGrad&) {
-                            return std::vector<Tensor>{(g / count).reshape(keep).expand(shape)};
-                          });
+  return autograd::record(
+      "mean", out, {x},
+      [shape = x.shape(), keep, count](const Tensor& g, const autograd::NeedsGrad&) {
+        return std::vector<Tensor>{(g / count).reshape(keep).expand(shape)};
+      });
 }
 
 Tensor amax(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
@@ -125,6 +128,8 @@ Tensor Tensor::max() const { return amax(*this); }
 Tensor Tensor::max(int64_t dim, bool keepdim) const { return amax(*this, {dim}, keepdim); }
 Tensor Tensor::min() const { return amin(*this); }
 Tensor Tensor::min(int64_t dim, bool keepdim) const { return amin(*this, {dim}, keepdim); }
-Tensor Tensor::argmax(int64_t dim, bool keepdim) const { return lumen::argmax(*this, dim, keepdim); }
+Tensor Tensor::argmax(int64_t dim, bool keepdim) const {
+  return lumen::argmax(*this, dim, keepdim);
+}
 
 }  // namespace lumen

@@ -30,9 +30,9 @@ Shape infer_shape(const char* op, Shape shape, const Tensor& x) {
                 " elements)");
     shape[infer] = x.numel() / known;
   }
-  LUMEN_CHECK(numel_of(shape) == x.numel(), op, ": shape ", ShapeStr{shape}, " (",
-              numel_of(shape), " elements) is invalid for an input of shape ",
-              ShapeStr{x.shape()}, " (", x.numel(), " elements)");
+  LUMEN_CHECK(numel_of(shape) == x.numel(), op, ": shape ", ShapeStr{shape}, " (", numel_of(shape),
+              " elements) is invalid for an input of shape ", ShapeStr{x.shape()}, " (", x.numel(),
+              " elements)");
   return shape;
 }
 
@@ -66,8 +66,7 @@ std::optional<Shape> view_strides(const Shape& old_shape, const Shape& old_strid
 }
 
 // A view whose backward reshapes the gradient to the input's shape.
-Tensor reshaping_view(const char* name, const Tensor& x, const Shape& shape,
-                      const Shape& strides) {
+Tensor reshaping_view(const char* name, const Tensor& x, const Shape& shape, const Shape& strides) {
   Tensor out = make_view(x, shape, strides, x.offset());
   return autograd::record(name, out, {x},
                           [in = x.shape()](const Tensor& g, const autograd::NeedsGrad&) {
@@ -104,8 +103,8 @@ Tensor Tensor::reshape(const Shape& shape) const {
 }
 
 Tensor Tensor::permute(const Shape& dims) const {
-  LUMEN_CHECK(static_cast<int64_t>(dims.size()) == dim(), "permute: got ", dims.size(),
-              " dims ", ShapeStr{dims}, " for a tensor of shape ", ShapeStr{shape()});
+  LUMEN_CHECK(static_cast<int64_t>(dims.size()) == dim(), "permute: got ", dims.size(), " dims ",
+              ShapeStr{dims}, " for a tensor of shape ", ShapeStr{shape()});
   Shape s(dims.size()), st(dims.size()), inverse(dims.size());
   std::vector<bool> seen(dims.size());
   for (size_t i = 0; i < dims.size(); ++i) {
@@ -126,7 +125,8 @@ Tensor Tensor::permute(const Shape& dims) const {
 Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
   Shape dims(dim());
   std::iota(dims.begin(), dims.end(), 0);
-  std::swap(dims[normalize_dim(d0, dim(), "transpose")], dims[normalize_dim(d1, dim(), "transpose")]);
+  std::swap(dims[normalize_dim(d0, dim(), "transpose")],
+            dims[normalize_dim(d1, dim(), "transpose")]);
   return permute(dims);
 }
 
@@ -158,8 +158,8 @@ Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
   int64_t n = shape()[d];
   if (start < 0) start += n;
   LUMEN_CHECK(start >= 0 && length >= 0 && start + length <= n, "narrow: start ", start,
-              " and length ", length, " are out of range for dim ", d, " of size ", n,
-              " (shape ", ShapeStr{shape()}, ")");
+              " and length ", length, " are out of range for dim ", d, " of size ", n, " (shape ",
+              ShapeStr{shape()}, ")");
   return slice(d, start, start + length);
 }
 
@@ -186,9 +186,9 @@ Tensor Tensor::expand(const Shape& shape) const {
     }
     int64_t have = this->shape()[i - lead];
     int64_t want = shape[i] == -1 ? have : shape[i];
-    LUMEN_CHECK(want == have || have == 1, "expand: cannot expand shape ",
-                ShapeStr{this->shape()}, " to ", ShapeStr{shape}, " (dim ", i, ": ", have,
-                " vs ", want, "; only size-1 dims expand)");
+    LUMEN_CHECK(want == have || have == 1, "expand: cannot expand shape ", ShapeStr{this->shape()},
+                " to ", ShapeStr{shape}, " (dim ", i, ": ", have, " vs ", want,
+                "; only size-1 dims expand)");
     s[i] = want;
     st[i] = have == want ? strides()[i - lead] : 0;
   }
