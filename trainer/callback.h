@@ -1,0 +1,77 @@
+#pragma once
+// Callback base, as Lightning's Callback: hooks the trainer calls around the loops. Every hook
+// gets the trainer and the module; callbacks with state (ModelCheckpoint's best score,
+// EarlyStopping's wait count) save it under /callbacks/<state_key()> in checkpoints.
+#include <cstdint>
+#include <string>
+
+#include "nn/optim/optimizer.h"
+#include "nn/state.h"
+#include "trainer/batch.h"
+
+namespace lumen {
+
+class Trainer;
+class LightningModule;
+
+class Callback {
+ public:
+  virtual ~Callback() = default;
+  // Unique among a trainer's callbacks; the default is the type name.
+  virtual std::string state_key() const = 0;
+
+  virtual void setup(Trainer&, LightningModule&, const std::string& stage) { (void)stage; }
+  virtual void teardown(Trainer&, LightningModule&, const std::string& stage) { (void)stage; }
+  virtual void on_fit_start(Trainer&, LightningModule&) {}
+  virtual void on_fit_end(Trainer&, LightningModule&) {}
+  virtual void on_sanity_check_start(Trainer&, LightningModule&) {}
+  virtual void on_sanity_check_end(Trainer&, LightningModule&) {}
+  virtual void on_train_start(Trainer&, LightningModule&) {}
+  virtual void on_train_end(Trainer&, LightningModule&) {}
+  virtual void on_train_epoch_start(Trainer&, LightningModule&) {}
+  virtual void on_train_epoch_end(Trainer&, LightningModule&) {}
+  virtual void on_train_batch_start(Trainer&, LightningModule&, const Batch&, int64_t batch_idx) {
+    (void)batch_idx;
+  }
+  // `loss` is the (unscaled, detached) value training_step returned.
+  virtual void on_train_batch_end(Trainer&, LightningModule&, const Tensor& loss, const Batch&,
+                                  int64_t batch_idx) {
+    (void)loss;
+    (void)batch_idx;
+  }
+  virtual void on_before_optimizer_step(Trainer&, LightningModule&, optim::Optimizer&) {}
+  virtual void on_validation_start(Trainer&, LightningModule&) {}
+  virtual void on_validation_end(Trainer&, LightningModule&) {}
+  virtual void on_validation_epoch_start(Trainer&, LightningModule&) {}
+  virtual void on_validation_epoch_end(Trainer&, LightningModule&) {}
+  virtual void on_validation_batch_end(Trainer&, LightningModule&, const Batch&,
+                                       int64_t batch_idx) {
+    (void)batch_idx;
+  }
+  virtual void on_test_start(Trainer&, LightningModule&) {}
+  virtual void on_test_end(Trainer&, LightningModule&) {}
+  virtual void on_test_epoch_end(Trainer&, LightningModule&) {}
+  virtual void on_test_batch_end(Trainer&, LightningModule&, const Batch&, int64_t batch_idx) {
+    (void)batch_idx;
+  }
+  virtual void on_predict_start(Trainer&, LightningModule&) {}
+  virtual void on_predict_end(Trainer&, LightningModule&) {}
+  virtual void on_predict_batch_end(Trainer&, LightningModule&, const Batch&, int64_t batch_idx) {
+    (void)batch_idx;
+  }
+  // The fit is ending on an exception (the exception is rethrown afterwards).
+  virtual void on_exception(Trainer&, LightningModule&, const std::exception&) {}
+
+  // The whole checkpoint tree is passed so a callback may add to it (rarely needed); its own
+  // state goes through state_dict/load_state_dict.
+  virtual void on_save_checkpoint(Trainer&, LightningModule&, State& checkpoint) {
+    (void)checkpoint;
+  }
+  virtual void on_load_checkpoint(Trainer&, LightningModule&, const State& checkpoint) {
+    (void)checkpoint;
+  }
+  virtual State state_dict() const { return {}; }
+  virtual void load_state_dict(const State& state) { (void)state; }
+};
+
+}  // namespace lumen

@@ -1,0 +1,49 @@
+#pragma once
+// Map-style datasets, as torch.utils.data.Dataset: a size and random access to examples.
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "trainer/batch.h"
+
+namespace lumen {
+
+class Dataset {
+ public:
+  virtual ~Dataset() = default;
+  virtual int64_t size() const = 0;
+  // One example: tensors without the batch dimension. Must be safe to call from several
+  // loader threads at once.
+  virtual Batch get(int64_t index) const = 0;
+};
+
+// Examples are the rows (dim 0) of equally long tensors, as torch's TensorDataset.
+class TensorDataset : public Dataset {
+ public:
+  explicit TensorDataset(std::vector<Tensor> tensors);
+  int64_t size() const override;
+  Batch get(int64_t index) const override;
+  const std::vector<Tensor>& tensors() const { return tensors_; }
+
+ private:
+  std::vector<Tensor> tensors_;
+};
+
+// The examples of another dataset at the given indices (random_split's pieces).
+class Subset : public Dataset {
+ public:
+  Subset(std::shared_ptr<const Dataset> base, std::vector<int64_t> indices);
+  int64_t size() const override;
+  Batch get(int64_t index) const override;
+
+ private:
+  std::shared_ptr<const Dataset> base_;
+  std::vector<int64_t> indices_;
+};
+
+// Splits by a seeded permutation, as torch.utils.data.random_split.
+std::vector<std::shared_ptr<Dataset>> random_split(std::shared_ptr<const Dataset> dataset,
+                                                   const std::vector<int64_t>& lengths,
+                                                   uint64_t seed);
+
+}  // namespace lumen

@@ -1,0 +1,117 @@
+#pragma once
+// LightningModule, as Lightning's: a Module that also says how to train itself (the steps and
+// the optimizers) and receives the loop's hooks. Trainer drives it.
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <type_traits>
+
+#include "nn/module.h"
+#include "nn/optim/lr_scheduler.h"
+#include "nn/optim/optimizer.h"
+#include "trainer/batch.h"
+
+namespace lumen {
+
+class Trainer;
+
+// log() options, as LightningModule.log's keyword arguments. Unset on_step/on_epoch take
+// Lightning's defaults: on_step in training_step, on_epoch in validation/test steps and in
+// epoch-end hooks.
+struct LogOptions {
+  std::optional<bool> on_step;
+  std::optional<bool> on_epoch;
+  bool prog_bar = false;
+  bool logger = true;
+  std::string reduce = "mean";  // "mean" (weighted by batch_size), "sum", "max", "min"
+  int64_t batch_size = 0;       // 0: the size of the current batch's first tensor
+};
+
+struct SchedulerConfig {
+  std::shared_ptr<optim::LRScheduler> scheduler;
+  std::string interval = "epoch";  // or "step"
+  int64_t frequency = 1;
+  std::string monitor;  // the metric passed to step(metric) (ReduceLROnPlateau)
+  bool strict = true;   // a missing monitor metric is an error (else a warning)
+  std::string name;     // LearningRateMonitor's key; default "lr-<Optimizer type>"
+};
+
+// What configure_optimizers returns: an optimizer, optionally with a scheduler. Converts from
+// an optimizer object, so `return optim::AdamW(parameters(), {.lr = 1e-3});` works.
+struct OptimizerConfig {
+  std::shared_ptr<optim::Optimizer> optimizer;
+  std::optional<SchedulerConfig> lr_scheduler;
+
+  OptimizerConfig() = default;
+  OptimizerConfig(std::shared_ptr<optim::Optimizer> opt,
+                  std::optional<SchedulerConfig> sched = std::nullopt)
+      : optimizer(std::move(opt)), lr_scheduler(std::move(sched)) {}
+  template <class O>
+  requires std::is_base_of_v<optim::Optimizer, std::decay_t<O>> OptimizerConfig(
+      O&& opt)  // NOLINT: implicit on purpose
+      : optimizer(std::make_shared<std::decay_t<O>>(std::forward<O>(opt))) {}
+};
+
+class LightningModule : public nn::Module {
+ public:
+  virtual Tensor training_step(const Batch& batch, int64_t batch_idx) = 0;
+  virtual void validation_step(const Batch& batch, int64_t batch_idx) {
+    (void)batch;
+    (void)batch_idx;
+  }
+  virtual void test_step(const Batch& batch, int64_t batch_idx) {
+    (void)batch;
+    (void)batch_idx;
+  }
+  // The default throws: a module used with Trainer::predict must define it.
+  virtual Tensor predict_step(const Batch& batch, int64_t batch_idx);
+  virtual OptimizerConfig configure_optimizers() = 0;
+
+  virtual void on_fit_start() {}
+  virtual void on_fit_end() {}
+  virtual void on_train_start() {}
+  virtual void on_train_end() {}
+  virtual void on_train_epoch_start() {}
+  virtual void on_train_epoch_end() {}
+  virtual void on_validation_epoch_start() {}
+  virtual void on_validation_epoch_end() {}
+  virtual void on_test_epoch_start() {}
+  virtual void on_test_epoch_end() {}
+  // Returning false skips the rest of the epoch (Lightning's "return -1").
+  virtual bool on_train_batch_start(const Batch& batch, int64_t batch_idx) {
+    (void)batch;
+    (void)batch_idx;
+    return true;
+  }
+  virtual void on_train_batch_end(const Tensor& loss, const Batch& batch, int64_t batch_idx) {
+    (void)loss;
+    (void)batch;
+    (void)batch_idx;
+  }
+  virtual void on_before_optimizer_step(optim::Optimizer& optimizer) { (void)optimizer; }
+  virtual void on_save_checkpoint(State& checkpoint) { (void)checkpoint; }
+  virtual void on_load_checkpoint(const State& checkpoint) { (void)checkpoint; }
+
+  // Records a metric for the progress bar, the loggers and callback_metrics (which
+  // ModelCheckpoint and EarlyStopping monitor). Only valid while a trainer runs this module.
+  void log(const std::string& name, const Tensor& value, LogOptions options = {});
+  void log(const std::string& name, double value, LogOptions options = {});
+
+  // Stored in checkpoints (/hparams) and sent to the loggers at fit start.
+  void save_hyperparameters(std::map<std::string, AttrValue> hparams) {
+    hparams_ = std::move(hparams);
+  }
+  const std::map<std::string, AttrValue>& hparams() const { return hparams_; }
+
+  Trainer* trainer() const { return trainer_; }
+  std::string type_name() const override { return "LightningModule"; }
+
+ private:
+  friend class Trainer;
+  Trainer* trainer_ = nullptr;
+  std::map<std::string, AttrValue> hparams_;
+};
+
+}  // namespace lumen
