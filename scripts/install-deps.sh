@@ -2,7 +2,8 @@
 # Installs the Debian packages Lumen builds with, when any is missing. CUDA is optional: the
 # build enables it when nvcc is found (here and in CI: /usr/local/cuda).
 set -euo pipefail
-packages=(cmake g++ make ccache libeigen3-dev libgtest-dev libbenchmark-dev)
+packages=(cmake g++ make ccache libeigen3-dev libgtest-dev libbenchmark-dev libhdf5-dev zlib1g-dev
+  dataset-fashion-mnist)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

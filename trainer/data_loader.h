@@ -3,6 +3,7 @@
 // by worker threads ahead of the consumer so loading overlaps compute.
 #include <cstdint>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -24,7 +25,8 @@ struct DataLoaderOptions {
   // The shuffle order of epoch e is a permutation drawn from Philox keyed by (seed, e): it
   // depends on nothing else, so a resumed run sees the same order. Unset: the seed of the
   // default generator when the loader is made (what seed_everything sets).
-  std::optional<uint64_t> seed;
+  std::optional<uint64_t> seed = std::nullopt;
+  // Called by the worker threads, several at once, under NoGradGuard: must be thread-safe.
   std::function<Batch(const std::vector<Batch>&)> collate = default_collate;
 };
 
@@ -42,15 +44,24 @@ class DataLoader {
   // Starts epoch `epoch` (fixing its order), skipping its first `skip_batches` batches
   // without loading them (mid-epoch resume). Restarting abandons the previous epoch.
   void begin_epoch(int64_t epoch, int64_t skip_batches = 0);
-  // The next batch of the current epoch, or nullopt at its end. Worker exceptions are
-  // rethrown here, in order.
+  // The next batch of the current epoch, or nullopt at its end. Exceptions from
+  // Dataset::get or collate (in a worker or not) are rethrown here, for their batch, which
+  // then counts as consumed: the next call returns the batch after it.
   std::optional<Batch> next();
   int64_t epoch() const { return epoch_; }
   int64_t batches_consumed() const { return consumed_; }
+  uint64_t seed() const { return seed_; }
+
+  // One epoch as a range: `for (Batch& b : loader.epoch(3)) ...` calls begin_epoch(3) and
+  // then next() until the end.
+  class EpochRange;
+  EpochRange epoch(int64_t epoch, int64_t skip_batches = 0);
 
   // attrs: seed, epoch, batches_consumed (the data order part of a checkpoint's /rng).
   State state_dict() const;
-  void load_state_dict(const State& state);  // the next begin_epoch uses the loaded seed
+  // Abandons the current epoch; resume with begin_epoch(epoch(), batches_consumed()), which
+  // uses the loaded seed.
+  void load_state_dict(const State& state);
 
  private:
   struct Workers;
@@ -60,6 +71,38 @@ class DataLoader {
   int64_t epoch_ = -1;
   int64_t consumed_ = 0;
   std::unique_ptr<Workers> workers_;
+  bool active_ = false;  // an epoch has begun (next() may be called)
+  // The epoch's order of example indices; null when not shuffling (the identity).
+  std::shared_ptr<const std::vector<int64_t>> order_;
+};
+
+class DataLoader::EpochRange {
+ public:
+  class iterator {
+   public:
+    using value_type = Batch;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    explicit iterator(DataLoader* loader) : loader_(loader), batch_(loader->next()) {}
+    Batch& operator*() const { return *batch_; }
+    Batch* operator->() const { return &*batch_; }
+    iterator& operator++() {
+      batch_ = loader_->next();
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    bool operator==(std::default_sentinel_t) const { return !batch_.has_value(); }
+
+   private:
+    DataLoader* loader_ = nullptr;
+    mutable std::optional<Batch> batch_;
+  };
+  explicit EpochRange(DataLoader* loader) : loader_(loader) {}
+  iterator begin() { return iterator(loader_); }
+  std::default_sentinel_t end() { return {}; }
+
+ private:
+  DataLoader* loader_;
 };
 
 }  // namespace lumen

@@ -41,9 +41,16 @@ class Subset : public Dataset {
   std::vector<int64_t> indices_;
 };
 
-// Splits by a seeded permutation, as torch.utils.data.random_split.
+// Splits by a seeded permutation, as torch.utils.data.random_split: one Philox permutation of
+// the whole dataset (trainer/random_permutation.h), cut into consecutive pieces of `lengths`,
+// which must sum to the dataset's size.
 std::vector<std::shared_ptr<Dataset>> random_split(std::shared_ptr<const Dataset> dataset,
                                                    const std::vector<int64_t>& lengths,
                                                    uint64_t seed);
+// The same with fractions summing to 1 (torch accepts them in random_split): piece k gets
+// floor(f_k * n) examples, and the remainder goes one each to the pieces in order.
+std::vector<std::shared_ptr<Dataset>> random_split_fractions(std::shared_ptr<const Dataset> dataset,
+                                                             const std::vector<double>& fractions,
+                                                             uint64_t seed);
 
 }  // namespace lumen

@@ -21,8 +21,8 @@ class Trainer;
 // Lightning's defaults: on_step in training_step, on_epoch in validation/test steps and in
 // epoch-end hooks.
 struct LogOptions {
-  std::optional<bool> on_step;
-  std::optional<bool> on_epoch;
+  std::optional<bool> on_step = std::nullopt;
+  std::optional<bool> on_epoch = std::nullopt;
   bool prog_bar = false;
   bool logger = true;
   std::string reduce = "mean";  // "mean" (weighted by batch_size), "sum", "max", "min"
@@ -30,12 +30,12 @@ struct LogOptions {
 };
 
 struct SchedulerConfig {
-  std::shared_ptr<optim::LRScheduler> scheduler;
+  std::shared_ptr<optim::LRScheduler> scheduler = nullptr;
   std::string interval = "epoch";  // or "step"
   int64_t frequency = 1;
-  std::string monitor;  // the metric passed to step(metric) (ReduceLROnPlateau)
-  bool strict = true;   // a missing monitor metric is an error (else a warning)
-  std::string name;     // LearningRateMonitor's key; default "lr-<Optimizer type>"
+  std::string monitor = "";  // the metric passed to step(metric) (ReduceLROnPlateau)
+  bool strict = true;        // a missing monitor metric is an error (else a warning)
+  std::string name = "";     // LearningRateMonitor's key; default "lr-<Optimizer type>"
 };
 
 // What configure_optimizers returns: an optimizer, optionally with a scheduler. Converts from

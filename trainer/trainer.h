@@ -2,10 +2,12 @@
 // Trainer, as Lightning's: runs the fit / validate / test / predict loops of a LightningModule
 // over a DataModule's loaders, with callbacks, loggers, checkpoints and resume.
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "trainer/callback.h"
@@ -32,17 +34,33 @@ struct CountOrFraction {
 struct LoggerOption {
   bool enabled = true;
   std::vector<std::shared_ptr<Logger>> loggers;
-  LoggerOption(bool on = true) : enabled(on) {}                       // NOLINT: implicit on purpose
-  LoggerOption(std::shared_ptr<Logger> l) : loggers{std::move(l)} {}  // NOLINT
+  LoggerOption(bool on = true) : enabled(on) {}  // NOLINT: implicit on purpose
+  template <class L>
+  requires std::is_base_of_v<Logger, L> LoggerOption(std::shared_ptr<L> l)  // NOLINT: implicit
+      : loggers{std::shared_ptr<Logger>(std::move(l))} {}
   LoggerOption(std::vector<std::shared_ptr<Logger>> ls) : loggers(std::move(ls)) {}  // NOLINT
 };
 
+// An entry of TrainerOptions::callbacks: a shared callback, or a callback object that is
+// copied into one, so both `{std::make_shared<EarlyStopping>(...)}` and DESIGN.md's
+// `{ModelCheckpoint({.monitor = "val_acc"})}` work.
+struct CallbackPtr : std::shared_ptr<Callback> {
+  CallbackPtr() = default;
+  template <class C>
+  requires std::is_base_of_v<Callback, C> CallbackPtr(std::shared_ptr<C> p)  // NOLINT: implicit
+      : std::shared_ptr<Callback>(std::move(p)) {}
+  template <class C>
+  requires std::is_base_of_v<Callback, std::decay_t<C>> CallbackPtr(C&& c)  // NOLINT: implicit
+      : std::shared_ptr<Callback>(std::make_shared<std::decay_t<C>>(std::forward<C>(c))) {}
+};
+
 struct TrainerOptions {
-  std::optional<int64_t> max_epochs;  // unset: 1000 unless max_steps is set (Lightning)
+  // Unset: 1000, or -1 (no limit) when max_steps is set, as Lightning.
+  std::optional<int64_t> max_epochs = std::nullopt;
   int64_t max_steps = -1;
   int64_t min_epochs = 0;
   int64_t accumulate_grad_batches = 1;
-  std::optional<double> gradient_clip_val;
+  std::optional<double> gradient_clip_val = std::nullopt;
   std::string gradient_clip_algorithm = "norm";  // or "value"
   CountOrFraction val_check_interval = 1.0;
   int64_t check_val_every_n_epoch = 1;
@@ -55,13 +73,19 @@ struct TrainerOptions {
   int64_t num_sanity_val_steps = 2;
   int64_t log_every_n_steps = 50;
   std::string default_root_dir = ".";
+  // Lumen's CPU kernels are deterministic by construction (work split by size and thread
+  // count only, partial results combined in a fixed order; loaders hand batches over by
+  // index), so deterministic = true only turns off OpenMP's dynamic team sizing
+  // (omp_set_dynamic(0)), the one way a run could pick other thread counts, and so other
+  // reduction orders, than the previous one. With seed_everything it makes CPU runs and
+  // resumed runs bit-identical (DESIGN.md, Determinism).
   bool deterministic = false;
   bool enable_progress_bar = true;
   bool enable_checkpointing = true;  // adds a ModelCheckpoint when callbacks have none
   bool enable_model_summary = true;  // adds a ModelSummary when callbacks have none
-  std::vector<std::shared_ptr<Callback>> callbacks;
+  std::vector<CallbackPtr> callbacks = {};
   LoggerOption logger = true;
-  std::string accelerator = "auto";  // "cpu", "cuda", "auto"
+  std::string accelerator = "auto";  // "cpu", "cuda" (or "gpu"), "auto"
   std::string precision = "32";      // "32" ("16-mixed", "bf16-mixed" come with CUDA)
 };
 
@@ -98,6 +122,7 @@ class Trainer {
   int64_t num_training_batches() const;  // of this epoch, after limits
   int64_t num_val_batches() const;
   int64_t num_test_batches() const;
+  int64_t num_predict_batches() const;
   int64_t max_epochs() const;  // resolved: options.max_epochs, or 1000 / -1 per Lightning
   int64_t estimated_stepping_batches() const;
   bool is_last_batch() const;
@@ -121,11 +146,52 @@ class Trainer {
   const std::vector<SchedulerConfig>& lr_scheduler_configs() const;
   LightningModule* lightning_module() const;
 
-  // Called by LightningModule::log.
+  // Called by LightningModule::log. Loggers receive step values every log_every_n_steps
+  // optimizer steps and epoch values at the epoch's end, at Lightning's logging step (the
+  // optimizer steps taken before the current batch: 49, 99, ... for log_every_n_steps = 50),
+  // each row with an "epoch" entry.
   void log_metric(const std::string& name, double value, const LogOptions& options);
 
  private:
-  struct Loop;  // the loop state, defined in trainer.cpp
+  struct Loop;  // the loop state, defined in trainer/trainer_loop.h
+
+  // trainer.cpp: what every stage shares (Lightning's Trainer._run and call.py).
+  void run_stage(LightningModule& model, DataModule& data, const std::string& stage,
+                 const std::string& ckpt_path, const std::function<void()>& body);
+  void resolve_loaders();
+  void call_callbacks(const char* hook, const std::function<void(Callback&)>& fn);
+  void call_module(const char* hook, const std::function<void()>& fn);
+  Batch to_device(const Batch& batch) const;
+  void log_to_loggers(std::map<std::string, double> metrics, std::optional<int64_t> step);
+  void refresh_metrics() const;
+
+  // fit_loop.cpp: Lightning's _FitLoop and _TrainingEpochLoop.
+  void run_sanity_check();
+  void fit_loop();
+  bool fit_done() const;
+  bool can_stop_early() const;
+  void train_epoch();
+  bool epoch_done() const;
+  bool train_batch(const Batch& batch, int64_t batch_idx);
+  void optimizer_step();
+  void clip_gradients();
+  void finish_train_batch(int64_t batch_idx, bool validate);
+  void end_train_epoch_hooks();
+  void finish_train_epoch();
+  bool should_accumulate(int64_t batch_idx) const;
+  bool should_check_val(int64_t batch_idx) const;
+  void update_lr_schedulers(const std::string& interval, bool plateau);
+
+  // evaluation_loop.cpp: Lightning's _EvaluationLoop and _PredictionLoop.
+  void evaluation_loop(const std::string& kind, int64_t max_batches);
+  std::vector<Tensor> predict_loop();
+
+  // checkpoint_state.cpp: Lightning's _CheckpointConnector.
+  State dump_checkpoint();
+  std::string resolve_checkpoint_path(const std::string& ckpt_path) const;
+  void restore_modules_and_callbacks(const State& checkpoint, const std::string& path);
+  void restore_training_state(const State& checkpoint);
+
   TrainerOptions options_;
   std::unique_ptr<Loop> loop_;
 };

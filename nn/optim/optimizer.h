@@ -37,10 +37,38 @@ class Optimizer {
   // ("group<g>.<name>") and the step count; groups "<p>" (the parameter's index over all
   // groups) hold that parameter's state tensors (e.g. "exp_avg"). load_state_dict checks
   // the optimizer type, group and parameter counts and state shapes, and names what differs.
+  // The tensors of state_dict() are the live state, not copies (as PyTorch's): write them out
+  // before the next step() or clone them.
   virtual State state_dict() const = 0;
   virtual void load_state_dict(const State& state) = 0;
 
+  // Calls of step() so far (attr "step" of the state_dict).
+  int64_t step_count() const { return step_count_; }
+  // Parameters over all groups; a parameter's index in this order names its state.
+  int64_t num_params() const;
+
  protected:
+  Optimizer() = default;
+  // Movable (OptimizerConfig moves optimizers into a shared_ptr); not copyable, since two
+  // copies would update the same state tensors. A scheduler holds its optimizer's address, so
+  // build schedulers on the optimizer's final home.
+  Optimizer(Optimizer&&) = default;
+  Optimizer& operator=(Optimizer&&) = default;
+  Optimizer(const Optimizer&) = delete;
+  Optimizer& operator=(const Optimizer&) = delete;
+
+  // Takes the groups, fills each group's missing options from `defaults` and checks them:
+  // at least one parameter, each a defined floating leaf that requires grad and appears once;
+  // option names must be those of `defaults` or the ones schedulers add ("initial_lr",
+  // "max_lr", "min_lr", "base_momentum", "max_momentum"). Errors start with type_name().
+  void init_groups(std::vector<ParamGroup> groups, const std::map<std::string, double>& defaults);
+  // attrs "type", "step", "group_sizes" and "group<g>.<name>" for every option.
+  State base_state_dict() const;
+  // Checks "type", the group count and sizes and that every state group names a parameter
+  // ("0" .. num_params()-1), then takes the options and the step count.
+  void load_base_state_dict(const State& state);
+
+  int64_t step_count_ = 0;
   std::vector<ParamGroup> groups_;
 };
 

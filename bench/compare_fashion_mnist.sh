@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Times the Fashion-MNIST MLP and CNN in Lumen and in PyTorch + Lightning, side by side in one
+# run on the CPU with the same data, model, optimizer, batch size and thread count (2), and
+# prints per-epoch training time, time from process start to the first training step, and
+# the ratios. PyTorch and Lightning are installed from PyPI into bench/.venv when missing.
+#   bench/compare_fashion_mnist.sh [epochs (default 2)]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+epochs="${1:-2}"
+threads=2
+venv=bench/.venv
+if ! "$venv/bin/python" -c "import torch, lightning" 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q torch lightning numpy
+fi
+scripts/build.sh >/dev/null
+
+# Runs a command, printing "<first step seconds> <median epoch seconds> <test acc>".
+measure() {
+  local start out first median acc
+  start=$(date +%s.%N)
+  out=$("$@")
+  first=$(grep -o 'first_step_unix=[0-9.]*' <<<"$out" | cut -d= -f2)
+  median=$(grep -o 'train_seconds=[0-9.]*' <<<"$out" | cut -d= -f2 | sort -g |
+    awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}')
+  acc=$(grep -o 'test_acc=[0-9.]*' <<<"$out" | cut -d= -f2)
+  echo "$(echo "$first - $start" | bc -l) $median $acc"
+}
+
+printf '| model | framework | epoch (s, median of %s) | start to first step (s) | test acc |\n' "$epochs"
+printf '|---|---|---|---|---|\n'
+for model in mlp cnn; do
+  read -r l_first l_epoch l_acc < <(OMP_NUM_THREADS=$threads measure \
+    "build/fashion_mnist_$model" --bench --epochs "$epochs" --threads "$threads")
+  read -r p_first p_epoch p_acc < <(measure "$venv/bin/python" bench/lightning_fashion_mnist.py \
+    "$model" --epochs "$epochs" --threads "$threads")
+  printf '| %s | Lumen | %.2f | %.2f | %s |\n' "$model" "$l_epoch" "$l_first" "$l_acc"
+  printf '| %s | PyTorch + Lightning | %.2f | %.2f | %s |\n' "$model" "$p_epoch" "$p_first" "$p_acc"
+  printf '| %s | ratio Lumen / PyTorch | %.2f | %.2f | |\n' "$model" \
+    "$(echo "$l_epoch / $p_epoch" | bc -l)" "$(echo "$l_first / $p_first" | bc -l)"
+done

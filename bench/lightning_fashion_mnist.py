@@ -1,0 +1,121 @@
+"""The PyTorch + Lightning twin of examples/fashion_mnist_{mlp,cnn}.cpp, for bench/compare_fashion_mnist.sh.
+
+Same data (the Debian dataset-fashion-mnist IDX files, normalised once with mean 0.2860 and
+std 0.3530, 55000/5000 train/val split), same models and initialisation scheme (PyTorch's
+defaults, which Lumen's layers copy), same optimizer (AdamW, lr 1e-3), same batch size and
+thread count. Prints one machine-readable line per epoch and the time of the first training
+step, which the shell script turns into the table in README.md.
+"""
+import argparse
+import gzip
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import lightning as L
+from torch.utils.data import DataLoader, TensorDataset, random_split
+
+DATA = "/usr/share/datasets/fashion-mnist"
+
+
+def read_idx(name):
+    with gzip.open(os.path.join(DATA, name), "rb") as f:
+        raw = f.read()
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def tensors(split):
+    x = read_idx(f"{split}-images-idx3-ubyte.gz").astype(np.float32)
+    y = read_idx(f"{split}-labels-idx1-ubyte.gz").astype(np.int64)
+    x = (x / 255.0 - 0.2860) / 0.3530
+    return torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y)
+
+
+def mlp():
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
+
+
+def cnn():
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10))
+
+
+class Classifier(L.LightningModule):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = F.cross_entropy(self.net(x), y)
+        self.log("train_loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_acc", (self.net(x).argmax(1) == y).float().mean(), prog_bar=True)
+
+    def test_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("test_acc", (self.net(x).argmax(1) == y).float().mean())
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=1e-3)
+
+
+class EpochTimer(L.Callback):
+    """Prints the wall time of each training epoch (validation excluded) and of the first step."""
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if trainer.global_step == 0 and batch_idx == 0:
+            print(f"first_step_unix={time.time():.6f}", flush=True)
+
+    def on_train_epoch_start(self, trainer, module):
+        self.t0 = time.perf_counter()
+
+    def on_validation_start(self, trainer, module):
+        if trainer.training:
+            self.paused = time.perf_counter()
+
+    def on_validation_end(self, trainer, module):
+        if trainer.training and hasattr(self, "paused"):
+            self.t0 += time.perf_counter() - self.paused
+
+    def on_train_epoch_end(self, trainer, module):
+        print(f"epoch={trainer.current_epoch} train_seconds={time.perf_counter() - self.t0:.4f}",
+              flush=True)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("model", choices=["mlp", "cnn"])
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--threads", type=int, default=2)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    L.seed_everything(42, verbose=False)
+    x, y = tensors("train")
+    train, val = random_split(TensorDataset(x, y), [55000, 5000],
+                              generator=torch.Generator().manual_seed(42))
+    test = TensorDataset(*tensors("t10k"))
+    model = Classifier(mlp() if a.model == "mlp" else cnn())
+    trainer = L.Trainer(max_epochs=a.epochs, accelerator="cpu", devices=1, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0,
+                        callbacks=[EpochTimer()])
+    trainer.fit(model, DataLoader(train, batch_size=a.batch_size, shuffle=True),
+                DataLoader(val, batch_size=512))
+    res = trainer.test(model, DataLoader(test, batch_size=512), verbose=False)
+    print(f"test_acc={res[0]['test_acc']:.4f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

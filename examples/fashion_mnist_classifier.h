@@ -1,0 +1,124 @@
+#pragma once
+// What the two Fashion-MNIST examples share: a LightningModule that classifies images with a
+// given network, and the program around it (options, trainer, test, bench output).
+#include <lumen/lumen.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <omp.h>
+#include <string>
+
+namespace fashion_mnist {
+
+using namespace lumen;
+
+using Layers = std::initializer_list<std::shared_ptr<nn::UnaryModule>>;
+
+struct Classifier : LightningModule {
+  nn::Sequential net;
+  double lr;
+
+  Classifier(Layers layers, double learning_rate) : net(layers), lr(learning_rate) {
+    register_module("net", net);
+    save_hyperparameters({{"lr", lr}, {"architecture", net.repr()}});
+  }
+
+  Tensor training_step(const Batch& b, int64_t) override {
+    Tensor loss = nn::functional::cross_entropy(net(b[0]), b[1]);
+    log("train_loss", loss, {.prog_bar = true});
+    return loss;
+  }
+  void validation_step(const Batch& b, int64_t) override {
+    Tensor logits = net(b[0]);
+    log("val_loss", nn::functional::cross_entropy(logits, b[1]));
+    log("val_acc", metrics::accuracy(logits, b[1]), {.prog_bar = true});
+  }
+  void test_step(const Batch& b, int64_t) override {
+    log("test_acc", metrics::accuracy(net(b[0]), b[1]));
+  }
+  OptimizerConfig configure_optimizers() override {
+    return optim::AdamW(parameters(), {.lr = lr});
+  }
+};
+
+// With --bench: the same lines bench/lightning_fashion_mnist.py prints, so
+// bench/compare_fashion_mnist.sh can time both frameworks alike.
+struct EpochTimer : Callback {
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point start, paused;
+  std::string state_key() const override { return "EpochTimer"; }
+  void on_train_batch_start(Trainer& t, LightningModule&, const Batch&, int64_t i) override {
+    if (t.global_step() == 0 && i == 0) {
+      double now = std::chrono::duration<double>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+      std::printf("first_step_unix=%.6f\n", now);
+    }
+  }
+  void on_train_epoch_start(Trainer&, LightningModule&) override { start = Clock::now(); }
+  void on_validation_start(Trainer& t, LightningModule&) override {
+    if (t.training()) paused = Clock::now();
+  }
+  void on_validation_end(Trainer& t, LightningModule&) override {
+    if (t.training()) start += Clock::now() - paused;
+  }
+  void on_train_epoch_end(Trainer& t, LightningModule&) override {
+    std::printf("epoch=%lld train_seconds=%.4f\n", static_cast<long long>(t.current_epoch()),
+                std::chrono::duration<double>(Clock::now() - start).count());
+    std::fflush(stdout);
+  }
+};
+
+// Usage: <program> [--epochs N] [--threads N] [--bench]
+inline int run(const char* name, Layers layers, int64_t default_epochs,
+               int argc, char** argv) {
+  int64_t epochs = default_epochs;
+  bool bench = false;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--epochs") && i + 1 < argc)
+      epochs = std::atoll(argv[++i]);
+    else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc)
+      omp_set_num_threads(std::atoi(argv[++i]));
+    else if (!std::strcmp(argv[i], "--bench"))
+      bench = true;
+    else {
+      std::fprintf(stderr, "usage: %s [--epochs N] [--threads N] [--bench]\n", argv[0]);
+      return 2;
+    }
+  }
+  try {
+    seed_everything(42);
+    io::FashionMNIST data({.batch_size = 128});
+    Classifier model(layers, 1e-3);
+    TrainerOptions options{.max_epochs = epochs,
+                           .default_root_dir = std::string("runs/") + name,
+                           .deterministic = true};
+    if (bench) {
+      options.num_sanity_val_steps = 0;
+      options.enable_progress_bar = false;
+      options.enable_checkpointing = false;
+      options.enable_model_summary = false;
+      options.logger = false;
+      options.callbacks = {std::make_shared<EpochTimer>()};
+    } else {
+      options.callbacks = {std::make_shared<ModelCheckpoint>(
+          ModelCheckpointOptions{.filename = "epoch={epoch}-val_acc={val_acc:.4f}",
+                                 .monitor = "val_acc",
+                                 .mode = "max",
+                                 .save_last = true})};
+    }
+    Trainer trainer(options);
+    trainer.fit(model, data);
+    auto results = trainer.test(model, data);
+    std::printf(bench ? "test_acc=%.4f\n" : "test accuracy: %.4f\n", results.at("test_acc"));
+    if (!bench) std::printf("checkpoints and logs: %s\n", trainer.log_dir().c_str());
+    return 0;
+  } catch (const lumen::Error& e) {
+    std::fprintf(stderr, "%s: %s\n", name, e.what());
+    return 1;
+  }
+}
+
+}  // namespace fashion_mnist

@@ -1,0 +1,45 @@
+#pragma once
+// Fused optimizer updates: one pass over each parameter reads its gradient and state and
+// writes the new parameter and state, where the same update from tensor ops makes several
+// passes and temporaries. Contract: every tensor contiguous, on one device, of the parameter's
+// dtype and shape; the front-ends (nn/optim/) fall back to tensor ops otherwise. Arithmetic
+// is in the parameter's dtype with the scalars cast to it, in PyTorch's order of operations.
+#include "kernels/dispatch.h"
+
+namespace lumen::kernels {
+
+// torch.optim.SGD for one parameter p with gradient g:
+//   d = (maximize ? -g : g) + weight_decay * p
+//   if momentum != 0: buf = first ? d : momentum * buf + (1 - dampening) * d
+//                     d = nesterov ? d + momentum * buf : buf
+//   p = p - lr * d
+// `momentum_buffer` is unused (may be undefined) when momentum == 0.
+struct SgdStepArgs {
+  double lr = 0, momentum = 0, dampening = 0, weight_decay = 0;
+  bool nesterov = false, maximize = false;
+  bool first = false;  // the buffer is initialised to d (PyTorch: clone of the first d)
+};
+inline constinit OpKernel<void(const Tensor& param, const Tensor& grad,
+                               const Tensor& momentum_buffer, SgdStepArgs)>
+    sgd_step{"sgd_step"};
+
+// torch.optim.Adam / AdamW for one parameter p with gradient g at step t:
+//   g = maximize ? -g : g
+//   decoupled (AdamW): p = p * (1 - lr * weight_decay)   else: g = g + weight_decay * p
+//   m = lerp(m, g, 1 - beta1)                 (= beta1 m + (1 - beta1) g)
+//   v = beta2 v + (1 - beta2) g^2
+//   amsgrad: v_max = max(v_max, v), v_hat = v_max;   else v_hat = v
+//   p = p - step_size * m / (sqrt(v_hat) / bias_correction2_sqrt + eps)
+// with step_size = lr / (1 - beta1^t), bias_correction2_sqrt = sqrt(1 - beta2^t) computed in
+// f64 by the caller. `max_exp_avg_sq` is unused (may be undefined) without amsgrad.
+struct AdamStepArgs {
+  double lr = 0, beta1 = 0, beta2 = 0, eps = 0, weight_decay = 0;
+  double step_size = 0, bias_correction2_sqrt = 1;
+  bool decoupled_weight_decay = false, amsgrad = false, maximize = false;
+};
+inline constinit OpKernel<void(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
+                               const Tensor& exp_avg_sq, const Tensor& max_exp_avg_sq,
+                               AdamStepArgs)>
+    adam_step{"adam_step"};
+
+}  // namespace lumen::kernels

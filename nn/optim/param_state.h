@@ -1,0 +1,38 @@
+#pragma once
+// What the optimizers share about one parameter's update: its gradient in the layout the
+// update needs, checks on its state tensors, loading those from a State, and whether the
+// fused kernel (kernels/optim.h) takes it.
+#include <string>
+#include <vector>
+
+#include "nn/optim/optimizer.h"
+
+namespace lumen::optim {
+
+// All parameters of `opt` in index order (the order that names their state).
+std::vector<Tensor> all_params(const Optimizer& opt);
+
+// `grad` of `param`, on its device (else an error naming `type`), cast to its dtype and
+// contiguous, as the update kernels take it.
+Tensor gradient_for(const Tensor& param, const Tensor& grad, const char* type);
+
+// Throws when a live state tensor no longer matches its parameter's shape (the parameter
+// was replaced in param_groups()).
+void check_state_shape(const Tensor& param, const Tensor& state, const char* type,
+                       const char* name);
+
+// A fresh contiguous copy of `group`'s tensor `name` (parameter `index`'s state) on the
+// parameter's device in the parameter's dtype, as torch casts loaded state; errors name the
+// parameter and the shapes when it is missing or of another shape.
+Tensor load_state_tensor(const Tensor& param, const State& group, const std::string& name,
+                         size_t index, const char* type);
+
+// Whether `kernel` has an implementation on the parameter's device and the parameter is
+// contiguous f32 or f64 (its state tensors are allocated contiguous to match).
+template <class Kernel>
+bool fused_kernel_applies(const Kernel& kernel, const Tensor& param) {
+  return kernel.has(param.device().type) && param.is_contiguous() &&
+         (param.dtype() == DType::f32 || param.dtype() == DType::f64);
+}
+
+}  // namespace lumen::optim

@@ -1,0 +1,463 @@
+// Trainer loop semantics: hook order, optimization (accumulation, clipping), limits,
+// validation scheduling, stopping rules, schedulers, and errors.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "autograd/grad_mode.h"
+#include "nn/optim/reduce_lr_on_plateau.h"
+#include "nn/optim/step_lr.h"
+#include "op_harness.h"
+#include "trainer/progress_bar.h"
+#include "trainer_fixtures.h"
+
+namespace lumen::testing {
+namespace {
+
+TEST(TrainerHooks, FitAndTestCallHooksInLightningsOrder) {
+  std::vector<std::string> ev;
+  TinyData data({.n_train = 16, .n_val = 8, .n_test = 16, .batch_size = 8});
+  data.events = &ev;
+  TinyModel model;
+  model.events = &ev;
+  Trainer trainer(quiet({.max_epochs = 1,
+                         .num_sanity_val_steps = 1,
+                         .callbacks = {std::make_shared<HookRecorder>(&ev)}}));
+  trainer.fit(model, data);
+  const std::vector<std::string> val_run = {
+      "cb:on_validation_start",           "cb:on_validation_epoch_start",
+      "module:on_validation_epoch_start", "module:validation_step",
+      "cb:on_validation_batch_end",       "cb:on_validation_epoch_end",
+      "module:on_validation_epoch_end",   "cb:on_validation_end"};
+  const std::vector<std::string> batch = {
+      "cb:on_train_batch_start",     "module:on_train_batch_start",     "module:training_step",
+      "cb:on_before_optimizer_step", "module:on_before_optimizer_step", "cb:on_train_batch_end",
+      "module:on_train_batch_end"};
+  std::vector<std::string> want = {
+      "data:prepare_data",           "data:setup:fit",  "cb:setup:fit",
+      "module:configure_optimizers", "cb:on_fit_start", "module:on_fit_start",
+      "cb:on_sanity_check_start"};
+  want.insert(want.end(), val_run.begin(), val_run.end());
+  for (const char* e : {"cb:on_sanity_check_end", "cb:on_train_start", "module:on_train_start",
+                        "cb:on_train_epoch_start", "module:on_train_epoch_start"})
+    want.push_back(e);
+  want.insert(want.end(), batch.begin(), batch.end());
+  want.insert(want.end(), batch.begin(), batch.end());
+  want.insert(want.end(), val_run.begin(), val_run.end());
+  for (const char* e : {"cb:on_train_epoch_end", "module:on_train_epoch_end", "cb:on_train_end",
+                        "module:on_train_end", "cb:on_fit_end", "module:on_fit_end",
+                        "data:teardown:fit", "cb:teardown:fit"})
+    want.push_back(e);
+  EXPECT_EQ(ev, want);
+
+  ev.clear();
+  trainer.test(model, data);
+  std::vector<std::string> want_test = {"data:prepare_data",
+                                        "data:setup:test",
+                                        "cb:setup:test",
+                                        "cb:on_test_start",
+                                        "module:on_test_epoch_start",
+                                        "module:test_step",
+                                        "cb:on_test_batch_end",
+                                        "module:test_step",
+                                        "cb:on_test_batch_end",
+                                        "cb:on_test_epoch_end",
+                                        "module:on_test_epoch_end",
+                                        "cb:on_test_end",
+                                        "data:teardown:test",
+                                        "cb:teardown:test"};
+  EXPECT_EQ(ev, want_test);
+}
+
+TEST(TrainerHooks, ModeAndGradSwitchBetweenTrainingAndEvaluation) {
+  struct Probe : TinyModel {
+    std::vector<std::string> seen;
+    Tensor training_step(const Batch& b, int64_t i) override {
+      seen.push_back(std::string("train:") + (is_training() ? "train" : "eval") +
+                     (GradMode::is_enabled() ? ":grad" : ":nograd"));
+      return TinyModel::training_step(b, i);
+    }
+    void validation_step(const Batch& b, int64_t i) override {
+      seen.push_back(std::string("val:") + (is_training() ? "train" : "eval") +
+                     (GradMode::is_enabled() ? ":grad" : ":nograd") +
+                     (drop.is_training() ? ":child-train" : ":child-eval"));
+      TinyModel::validation_step(b, i);
+    }
+  } model;
+  TinyData data({.n_train = 16, .n_val = 8, .batch_size = 8});
+  Trainer trainer(quiet({.max_epochs = 1, .num_sanity_val_steps = 0}));
+  trainer.fit(model, data);
+  std::vector<std::string> want = {"train:train:grad", "train:train:grad",
+                                   "val:eval:nograd:child-eval"};
+  EXPECT_EQ(model.seen, want);
+  EXPECT_TRUE(model.is_training());
+}
+
+// Two batches of 8 with accumulate_grad_batches = 2 make the same SGD update as one batch of
+// 16 (the mean loss over 16 rows is the mean of the two batch means).
+TEST(TrainerOptimization, AccumulatedGradientsMatchOneBigBatch) {
+  auto run = [](int64_t batch_size, int64_t accumulate) {
+    manual_seed(3);
+    TinyModel model({.momentum = 0.0});
+    TinyData data({.n_train = 16, .batch_size = batch_size, .with_val = false});
+    Trainer trainer(quiet({.max_epochs = 1, .accumulate_grad_batches = accumulate}));
+    trainer.fit(model, data);
+    EXPECT_EQ(trainer.global_step(), 1);
+    return model.fc1.weight.to_vector<float>();
+  };
+  std::vector<float> small = run(8, 2), big = run(16, 1);
+  ASSERT_EQ(small.size(), big.size());
+  for (size_t i = 0; i < small.size(); ++i) EXPECT_NEAR(small[i], big[i], 1e-6) << i;
+
+  // A shorter last window still steps (Lightning steps on the epoch's last batch): 3 batches
+  // with accumulation 2 make 2 steps.
+  TinyModel model;
+  TinyData data({.n_train = 24, .batch_size = 8, .with_val = false});
+  Trainer trainer(quiet({.max_epochs = 1, .accumulate_grad_batches = 2}));
+  trainer.fit(model, data);
+  EXPECT_EQ(trainer.global_step(), 2);
+}
+
+// Records the gradients just before the step (before clipping) and the parameters, so the
+// test can recompute the clipped update by hand.
+struct GradProbe : Callback {
+  std::vector<std::vector<float>> grads, params;
+  std::string state_key() const override { return "GradProbe"; }
+  void on_before_optimizer_step(Trainer&, LightningModule& m, optim::Optimizer&) override {
+    grads.clear();
+    params.clear();
+    for (const Tensor& p : m.parameters()) {
+      grads.push_back(p.grad().to_vector<float>());
+      params.push_back(p.to_vector<float>());
+    }
+  }
+};
+
+TEST(TrainerOptimization, GradientClippingByNormAndByValue) {
+  for (std::string algo : {"norm", "value"}) {
+    const double clip = 0.05, lr = 1.0;
+    TinyModel model({.lr = lr, .momentum = 0.0});
+    TinyData data({.n_train = 8, .batch_size = 8, .with_val = false});
+    auto probe = std::make_shared<GradProbe>();
+    Trainer trainer(quiet({.max_epochs = 1,
+                           .gradient_clip_val = clip,
+                           .gradient_clip_algorithm = algo,
+                           .callbacks = {probe}}));
+    trainer.fit(model, data);
+    double total = 0;
+    for (const auto& g : probe->grads)
+      for (float v : g) total += double(v) * v;
+    total = std::sqrt(total);
+    ASSERT_GT(total, clip) << "the test needs gradients larger than the clip value";
+    std::vector<Tensor> params = model.parameters();
+    for (size_t p = 0; p < params.size(); ++p) {
+      std::vector<float> now = params[p].to_vector<float>();
+      for (size_t i = 0; i < now.size(); ++i) {
+        double g = probe->grads[p][i];
+        double clipped = algo == "norm" ? g * clip / (total + 1e-6) : std::clamp(g, -clip, clip);
+        EXPECT_NEAR(now[i], probe->params[p][i] - lr * clipped, 1e-6) << algo << " " << p;
+      }
+    }
+  }
+}
+
+TEST(TrainerLimits, LimitBatchesByCountAndFraction) {
+  TinyData data({.n_train = 80, .n_val = 40, .n_test = 40, .batch_size = 8});  // 10 / 5 / 5
+  {
+    TinyModel model;
+    Trainer trainer(quiet({.max_epochs = 2,
+                           .limit_train_batches = 3,
+                           .limit_val_batches = 0.4,
+                           .num_sanity_val_steps = 0}));
+    trainer.fit(model, data);
+    EXPECT_EQ(trainer.num_training_batches(), 3);
+    EXPECT_EQ(trainer.num_val_batches(), 2);
+    EXPECT_EQ(model.training_steps, 6);
+    EXPECT_EQ(model.validation_steps, 4);
+    EXPECT_EQ(trainer.global_step(), 6);
+  }
+  {
+    TinyModel model;
+    Trainer trainer(quiet({.max_epochs = 1, .limit_train_batches = 0.55, .limit_val_batches = 0}));
+    trainer.fit(model, data);
+    EXPECT_EQ(model.training_steps, 5);  // floor(10 * 0.55)
+    EXPECT_EQ(model.validation_steps, 0);
+  }
+  {
+    TinyModel model;
+    Trainer trainer(quiet({.limit_test_batches = 2}));
+    trainer.test(model, data);
+    EXPECT_EQ(model.test_steps, 2);
+  }
+  TinyModel model;
+  Trainer tiny(quiet({.max_epochs = 1, .limit_train_batches = 0.05}));
+  EXPECT_THROW_MSG(tiny.fit(model, data), "limit_train_batches", "selects none");
+}
+
+TEST(TrainerLimits, FastDevRunRunsNBatchesOfEachWithoutLoggersOrSanityCheck) {
+  TinyData data({.n_train = 80, .n_val = 40, .n_test = 40, .batch_size = 8});
+  TinyModel model;
+  Trainer trainer({.max_epochs = 50,
+                   .fast_dev_run = 2,
+                   .enable_progress_bar = false,
+                   .enable_checkpointing = false,
+                   .enable_model_summary = false,
+                   .accelerator = "cpu"});
+  EXPECT_TRUE(trainer.loggers().empty());  // logger=true, but fast_dev_run logs nothing
+  trainer.fit(model, data);
+  EXPECT_EQ(trainer.max_epochs(), 1);
+  EXPECT_EQ(model.training_steps, 2);
+  EXPECT_EQ(model.validation_steps, 2);  // no sanity check; one validation of 2 batches
+  EXPECT_EQ(trainer.global_step(), 2);
+  trainer.test(model, data);
+  EXPECT_EQ(model.test_steps, 2);
+}
+
+TEST(TrainerLimits, OverfitBatchesTrainsAndValidatesOnTheFirstTrainBatchesInOrder) {
+  TinyData data({.n_train = 80, .n_val = 40, .batch_size = 8, .shuffle = true});
+  TinyModel model;
+  Trainer trainer(quiet({.max_epochs = 3, .overfit_batches = 2, .num_sanity_val_steps = 0}));
+  trainer.fit(model, data);
+  EXPECT_EQ(model.training_steps, 6);
+  EXPECT_EQ(model.validation_steps, 6);
+  const Tensor& x = data.train->tensors()[0];
+  float row0 = x.select(0, 0).select(0, 0).item<float>();
+  float row8 = x.select(0, 8).select(0, 0).item<float>();
+  std::vector<float> want = {row0, row8, row0, row8, row0, row8};
+  EXPECT_EQ(model.first_inputs, want);  // unshuffled although the loader shuffles
+}
+
+// Counts validation runs and where they happen (batch index of the training loop).
+struct ValRunCounter : Callback {
+  std::vector<std::pair<int64_t, int64_t>> runs;  // (epoch, global_step)
+  std::string state_key() const override { return "ValRunCounter"; }
+  void on_validation_end(Trainer& t, LightningModule&) override {
+    if (!t.sanity_checking()) runs.push_back({t.current_epoch(), t.global_step()});
+  }
+};
+
+TEST(TrainerValidation, ValCheckIntervalAndEveryNEpochs) {
+  TinyData data({.n_train = 80, .n_val = 16, .batch_size = 8});  // 10 train batches
+  auto run = [&](TrainerOptions o) {
+    TinyModel model;
+    auto counter = std::make_shared<ValRunCounter>();
+    o.callbacks = {counter};
+    o.num_sanity_val_steps = 0;
+    Trainer trainer(quiet(o));
+    trainer.fit(model, data);
+    return counter->runs;
+  };
+  using Runs = std::vector<std::pair<int64_t, int64_t>>;
+  EXPECT_EQ(run({.max_epochs = 1, .val_check_interval = 0.25}),
+            (Runs{{0, 2}, {0, 4}, {0, 6}, {0, 8}, {0, 10}}));
+  // An integer interval counts batches; Lightning does not add a run at the epoch's end.
+  EXPECT_EQ(run({.max_epochs = 1, .val_check_interval = 3}), (Runs{{0, 3}, {0, 6}, {0, 9}}));
+  EXPECT_EQ(run({.max_epochs = 4, .check_val_every_n_epoch = 2}), (Runs{{1, 20}, {3, 40}}));
+  TinyModel model;
+  Trainer bad(quiet({.max_epochs = 1, .val_check_interval = 11}));
+  EXPECT_THROW_MSG(bad.fit(model, data), "val_check_interval", "10");
+}
+
+TEST(TrainerStopping, MaxStepsEndsTheRunMidEpoch) {
+  TinyData data({.n_train = 32, .batch_size = 8, .with_val = false});  // 4 batches
+  TinyModel model;
+  Trainer trainer(quiet({.max_steps = 5}));
+  EXPECT_EQ(trainer.max_epochs(), -1);
+  trainer.fit(model, data);
+  EXPECT_EQ(trainer.global_step(), 5);
+  EXPECT_EQ(model.training_steps, 5);
+  EXPECT_EQ(trainer.current_epoch(), 2);  // epoch 1 ended early, and counts as done
+  Trainer default_epochs(quiet({}));
+  EXPECT_EQ(default_epochs.max_epochs(), 1000);
+}
+
+struct StopAt : Callback {
+  int64_t epoch, batch;  // batch -1: at the epoch's end
+  StopAt(int64_t e, int64_t b) : epoch(e), batch(b) {}
+  std::string state_key() const override { return "StopAt"; }
+  void on_train_batch_end(Trainer& t, LightningModule&, const Tensor&, const Batch&,
+                          int64_t i) override {
+    if (t.current_epoch() >= epoch && i == batch) t.set_should_stop(true);
+  }
+  void on_train_epoch_end(Trainer& t, LightningModule&) override {
+    if (t.current_epoch() >= epoch && batch == -1) t.set_should_stop(true);
+  }
+};
+
+TEST(TrainerStopping, ShouldStopIsIgnoredBeforeMinEpochs) {
+  TinyData data({.n_train = 32, .batch_size = 8, .with_val = false});
+  {
+    TinyModel model;
+    Trainer trainer(quiet({.max_epochs = 10, .callbacks = {std::make_shared<StopAt>(0, -1)}}));
+    trainer.fit(model, data);
+    EXPECT_EQ(trainer.current_epoch(), 1);
+  }
+  {
+    TinyModel model;
+    Trainer trainer(
+        quiet({.max_epochs = 10, .min_epochs = 3, .callbacks = {std::make_shared<StopAt>(0, -1)}}));
+    trainer.fit(model, data);
+    EXPECT_EQ(trainer.current_epoch(), 3);
+    EXPECT_EQ(model.training_steps, 12);
+  }
+  {
+    // Mid-epoch: the epoch ends after the batch that asked to stop.
+    TinyModel model;
+    Trainer trainer(quiet({.max_epochs = 10, .callbacks = {std::make_shared<StopAt>(0, 1)}}));
+    trainer.fit(model, data);
+    EXPECT_EQ(model.training_steps, 2);
+    EXPECT_EQ(trainer.current_epoch(), 1);
+  }
+}
+
+// A scheduler that only counts its steps and the metrics it got.
+struct CountingScheduler : optim::LRScheduler {
+  std::vector<int64_t>* steps_at;
+  const Trainer** trainer;
+  bool plateau;
+  std::vector<double> metrics;
+  CountingScheduler(optim::Optimizer& o, std::vector<int64_t>* s, const Trainer** t, bool p)
+      : LRScheduler(o), steps_at(s), trainer(t), plateau(p) {}
+  void step() override { steps_at->push_back((*trainer)->global_step()); }
+  void step(double m) override {
+    metrics.push_back(m);
+    step();
+  }
+  bool needs_metric() const override { return plateau; }
+  std::string type_name() const override { return "Counting"; }
+  State state_dict() const override { return {}; }
+  void load_state_dict(const State&) override {}
+};
+
+TEST(TrainerSchedulers, IntervalAndFrequency) {
+  TinyData data({.n_train = 48, .n_val = 8, .batch_size = 8});  // 6 batches
+  const Trainer* current = nullptr;
+  auto run = [&](std::string interval, int64_t frequency, int64_t accumulate, int64_t epochs) {
+    std::vector<int64_t> steps;
+    TinyModel model({.scheduler = [&](optim::Optimizer& o) {
+      return SchedulerConfig{
+          .scheduler = std::make_shared<CountingScheduler>(o, &steps, &current, false),
+          .interval = interval,
+          .frequency = frequency};
+    }});
+    Trainer trainer(quiet({.max_epochs = epochs, .accumulate_grad_batches = accumulate}));
+    current = &trainer;
+    trainer.fit(model, data);
+    return steps;
+  };
+  // Step interval: after optimizer steps whose 1-based batch number the frequency divides.
+  EXPECT_EQ(run("step", 1, 1, 1), (std::vector<int64_t>{1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(run("step", 2, 1, 1), (std::vector<int64_t>{2, 4, 6}));
+  EXPECT_EQ(run("step", 1, 3, 1), (std::vector<int64_t>{1, 2}));
+  // Epoch interval: on the last batch of epochs whose 1-based number the frequency divides.
+  EXPECT_EQ(run("epoch", 1, 1, 3), (std::vector<int64_t>{6, 12, 18}));
+  EXPECT_EQ(run("epoch", 2, 1, 4), (std::vector<int64_t>{12, 24}));
+}
+
+TEST(TrainerSchedulers, PlateauSchedulerStepsOnTheMonitoredMetric) {
+  TinyData data({.n_train = 16, .n_val = 8, .batch_size = 8});
+  {
+    std::shared_ptr<optim::ReduceLROnPlateau> plateau;
+    std::vector<double> val_losses;
+    struct ValLossRecorder : Callback {
+      std::vector<double>* out;
+      explicit ValLossRecorder(std::vector<double>* o) : out(o) {}
+      std::string state_key() const override { return "ValLossRecorder"; }
+      void on_validation_end(Trainer& t, LightningModule&) override {
+        if (!t.sanity_checking()) out->push_back(t.callback_metrics().at("val_loss"));
+      }
+    };
+    TinyModel model({.scheduler = [&](optim::Optimizer& o) {
+      plateau = std::make_shared<optim::ReduceLROnPlateau>(
+          o, optim::ReduceLROnPlateauOptions{.patience = 100});
+      return SchedulerConfig{.scheduler = plateau, .monitor = "val_loss"};
+    }});
+    Trainer trainer(
+        quiet({.max_epochs = 3, .callbacks = {std::make_shared<ValLossRecorder>(&val_losses)}}));
+    trainer.fit(model, data);
+    ASSERT_EQ(val_losses.size(), 3u);
+    EXPECT_EQ(plateau->best(), *std::min_element(val_losses.begin(), val_losses.end()));
+  }
+  {
+    TinyModel model({.scheduler = [&](optim::Optimizer& o) {
+      return SchedulerConfig{.scheduler = std::make_shared<optim::ReduceLROnPlateau>(o),
+                             .monitor = "val_acc"};
+    }});
+    Trainer trainer(quiet({.max_epochs = 1}));
+    EXPECT_THROW_MSG(trainer.fit(model, data), "conditioned on metric 'val_acc'",
+                     "Available metrics are: [", "val_loss");
+  }
+  {
+    TinyModel model({.scheduler = [&](optim::Optimizer& o) {
+      return SchedulerConfig{.scheduler = std::make_shared<optim::ReduceLROnPlateau>(o)};
+    }});
+    Trainer trainer(quiet({.max_epochs = 1}));
+    EXPECT_THROW_MSG(trainer.fit(model, data), "monitor");
+  }
+}
+
+TEST(TrainerErrors, ExceptionsReachCallbacksAndLoggersThenTheCaller) {
+  struct Failing : TinyModel {
+    Tensor training_step(const Batch& b, int64_t i) override {
+      if (i == 1) throw Error("boom in training_step");
+      return TinyModel::training_step(b, i);
+    }
+  } model;
+  std::vector<std::string> ev;
+  auto logger = std::make_shared<RecordingLogger>();
+  TinyData data({.n_train = 32, .batch_size = 8, .with_val = false});
+  Trainer trainer(quiet(
+      {.max_epochs = 1, .callbacks = {std::make_shared<HookRecorder>(&ev)}, .logger = logger}));
+  EXPECT_THROW_MSG(trainer.fit(model, data), "boom in training_step");
+  EXPECT_NE(std::find(ev.begin(), ev.end(), "cb:on_exception:boom in training_step"), ev.end());
+  EXPECT_EQ(logger->finalized, std::vector<std::string>{"failed"});
+  EXPECT_EQ(trainer.stage(), "");
+  EXPECT_THROW_MSG(model.log("x", 1.0), "trainer is not running");
+}
+
+TEST(TrainerErrors, BadLossesAndOptions) {
+  TinyData data({.n_train = 16, .batch_size = 8, .with_val = false});
+  struct VectorLoss : TinyModel {
+    Tensor training_step(const Batch& b, int64_t) override {
+      return nn::functional::mse_loss(forward(b[0]), b[1], "none");
+    }
+  } vector_loss;
+  Trainer t1(quiet({.max_epochs = 1}));
+  EXPECT_THROW_MSG(t1.fit(vector_loss, data), "training_step", "scalar loss", "[8, 1]");
+  struct Detached : TinyModel {
+    Tensor training_step(const Batch& b, int64_t) override {
+      return nn::functional::mse_loss(forward(b[0]), b[1]).detach();
+    }
+  } detached;
+  Trainer t2(quiet({.max_epochs = 1}));
+  EXPECT_THROW_MSG(t2.fit(detached, data), "does not depend on any parameter");
+  EXPECT_THROW_MSG(Trainer({.accumulate_grad_batches = 0}), "accumulate_grad_batches");
+  EXPECT_THROW_MSG(Trainer({.gradient_clip_algorithm = "l1"}), "gradient_clip_algorithm");
+  EXPECT_THROW_MSG(Trainer({.limit_val_batches = 1.5}), "limit_val_batches", "[0, 1]");
+  EXPECT_THROW_MSG(Trainer({.precision = "16-mixed"}), "precision");
+  TinyModel plain;
+  Trainer t3(quiet({}));
+  EXPECT_THROW_MSG(t3.fit(plain, data, "/nonexistent/x.ckpt"), "no checkpoint file");
+  Trainer t4(quiet({}));
+  struct NoVal : TinyData {
+    using TinyData::TinyData;
+    std::shared_ptr<DataLoader> val_dataloader() override { return nullptr; }
+  } noval;
+  EXPECT_THROW_MSG(t4.validate(plain, noval), "val_dataloader()");
+}
+
+TEST(TrainerPredict, ReturnsOneOutputPerBatchWithoutGradients) {
+  TinyData data({.n_test = 20, .batch_size = 8});
+  TinyModel model;
+  Trainer trainer(quiet({}));
+  std::vector<Tensor> out = trainer.predict(model, data);
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_EQ(out[0].shape(), (Shape{8, 1}));
+  EXPECT_EQ(out[2].shape(), (Shape{4, 1}));
+  EXPECT_FALSE(out[0].requires_grad());
+  Tensor want = model.forward(data.test->tensors()[0].narrow(0, 16, 4));
+  EXPECT_EQ(out[2].to_vector<float>(), want.to_vector<float>());
+}
+
+}  // namespace
+}  // namespace lumen::testing

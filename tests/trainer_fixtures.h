@@ -1,0 +1,266 @@
+#pragma once
+// Small models, data and recorders for the Trainer tests (tests/test_trainer*.cpp).
+#include <unistd.h>
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nn/dropout.h"
+#include "nn/functional/elementwise.h"
+#include "nn/functional/loss.h"
+#include "nn/linear.h"
+#include "nn/optim/sgd.h"
+#include "tensor/generator.h"
+#include "tensor/tensor.h"
+#include "trainer/data_loader.h"
+#include "trainer/data_module.h"
+#include "trainer/lightning_module.h"
+#include "trainer/logger.h"
+#include "trainer/trainer.h"
+
+namespace lumen::testing {
+
+// A fresh directory under the system temp dir, removed when the object goes.
+struct TempDir {
+  std::filesystem::path path;
+  explicit TempDir(const std::string& tag) {
+    static std::atomic<int> counter{0};
+    path = std::filesystem::temp_directory_path() /
+           ("lumen_trainer_" + tag + "_" + std::to_string(::getpid()) + "_" +
+            std::to_string(counter++));
+    std::filesystem::remove_all(path);
+    std::filesystem::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  std::string str(const std::string& name = "") const { return (path / name).string(); }
+};
+
+// Regression rows: x ~ N(0, 1) [n, 4], y = x . (1, -2, 0.5, 3) + 0.1 noise [n, 1]. Drawn from a
+// private generator so the data does not depend on (or move) the default one.
+inline std::shared_ptr<TensorDataset> regression_rows(int64_t n, uint64_t seed = 7) {
+  Generator gen(seed);
+  Tensor x = randn({n, 4}, {}, &gen);
+  Tensor w = from_vector<float>({1.f, -2.f, 0.5f, 3.f}, {4, 1});
+  Tensor y = matmul(x, w) + randn({n, 1}, {}, &gen) * 0.1;
+  return std::make_shared<TensorDataset>(std::vector<Tensor>{x, y});
+}
+
+struct TinyDataOptions {
+  int64_t n_train = 64;
+  int64_t n_val = 32;
+  int64_t n_test = 16;
+  int64_t batch_size = 8;
+  bool shuffle = false;
+  int num_workers = 0;
+  bool with_val = true;
+};
+
+// A DataModule over regression_rows; each *_dataloader() call makes a new loader (as a
+// LightningDataModule usually does).
+struct TinyData : DataModule {
+  TinyDataOptions o;
+  std::shared_ptr<TensorDataset> train, val, test;
+  std::vector<std::string>* events = nullptr;  // records prepare_data/setup/teardown
+  explicit TinyData(TinyDataOptions options = {}) : o(options) {
+    train = regression_rows(o.n_train, 7);
+    val = regression_rows(o.n_val, 8);
+    test = regression_rows(o.n_test, 9);
+  }
+  void prepare_data() override {
+    if (events) events->push_back("data:prepare_data");
+  }
+  void setup(const std::string& stage) override {
+    if (events) events->push_back("data:setup:" + stage);
+  }
+  void teardown(const std::string& stage) override {
+    if (events) events->push_back("data:teardown:" + stage);
+  }
+  std::shared_ptr<DataLoader> train_dataloader() override {
+    return std::make_shared<DataLoader>(
+        train, DataLoaderOptions{
+                   .batch_size = o.batch_size, .shuffle = o.shuffle, .num_workers = o.num_workers});
+  }
+  std::shared_ptr<DataLoader> val_dataloader() override {
+    if (!o.with_val) return nullptr;
+    return std::make_shared<DataLoader>(
+        val, DataLoaderOptions{.batch_size = o.batch_size, .num_workers = o.num_workers});
+  }
+  std::shared_ptr<DataLoader> test_dataloader() override {
+    return std::make_shared<DataLoader>(test, DataLoaderOptions{.batch_size = o.batch_size});
+  }
+  std::shared_ptr<DataLoader> predict_dataloader() override { return test_dataloader(); }
+};
+
+struct TinyModelOptions {
+  int64_t hidden = 8;
+  double dropout = 0.0;
+  double lr = 0.05;
+  double momentum = 0.9;
+  // Returns the scheduler config (or nothing) for the optimizer configure_optimizers makes.
+  std::function<std::optional<SchedulerConfig>(optim::Optimizer&)> scheduler = nullptr;
+};
+
+// 4 -> hidden -> 1 MLP with optional dropout, MSE loss, SGD with momentum. Records every
+// training loss and every validation epoch's mean loss, bit for bit.
+struct TinyModel : LightningModule {
+  TinyModelOptions o;
+  nn::Linear fc1, fc2;
+  nn::Dropout drop;
+  std::vector<float> train_losses;
+  std::vector<double> val_losses;  // callback_metrics["val_loss"] after each validation
+  std::vector<std::string>* events = nullptr;
+  int64_t training_steps = 0, validation_steps = 0, test_steps = 0;
+  std::vector<float> first_inputs;  // x[0, 0] of each training batch
+
+  explicit TinyModel(TinyModelOptions options = {})
+      : o(std::move(options)), fc1(4, o.hidden), fc2(o.hidden, 1), drop(o.dropout) {
+    register_module("fc1", fc1);
+    register_module("drop", drop);
+    register_module("fc2", fc2);
+  }
+  Tensor forward(const Tensor& x) { return fc2(drop(relu(fc1(x)))); }
+  void record(const std::string& e) {
+    if (events) events->push_back("module:" + e);
+  }
+
+  Tensor training_step(const Batch& b, int64_t) override {
+    record("training_step");
+    ++training_steps;
+    first_inputs.push_back(b[0].contiguous().data<float>()[0]);
+    Tensor loss = nn::functional::mse_loss(forward(b[0]), b[1]);
+    train_losses.push_back(loss.item<float>());
+    log("train_loss", loss, {.prog_bar = true});
+    return loss;
+  }
+  void validation_step(const Batch& b, int64_t) override {
+    record("validation_step");
+    ++validation_steps;
+    log("val_loss", nn::functional::mse_loss(forward(b[0]), b[1]), {.prog_bar = true});
+  }
+  void test_step(const Batch& b, int64_t) override {
+    record("test_step");
+    ++test_steps;
+    log("test_loss", nn::functional::mse_loss(forward(b[0]), b[1]));
+  }
+  Tensor predict_step(const Batch& b, int64_t) override { return forward(b[0]); }
+  OptimizerConfig configure_optimizers() override {
+    record("configure_optimizers");
+    auto opt = std::make_shared<optim::SGD>(parameters(),
+                                            optim::SGDOptions{.lr = o.lr, .momentum = o.momentum});
+    std::optional<SchedulerConfig> sched;
+    if (o.scheduler) sched = o.scheduler(*opt);
+    return OptimizerConfig(opt, sched);
+  }
+
+  void on_fit_start() override { record("on_fit_start"); }
+  void on_fit_end() override { record("on_fit_end"); }
+  void on_train_start() override { record("on_train_start"); }
+  void on_train_end() override { record("on_train_end"); }
+  void on_train_epoch_start() override { record("on_train_epoch_start"); }
+  void on_train_epoch_end() override { record("on_train_epoch_end"); }
+  void on_validation_epoch_start() override { record("on_validation_epoch_start"); }
+  void on_validation_epoch_end() override { record("on_validation_epoch_end"); }
+  void on_test_epoch_start() override { record("on_test_epoch_start"); }
+  void on_test_epoch_end() override { record("on_test_epoch_end"); }
+  bool on_train_batch_start(const Batch&, int64_t) override {
+    record("on_train_batch_start");
+    return true;
+  }
+  void on_train_batch_end(const Tensor&, const Batch&, int64_t) override {
+    record("on_train_batch_end");
+  }
+  void on_before_optimizer_step(optim::Optimizer&) override { record("on_before_optimizer_step"); }
+  void on_save_checkpoint(State&) override { record("on_save_checkpoint"); }
+  void on_load_checkpoint(const State&) override { record("on_load_checkpoint"); }
+};
+
+// Records every callback hook as "cb:<hook>".
+struct HookRecorder : Callback {
+  std::vector<std::string>* events;
+  explicit HookRecorder(std::vector<std::string>* e) : events(e) {}
+  std::string state_key() const override { return "HookRecorder"; }
+  void r(const std::string& h) { events->push_back("cb:" + h); }
+  void setup(Trainer&, LightningModule&, const std::string& s) override { r("setup:" + s); }
+  void teardown(Trainer&, LightningModule&, const std::string& s) override { r("teardown:" + s); }
+  void on_fit_start(Trainer&, LightningModule&) override { r("on_fit_start"); }
+  void on_fit_end(Trainer&, LightningModule&) override { r("on_fit_end"); }
+  void on_sanity_check_start(Trainer&, LightningModule&) override { r("on_sanity_check_start"); }
+  void on_sanity_check_end(Trainer&, LightningModule&) override { r("on_sanity_check_end"); }
+  void on_train_start(Trainer&, LightningModule&) override { r("on_train_start"); }
+  void on_train_end(Trainer&, LightningModule&) override { r("on_train_end"); }
+  void on_train_epoch_start(Trainer&, LightningModule&) override { r("on_train_epoch_start"); }
+  void on_train_epoch_end(Trainer&, LightningModule&) override { r("on_train_epoch_end"); }
+  void on_train_batch_start(Trainer&, LightningModule&, const Batch&, int64_t) override {
+    r("on_train_batch_start");
+  }
+  void on_train_batch_end(Trainer&, LightningModule&, const Tensor&, const Batch&,
+                          int64_t) override {
+    r("on_train_batch_end");
+  }
+  void on_before_optimizer_step(Trainer&, LightningModule&, optim::Optimizer&) override {
+    r("on_before_optimizer_step");
+  }
+  void on_validation_start(Trainer&, LightningModule&) override { r("on_validation_start"); }
+  void on_validation_end(Trainer&, LightningModule&) override { r("on_validation_end"); }
+  void on_validation_epoch_start(Trainer&, LightningModule&) override {
+    r("on_validation_epoch_start");
+  }
+  void on_validation_epoch_end(Trainer&, LightningModule&) override {
+    r("on_validation_epoch_end");
+  }
+  void on_validation_batch_end(Trainer&, LightningModule&, const Batch&, int64_t) override {
+    r("on_validation_batch_end");
+  }
+  void on_test_start(Trainer&, LightningModule&) override { r("on_test_start"); }
+  void on_test_end(Trainer&, LightningModule&) override { r("on_test_end"); }
+  void on_test_epoch_end(Trainer&, LightningModule&) override { r("on_test_epoch_end"); }
+  void on_test_batch_end(Trainer&, LightningModule&, const Batch&, int64_t) override {
+    r("on_test_batch_end");
+  }
+  void on_exception(Trainer&, LightningModule&, const std::exception& e) override {
+    r(std::string("on_exception:") + e.what());
+  }
+  void on_save_checkpoint(Trainer&, LightningModule&, State&) override { r("on_save_checkpoint"); }
+  void on_load_checkpoint(Trainer&, LightningModule&, const State&) override {
+    r("on_load_checkpoint");
+  }
+};
+
+// A logger that keeps every log_metrics call.
+struct RecordingLogger : Logger {
+  struct Row {
+    std::map<std::string, double> metrics;
+    int64_t step;
+  };
+  std::vector<Row> rows;
+  std::map<std::string, AttrValue> hparams;
+  std::vector<std::string> finalized;
+  std::string name() const override { return "recording"; }
+  std::string version() const override { return "version_0"; }
+  std::string log_dir() const override { return "."; }
+  void log_metrics(const std::map<std::string, double>& m, int64_t step) override {
+    rows.push_back({m, step});
+  }
+  void log_hyperparams(const std::map<std::string, AttrValue>& p) override { hparams = p; }
+  void finalize(const std::string& status) override { finalized.push_back(status); }
+};
+
+// Trainer options for quiet, fast CPU tests: no progress bar, no default logger or
+// checkpointing.
+inline TrainerOptions quiet(TrainerOptions o) {
+  o.enable_progress_bar = false;
+  o.enable_checkpointing = false;
+  o.enable_model_summary = false;
+  if (o.logger.enabled && o.logger.loggers.empty()) o.logger = false;
+  o.accelerator = "cpu";  // the determinism contract is about CPU runs
+  return o;
+}
+
+}  // namespace lumen::testing

@@ -1,0 +1,604 @@
+// Trainer: options, the parts every stage shares (Lightning's Trainer._run and the hook
+// dispatch of lightning/pytorch/trainer/call.py), metric logging and seed_everything. The
+// loops are in fit_loop.cpp and evaluation_loop.cpp, checkpoints in checkpoint_state.cpp.
+#include "trainer/trainer.h"
+
+#include <omp.h>
+
+#include <cmath>
+#include <exception>
+#include <type_traits>
+#include <utility>
+
+#include "autograd/grad_mode.h"
+#include "io/checkpoint.h"
+#include "tensor/error.h"
+#include "tensor/generator.h"
+#include "tensor/storage.h"
+#include "trainer/csv_logger.h"
+#include "trainer/model_checkpoint.h"
+#include "trainer/model_summary.h"
+#include "trainer/progress_bar.h"
+#include "trainer/trainer_loop.h"
+
+namespace lumen {
+
+int64_t CountOrFraction::of(int64_t total) const {
+  if (is_count) return std::min<int64_t>(static_cast<int64_t>(value), total);
+  return static_cast<int64_t>(std::floor(static_cast<double>(total) * value));
+}
+
+const char* fit_phase_name(FitPhase phase) {
+  switch (phase) {
+    case FitPhase::idle:
+      return "idle";
+    case FitPhase::batch:
+      return "batch";
+    case FitPhase::validation:
+      return "validation";
+    case FitPhase::between_batches:
+      return "between_batches";
+    case FitPhase::epoch_end:
+      return "epoch_end";
+  }
+  return "idle";
+}
+
+FitPhase parse_fit_phase(const std::string& name) {
+  for (FitPhase p : {FitPhase::idle, FitPhase::batch, FitPhase::validation,
+                     FitPhase::between_batches, FitPhase::epoch_end})
+    if (name == fit_phase_name(p)) return p;
+  detail::throw_error("checkpoint: unknown /trainer loop phase \"", name, "\"");
+}
+
+namespace {
+
+void check_limit(const char* what, const CountOrFraction& v) {
+  if (v.is_count)
+    LUMEN_CHECK(v.value >= 0, "Trainer: ", what, " must be a non-negative batch count, got ",
+                v.value);
+  else
+    LUMEN_CHECK(v.value >= 0.0 && v.value <= 1.0, "Trainer: ", what,
+                " as a fraction must lie in [0, 1], got ", v.value);
+}
+
+}  // namespace
+
+Trainer::Trainer(TrainerOptions options) : options_(std::move(options)), loop_(new Loop) {
+  const TrainerOptions& o = options_;
+  LUMEN_CHECK(o.accumulate_grad_batches >= 1, "Trainer: accumulate_grad_batches must be >= 1, got ",
+              o.accumulate_grad_batches);
+  LUMEN_CHECK(o.gradient_clip_algorithm == "norm" || o.gradient_clip_algorithm == "value",
+              "Trainer: gradient_clip_algorithm must be \"norm\" or \"value\", got \"",
+              o.gradient_clip_algorithm, "\"");
+  LUMEN_CHECK(!o.gradient_clip_val || *o.gradient_clip_val >= 0.0,
+              "Trainer: gradient_clip_val must be >= 0, got ", o.gradient_clip_val.value_or(0));
+  LUMEN_CHECK(o.check_val_every_n_epoch >= 1, "Trainer: check_val_every_n_epoch must be >= 1, got ",
+              o.check_val_every_n_epoch);
+  LUMEN_CHECK(
+      o.val_check_interval.is_count
+          ? o.val_check_interval.value >= 1
+          : (o.val_check_interval.value > 0.0 && o.val_check_interval.value <= 1.0),
+      "Trainer: val_check_interval must be a batch count >= 1 or a fraction in (0, 1], got ",
+      o.val_check_interval.value);
+  check_limit("limit_train_batches", o.limit_train_batches);
+  check_limit("limit_val_batches", o.limit_val_batches);
+  check_limit("limit_test_batches", o.limit_test_batches);
+  check_limit("limit_predict_batches", o.limit_predict_batches);
+  check_limit("overfit_batches", o.overfit_batches);
+  LUMEN_CHECK(o.fast_dev_run >= 0, "Trainer: fast_dev_run must be >= 0, got ", o.fast_dev_run);
+  LUMEN_CHECK(o.num_sanity_val_steps >= -1,
+              "Trainer: num_sanity_val_steps must be >= -1 (-1: all), got ",
+              o.num_sanity_val_steps);
+  LUMEN_CHECK(o.log_every_n_steps >= 1, "Trainer: log_every_n_steps must be >= 1, got ",
+              o.log_every_n_steps);
+  LUMEN_CHECK(o.max_steps >= -1, "Trainer: max_steps must be >= -1 (-1: no limit), got ",
+              o.max_steps);
+  LUMEN_CHECK(!o.max_epochs || *o.max_epochs >= -1,
+              "Trainer: max_epochs must be >= -1 (-1: no limit), got ", o.max_epochs.value_or(0));
+  LUMEN_CHECK(o.min_epochs >= 0, "Trainer: min_epochs must be >= 0, got ", o.min_epochs);
+  LUMEN_CHECK(o.precision == "32" || o.precision == "32-true", "Trainer: precision \"", o.precision,
+              "\" is not supported yet; use \"32\" (mixed precision comes with the CUDA kernels)");
+  LUMEN_CHECK(o.accelerator == "auto" || o.accelerator == "cpu" || o.accelerator == "cuda" ||
+                  o.accelerator == "gpu",
+              "Trainer: accelerator must be \"auto\", \"cpu\", \"cuda\" or \"gpu\", got \"",
+              o.accelerator, "\"");
+
+  Loop& L = *loop_;
+  // Lightning's _init_debugging_flags and max_epochs defaults.
+  L.max_epochs = o.max_epochs ? *o.max_epochs : (o.max_steps == -1 ? 1000 : -1);
+  L.max_steps = o.max_steps;
+  L.num_sanity_val_steps = o.num_sanity_val_steps;
+  L.log_every_n_steps = o.log_every_n_steps;
+  L.val_check_interval = o.val_check_interval;
+  L.limit_train = o.limit_train_batches;
+  L.limit_val = o.limit_val_batches;
+  L.limit_test = o.limit_test_batches;
+  L.limit_predict = o.limit_predict_batches;
+  L.overfit = o.overfit_batches.value > 0;
+  if (L.overfit) {
+    L.limit_train = o.overfit_batches;
+    L.limit_val = o.overfit_batches;
+  }
+  if (o.fast_dev_run > 0) {
+    int64_t n = o.fast_dev_run;
+    if (!L.overfit) {
+      L.limit_train = n;
+      L.limit_val = n;
+    }
+    L.limit_test = n;
+    L.limit_predict = n;
+    L.max_steps = n;
+    L.num_sanity_val_steps = 0;
+    L.max_epochs = 1;
+    L.val_check_interval = 1.0;
+  }
+
+  // Callbacks: the user's, then the defaults Lightning adds (model summary, progress bar,
+  // checkpointing), with every ModelCheckpoint moved to the end so it sees what the others
+  // did first (Lightning's _reorder_callbacks).
+  for (const auto& cb : o.callbacks)
+    LUMEN_CHECK(cb != nullptr, "Trainer: callbacks holds a null callback");
+  auto has = [&](auto* type_tag) {
+    using T = std::remove_pointer_t<decltype(type_tag)>;
+    for (const auto& cb : o.callbacks)
+      if (dynamic_cast<T*>(cb.get()) != nullptr) return true;
+    return false;
+  };
+  std::vector<std::shared_ptr<Callback>> checkpoints;
+  for (const auto& cb : o.callbacks)
+    (dynamic_cast<ModelCheckpoint*>(cb.get()) ? checkpoints : L.callbacks).push_back(cb);
+  if (o.enable_model_summary && !has(static_cast<ModelSummary*>(nullptr)))
+    L.callbacks.push_back(std::make_shared<ModelSummary>());
+  if (o.enable_progress_bar && !has(static_cast<ProgressBar*>(nullptr)))
+    L.callbacks.push_back(std::make_shared<ProgressBar>());
+  if (o.enable_checkpointing && checkpoints.empty())
+    checkpoints.push_back(std::make_shared<ModelCheckpoint>());
+  L.callbacks.insert(L.callbacks.end(), checkpoints.begin(), checkpoints.end());
+  for (size_t i = 0; i < L.callbacks.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      LUMEN_CHECK(L.callbacks[i]->state_key() != L.callbacks[j]->state_key(),
+                  "Trainer: two callbacks have the state_key \"", L.callbacks[i]->state_key(),
+                  "\"; checkpoints need them unique (override state_key())");
+
+  // Loggers: fast_dev_run logs nothing (Lightning swaps in a DummyLogger).
+  if (o.fast_dev_run == 0 && o.logger.enabled) {
+    L.loggers = o.logger.loggers;
+    if (L.loggers.empty())
+      L.loggers.push_back(
+          std::make_shared<CSVLogger>(CSVLoggerOptions{.save_dir = o.default_root_dir}));
+    for (const auto& lg : L.loggers) LUMEN_CHECK(lg != nullptr, "Trainer: logger is null");
+  }
+}
+
+Trainer::~Trainer() = default;
+
+int64_t Trainer::current_epoch() const { return loop_->current_epoch; }
+int64_t Trainer::global_step() const { return loop_->global_step; }
+bool Trainer::sanity_checking() const { return loop_->sanity_checking; }
+bool Trainer::training() const { return loop_->training; }
+std::string Trainer::stage() const { return loop_->stage; }
+bool Trainer::should_stop() const { return loop_->should_stop; }
+void Trainer::set_should_stop(bool stop) { loop_->should_stop = stop; }
+int64_t Trainer::num_training_batches() const { return loop_->num_training_batches; }
+int64_t Trainer::num_val_batches() const { return loop_->num_val_batches; }
+int64_t Trainer::num_test_batches() const { return loop_->num_test_batches; }
+int64_t Trainer::num_predict_batches() const { return loop_->num_predict_batches; }
+int64_t Trainer::max_epochs() const { return loop_->max_epochs; }
+bool Trainer::is_last_batch() const { return loop_->is_last_batch; }
+const std::vector<std::shared_ptr<Callback>>& Trainer::callbacks() const {
+  return loop_->callbacks;
+}
+const std::vector<std::shared_ptr<Logger>>& Trainer::loggers() const { return loop_->loggers; }
+Logger* Trainer::logger() const {
+  return loop_->loggers.empty() ? nullptr : loop_->loggers.front().get();
+}
+std::string Trainer::log_dir() const {
+  return loop_->loggers.empty() ? options_.default_root_dir : loop_->loggers.front()->log_dir();
+}
+const std::vector<std::shared_ptr<optim::Optimizer>>& Trainer::optimizers() const {
+  return loop_->optimizers;
+}
+const std::vector<SchedulerConfig>& Trainer::lr_scheduler_configs() const {
+  return loop_->schedulers;
+}
+LightningModule* Trainer::lightning_module() const { return loop_->model; }
+
+// Lightning: ceil(batches per epoch / accumulate_grad_batches) * max_epochs, capped by
+// max_steps (or max_steps alone when epochs are unlimited).
+int64_t Trainer::estimated_stepping_batches() const {
+  const Loop& L = *loop_;
+  if (L.max_epochs == -1) {
+    LUMEN_CHECK(L.max_steps != -1,
+                "estimated_stepping_batches: unlimited max_epochs and max_steps = -1");
+    return L.max_steps;
+  }
+  LUMEN_CHECK(L.train_loader != nullptr,
+              "estimated_stepping_batches: the train loader is not set up yet; read it in "
+              "configure_optimizers or later during fit");
+  int64_t accum = options_.accumulate_grad_batches;
+  int64_t per_epoch = (L.num_training_batches + accum - 1) / accum;
+  int64_t total = per_epoch * std::max<int64_t>(L.max_epochs, 1);
+  return L.max_steps != -1 ? std::min(total, L.max_steps) : total;
+}
+
+// Lightning's logger connector reads callback and progress-bar metrics lazily from the active
+// results, so a callback sees what was logged earlier in the same batch.
+void Trainer::refresh_metrics() const {
+  Loop& L = *loop_;
+  if (L.active_results == nullptr || L.active_results->empty()) return;
+  MetricViews views = L.active_results->metrics(!L.epoch_end_reached);
+  for (auto& [k, v] : views.callback) L.callback_metrics[k] = v;
+  for (auto& [k, v] : views.pbar) L.progress_bar_metrics[k] = v;
+}
+
+const std::map<std::string, double>& Trainer::callback_metrics() const {
+  refresh_metrics();
+  return loop_->callback_metrics;
+}
+const std::map<std::string, double>& Trainer::progress_bar_metrics() const {
+  refresh_metrics();
+  return loop_->progress_bar_metrics;
+}
+const std::map<std::string, double>& Trainer::logged_metrics() const {
+  return loop_->logged_metrics;
+}
+
+// Lightning's LoggerConnector.log_metrics: adds "epoch", logs at `step` (default
+// _batches_that_stepped) and flushes.
+void Trainer::log_to_loggers(std::map<std::string, double> metrics, std::optional<int64_t> step) {
+  Loop& L = *loop_;
+  if (metrics.empty()) return;
+  for (auto& [k, v] : metrics) L.logged_metrics[k] = v;
+  metrics.emplace("epoch", static_cast<double>(L.current_epoch));
+  int64_t s = step ? *step : L.batches_that_stepped;
+  for (const auto& lg : L.loggers) {
+    lg->log_metrics(metrics, s);
+    lg->save();
+  }
+}
+
+namespace {
+
+// Lightning's _FxValidator: where log() may be called, and the on_step/on_epoch defaults and
+// allowed values there.
+struct FxLogRule {
+  bool step_may_be_true, epoch_may_be_false;
+  bool default_on_step, default_on_epoch;
+};
+
+std::optional<FxLogRule> fx_log_rule(const std::string& fx) {
+  // Per-step hooks of training: logged per step by default.
+  for (const char* h :
+       {"training_step", "on_train_batch_start", "on_train_batch_end", "on_before_optimizer_step",
+        "on_before_backward", "on_after_backward", "on_before_zero_grad"})
+    if (fx == h) return FxLogRule{true, true, true, false};
+  // Per-step hooks of evaluation: aggregated over the epoch by default.
+  for (const char* h : {"validation_step", "test_step", "on_validation_batch_start",
+                        "on_validation_batch_end", "on_test_batch_start", "on_test_batch_end"})
+    if (fx == h) return FxLogRule{true, true, false, true};
+  // Once-per-run or once-per-epoch hooks: epoch values only.
+  for (const char* h : {"on_train_start", "on_validation_start", "on_test_start",
+                        "on_train_epoch_start", "on_train_epoch_end", "on_validation_epoch_start",
+                        "on_validation_epoch_end", "on_test_epoch_start", "on_test_epoch_end"})
+    if (fx == h) return FxLogRule{false, false, false, true};
+  return std::nullopt;
+}
+
+}  // namespace
+
+void Trainer::log_metric(const std::string& name, double value, const LogOptions& options) {
+  Loop& L = *loop_;
+  LUMEN_CHECK(!L.stage.empty(), "log('", name,
+              "'): this module's trainer is not running; log() works only inside the hooks "
+              "that Trainer.fit/validate/test call");
+  LUMEN_CHECK(!L.current_fx.empty(), "log('", name,
+              "'): called outside a LightningModule or Callback hook");
+  std::optional<FxLogRule> rule = fx_log_rule(L.current_fx);
+  LUMEN_CHECK(rule.has_value(), "You can't log('", name, "') inside ", L.current_fx,
+              " (Lightning allows log() in the step, batch and epoch hooks only)");
+  bool on_step = options.on_step.value_or(rule->default_on_step);
+  bool on_epoch = options.on_epoch.value_or(rule->default_on_epoch);
+  LUMEN_CHECK(!on_step || rule->step_may_be_true, "You can't log('", name, "', on_step=true) in ",
+              L.current_fx, ": it runs once per epoch; use on_epoch");
+  LUMEN_CHECK(on_epoch || rule->epoch_may_be_false, "You can't log('", name,
+              "', on_epoch=false) in ", L.current_fx, ": it runs once per epoch");
+  LUMEN_CHECK(on_step || on_epoch, "log('", name,
+              "'): on_step and on_epoch are both false, so the value would go nowhere");
+  LUMEN_CHECK(L.active_results != nullptr, "log('", name, "'): no loop is running");
+  MetricMeta meta{.fx = L.current_fx,
+                  .name = name,
+                  .on_step = on_step,
+                  .on_epoch = on_epoch,
+                  .prog_bar = options.prog_bar,
+                  .logger = options.logger,
+                  .reduce = options.reduce};
+  int64_t batch_size = options.batch_size > 0 ? options.batch_size : L.current_batch_size;
+  L.active_results->log(meta, value, batch_size);
+}
+
+namespace {
+
+// Sets the running hook's name for LightningModule::log, restoring the outer one after.
+class CurrentFx {
+ public:
+  CurrentFx(std::string& slot, const char* name) : slot_(slot), prev_(slot) { slot_ = name; }
+  ~CurrentFx() { slot_ = prev_; }
+  CurrentFx(const CurrentFx&) = delete;
+  CurrentFx& operator=(const CurrentFx&) = delete;
+
+ private:
+  std::string& slot_;
+  std::string prev_;
+};
+
+}  // namespace
+
+// Lightning's _call_callback_hooks: every callback in order, with the hook's name current.
+void Trainer::call_callbacks(const char* hook, const std::function<void(Callback&)>& fn) {
+  CurrentFx fx(loop_->current_fx, hook);
+  for (const auto& cb : loop_->callbacks) fn(*cb);
+}
+
+// Lightning's _call_lightning_module_hook.
+void Trainer::call_module(const char* hook, const std::function<void()>& fn) {
+  CurrentFx fx(loop_->current_fx, hook);
+  fn();
+}
+
+Batch Trainer::to_device(const Batch& batch) const {
+  Batch out = batch;
+  for (Tensor& t : out)
+    if (t.defined() && t.device() != loop_->device) t = t.to(loop_->device);
+  return out;
+}
+
+namespace {
+
+// The loader a stage runs on: an unshuffled copy of `loader` when `unshuffled` (overfit_batches
+// and validation on training data), or a copy when `distinct_from` is the same object (so two
+// loops never share one loader's epoch).
+std::shared_ptr<DataLoader> loader_copy(const std::shared_ptr<DataLoader>& loader,
+                                        bool unshuffled) {
+  DataLoaderOptions opts = loader->options();
+  if (unshuffled) opts.shuffle = false;
+  // Aliasing shared_ptr: the dataset stays alive as long as the original loader does.
+  std::shared_ptr<const Dataset> dataset(loader, &loader->dataset());
+  return std::make_shared<DataLoader>(dataset, opts);
+}
+
+// Lightning's _parse_num_batches: a fraction that selects no batch of a non-empty loader is
+// an error, not a silent zero.
+int64_t limited_batches(const CountOrFraction& limit, int64_t total, const char* option,
+                        const char* loader) {
+  int64_t n = limit.of(total);
+  LUMEN_CHECK(n > 0 || limit.is_count || limit.value == 0.0 || total == 0, "Trainer: ", option,
+              " = ", limit.value, " of the ", loader, "'s ", total,
+              " batches selects none; increase it or use a batch count");
+  return n;
+}
+
+}  // namespace
+
+// Lightning's data connector: asks the DataModule for the running stage's loaders and
+// resolves the limits into batch counts.
+void Trainer::resolve_loaders() {
+  Loop& L = *loop_;
+  DataModule& data = *L.data;
+  L.train_loader = L.val_loader = L.test_loader = L.predict_loader = nullptr;
+  L.num_training_batches = L.num_val_batches = L.num_test_batches = L.num_predict_batches = 0;
+  if (L.stage == "fit") {
+    auto train = data.train_dataloader();
+    LUMEN_CHECK(train != nullptr,
+                "Trainer.fit: the DataModule's train_dataloader() returned no loader");
+    L.train_loader = L.overfit ? loader_copy(train, true) : train;
+    L.num_training_batches = limited_batches(L.limit_train, L.train_loader->size(),
+                                             "limit_train_batches", "train_dataloader");
+    std::shared_ptr<DataLoader> val = L.overfit ? loader_copy(train, true) : data.val_dataloader();
+    if (val && val == L.train_loader) val = loader_copy(val, false);
+    L.val_loader = val;
+    if (val)
+      L.num_val_batches =
+          limited_batches(L.limit_val, val->size(), "limit_val_batches", "val_dataloader");
+    // Lightning's val_check_batch: an integer interval counts batches, a fraction is of the
+    // epoch's batches (at least 1).
+    if (L.val_check_interval.is_count) {
+      L.val_check_batch = static_cast<int64_t>(L.val_check_interval.value);
+      LUMEN_CHECK(L.val_check_batch <= L.num_training_batches || L.val_loader == nullptr,
+                  "Trainer: val_check_interval = ", L.val_check_batch,
+                  " must be at most the number of training batches (", L.num_training_batches, ")");
+    } else {
+      L.val_check_batch =
+          std::max<int64_t>(1, static_cast<int64_t>(static_cast<double>(L.num_training_batches) *
+                                                    L.val_check_interval.value));
+    }
+  } else if (L.stage == "validate") {
+    auto val = data.val_dataloader();
+    LUMEN_CHECK(val != nullptr,
+                "Trainer.validate: the DataModule's val_dataloader() returned no loader");
+    L.val_loader = val;
+    L.num_val_batches =
+        limited_batches(L.limit_val, val->size(), "limit_val_batches", "val_dataloader");
+  } else if (L.stage == "test") {
+    auto test = data.test_dataloader();
+    LUMEN_CHECK(test != nullptr,
+                "Trainer.test: the DataModule's test_dataloader() returned no loader");
+    L.test_loader = test;
+    L.num_test_batches =
+        limited_batches(L.limit_test, test->size(), "limit_test_batches", "test_dataloader");
+  } else if (L.stage == "predict") {
+    auto pred = data.predict_dataloader();
+    LUMEN_CHECK(pred != nullptr,
+                "Trainer.predict: the DataModule's predict_dataloader() returned no loader");
+    L.predict_loader = pred;
+    L.num_predict_batches = limited_batches(L.limit_predict, pred->size(), "limit_predict_batches",
+                                            "predict_dataloader");
+  }
+}
+
+// Lightning's Trainer._run (and _call_and_handle_interrupt around it): the same sequence for
+// every stage, with `body` the stage's loop.
+void Trainer::run_stage(LightningModule& model, DataModule& data, const std::string& stage,
+                        const std::string& ckpt_path, const std::function<void()>& body) {
+  Loop& L = *loop_;
+  LUMEN_CHECK(L.stage.empty(), "Trainer.", stage, ": the trainer is already running ", L.stage,
+              " (fit/validate/test/predict called from inside a hook)");
+  L.model = &model;
+  L.data = &data;
+  model.trainer_ = this;
+  L.stage = stage;
+  L.training = L.validating = L.testing = L.predicting = L.sanity_checking = false;
+  L.current_fx.clear();
+  L.active_results = nullptr;
+  L.epoch_end_reached = false;
+  // Lightning's reset_results / reset_metrics at the start of a run.
+  L.train_results.reset();
+  L.val_results.reset();
+  L.test_results.reset();
+  L.callback_metrics.clear();
+  L.progress_bar_metrics.clear();
+  L.logged_metrics.clear();
+  L.stage_epoch_metrics.clear();
+  L.resume_phase.reset();
+  if (stage == "fit") L.should_stop = false;
+  try {
+    data.prepare_data();
+    // _call_setup_hook: the DataModule, then the callbacks.
+    {
+      CurrentFx fx(L.current_fx, "setup");
+      data.setup(stage);
+    }
+    call_callbacks("setup", [&](Callback& cb) { cb.setup(*this, model, stage); });
+
+    // The strategy's device: "auto" takes the GPU when there is one.
+    const std::string& acc = options_.accelerator;
+    bool want_cuda = acc == "cuda" || acc == "gpu" || (acc == "auto" && cuda_is_available());
+    LUMEN_CHECK(!want_cuda || cuda_is_available(), "Trainer: accelerator \"", acc,
+                "\" asks for a GPU but no CUDA device is available");
+    L.device = want_cuda ? Device::cuda(0) : Device::cpu();
+    model.to(L.device);
+
+    resolve_loaders();
+
+    if (stage == "fit") {
+      CurrentFx fx(L.current_fx, "configure_optimizers");
+      OptimizerConfig config = model.configure_optimizers();
+      LUMEN_CHECK(config.optimizer != nullptr,
+                  "configure_optimizers returned no optimizer (Lumen's Trainer needs one)");
+      L.optimizers = {config.optimizer};
+      L.schedulers.clear();
+      if (config.lr_scheduler) {
+        SchedulerConfig s = *config.lr_scheduler;
+        LUMEN_CHECK(s.scheduler != nullptr,
+                    "configure_optimizers: the lr_scheduler config holds no scheduler");
+        LUMEN_CHECK(s.interval == "epoch" || s.interval == "step",
+                    "configure_optimizers: lr_scheduler interval must be \"epoch\" or \"step\", "
+                    "got \"",
+                    s.interval, "\"");
+        LUMEN_CHECK(s.frequency >= 1,
+                    "configure_optimizers: lr_scheduler frequency must be >= 1, got ", s.frequency);
+        LUMEN_CHECK(!s.scheduler->needs_metric() || !s.monitor.empty(),
+                    "configure_optimizers: ", s.scheduler->type_name(),
+                    " steps on a metric; set the scheduler config's monitor, e.g. "
+                    "{.monitor = \"val_loss\"}");
+        LUMEN_CHECK(&s.scheduler->optimizer() == config.optimizer.get(),
+                    "configure_optimizers: the scheduler belongs to another optimizer than the "
+                    "one returned");
+        if (s.name.empty()) s.name = "lr-" + config.optimizer->type_name();
+        L.schedulers.push_back(std::move(s));
+      }
+    }
+
+    std::optional<State> checkpoint;
+    if (!ckpt_path.empty()) {
+      std::string path = resolve_checkpoint_path(ckpt_path);
+      checkpoint = io::load_checkpoint(path);
+      restore_modules_and_callbacks(*checkpoint, path);
+    }
+
+    if (stage == "fit") {
+      call_callbacks("on_fit_start", [&](Callback& cb) { cb.on_fit_start(*this, model); });
+      call_module("on_fit_start", [&] { model.on_fit_start(); });
+    }
+    // Lightning's _log_hyperparams.
+    if (!model.hparams().empty())
+      for (const auto& lg : L.loggers) lg->log_hyperparams(model.hparams());
+
+    if (checkpoint && stage == "fit") restore_training_state(*checkpoint);
+
+    // deterministic: Lumen's CPU kernels split work by element count and thread count only
+    // (kernels/cpu/parallel.h) and combine partial results in a fixed order, and loaders hand
+    // batches over by index, so the one source of run-to-run variation left is OpenMP
+    // choosing a smaller team on its own; dynamic adjustment is turned off.
+    if (options_.deterministic) omp_set_dynamic(0);
+    // Lightning's _run_stage starts from clean gradients.
+    model.zero_grad();
+    body();
+
+    if (stage == "fit") {
+      call_callbacks("on_fit_end", [&](Callback& cb) { cb.on_fit_end(*this, model); });
+      call_module("on_fit_end", [&] { model.on_fit_end(); });
+    }
+    // _call_teardown_hook: the DataModule, the callbacks, then the loggers finish.
+    {
+      CurrentFx fx(L.current_fx, "teardown");
+      data.teardown(stage);
+    }
+    call_callbacks("teardown", [&](Callback& cb) { cb.teardown(*this, model, stage); });
+    for (const auto& lg : L.loggers) lg->finalize("success");
+  } catch (const std::exception& e) {
+    // Lightning's _interrupt: the callbacks learn of the exception, the loggers close as
+    // "failed", and the exception goes on to the caller.
+    L.current_fx.clear();
+    call_callbacks("on_exception", [&](Callback& cb) { cb.on_exception(*this, model, e); });
+    for (const auto& lg : L.loggers) lg->finalize("failed");
+    L.stage.clear();
+    L.training = L.validating = L.testing = L.predicting = L.sanity_checking = false;
+    L.active_results = nullptr;
+    L.current_fx.clear();
+    throw;
+  }
+  L.stage.clear();
+  L.training = L.validating = L.testing = L.predicting = L.sanity_checking = false;
+  L.active_results = nullptr;
+  L.current_fx.clear();
+}
+
+void Trainer::fit(LightningModule& model, DataModule& data, const std::string& ckpt_path) {
+  run_stage(model, data, "fit", ckpt_path, [&] {
+    // Lightning's _run_stage for fitting: the sanity check, then the fit loop.
+    run_sanity_check();
+    fit_loop();
+  });
+}
+
+std::map<std::string, double> Trainer::validate(LightningModule& model, DataModule& data,
+                                                const std::string& ckpt_path) {
+  run_stage(model, data, "validate", ckpt_path,
+            [&] { evaluation_loop("validation", loop_->num_val_batches); });
+  return loop_->stage_epoch_metrics;
+}
+
+std::map<std::string, double> Trainer::test(LightningModule& model, DataModule& data,
+                                            const std::string& ckpt_path) {
+  run_stage(model, data, "test", ckpt_path,
+            [&] { evaluation_loop("test", loop_->num_test_batches); });
+  return loop_->stage_epoch_metrics;
+}
+
+std::vector<Tensor> Trainer::predict(LightningModule& model, DataModule& data,
+                                     const std::string& ckpt_path) {
+  std::vector<Tensor> out;
+  run_stage(model, data, "predict", ckpt_path, [&] { out = predict_loop(); });
+  return out;
+}
+
+// seed_everything: the default Philox generator is the only source of randomness in Lumen
+// (initialisers, dropout, rand/randn, and the default seed of DataLoader shuffling), so
+// seeding it seeds everything.
+uint64_t seed_everything(uint64_t seed) {
+  manual_seed(seed);
+  return seed;
+}
+
+}  // namespace lumen

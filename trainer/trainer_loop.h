@@ -1,0 +1,86 @@
+#pragma once
+// The state of a Trainer's loops (Trainer::Loop), shared by trainer.cpp, fit_loop.cpp,
+// evaluation_loop.cpp and checkpoint_state.cpp. Not part of the public API.
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "trainer/metric_aggregator.h"
+#include "trainer/trainer.h"
+
+namespace lumen {
+
+// Where a fit was when a checkpoint was written, so a resumed fit does exactly what the
+// interrupted one still had to do (DESIGN.md, Determinism). Saved as /trainer attrs.
+enum class FitPhase {
+  idle,             // between epochs: start epoch `current_epoch` from its first batch
+  batch,            // inside batch `batches_completed - 1` (on_train_batch_end): its tail
+                    // (validation check, plateau schedulers, step counter) is still to run
+  validation,       // inside the validation run after that batch: the tail minus validation
+  between_batches,  // before batch `batches_completed` (on_train_epoch_start/batch_start)
+  epoch_end,        // inside on_train_epoch_end: the epoch's metrics and schedulers remain
+};
+const char* fit_phase_name(FitPhase phase);
+FitPhase parse_fit_phase(const std::string& name);
+
+struct Trainer::Loop {
+  // What fit/validate/test/predict work on.
+  LightningModule* model = nullptr;
+  DataModule* data = nullptr;
+  std::vector<std::shared_ptr<Callback>> callbacks;
+  std::vector<std::shared_ptr<Logger>> loggers;
+  std::vector<std::shared_ptr<optim::Optimizer>> optimizers;
+  std::vector<SchedulerConfig> schedulers;
+  Device device = Device::cpu();
+
+  // Loaders of the running stage. With overfit_batches the train loader is an unshuffled
+  // copy of the user's, and validation runs on another copy of it.
+  std::shared_ptr<DataLoader> train_loader, val_loader, test_loader, predict_loader;
+  int64_t num_training_batches = 0, num_val_batches = 0, num_test_batches = 0,
+          num_predict_batches = 0;
+  int64_t val_check_batch = 0;  // validate after every val_check_batch-th train batch
+
+  // Resolved options (fast_dev_run and overfit_batches override some, as Lightning does).
+  int64_t max_epochs = 1000;
+  int64_t max_steps = -1;
+  int64_t num_sanity_val_steps = 2;
+  int64_t log_every_n_steps = 50;
+  CountOrFraction val_check_interval = 1.0;
+  CountOrFraction limit_train = 1.0, limit_val = 1.0, limit_test = 1.0, limit_predict = 1.0;
+  bool overfit = false;
+
+  // Running state (Lightning's names).
+  std::string stage;  // "fit", "validate", "test", "predict", or "" when idle
+  bool training = false, validating = false, testing = false, predicting = false;
+  bool sanity_checking = false;
+  std::string current_fx;  // the hook running now: LightningModule::log reads it
+  int64_t current_epoch = 0;
+  int64_t global_step = 0;
+  // Lightning's _batches_that_stepped: the step loggers see (it lags global_step by one
+  // while a batch ends, as in Lightning's CSV files: the first row of log_every_n_steps=50
+  // has step 49).
+  int64_t batches_that_stepped = 0;
+  int64_t batch_idx = -1;         // of the running loop's current batch
+  int64_t batches_completed = 0;  // train batches of this epoch whose training step ran
+  bool is_last_batch = false;
+  bool should_stop = false;
+  FitPhase phase = FitPhase::idle;
+  int64_t current_batch_size = 1;
+  int64_t eval_batches_logged = 0;  // step of eval metrics logged per step
+
+  // Logged metrics (Lightning's logger connector): one aggregator per loop; the maps are
+  // refreshed from the active one whenever read.
+  MetricAggregator train_results{true}, val_results{false}, test_results{false};
+  MetricAggregator* active_results = nullptr;
+  bool epoch_end_reached = false;  // the active results show epoch values
+  std::map<std::string, double> callback_metrics, progress_bar_metrics, logged_metrics;
+  std::map<std::string, double> stage_epoch_metrics;  // what validate()/test() return
+
+  // A fit resumed from a checkpoint: where the interrupted one was.
+  std::optional<FitPhase> resume_phase;
+};
+
+}  // namespace lumen
