@@ -104,7 +104,7 @@ inline int run(const char* name, Layers layers, int64_t default_epochs,
       options.callbacks = {std::make_shared<EpochTimer>()};
     } else {
       options.callbacks = {std::make_shared<ModelCheckpoint>(
-          ModelCheckpointOptions{.filename = "epoch={epoch}-val_acc={val_acc:.4f}",
+          ModelCheckpointOptions{.filename = "{epoch}-{val_acc:.4f}",
                                  .monitor = "val_acc",
                                  .mode = "max",
                                  .save_last = true})};

@@ -2,6 +2,7 @@
 // backward writes only its own plane of grad_x, so threads never share an output.
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "kernels/cpu/parallel.h"
 #include "kernels/pool.h"
@@ -39,6 +40,10 @@ struct AvgWindow {
   }
 };
 
+// Output row by output row: each tap (a, k) of the window is swept across the whole row, so the
+// inner loop is a branch-free max over j (a row of selects the compiler vectorises) instead of
+// a short, mispredicting loop per output. Taps are visited in window order (a, then k) and only
+// a strictly larger value (or a NaN) replaces the best, so ties keep the first tap as before.
 void max_pool2d_cpu(const Tensor& out, const Tensor& indices, const Tensor& x, Pool2dParams p) {
   dispatch_dtype<DTypes::FloatAndHalf>(x.dtype(), "max_pool2d", [&]<class T>() {
     using A = acc_t<T>;
@@ -46,29 +51,52 @@ void max_pool2d_cpu(const Tensor& out, const Tensor& indices, const Tensor& x, P
     const T* px = x.data<T>();
     T* po = out.data<T>();
     int64_t* pi = indices.data<int64_t>();
+    // Output columns [j0, j1) for which column tap k lands inside the image.
+    std::vector<std::pair<int64_t, int64_t>> cols(p.kernel_w);
+    for (int64_t k = 0; k < p.kernel_w; ++k) {
+      int64_t j0 = s.OW, j1 = 0;
+      for (int64_t j = 0; j < s.OW; ++j) {
+        int64_t iw = j * p.stride_w - p.pad_w + k * p.dilation_w;
+        if (iw >= 0 && iw < s.W) j0 = std::min(j0, j), j1 = j + 1;
+      }
+      cols[k] = {j0, std::max(j0, j1)};
+    }
+    // Locals and __restrict: the stores to best/arg would otherwise force the compiler to
+    // reload p and cols in every iteration, as they could alias them.
+    const int64_t H = s.H, W = s.W, OH = s.OH, OW = s.OW, KH = p.kernel_h, KW = p.kernel_w;
+    const int64_t sh = p.stride_h, sw = p.stride_w, ph = p.pad_h, pw = p.pad_w;
+    const int64_t dh = p.dilation_h, dw = p.dilation_w;
     cpu::parallel_for(s.count, s.grain(), [&](int64_t b, int64_t e) {
+      std::vector<A> best_row(OW);
+      std::vector<int64_t> arg_row(OW);
+      A* __restrict best = best_row.data();
+      int64_t* __restrict arg = arg_row.data();
       for (int64_t plane = b; plane < e; ++plane) {
-        const T* xp = px + plane * s.H * s.W;
-        for (int64_t i = 0; i < s.OH; ++i) {
-          for (int64_t j = 0; j < s.OW; ++j) {
-            A best = -std::numeric_limits<A>::infinity();
-            int64_t arg = -1;
-            for (int64_t a = 0; a < p.kernel_h; ++a) {
-              int64_t ih = i * p.stride_h - p.pad_h + a * p.dilation_h;
-              if (ih < 0 || ih >= s.H) continue;
-              for (int64_t c = 0; c < p.kernel_w; ++c) {
-                int64_t iw = j * p.stride_w - p.pad_w + c * p.dilation_w;
-                if (iw < 0 || iw >= s.W) continue;
-                A v = A(xp[ih * s.W + iw]);
-                if (arg < 0 || v > best || std::isnan(v)) {
-                  best = v;
-                  arg = ih * s.W + iw;
-                }
+        const T* __restrict xp = px + plane * H * W;
+        for (int64_t i = 0; i < OH; ++i) {
+          std::fill(best, best + OW, -std::numeric_limits<A>::infinity());
+          std::fill(arg, arg + OW, int64_t(-1));
+          for (int64_t a = 0; a < KH; ++a) {
+            const int64_t ih = i * sh - ph + a * dh;
+            if (ih < 0 || ih >= H) continue;
+            for (int64_t k = 0; k < KW; ++k) {
+              const int64_t base = ih * W - pw + k * dw;  // input index of column 0's tap
+              const int64_t j0 = cols[k].first, j1 = cols[k].second;
+              for (int64_t j = j0; j < j1; ++j) {
+                const int64_t idx = base + j * sw;
+                const A v = A(xp[idx]);
+                // The first tap always, then larger values; v != v: NaN wins.
+                const bool take = (arg[j] < 0) | (v > best[j]) | (v != v);
+                best[j] = take ? v : best[j];
+                arg[j] = take ? idx : arg[j];
               }
             }
-            int64_t o = (plane * s.OH + i) * s.OW + j;
-            po[o] = T(best);
-            pi[o] = arg;
+          }
+          T* orow = po + (plane * OH + i) * OW;
+          int64_t* irow = pi + (plane * OH + i) * OW;
+          for (int64_t j = 0; j < OW; ++j) {
+            orow[j] = T(best[j]);
+            irow[j] = arg[j];
           }
         }
       }

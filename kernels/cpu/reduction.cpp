@@ -12,21 +12,48 @@ namespace {
 
 struct Plan {
   Shape outer, outer_x, outer_out;  // kept dims: sizes, input strides, output strides
-  Shape inner, inner_x;             // reduced dims: sizes, input strides
+  Shape rows, rows_x;               // reduced dims but the last: sizes, input strides
+  int64_t cols = 1, cols_x = 0;     // the last reduced dim: size, input stride
 };
 
+// Splits x's dims into kept and reduced ones, merging neighbours of the same kind that are laid
+// out as one (stride[d] == size[d+1] stride[d+1]), so a reduction over (N, H, W) of a
+// contiguous [N, C, H, W] walks N rows of H W contiguous elements.
 Plan make_plan(const Tensor& out, const Tensor& x) {
   Plan p;
+  Shape inner, inner_x;
+  enum { None, Outer, Inner } last = None;
   for (int64_t d = 0; d < x.dim(); ++d) {
-    if (x.size(d) == 1) continue;
+    int64_t n = x.size(d), sx = x.stride(d);
+    if (n == 1) continue;
     if (out.size(d) == 1) {
-      p.inner.push_back(x.size(d));
-      p.inner_x.push_back(x.stride(d));
+      if (last == Inner && inner_x.back() == n * sx) {
+        inner.back() *= n;
+        inner_x.back() = sx;
+      } else {
+        inner.push_back(n);
+        inner_x.push_back(sx);
+      }
+      last = Inner;
     } else {
-      p.outer.push_back(x.size(d));
-      p.outer_x.push_back(x.stride(d));
-      p.outer_out.push_back(out.stride(d));
+      int64_t so = out.stride(d);
+      if (last == Outer && p.outer_x.back() == n * sx && p.outer_out.back() == n * so) {
+        p.outer.back() *= n;
+        p.outer_x.back() = sx;
+        p.outer_out.back() = so;
+      } else {
+        p.outer.push_back(n);
+        p.outer_x.push_back(sx);
+        p.outer_out.push_back(so);
+      }
+      last = Outer;
     }
+  }
+  if (!inner.empty()) {
+    p.cols = inner.back();
+    p.cols_x = inner_x.back();
+    p.rows.assign(inner.begin(), inner.end() - 1);
+    p.rows_x.assign(inner_x.begin(), inner_x.end() - 1);
   }
   return p;
 }
@@ -44,15 +71,28 @@ inline int64_t offset_of(int64_t i, const Shape& shape, const Shape& strides) {
 template <class T>
 using sum_t = std::conditional_t<std::is_integral_v<T>, int64_t, double>;
 
-// Visits x[base + offset_of(k, inner)] for k in [0, n) in order.
+// Visits the reduced elements x[base + ...] in row-major order, calling f(row pointer, first k)
+// for each row of p.cols elements (stride p.cols_x).
 template <class T, class F>
-void walk(const T* x, int64_t base, const Plan& p, int64_t n, F&& f) {
-  if (p.inner.size() == 1) {
-    int64_t s = p.inner_x[0];
-    for (int64_t k = 0; k < n; ++k) f(x[base + k * s], k);
-  } else {
-    for (int64_t k = 0; k < n; ++k) f(x[base + offset_of(k, p.inner, p.inner_x)], k);
+void for_each_row(const T* x, int64_t base, const Plan& p, F&& f) {
+  int64_t n_rows = numel_of(p.rows);
+  for (int64_t r = 0; r < n_rows; ++r) f(x + base + offset_of(r, p.rows, p.rows_x), r * p.cols);
+}
+
+// Sum of n elements at stride s, in four interleaved partial sums (a fixed order, so the result
+// repeats exactly) to break the dependency chain of one accumulator.
+template <class S, class A, class T>
+S row_sum(const T* x, int64_t n, int64_t s) {
+  S a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+  int64_t k = 0;
+  for (; k + 4 <= n; k += 4) {
+    a0 += static_cast<S>(A(x[k * s]));
+    a1 += static_cast<S>(A(x[(k + 1) * s]));
+    a2 += static_cast<S>(A(x[(k + 2) * s]));
+    a3 += static_cast<S>(A(x[(k + 3) * s]));
   }
+  for (; k < n; ++k) a0 += static_cast<S>(A(x[k * s]));
+  return (a0 + a1) + (a2 + a3);
 }
 
 template <class T>
@@ -60,7 +100,7 @@ void reduce_typed(const Tensor& out, const Tensor& x, ReduceOp op) {
   using A = acc_t<T>;
   Plan p = make_plan(out, x);
   const T* px = x.data<T>();
-  int64_t n_out = numel_of(p.outer), n_in = numel_of(p.inner);
+  int64_t n_out = numel_of(p.outer), n_in = numel_of(p.rows) * p.cols;
   bool arg = op == ReduceOp::ArgMax || op == ReduceOp::ArgMin;
   int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(n_in, 1));
   cpu::parallel_for(n_out, grain, [&](int64_t b, int64_t e) {
@@ -69,7 +109,9 @@ void reduce_typed(const Tensor& out, const Tensor& x, ReduceOp op) {
       int64_t ob = offset_of(o, p.outer, p.outer_out);
       if (op == ReduceOp::Sum || op == ReduceOp::Mean) {
         sum_t<T> s = 0;
-        walk(px, xb, p, n_in, [&](T v, int64_t) { s += static_cast<sum_t<T>>(A(v)); });
+        for_each_row(px, xb, p, [&](const T* row, int64_t) {
+          s += row_sum<sum_t<T>, A>(row, p.cols, p.cols_x);
+        });
         if (op == ReduceOp::Mean) s /= static_cast<sum_t<T>>(n_in);
         out.data<T>()[ob] = T(static_cast<A>(s));
         continue;
@@ -78,12 +120,13 @@ void reduce_typed(const Tensor& out, const Tensor& x, ReduceOp op) {
       bool is_max = op == ReduceOp::Max || op == ReduceOp::ArgMax;
       A best = A(px[xb]);
       int64_t best_k = 0;
-      walk(px, xb, p, n_in, [&](T raw, int64_t k) {
-        A v = A(raw);
-        if (best != best) return;
-        if (v != v || (is_max ? v > best : v < best)) {
-          best = v;
-          best_k = k;
+      for_each_row(px, xb, p, [&](const T* row, int64_t k0) {
+        for (int64_t c = 0; c < p.cols && best == best; ++c) {
+          A v = A(row[c * p.cols_x]);
+          if (v != v || (is_max ? v > best : v < best)) {
+            best = v;
+            best_k = k0 + c;
+          }
         }
       });
       if (arg)
