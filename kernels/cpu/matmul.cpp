@@ -2,7 +2,7 @@
 // column-major map, so it costs no copy); Eigen's GEMM packs them into cache-sized panels and
 // runs on OpenMP threads. Small batched products run one batch per thread instead, where
 // Eigen's own threading would cost more than it saves.
-#include <Eigen/Core>
+#include "kernels/cpu/eigen.h"
 #include <vector>
 
 #include "kernels/cpu/parallel.h"
