@@ -16,5 +16,5 @@ int main(int argc, char** argv) {
       std::make_shared<ReLU>(),
       std::make_shared<Linear>(128, 10),
   };
-  return fashion_mnist::run("fashion_mnist_cnn", layers, 3, argc, argv);
+  return fashion_mnist::run("fashion_mnist_cnn", layers, 10, argc, argv);
 }

@@ -12,6 +12,7 @@
 #include "trainer/model_checkpoint.h"
 #include "trainer/model_summary.h"
 #include "trainer/progress_bar.h"
+#include "trainer/results_table.h"
 #include "trainer_fixtures.h"
 
 namespace lumen::testing {
@@ -32,7 +33,11 @@ TEST(TrainerMetrics, EpochReductionsOverUnequalBatches) {
   TinyData data({.n_val = 10, .batch_size = 4});  // batches of 4, 4, 2
   StatsModel model;
   Trainer trainer(quiet({}));
+  ::testing::internal::CaptureStdout();
   std::map<std::string, double> got = trainer.validate(model, data);
+  std::string printed = ::testing::internal::GetCapturedStdout();
+  EXPECT_EQ(printed, format_results_table("validate", got));
+  EXPECT_NE(printed.find("vmean"), std::string::npos) << printed;
   std::vector<float> col = data.val->tensors()[0].select(1, 0).contiguous().to_vector<float>();
   double sum = 0;
   for (float v : col) sum += v;
@@ -212,6 +217,21 @@ TEST(ProgressBarFormat, TqdmLikeLine) {
   EXPECT_EQ(ProgressBar::format("Testing", 0, 10, 0.0, {}), "Testing: 0/10 [00:00<?, ? it/s]");
   EXPECT_EQ(ProgressBar::format("Epoch 0", 3, 4, 3725.0, {}),
             "Epoch 0: 3/4 [1:02:05<20:42, 0.000805 it/s]");
+}
+
+// Lightning's layout, derived by hand for a 40-column bar: names centred in 20 columns, values
+// in a column of min(max(longest cell, 25), 20) = 20, the odd space on the right.
+TEST(ResultsTable, LightningsLayout) {
+  const std::string bar = [] {
+    std::string b;
+    for (int i = 0; i < 40; ++i) b += "\u2500";
+    return b + "\n";
+  }();
+  EXPECT_EQ(format_results_table("test", {{"test_acc", 0.5}, {"test_loss", 0.25}}, 40),
+            bar + "    Test metric          DataLoader 0    \n" + bar + "      test_acc" +
+                std::string(15, ' ') + "0.5" + std::string(9, ' ') + "\n" + "     test_loss" +
+                std::string(15, ' ') + "0.25" + std::string(8, ' ') + "\n" + bar);
+  EXPECT_EQ(format_results_table("test", {}, 40), "");
 }
 
 std::vector<std::string> lines_of(const std::string& s) {

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <exception>
+#include <iostream>
 #include <type_traits>
 #include <utility>
 
@@ -19,6 +20,7 @@
 #include "trainer/model_checkpoint.h"
 #include "trainer/model_summary.h"
 #include "trainer/progress_bar.h"
+#include "trainer/results_table.h"
 #include "trainer/trainer_loop.h"
 
 namespace lumen {
@@ -573,16 +575,19 @@ void Trainer::fit(LightningModule& model, DataModule& data, const std::string& c
 }
 
 std::map<std::string, double> Trainer::validate(LightningModule& model, DataModule& data,
-                                                const std::string& ckpt_path) {
+                                                const std::string& ckpt_path, bool verbose) {
   run_stage(model, data, "validate", ckpt_path,
             [&] { evaluation_loop("validation", loop_->num_val_batches); });
+  if (verbose)
+    std::cout << format_results_table("validate", loop_->stage_epoch_metrics) << std::flush;
   return loop_->stage_epoch_metrics;
 }
 
 std::map<std::string, double> Trainer::test(LightningModule& model, DataModule& data,
-                                            const std::string& ckpt_path) {
+                                            const std::string& ckpt_path, bool verbose) {
   run_stage(model, data, "test", ckpt_path,
             [&] { evaluation_loop("test", loop_->num_test_batches); });
+  if (verbose) std::cout << format_results_table("test", loop_->stage_epoch_metrics) << std::flush;
   return loop_->stage_epoch_metrics;
 }
 

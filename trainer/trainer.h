@@ -99,11 +99,12 @@ class Trainer {
   void fit(LightningModule& model, DataModule& data, const std::string& ckpt_path = "");
   // Validate/test return the epoch-level metrics logged during the run (Lightning returns a
   // list with one dict per dataloader; Lumen has one loader per stage). ckpt_path "best"
-  // loads the best checkpoint of the ModelCheckpoint callback first.
+  // loads the best checkpoint of the ModelCheckpoint callback first. verbose: print the
+  // metrics as a table on stdout at the end (Lightning's verbose=True).
   std::map<std::string, double> validate(LightningModule& model, DataModule& data,
-                                         const std::string& ckpt_path = "");
+                                         const std::string& ckpt_path = "", bool verbose = true);
   std::map<std::string, double> test(LightningModule& model, DataModule& data,
-                                     const std::string& ckpt_path = "");
+                                     const std::string& ckpt_path = "", bool verbose = true);
   std::vector<Tensor> predict(LightningModule& model, DataModule& data,
                               const std::string& ckpt_path = "");
 

@@ -8,8 +8,8 @@
 // Batches of at least one image per thread run one image per thread (each thread owns its
 // col buffer and Eigen runs single-threaded inside); smaller batches let im2col and Eigen's
 // GEMM use the threads.
-#include "kernels/cpu/eigen.h"
 #include <vector>
+#include "kernels/cpu/eigen.h"
 
 #include "kernels/conv.h"
 #include "kernels/cpu/parallel.h"

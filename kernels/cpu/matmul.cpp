@@ -2,8 +2,8 @@
 // column-major map, so it costs no copy); Eigen's GEMM packs them into cache-sized panels and
 // runs on OpenMP threads. Small batched products run one batch per thread instead, where
 // Eigen's own threading would cost more than it saves.
-#include "kernels/cpu/eigen.h"
 #include <vector>
+#include "kernels/cpu/eigen.h"
 
 #include "kernels/cpu/parallel.h"
 #include "kernels/linalg.h"
