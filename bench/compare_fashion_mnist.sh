@@ -14,12 +14,14 @@ if ! "$venv/bin/python" -c "import torch, lightning" 2>/dev/null; then
   "$venv/bin/pip" install -q torch lightning numpy
 fi
 scripts/build.sh >/dev/null
+# The frameworks' own chatter (Lightning's banners, warnings) goes here, not into the table.
+errlog=$(mktemp /tmp/compare_fashion_mnist.XXXXXX.log)
 
 # Runs a command, printing "<first step seconds> <median epoch seconds> <test acc>".
 measure() {
   local start out first median acc
   start=$(date +%s.%N)
-  out=$("$@")
+  out=$("$@" 2>>"$errlog")
   first=$(grep -o 'first_step_unix=[0-9.]*' <<<"$out" | cut -d= -f2)
   median=$(grep -o 'train_seconds=[0-9.]*' <<<"$out" | cut -d= -f2 | sort -g |
     awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}')
@@ -39,3 +41,4 @@ for model in mlp cnn; do
   printf '| %s | ratio Lumen / PyTorch | %.2f | %.2f | |\n' "$model" \
     "$(echo "$l_epoch / $p_epoch" | bc -l)" "$(echo "$l_first / $p_first" | bc -l)"
 done
+echo "(stderr of the runs: $errlog)" >&2
