@@ -24,7 +24,7 @@ struct CudaBackend final : DeviceBackend {
     LUMEN_CUDA_CHECK(err);
     return p;
   }
-  void deallocate(void* p, int index) override {
+  void deallocate(void* p, size_t, int index) override {
     cudaSetDevice(index);
     cudaFreeAsync(p, 0);  // no throwing from a deleter
   }

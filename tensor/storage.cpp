@@ -5,19 +5,16 @@
 #include <cstring>
 #include <new>
 
+#include "tensor/cpu_allocator.h"
 #include "tensor/error.h"
 
 namespace lumen {
 namespace {
 
 struct CpuBackend final : DeviceBackend {
-  void* allocate(size_t nbytes, int) override {
-    // 64-byte alignment keeps vector loads on cache lines.
-    void* p = std::aligned_alloc(64, (nbytes + 63) / 64 * 64);
-    LUMEN_CHECK(p, "cpu: out of memory allocating ", nbytes, " bytes");
-    return p;
-  }
-  void deallocate(void* p, int) override { std::free(p); }
+  // 64-byte alignment keeps vector loads on cache lines.
+  void* allocate(size_t nbytes, int) override { return cpu_allocate(nbytes); }
+  void deallocate(void* p, size_t nbytes, int) override { cpu_deallocate(p, nbytes); }
   void copy(void* dst, Device, const void* src, Device, size_t n) override {
     std::memcpy(dst, src, n);
   }
@@ -59,7 +56,7 @@ Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device
   DeviceBackend& b = device_backend(device);
   int index = device.index;
   data_ = std::shared_ptr<void>(b.allocate(nbytes, index),
-                                [&b, index](void* p) { b.deallocate(p, index); });
+                                [&b, index, nbytes](void* p) { b.deallocate(p, nbytes, index); });
   if (poison_allocations) b.memset(data_.get(), 0xFF, nbytes, index);
 }
 

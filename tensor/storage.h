@@ -13,7 +13,7 @@ namespace lumen {
 struct DeviceBackend {
   virtual ~DeviceBackend() = default;
   virtual void* allocate(size_t nbytes, int index) = 0;
-  virtual void deallocate(void* p, int index) = 0;
+  virtual void deallocate(void* p, size_t nbytes, int index) = 0;  // nbytes as allocated
   // Copies nbytes between two devices, at least one of them of this backend's type; returns
   // when the bytes are readable on the destination.
   virtual void copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nbytes) = 0;

@@ -78,6 +78,49 @@ TEST(Pool, MaxPoolPropagatesNaN) {
   EXPECT_TRUE(std::isnan(F::max_pool2d(x, {2, 2}).item()));
 }
 
+// The 2x2 stride-2 fast path against a direct loop, on odd sizes (the last row and column are
+// dropped) with many ties (values in {0, 1, 2}: the first tap in window order wins) and NaNs
+// (a NaN wins, the last NaN of a window if several). The gradient shows which tap won.
+TEST(Pool, MaxPool2x2MatchesDirectLoop) {
+  const int64_t P = 6, H = 7, W = 9, OH = 3, OW = 4;
+  std::vector<double> xs(P * H * W);
+  uint32_t state = 12345;
+  for (double& v : xs) {
+    state = state * 1664525u + 1013904223u;
+    v = static_cast<double>((state >> 16) % 3);
+  }
+  for (size_t i : {5, 40, 41, 49, 50, 200, 333}) xs[i] = std::nan("");
+  std::vector<double> want(P * OH * OW), want_grad(xs.size(), 0.0);
+  for (int64_t p = 0; p < P; ++p)
+    for (int64_t i = 0; i < OH; ++i)
+      for (int64_t j = 0; j < OW; ++j) {
+        int64_t arg = -1;
+        for (int64_t a = 0; a < 2; ++a)
+          for (int64_t k = 0; k < 2; ++k) {
+            int64_t idx = (p * H + 2 * i + a) * W + 2 * j + k;
+            if (arg < 0 || xs[idx] > xs[arg] || std::isnan(xs[idx])) arg = idx;
+          }
+        int64_t o = (p * OH + i) * OW + j;
+        want[o] = xs[arg];
+        want_grad[arg] += static_cast<double>(o + 1);
+      }
+  for (DType dt : {DType::f64, DType::f32}) {
+    Tensor x = from_vector<double>(xs, {2, 3, H, W}).to(dt).requires_grad_();
+    Tensor y = F::max_pool2d(x, {2, 2});
+    std::vector<double> got = y.to(DType::f64).to_vector<double>();
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t o = 0; o < want.size(); ++o) {
+      if (std::isnan(want[o]))
+        EXPECT_TRUE(std::isnan(got[o])) << o;
+      else
+        EXPECT_EQ(got[o], want[o]) << o;
+    }
+    y.backward(
+        arange(1, static_cast<double>(want.size()) + 1, 1, {.dtype = dt}).reshape(y.shape()));
+    EXPECT_EQ(x.grad().to(DType::f64).to_vector<double>(), want_grad) << dtype_name(dt);
+  }
+}
+
 TEST(Pool, MaxPoolBackwardRoutesToArgmax) {
   // Overlapping windows that share their maximum send it every gradient.
   Tensor x = from_vector<double>({0, 0, 0, 0, 9, 0, 0, 0, 0}, {1, 1, 3, 3}).requires_grad_();

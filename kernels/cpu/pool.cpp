@@ -40,6 +40,44 @@ struct AvgWindow {
   }
 };
 
+// One output row of a 2x2 window at stride 2 without padding or dilation (the pooling after
+// most convolutions): output j reads x[2i + a, 2j + k]. The max over the four taps stays in
+// registers, in window order with the rules of the general loop below, and the tap's number
+// (a 2 + k, 32-bit like the floats so the loop vectorises across j) becomes the index after.
+template <class T, class A>
+void max_pool2d_2x2_row(const T* __restrict r0, int64_t W, int64_t OW, int64_t base,
+                        T* __restrict orow, int64_t* __restrict irow) {
+  const T* __restrict r1 = r0 + W;
+  for (int64_t j = 0; j < OW; ++j) {
+    A best = A(r0[2 * j]);
+    int32_t tap = 0;
+    const A v[3] = {A(r0[2 * j + 1]), A(r1[2 * j]), A(r1[2 * j + 1])};
+    for (int32_t t = 0; t < 3; ++t) {
+      const bool take = (v[t] > best) | (v[t] != v[t]);
+      best = take ? v[t] : best;
+      tap = take ? t + 1 : tap;
+    }
+    orow[j] = T(best);
+    irow[j] = base + 2 * j + (tap >> 1) * W + (tap & 1);
+  }
+}
+
+// One tap of the window swept across an output row: output j in [j0, j1) reads x[base + j sw]
+// and takes it if it is its first tap (arg < 0), larger than its best, or NaN. A function of its
+// own so that __restrict holds (GCC ignores it on locals), which lets the loop keep everything
+// in registers instead of reloading after each store.
+template <class T, class A>
+void max_pool2d_sweep_tap(const T* __restrict xp, int64_t base, int64_t sw, int64_t j0, int64_t j1,
+                          A* __restrict best, int64_t* __restrict arg) {
+  for (int64_t j = j0; j < j1; ++j) {
+    const int64_t idx = base + j * sw;
+    const A v = A(xp[idx]);
+    const bool take = (arg[j] < 0) | (v > best[j]) | (v != v);
+    best[j] = take ? v : best[j];
+    arg[j] = take ? idx : arg[j];
+  }
+}
+
 // Output row by output row: each tap (a, k) of the window is swept across the whole row, so the
 // inner loop is a branch-free max over j (a row of selects the compiler vectorises) instead of
 // a short, mispredicting loop per output. Taps are visited in window order (a, then k) and only
@@ -61,18 +99,27 @@ void max_pool2d_cpu(const Tensor& out, const Tensor& indices, const Tensor& x, P
       }
       cols[k] = {j0, std::max(j0, j1)};
     }
-    // Locals and __restrict: the stores to best/arg would otherwise force the compiler to
-    // reload p and cols in every iteration, as they could alias them.
     const int64_t H = s.H, W = s.W, OH = s.OH, OW = s.OW, KH = p.kernel_h, KW = p.kernel_w;
     const int64_t sh = p.stride_h, sw = p.stride_w, ph = p.pad_h, pw = p.pad_w;
     const int64_t dh = p.dilation_h, dw = p.dilation_w;
+    const bool two_by_two =
+        KH == 2 && KW == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0 && dh == 1 && dw == 1;
+    if (two_by_two) {
+      cpu::parallel_for(s.count, s.grain(), [&](int64_t b, int64_t e) {
+        for (int64_t plane = b; plane < e; ++plane)
+          for (int64_t i = 0; i < OH; ++i)
+            max_pool2d_2x2_row<T, A>(px + plane * H * W + 2 * i * W, W, OW, 2 * i * W,
+                                     po + (plane * OH + i) * OW, pi + (plane * OH + i) * OW);
+      });
+      return;
+    }
     cpu::parallel_for(s.count, s.grain(), [&](int64_t b, int64_t e) {
       std::vector<A> best_row(OW);
       std::vector<int64_t> arg_row(OW);
-      A* __restrict best = best_row.data();
-      int64_t* __restrict arg = arg_row.data();
+      A* best = best_row.data();
+      int64_t* arg = arg_row.data();
       for (int64_t plane = b; plane < e; ++plane) {
-        const T* __restrict xp = px + plane * H * W;
+        const T* xp = px + plane * H * W;
         for (int64_t i = 0; i < OH; ++i) {
           std::fill(best, best + OW, -std::numeric_limits<A>::infinity());
           std::fill(arg, arg + OW, int64_t(-1));
@@ -80,16 +127,8 @@ void max_pool2d_cpu(const Tensor& out, const Tensor& indices, const Tensor& x, P
             const int64_t ih = i * sh - ph + a * dh;
             if (ih < 0 || ih >= H) continue;
             for (int64_t k = 0; k < KW; ++k) {
-              const int64_t base = ih * W - pw + k * dw;  // input index of column 0's tap
-              const int64_t j0 = cols[k].first, j1 = cols[k].second;
-              for (int64_t j = j0; j < j1; ++j) {
-                const int64_t idx = base + j * sw;
-                const A v = A(xp[idx]);
-                // The first tap always, then larger values; v != v: NaN wins.
-                const bool take = (arg[j] < 0) | (v > best[j]) | (v != v);
-                best[j] = take ? v : best[j];
-                arg[j] = take ? idx : arg[j];
-              }
+              max_pool2d_sweep_tap<T, A>(xp, ih * W - pw + k * dw, sw, cols[k].first,
+                                         cols[k].second, best, arg);
             }
           }
           T* orow = po + (plane * OH + i) * OW;
