@@ -35,7 +35,9 @@ struct FunctionNode final : Node {
   NeedsGrad needs;
 };
 
-// The sink of a leaf: runs the leaf's hooks, then adds the gradient into leaf.grad().
+// The sink of a leaf: runs the leaf's hooks, adds the gradient into leaf.grad(), then runs its
+// post-accumulate hooks. The engine sums a leaf's incoming gradients first, so this runs once
+// per leaf per backward.
 struct AccumulateGrad final : Node {
   explicit AccumulateGrad(std::weak_ptr<TensorImpl> leaf)
       : Node("AccumulateGrad"), leaf(std::move(leaf)) {}
@@ -50,6 +52,8 @@ struct AccumulateGrad final : Node {
     Tensor t(impl);
     // A fresh tensor each time, so a later in-place update of grad() can't alias the graph.
     t.set_grad(impl->grad.defined() ? impl->grad + g : g.contiguous().clone());
+    for (auto& hook : impl->post_accumulate_hooks)
+      if (hook) hook(t);
     return {};
   }
   std::weak_ptr<TensorImpl> leaf;

@@ -2,6 +2,8 @@
 // The public API of Lumen: include this one header.
 #include "autograd/grad_mode.h"
 #include "autograd/gradcheck.h"
+#include "dist/communicator.h"
+#include "dist/world.h"
 #include "io/checkpoint.h"
 #include "io/fashion_mnist.h"
 #include "io/idx.h"
@@ -47,6 +49,7 @@
 #include "trainer/csv_logger.h"
 #include "trainer/data_loader.h"
 #include "trainer/dataset.h"
+#include "trainer/ddp_strategy.h"
 #include "trainer/early_stopping.h"
 #include "trainer/learning_rate_monitor.h"
 #include "trainer/lightning_module.h"

@@ -60,6 +60,20 @@ void Tensor::register_hook(GradHook hook) const {
   impl_->hooks.push_back(std::move(hook));
 }
 
+size_t Tensor::register_post_accumulate_grad_hook(PostAccumulateGradHook hook) const {
+  LUMEN_CHECK(requires_grad() && is_leaf(), "register_post_accumulate_grad_hook: hooks go on leaf ",
+              "tensors that require grad (requires_grad=", requires_grad(), ", is_leaf=", is_leaf(),
+              ")");
+  impl_->post_accumulate_hooks.push_back(std::move(hook));
+  return impl_->post_accumulate_hooks.size() - 1;
+}
+
+void Tensor::remove_post_accumulate_grad_hook(size_t handle) const {
+  LUMEN_CHECK(defined() && handle < impl_->post_accumulate_hooks.size(),
+              "remove_post_accumulate_grad_hook: no hook with handle ", handle);
+  impl_->post_accumulate_hooks[handle] = nullptr;
+}
+
 Tensor make_view(const Tensor& base, Shape shape, Shape strides, int64_t offset) {
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = base.storage();

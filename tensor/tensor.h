@@ -38,6 +38,9 @@ struct TensorOptions {
 // A hook on a leaf's gradient: called with the gradient about to be accumulated; returning a
 // defined tensor replaces it.
 using GradHook = std::function<Tensor(const Tensor&)>;
+// A hook run after a backward accumulated into a leaf's grad(), with the leaf (PyTorch's
+// register_post_accumulate_grad_hook): data parallelism starts a bucket's all-reduce from it.
+using PostAccumulateGradHook = std::function<void(const Tensor&)>;
 
 class Tensor {
  public:
@@ -83,6 +86,9 @@ class Tensor {
   void backward(const Tensor& gradient = {}, bool retain_graph = false) const;
   Tensor detach() const;  // shares storage, no graph
   void register_hook(GradHook hook) const;
+  // Returns a handle for remove_post_accumulate_grad_hook.
+  size_t register_post_accumulate_grad_hook(PostAccumulateGradHook hook) const;
+  void remove_post_accumulate_grad_hook(size_t handle) const;
 
   // Views: share storage with this tensor; differentiable.
   Tensor view(const Shape& shape) const;     // needs compatible strides; -1 infers one dim
@@ -164,6 +170,7 @@ struct TensorImpl {
   std::shared_ptr<autograd::Node> grad_fn;         // null for leaves
   std::weak_ptr<autograd::Node> grad_accumulator;  // a leaf's sink node, shared by its uses
   std::vector<GradHook> hooks;
+  std::vector<PostAccumulateGradHook> post_accumulate_hooks;  // removed ones are empty
 };
 
 std::ostream& operator<<(std::ostream& os, const Tensor& t);

@@ -11,6 +11,7 @@
 
 #include "nn/dropout.h"
 #include "nn/functional/elementwise.h"
+#include "nn/functional/linalg.h"
 #include "nn/functional/loss.h"
 #include "nn/linear.h"
 #include "nn/optim/sgd.h"

@@ -116,8 +116,9 @@ State Trainer::dump_checkpoint() {
   return ckpt;
 }
 
+// Under DDP only rank 0 writes (every rank holds the same parameters and optimizer state).
 void Trainer::save_checkpoint(const std::string& path) {
-  io::save_checkpoint(path, dump_checkpoint());
+  if (is_global_zero()) io::save_checkpoint(path, dump_checkpoint());
 }
 
 // ckpt_path: a file, or "last" (<dirpath>/last.ckpt of the ModelCheckpoint callback) or "best"

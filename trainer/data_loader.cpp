@@ -46,11 +46,11 @@ Batch default_collate(const std::vector<Batch>& examples) {
 namespace {
 
 // Batch k of an epoch: the examples at positions [k * batch_size, ...) of `order` (the
-// identity when `order` is null), collated.
+// identity over the dataset when `order` is null), collated.
 Batch load_batch(const Dataset& dataset, const std::vector<int64_t>* order, int64_t k,
                  int64_t batch_size,
                  const std::function<Batch(const std::vector<Batch>&)>& collate) {
-  int64_t n = dataset.size();
+  int64_t n = order ? static_cast<int64_t>(order->size()) : dataset.size();
   int64_t begin = k * batch_size, end = std::min(begin + batch_size, n);
   std::vector<Batch> examples;
   examples.reserve(static_cast<size_t>(end - begin));
@@ -176,8 +176,23 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, DataLoaderOptions
 
 DataLoader::~DataLoader() = default;
 
+int64_t DataLoader::num_examples() const {
+  int64_t n = dataset_->size();
+  return num_replicas_ == 1 ? n : (n + num_replicas_ - 1) / num_replicas_;
+}
+
+void DataLoader::distribute(int64_t rank, int64_t num_replicas, std::optional<uint64_t> seed) {
+  LUMEN_CHECK(num_replicas >= 1 && rank >= 0 && rank < num_replicas,
+              "DataLoader::distribute: ", "rank ", rank,
+              " is not in [0, num_replicas = ", num_replicas, ")");
+  rank_ = rank;
+  num_replicas_ = num_replicas;
+  if (seed) seed_ = *seed;
+  active_ = false;
+}
+
 int64_t DataLoader::size() const {
-  int64_t n = dataset_->size(), bs = options_.batch_size;
+  int64_t n = num_examples(), bs = options_.batch_size;
   return options_.drop_last ? n / bs : (n + bs - 1) / bs;
 }
 
@@ -190,10 +205,27 @@ void DataLoader::begin_epoch(int64_t epoch, int64_t skip_batches) {
               "DataLoader::begin_epoch: skip_batches ", skip_batches, " is out of range [0, ",
               num_batches, "] (the epoch has ", num_batches, " batches)");
   order_.reset();
-  if (options_.shuffle) {
-    uint64_t counter = kLoaderStream + (static_cast<uint64_t>(epoch) << 32);
-    order_ = std::make_shared<const std::vector<int64_t>>(
-        philox_permutation(dataset_->size(), seed_, counter));
+  if (options_.shuffle || num_replicas_ > 1) {
+    int64_t n = dataset_->size();
+    std::vector<int64_t> order;
+    if (options_.shuffle) {
+      uint64_t counter = kLoaderStream + (static_cast<uint64_t>(epoch) << 32);
+      order = philox_permutation(n, seed_, counter);
+    } else {
+      order.resize(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) order[static_cast<size_t>(i)] = i;
+    }
+    if (num_replicas_ > 1) {
+      // Pad by repeating the order from its start, then take every num_replicas-th position.
+      int64_t per_rank = num_examples();
+      std::vector<int64_t> shard(static_cast<size_t>(per_rank));
+      for (int64_t i = 0; i < per_rank; ++i) {
+        int64_t position = (i * num_replicas_ + rank_) % std::max<int64_t>(n, 1);
+        shard[static_cast<size_t>(i)] = order[static_cast<size_t>(position)];
+      }
+      order = std::move(shard);
+    }
+    order_ = std::make_shared<const std::vector<int64_t>>(std::move(order));
   }
   epoch_ = epoch;
   consumed_ = skip_batches;

@@ -37,7 +37,20 @@ class DataLoader {
   DataLoader(const DataLoader&) = delete;
   DataLoader& operator=(const DataLoader&) = delete;
 
-  int64_t size() const;  // batches per epoch
+  int64_t size() const;  // batches per epoch (of this rank's shard when distributed)
+
+  // Makes this loader one of `num_replicas` shards, as torch's DistributedSampler: each epoch's
+  // order (shuffled or not) is padded by repeating its start to a multiple of num_replicas,
+  // and this loader takes positions rank, rank + num_replicas, ... So every rank has the
+  // same number of batches, and the shards together cover the data once per epoch (a few
+  // examples twice when the size is not a multiple). The Trainer's DDP strategy calls it.
+  // `seed` replaces the shuffle seed: the shards only partition the data if every rank
+  // shuffles with the same one (the Trainer passes rank 0's).
+  void distribute(int64_t rank, int64_t num_replicas, std::optional<uint64_t> seed = std::nullopt);
+  int64_t num_replicas() const { return num_replicas_; }
+  int64_t rank() const { return rank_; }
+  // Examples per epoch: the dataset's size, or the shard's when distributed.
+  int64_t num_examples() const;
   const Dataset& dataset() const { return *dataset_; }
   const DataLoaderOptions& options() const { return options_; }
 
@@ -68,11 +81,13 @@ class DataLoader {
   std::shared_ptr<const Dataset> dataset_;
   DataLoaderOptions options_;
   uint64_t seed_ = 0;
+  int64_t num_replicas_ = 1, rank_ = 0;
   int64_t epoch_ = -1;
   int64_t consumed_ = 0;
   std::unique_ptr<Workers> workers_;
   bool active_ = false;  // an epoch has begun (next() may be called)
-  // The epoch's order of example indices; null when not shuffling (the identity).
+  // The epoch's order of example indices; null when neither shuffled nor distributed (the
+  // identity).
   std::shared_ptr<const std::vector<int64_t>> order_;
 };
 

@@ -113,11 +113,14 @@ void EarlyStopping::run_early_stopping_check(Trainer& trainer) {
   }
   auto [stop, reason] = evaluate_stopping_criteria(it->second);
   last_reason_ = reason;
+  // Under DDP every rank stops when any does (Lightning's reduce_boolean_decision, all=False).
+  stop = trainer.reduce_boolean_decision(stop, false);
   if (stop) {
     trainer.set_should_stop(true);
     stopped_epoch_ = trainer.current_epoch();
   }
-  if (!reason.empty() && (stop || options_.verbose)) std::cout << reason << "\n";
+  if (!reason.empty() && (stop || options_.verbose) && trainer.is_global_zero())
+    std::cout << reason << "\n";
 }
 
 State EarlyStopping::state_dict() const {

@@ -178,6 +178,8 @@ bool Trainer::train_batch(const Batch& batch, int64_t batch_idx) {
   if (!proceed) return false;  // Lightning's "return -1": the rest of the epoch is skipped
 
   bool accumulate = should_accumulate(batch_idx);
+  // DDP's broadcast_buffers: every rank's forward sees rank 0's buffers.
+  if (L.comm && options_.strategy.ddp.broadcast_buffers) broadcast_module_state(true);
   Tensor loss;
   call_module("training_step", [&] { loss = model.training_step(batch, batch_idx); });
   LUMEN_CHECK(loss.defined(), "training_step (batch ", batch_idx,
@@ -191,7 +193,11 @@ bool Trainer::train_batch(const Batch& batch, int64_t batch_idx) {
   // training_step and before its backward.
   if (batch_idx % options_.accumulate_grad_batches == 0) optimizer.zero_grad();
   int64_t accum = options_.accumulate_grad_batches;
+  // DDP: the last micro-step of an accumulation window averages the gradients over the ranks,
+  // starting bucket by bucket during its backward.
+  if (L.buckets) L.buckets->prepare(!accumulate);
   (accum > 1 ? loss / static_cast<double>(accum) : loss).backward();
+  if (L.buckets && !accumulate) L.buckets->finish();
   if (!accumulate) optimizer_step();
   Tensor step_loss = loss.detach();
   L.batches_completed = batch_idx + 1;

@@ -27,6 +27,9 @@ struct LogOptions {
   bool logger = true;
   std::string reduce = "mean";  // "mean" (weighted by batch_size), "sum", "max", "min"
   int64_t batch_size = 0;       // 0: the size of the current batch's first tensor
+  // Under DDP: the value is combined over the ranks when logged, by `reduce` (mean: the
+  // average), so every rank (and rank 0's loggers) sees the global value.
+  bool sync_dist = false;
 };
 
 struct SchedulerConfig {

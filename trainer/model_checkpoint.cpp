@@ -105,6 +105,7 @@ std::string ModelCheckpoint::dirpath(const Trainer& trainer) const {
 void ModelCheckpoint::setup(Trainer& trainer, LightningModule&, const std::string& stage) {
   (void)stage;
   dirpath_ = dirpath(trainer);
+  may_delete_ = trainer.is_global_zero();
 }
 
 std::string ModelCheckpoint::format_checkpoint_name(const std::map<std::string, double>& candidates,
@@ -160,7 +161,8 @@ void ModelCheckpoint::save_topk(const std::map<std::string, double>& candidates,
     std::string previous = best_model_path_;
     best_model_path_ = path;
     write(path);
-    if (options_.save_top_k == 1 && should_remove(previous, path)) fs::remove(previous);
+    if (options_.save_top_k == 1 && should_remove(previous, path) && may_delete_)
+      fs::remove(previous);
     return;
   }
   auto it = candidates.find(options_.monitor);
@@ -227,7 +229,8 @@ void ModelCheckpoint::update_best_and_save(double current,
               << "' as top " << k << "\n";
   }
   write(path);
-  if (!del_filepath.empty() && should_remove(del_filepath, path)) fs::remove(del_filepath);
+  if (!del_filepath.empty() && should_remove(del_filepath, path) && may_delete_)
+    fs::remove(del_filepath);
 }
 
 void ModelCheckpoint::save_last_checkpoint(const std::map<std::string, double>& candidates,
@@ -243,7 +246,7 @@ void ModelCheckpoint::save_last_checkpoint(const std::map<std::string, double>& 
   std::string previous = last_model_path_;
   last_model_path_ = path;
   write(path);
-  if (should_remove(previous, path)) fs::remove(previous);
+  if (should_remove(previous, path) && may_delete_) fs::remove(previous);
 }
 
 std::map<std::string, double> ModelCheckpoint::monitor_candidates(const Trainer& trainer) const {

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "autograd/grad_mode.h"
+#include "dist/world.h"
 #include "io/checkpoint.h"
 #include "tensor/error.h"
 #include "tensor/generator.h"
@@ -163,6 +164,28 @@ Trainer::Trainer(TrainerOptions options) : options_(std::move(options)), loop_(n
                   "Trainer: two callbacks have the state_key \"", L.callbacks[i]->state_key(),
                   "\"; checkpoints need them unique (override state_key())");
 
+  // The strategy: "auto" is DDP when a launcher started several processes.
+  const std::string& strategy = o.strategy.name;
+  LUMEN_CHECK(strategy == "auto" || strategy == "single_device" || strategy == "ddp",
+              "Trainer: strategy must be \"auto\", \"single_device\", \"ddp\" or a DDPStrategy, "
+              "got \"",
+              strategy, "\"");
+  if (strategy == "ddp" || (strategy == "auto" && dist::launcher_environment().world_size > 1)) {
+    const DDPStrategy& ddp = o.strategy.ddp;
+    LUMEN_CHECK(ddp.bucket_cap_mb > 0, "Trainer: DDPStrategy::bucket_cap_mb must be > 0, got ",
+                ddp.bucket_cap_mb);
+    LUMEN_CHECK(ddp.timeout.count() > 0, "Trainer: DDPStrategy::timeout must be > 0 ms, got ",
+                ddp.timeout.count());
+    L.comm = ddp.communicator ? ddp.communicator
+                              : dist::new_world_communicator({.timeout = ddp.timeout});
+  }
+  // Only rank 0 shows a progress bar and a model summary (Lightning's rank_zero_only).
+  if (!is_global_zero())
+    std::erase_if(L.callbacks, [](const std::shared_ptr<Callback>& cb) {
+      return dynamic_cast<ProgressBar*>(cb.get()) != nullptr ||
+             dynamic_cast<ModelSummary*>(cb.get()) != nullptr;
+    });
+
   // Loggers: fast_dev_run logs nothing (Lightning swaps in a DummyLogger).
   if (o.fast_dev_run == 0 && o.logger.enabled) {
     L.loggers = o.logger.loggers;
@@ -195,7 +218,21 @@ const std::vector<std::shared_ptr<Logger>>& Trainer::loggers() const { return lo
 Logger* Trainer::logger() const {
   return loop_->loggers.empty() ? nullptr : loop_->loggers.front().get();
 }
+int Trainer::global_rank() const { return loop_->comm ? loop_->comm->rank() : 0; }
+int Trainer::local_rank() const { return loop_->comm ? loop_->comm->local_rank() : 0; }
+int Trainer::world_size() const { return loop_->comm ? loop_->comm->world_size() : 1; }
+std::string Trainer::strategy() const { return loop_->comm ? "ddp" : "single_device"; }
+const std::shared_ptr<dist::Communicator>& Trainer::communicator() const { return loop_->comm; }
+
+bool Trainer::reduce_boolean_decision(bool decision, bool all) const {
+  if (!loop_->comm) return decision;
+  Tensor t = from_vector(std::vector<int32_t>{decision ? 1 : 0}, {1});
+  loop_->comm->all_reduce(t, all ? dist::ReduceOp::min : dist::ReduceOp::max);
+  return t.item<int32_t>() != 0;
+}
+
 std::string Trainer::log_dir() const {
+  if (loop_->shared_log_dir) return *loop_->shared_log_dir;
   return loop_->loggers.empty() ? options_.default_root_dir : loop_->loggers.front()->log_dir();
 }
 const std::vector<std::shared_ptr<optim::Optimizer>>& Trainer::optimizers() const {
@@ -254,6 +291,7 @@ void Trainer::log_to_loggers(std::map<std::string, double> metrics, std::optiona
   for (auto& [k, v] : metrics) L.logged_metrics[k] = v;
   metrics.emplace("epoch", static_cast<double>(L.current_epoch));
   int64_t s = step ? *step : L.batches_that_stepped;
+  if (!is_global_zero()) return;  // loggers write on rank 0 only
   for (const auto& lg : L.loggers) {
     lg->log_metrics(metrics, s);
     lg->save();
@@ -316,6 +354,15 @@ void Trainer::log_metric(const std::string& name, double value, const LogOptions
                   .logger = options.logger,
                   .reduce = options.reduce};
   int64_t batch_size = options.batch_size > 0 ? options.batch_size : L.current_batch_size;
+  if (options.sync_dist && L.comm && !L.sanity_checking) {
+    dist::ReduceOp op = options.reduce == "sum"   ? dist::ReduceOp::sum
+                        : options.reduce == "max" ? dist::ReduceOp::max
+                        : options.reduce == "min" ? dist::ReduceOp::min
+                                                  : dist::ReduceOp::avg;
+    Tensor t = from_vector(std::vector<double>{value}, {1});
+    L.comm->all_reduce(t, op);
+    value = t.item();
+  }
   L.active_results->log(meta, value, batch_size);
 }
 
@@ -387,18 +434,28 @@ int64_t limited_batches(const CountOrFraction& limit, int64_t total, const char*
 void Trainer::resolve_loaders() {
   Loop& L = *loop_;
   DataModule& data = *L.data;
+  // DDP: each rank loads its shard (Lightning's use_distributed_sampler).
+  auto shard = [&](std::shared_ptr<DataLoader> loader) {
+    if (loader && L.comm && options_.use_distributed_sampler) {
+      Tensor seed = from_vector(std::vector<int64_t>{static_cast<int64_t>(loader->seed())}, {1});
+      L.comm->broadcast(seed, 0);
+      loader->distribute(L.comm->rank(), L.comm->world_size(),
+                         static_cast<uint64_t>(seed.data<int64_t>()[0]));
+    }
+    return loader;
+  };
   L.train_loader = L.val_loader = L.test_loader = L.predict_loader = nullptr;
   L.num_training_batches = L.num_val_batches = L.num_test_batches = L.num_predict_batches = 0;
   if (L.stage == "fit") {
     auto train = data.train_dataloader();
     LUMEN_CHECK(train != nullptr,
                 "Trainer.fit: the DataModule's train_dataloader() returned no loader");
-    L.train_loader = L.overfit ? loader_copy(train, true) : train;
+    L.train_loader = shard(L.overfit ? loader_copy(train, true) : train);
     L.num_training_batches = limited_batches(L.limit_train, L.train_loader->size(),
                                              "limit_train_batches", "train_dataloader");
     std::shared_ptr<DataLoader> val = L.overfit ? loader_copy(train, true) : data.val_dataloader();
     if (val && val == L.train_loader) val = loader_copy(val, false);
-    L.val_loader = val;
+    L.val_loader = shard(val);
     if (val)
       L.num_val_batches =
           limited_batches(L.limit_val, val->size(), "limit_val_batches", "val_dataloader");
@@ -418,21 +475,21 @@ void Trainer::resolve_loaders() {
     auto val = data.val_dataloader();
     LUMEN_CHECK(val != nullptr,
                 "Trainer.validate: the DataModule's val_dataloader() returned no loader");
-    L.val_loader = val;
+    L.val_loader = shard(val);
     L.num_val_batches =
         limited_batches(L.limit_val, val->size(), "limit_val_batches", "val_dataloader");
   } else if (L.stage == "test") {
     auto test = data.test_dataloader();
     LUMEN_CHECK(test != nullptr,
                 "Trainer.test: the DataModule's test_dataloader() returned no loader");
-    L.test_loader = test;
+    L.test_loader = shard(test);
     L.num_test_batches =
         limited_batches(L.limit_test, test->size(), "limit_test_batches", "test_dataloader");
   } else if (L.stage == "predict") {
     auto pred = data.predict_dataloader();
     LUMEN_CHECK(pred != nullptr,
                 "Trainer.predict: the DataModule's predict_dataloader() returned no loader");
-    L.predict_loader = pred;
+    L.predict_loader = shard(pred);
     L.num_predict_batches = limited_batches(L.limit_predict, pred->size(), "limit_predict_batches",
                                             "predict_dataloader");
   }
@@ -469,6 +526,12 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
     {
       CurrentFx fx(L.current_fx, "setup");
       data.setup(stage);
+    }
+    // DDP: every rank uses the log directory rank 0 resolves (a logger's next free version
+    // would differ once rank 0 has created its directory).
+    if (L.comm) {
+      std::string mine = L.loggers.empty() ? options_.default_root_dir : L.loggers[0]->log_dir();
+      L.shared_log_dir = L.comm->broadcast_string(is_global_zero() ? mine : "");
     }
     call_callbacks("setup", [&](Callback& cb) { cb.setup(*this, model, stage); });
 
@@ -509,10 +572,19 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
         if (s.name.empty()) s.name = "lr-" + config.optimizer->type_name();
         L.schedulers.push_back(std::move(s));
       }
+      if (L.comm) {
+        std::vector<Tensor> params;
+        for (const Tensor& p : model.parameters())
+          if (p.requires_grad()) params.push_back(p);
+        auto cap = static_cast<int64_t>(options_.strategy.ddp.bucket_cap_mb * 1024 * 1024);
+        L.buckets = std::make_unique<GradientBuckets>(params, L.comm, cap);
+      }
     }
 
     std::optional<State> checkpoint;
     if (!ckpt_path.empty()) {
+      // DDP: rank 0 may still be writing the checkpoint the others are about to read.
+      if (L.comm) L.comm->barrier();
       std::string path = resolve_checkpoint_path(ckpt_path);
       checkpoint = io::load_checkpoint(path);
       restore_modules_and_callbacks(*checkpoint, path);
@@ -523,10 +595,12 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
       call_module("on_fit_start", [&] { model.on_fit_start(); });
     }
     // Lightning's _log_hyperparams.
-    if (!model.hparams().empty())
+    if (!model.hparams().empty() && is_global_zero())
       for (const auto& lg : L.loggers) lg->log_hyperparams(model.hparams());
 
     if (checkpoint && stage == "fit") restore_training_state(*checkpoint);
+    // DDP starts every rank from rank 0's parameters and buffers.
+    if (L.comm && stage == "fit") broadcast_module_state(false);
 
     // deterministic: Lumen's CPU kernels split work by element count and thread count only
     // (kernels/cpu/parallel.h) and combine partial results in a fixed order, and loaders hand
@@ -547,13 +621,17 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
       data.teardown(stage);
     }
     call_callbacks("teardown", [&](Callback& cb) { cb.teardown(*this, model, stage); });
-    for (const auto& lg : L.loggers) lg->finalize("success");
+    L.buckets.reset();
+    if (is_global_zero())
+      for (const auto& lg : L.loggers) lg->finalize("success");
   } catch (const std::exception& e) {
     // Lightning's _interrupt: the callbacks learn of the exception, the loggers close as
     // "failed", and the exception goes on to the caller.
     L.current_fx.clear();
     call_callbacks("on_exception", [&](Callback& cb) { cb.on_exception(*this, model, e); });
-    for (const auto& lg : L.loggers) lg->finalize("failed");
+    L.buckets.reset();
+    if (is_global_zero())
+      for (const auto& lg : L.loggers) lg->finalize("failed");
     L.stage.clear();
     L.training = L.validating = L.testing = L.predicting = L.sanity_checking = false;
     L.active_results = nullptr;
@@ -564,6 +642,24 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
   L.training = L.validating = L.testing = L.predicting = L.sanity_checking = false;
   L.active_results = nullptr;
   L.current_fx.clear();
+}
+
+// DDP: rank 0's parameters (unless buffers_only) and buffers, broadcast to every rank.
+void Trainer::broadcast_module_state(bool buffers_only) {
+  Loop& L = *loop_;
+  NoGradGuard no_grad;
+  auto send = [&](const Tensor& t) {
+    if (t.is_contiguous()) {
+      L.comm->broadcast(t, 0);
+    } else {
+      Tensor c = t.contiguous();
+      L.comm->broadcast(c, 0);
+      t.copy_(c);
+    }
+  };
+  if (!buffers_only)
+    for (const auto& [name, p] : L.model->named_parameters()) send(p);
+  for (const auto& [name, b] : L.model->named_buffers()) send(b);
 }
 
 void Trainer::fit(LightningModule& model, DataModule& data, const std::string& ckpt_path) {
@@ -578,7 +674,7 @@ std::map<std::string, double> Trainer::validate(LightningModule& model, DataModu
                                                 const std::string& ckpt_path, bool verbose) {
   run_stage(model, data, "validate", ckpt_path,
             [&] { evaluation_loop("validation", loop_->num_val_batches); });
-  if (verbose)
+  if (verbose && is_global_zero())
     std::cout << format_results_table("validate", loop_->stage_epoch_metrics) << std::flush;
   return loop_->stage_epoch_metrics;
 }
@@ -587,7 +683,8 @@ std::map<std::string, double> Trainer::test(LightningModule& model, DataModule& 
                                             const std::string& ckpt_path, bool verbose) {
   run_stage(model, data, "test", ckpt_path,
             [&] { evaluation_loop("test", loop_->num_test_batches); });
-  if (verbose) std::cout << format_results_table("test", loop_->stage_epoch_metrics) << std::flush;
+  if (verbose && is_global_zero())
+    std::cout << format_results_table("test", loop_->stage_epoch_metrics) << std::flush;
   return loop_->stage_epoch_metrics;
 }
 

@@ -12,6 +12,7 @@
 
 #include "trainer/callback.h"
 #include "trainer/data_module.h"
+#include "trainer/ddp_strategy.h"
 #include "trainer/lightning_module.h"
 #include "trainer/logger.h"
 
@@ -87,6 +88,9 @@ struct TrainerOptions {
   LoggerOption logger = true;
   std::string accelerator = "auto";  // "cpu", "cuda" (or "gpu"), "auto"
   std::string precision = "32";      // "32" ("16-mixed", "bf16-mixed" come with CUDA)
+  StrategyOption strategy = "auto";  // "auto", "single_device", "ddp", DDPStrategy{...}
+  // Under DDP, give every loader a distributed sampler (DataLoader::distribute).
+  bool use_distributed_sampler = true;
 };
 
 class Trainer {
@@ -127,7 +131,17 @@ class Trainer {
   int64_t max_epochs() const;  // resolved: options.max_epochs, or 1000 / -1 per Lightning
   int64_t estimated_stepping_batches() const;
   bool is_last_batch() const;
-  bool is_global_zero() const { return true; }  // rank 0 (data parallelism comes later)
+  // Data parallelism (Lightning's names): one process per rank under the DDP strategy.
+  bool is_global_zero() const { return global_rank() == 0; }
+  int global_rank() const;
+  int local_rank() const;
+  int world_size() const;
+  std::string strategy() const;  // "single_device" or "ddp"
+  // The communicator of the DDP strategy, or null.
+  const std::shared_ptr<dist::Communicator>& communicator() const;
+  // Lightning's strategy.reduce_boolean_decision: with all = true, true only if every rank
+  // decided true; with all = false, true if any rank did. Every rank must call it.
+  bool reduce_boolean_decision(bool decision, bool all = true) const;
 
   // Metrics: callback_metrics has the latest of everything logged (epoch aggregates under
   // their name, and "<name>_step"/"<name>_epoch" when both on_step and on_epoch);
@@ -165,6 +179,7 @@ class Trainer {
   Batch to_device(const Batch& batch) const;
   void log_to_loggers(std::map<std::string, double> metrics, std::optional<int64_t> step);
   void refresh_metrics() const;
+  void broadcast_module_state(bool buffers_only);
 
   // fit_loop.cpp: Lightning's _FitLoop and _TrainingEpochLoop.
   void run_sanity_check();

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "trainer/gradient_buckets.h"
 #include "trainer/metric_aggregator.h"
 #include "trainer/trainer.h"
 
@@ -35,6 +36,12 @@ struct Trainer::Loop {
   std::vector<std::shared_ptr<optim::Optimizer>> optimizers;
   std::vector<SchedulerConfig> schedulers;
   Device device = Device::cpu();
+
+  // The DDP strategy: its communicator (null on a single device), the gradient buckets of a
+  // running fit, and the log directory rank 0 chose for this run (every rank uses it).
+  std::shared_ptr<dist::Communicator> comm;
+  std::unique_ptr<GradientBuckets> buckets;
+  std::optional<std::string> shared_log_dir;
 
   // Loaders of the running stage. With overfit_batches the train loader is an unshuffled
   // copy of the user's, and validation runs on another copy of it.

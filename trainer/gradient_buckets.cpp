@@ -1,0 +1,135 @@
+#include "trainer/gradient_buckets.h"
+
+#include "autograd/grad_mode.h"
+
+namespace lumen {
+
+using Clock = std::chrono::steady_clock;
+
+struct GradientBuckets::Bucket {
+  DType dtype = DType::f32;
+  std::vector<size_t> params;
+  std::vector<int64_t> offsets;  // of each parameter's gradient in `flat`
+  int64_t numel = 0;             // gradient elements; the used flags follow them
+  Tensor flat;
+  size_t pending = 0;  // parameters whose gradient has not arrived in this backward
+  bool launched = false;
+  std::shared_ptr<dist::Work> work;
+  Clock::time_point launched_at;
+};
+
+GradientBuckets::GradientBuckets(std::vector<Tensor> params,
+                                 std::shared_ptr<dist::Communicator> comm, int64_t bucket_cap_bytes)
+    : params_(std::move(params)), comm_(std::move(comm)) {
+  LUMEN_CHECK(comm_ != nullptr, "GradientBuckets: the communicator is null");
+  LUMEN_CHECK(bucket_cap_bytes > 0, "GradientBuckets: bucket_cap_bytes must be > 0, got ",
+              bucket_cap_bytes);
+  bucket_of_.resize(params_.size());
+  // Reverse order; a new bucket when the cap is reached or the dtype changes.
+  for (size_t k = params_.size(); k-- > 0;) {
+    const Tensor& p = params_[k];
+    LUMEN_CHECK(p.requires_grad() && p.is_leaf(), "DDP: parameter ", k,
+                " must be a leaf that requires grad");
+    LUMEN_CHECK(p.dtype() == DType::f32 || p.dtype() == DType::f64, "DDP: parameter ", k,
+                " has dtype ", p.dtype(), "; gradients are averaged in f32 or f64");
+    bool fresh = buckets_.empty() || buckets_.back()->dtype != p.dtype() ||
+                 (buckets_.back()->numel + p.numel()) * static_cast<int64_t>(p.element_size()) >
+                     bucket_cap_bytes;
+    if (fresh) {
+      buckets_.push_back(std::make_unique<Bucket>());
+      buckets_.back()->dtype = p.dtype();
+    }
+    Bucket& b = *buckets_.back();
+    b.params.push_back(k);
+    b.offsets.push_back(b.numel);
+    b.numel += p.numel();
+    bucket_of_[k] = buckets_.size() - 1;
+  }
+  for (auto& b : buckets_) {
+    b->flat = empty({b->numel + static_cast<int64_t>(b->params.size())}, {b->dtype});
+    bucket_params_.push_back(b->params);
+  }
+  for (size_t k = 0; k < params_.size(); ++k)
+    hook_handles_.push_back(params_[k].register_post_accumulate_grad_hook(
+        [this, k](const Tensor&) { on_gradient(k); }));
+}
+
+GradientBuckets::~GradientBuckets() {
+  for (size_t k = 0; k < params_.size(); ++k)
+    params_[k].remove_post_accumulate_grad_hook(hook_handles_[k]);
+}
+
+void GradientBuckets::prepare(bool sync) {
+  syncing_ = sync;
+  next_launch_ = 0;
+  for (auto& b : buckets_) {
+    b->pending = b->params.size();
+    b->launched = false;
+    b->work.reset();
+  }
+}
+
+void GradientBuckets::on_gradient(size_t param) {
+  if (!syncing_) return;
+  Bucket& b = *buckets_[bucket_of_[param]];
+  if (b.launched || b.pending == 0) return;  // a second backward before finish(): ignored
+  if (--b.pending == 0) launch_ready();
+}
+
+// Buckets start strictly in index order, so every rank issues the same sequence.
+void GradientBuckets::launch_ready() {
+  while (next_launch_ < buckets_.size() && buckets_[next_launch_]->pending == 0)
+    launch(*buckets_[next_launch_++]);
+}
+
+void GradientBuckets::launch(Bucket& b) {
+  NoGradGuard no_grad;
+  for (size_t j = 0; j < b.params.size(); ++j) {
+    const Tensor& p = params_[b.params[j]];
+    Tensor g = p.grad();
+    Tensor slot = b.flat.narrow(0, b.offsets[j], p.numel());
+    if (g.defined())
+      slot.copy_(g.reshape({p.numel()}));
+    else
+      slot.zero_();
+    b.flat.narrow(0, b.numel + static_cast<int64_t>(j), 1).fill_(g.defined() ? 1.0 : 0.0);
+  }
+  b.launched = true;
+  b.launched_at = Clock::now();
+  b.work = comm_->all_reduce_async(b.flat, dist::ReduceOp::avg);
+}
+
+void GradientBuckets::finish() {
+  LUMEN_CHECK(syncing_, "GradientBuckets::finish: prepare(true) was not called for this backward");
+  syncing_ = false;
+  // Parameters this rank did not use: their buckets start now, in order.
+  for (auto& b : buckets_) b->pending = 0;
+  launch_ready();
+  Clock::time_point wait_start = Clock::now();
+  double allreduce = 0;
+  for (auto& b : buckets_) {
+    b->work->wait();
+    allreduce += std::chrono::duration<double>(b->work->duration()).count();
+  }
+  double exposed = std::chrono::duration<double>(Clock::now() - wait_start).count();
+  ++stats_.steps;
+  stats_.allreduce_seconds += allreduce;
+  stats_.exposed_seconds += std::min(exposed, allreduce);
+
+  NoGradGuard no_grad;
+  for (auto& b : buckets_) {
+    std::vector<double> used =
+        b->flat.narrow(0, b->numel, static_cast<int64_t>(b->params.size())).to_vector<double>();
+    for (size_t j = 0; j < b->params.size(); ++j) {
+      if (used[j] == 0) continue;  // no rank has a gradient for it
+      const Tensor& p = params_[b->params[j]];
+      Tensor avg = b->flat.narrow(0, b->offsets[j], p.numel()).view(p.shape());
+      if (p.grad().defined())
+        p.grad().copy_(avg);
+      else
+        p.set_grad(avg.clone());
+    }
+  }
+}
+
+}  // namespace lumen

@@ -1,0 +1,65 @@
+#pragma once
+// Gradient buckets, as PyTorch DDP's Reducer: the parameters, in reverse order of registration
+// (roughly the order backward produces their gradients), are packed into buckets of about
+// bucket_cap_bytes. A post-accumulate hook on each parameter counts the bucket's gradients in;
+// when a bucket is complete its flat copy starts an asynchronous all-reduce (average), so the
+// communication of late layers overlaps the backward of early ones. Buckets start in index
+// order on every rank, which keeps the ranks' collectives in the same order.
+//
+// Each bucket carries one extra element per parameter: 1 where this rank has a gradient for
+// it, else 0 (its gradient then counts as zeros). After the average, a parameter that no rank
+// used keeps an undefined grad, as with find_unused_parameters in PyTorch.
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "dist/communicator.h"
+
+namespace lumen {
+
+class GradientBuckets {
+ public:
+  GradientBuckets(std::vector<Tensor> params, std::shared_ptr<dist::Communicator> comm,
+                  int64_t bucket_cap_bytes);
+  ~GradientBuckets();  // removes the hooks
+  GradientBuckets(const GradientBuckets&) = delete;
+  GradientBuckets& operator=(const GradientBuckets&) = delete;
+
+  // Before a backward: sync = false for the micro-steps of gradient accumulation that do not
+  // step the optimizer (PyTorch's no_sync), whose gradients only accumulate locally.
+  void prepare(bool sync);
+  // After a backward with sync: starts the buckets still waiting (parameters without
+  // gradients on this rank), waits for all, and writes the averaged gradients into grad().
+  void finish();
+
+  // Indices into the constructor's params, per bucket.
+  const std::vector<std::vector<size_t>>& bucket_params() const { return bucket_params_; }
+
+  // What the bench reports: the collectives' own time, and how much of it the caller waited
+  // for after backward (the rest overlapped backward).
+  struct Stats {
+    int64_t steps = 0;
+    double allreduce_seconds = 0;
+    double exposed_seconds = 0;
+  };
+  const Stats& stats() const { return stats_; }
+
+ private:
+  struct Bucket;
+  void on_gradient(size_t param);
+  void launch_ready();
+  void launch(Bucket& bucket);
+
+  std::vector<Tensor> params_;
+  std::vector<size_t> hook_handles_;
+  std::shared_ptr<dist::Communicator> comm_;
+  std::vector<std::vector<size_t>> bucket_params_;
+  std::vector<std::unique_ptr<Bucket>> buckets_;
+  std::vector<size_t> bucket_of_;  // per parameter
+  size_t next_launch_ = 0;
+  bool syncing_ = false;
+  Stats stats_;
+};
+
+}  // namespace lumen
