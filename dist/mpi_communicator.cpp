@@ -158,6 +158,7 @@ struct MpiCommunicator::Impl {
       op->cv.notify_all();
       lock.lock();
       busy = false;
+      cv.notify_all();
     }
   }
 
@@ -232,11 +233,15 @@ MpiCommunicator::~MpiCommunicator() {
   Impl& I = *impl_;
   bool stuck = false;
   {
-    std::lock_guard<std::mutex> lock(I.mu);
+    std::unique_lock<std::mutex> lock(I.mu);
     I.stop = true;
-    // A timed-out collective may still be blocked in MPI: it cannot be joined or freed.
-    stuck = !I.failure.empty() && (I.busy || !I.queue.empty());
-    if (stuck) I.queue.clear();
+    if (!I.failure.empty()) {
+      // A timed-out collective may still be blocked in MPI, or just completing: give it a
+      // moment, then leave it (it can be neither joined nor freed).
+      I.queue.clear();
+      auto grace = std::min<std::chrono::milliseconds>(I.options.timeout, std::chrono::seconds(5));
+      stuck = !I.cv.wait_for(lock, grace, [&] { return !I.busy; });
+    }
   }
   I.cv.notify_all();
   if (stuck) {

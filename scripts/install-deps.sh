@@ -3,6 +3,7 @@
 # build enables it when nvcc is found (here and in CI: /usr/local/cuda).
 set -euo pipefail
 packages=(cmake g++ make ccache libeigen3-dev libgtest-dev libbenchmark-dev libhdf5-dev zlib1g-dev
+  libopenmpi-dev openmpi-bin
   dataset-fashion-mnist)
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,211 @@
+// The DDP strategy over two processes, against one process doing the same work: two ranks
+// with batch B each must end with the parameters one process reaches with batch 2B (the
+// distributed sampler interleaves the one-process order, and gradients are averaged).
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "dist/world.h"
+#include "trainer_fixtures.h"
+
+namespace lumen {
+namespace {
+
+using testing::TinyData;
+using testing::TinyDataOptions;
+using testing::TinyModel;
+
+TrainerOptions quiet(TrainerOptions o) {
+  o.enable_progress_bar = false;
+  o.enable_model_summary = false;
+  o.enable_checkpointing = false;
+  o.logger = false;
+  return o;
+}
+
+std::vector<std::vector<float>> parameters_of(const TinyModel& m) {
+  std::vector<std::vector<float>> out;
+  for (const Tensor& p : m.parameters()) out.push_back(p.to_vector<float>());
+  return out;
+}
+
+void expect_close(const std::vector<std::vector<float>>& a,
+                  const std::vector<std::vector<float>>& b, float tol) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i].size(), b[i].size());
+    for (size_t j = 0; j < a[i].size(); ++j)
+      ASSERT_NEAR(a[i][j], b[i][j], tol) << "parameter " << i << " element " << j;
+  }
+}
+
+// One process, batch 2B, from rank 0's initial parameters (seed 100).
+std::vector<std::vector<float>> single_process(int64_t batch, int64_t steps, int64_t accumulate) {
+  manual_seed(100);
+  TinyModel model;
+  TinyData data(TinyDataOptions{.n_train = 64, .batch_size = batch, .shuffle = true});
+  Trainer trainer(quiet({.max_steps = steps,
+                         .accumulate_grad_batches = accumulate,
+                         .num_sanity_val_steps = 0,
+                         .strategy = "single_device"}));
+  trainer.fit(model, data);
+  return parameters_of(model);
+}
+
+struct DdpCase {
+  int64_t batch_per_rank, steps, accumulate;
+  double bucket_cap_mb;
+};
+
+class DdpMatchesOneProcess : public ::testing::TestWithParam<DdpCase> {};
+
+TEST_P(DdpMatchesOneProcess, AfterNSteps) {
+  DdpCase c = GetParam();
+  auto world = dist::world();
+  int rank = world->rank(), size = world->world_size();
+  // Each rank starts from different parameters (and loader seed): DDP must broadcast rank 0's.
+  manual_seed(100 + static_cast<uint64_t>(rank));
+  TinyModel model;
+  std::vector<std::vector<float>> initial = parameters_of(model);
+  TinyData data(TinyDataOptions{.n_train = 64, .batch_size = c.batch_per_rank, .shuffle = true});
+  Trainer trainer(quiet({.max_steps = c.steps,
+                         .accumulate_grad_batches = c.accumulate,
+                         .num_sanity_val_steps = 0,
+                         .strategy = DDPStrategy{.bucket_cap_mb = c.bucket_cap_mb}}));
+  EXPECT_EQ(trainer.world_size(), size);
+  EXPECT_EQ(trainer.global_rank(), rank);
+  trainer.fit(model, data);
+  EXPECT_EQ(trainer.global_step(), c.steps);
+  std::vector<std::vector<float>> reference =
+      single_process(c.batch_per_rank * size, c.steps, c.accumulate);
+  expect_close(parameters_of(model), reference, 2e-6f);
+  // The check is not vacuous: training moved the parameters well past the tolerance.
+  EXPECT_GT(std::abs(parameters_of(model)[0][0] - (rank == 0 ? initial[0][0] : reference[0][0])) +
+                std::abs(reference[0][0] - initial[0][0]),
+            0.0f);
+  float moved = 0;
+  manual_seed(100);
+  TinyModel start;
+  for (size_t i = 0; i < reference.size(); ++i)
+    for (size_t j = 0; j < reference[i].size(); ++j)
+      moved = std::max(moved, std::abs(reference[i][j] - parameters_of(start)[i][j]));
+  EXPECT_GT(moved, 1e-2f);
+}
+
+INSTANTIATE_TEST_SUITE_P(Ddp, DdpMatchesOneProcess,
+                         ::testing::Values(DdpCase{4, 6, 1, 25.0},      // one bucket
+                                           DdpCase{4, 6, 1, 0.00005},   // a bucket per tensor
+                                           DdpCase{2, 3, 2, 0.0001}));  // no_sync micro-steps
+
+// A module that logs its rank, with and without sync_dist.
+struct RankLogger : TinyModel {
+  int rank = 0;
+  Tensor training_step(const Batch& b, int64_t i) override {
+    log("rank_synced", static_cast<double>(rank + 1), {.on_epoch = true, .sync_dist = true});
+    log("rank_local", static_cast<double>(rank + 1), {.on_epoch = true});
+    return TinyModel::training_step(b, i);
+  }
+};
+
+TEST(Ddp, SyncDistAveragesOverRanksAndOnlyRankZeroWritesFiles) {
+  auto world = dist::world();
+  int rank = world->rank();
+  // One directory for the job: rank 0 names it.
+  std::string root =
+      world->broadcast_string(rank == 0 ? (std::filesystem::temp_directory_path() /
+                                           ("lumen_ddp_files_" + std::to_string(::getpid())))
+                                              .string()
+                                        : "");
+  if (rank == 0) std::filesystem::remove_all(root);
+  world->barrier();
+
+  manual_seed(3);
+  RankLogger model;
+  model.rank = rank;
+  TinyData data(TinyDataOptions{.n_train = 64, .n_val = 32, .batch_size = 4});
+  Trainer trainer({.max_epochs = 2,
+                   .log_every_n_steps = 1,
+                   .default_root_dir = root,
+                   .enable_progress_bar = false,
+                   .enable_model_summary = false,
+                   .strategy = "ddp"});
+  trainer.fit(model, data);
+  EXPECT_DOUBLE_EQ(trainer.callback_metrics().at("rank_synced"), 1.5);
+  EXPECT_DOUBLE_EQ(trainer.callback_metrics().at("rank_local"), rank + 1.0);
+  // Every rank agrees on where the run's files are.
+  std::string log_dir = trainer.log_dir();
+  EXPECT_EQ(world->broadcast_string(log_dir), log_dir);
+  world->barrier();
+
+  namespace fs = std::filesystem;
+  if (rank == 0) {
+    std::vector<std::string> versions;
+    for (const auto& e : fs::directory_iterator(fs::path(root) / "lightning_logs"))
+      versions.push_back(e.path().filename().string());
+    EXPECT_EQ(versions, std::vector<std::string>{"version_0"});
+    // 64 examples over 2 ranks, batch 4: 8 steps an epoch. Per epoch a row per step, the
+    // validation row and the training epoch row (the on_epoch metrics); and the header.
+    std::ifstream csv(fs::path(log_dir) / "metrics.csv");
+    int64_t rows = 0;
+    std::string content;
+    for (std::string line; std::getline(csv, line);) {
+      ++rows;
+      content += line + "\n";
+    }
+    EXPECT_EQ(rows, 1 + 2 * (8 + 1 + 1)) << "one writer, no duplicated rows:\n" << content;
+    int64_t checkpoints = 0;
+    for (const auto& e : fs::directory_iterator(fs::path(log_dir) / "checkpoints")) {
+      (void)e;
+      ++checkpoints;
+    }
+    EXPECT_EQ(checkpoints, 1);
+  }
+  // test(ckpt_path="best") loads on every rank what rank 0 wrote.
+  auto metrics = trainer.test(model, data, "best", false);
+  EXPECT_EQ(metrics.count("test_loss"), 1u);
+  world->barrier();
+  if (rank == 0) std::filesystem::remove_all(root);
+}
+
+// A rank that hangs inside a training step: the other's gradient all-reduce fails after the
+// DDP timeout with a clear error instead of waiting forever.
+struct Sleeper : TinyModel {
+  bool sleep = false;
+  Tensor training_step(const Batch& b, int64_t i) override {
+    if (sleep) std::this_thread::sleep_for(std::chrono::milliseconds(2000));
+    return TinyModel::training_step(b, i);
+  }
+};
+
+TEST(Ddp, AHangingRankMakesTheOtherFailAfterTheTimeout) {
+  using namespace std::chrono_literals;
+  auto world = dist::world();
+  int rank = world->rank();
+  manual_seed(4);
+  Sleeper model;
+  model.sleep = rank == 1;
+  TinyData data(TinyDataOptions{.n_train = 64, .batch_size = 4});
+  {
+    Trainer trainer(quiet(
+        {.max_steps = 1, .num_sanity_val_steps = 0, .strategy = DDPStrategy{.timeout = 400ms}}));
+    if (rank == 0) {
+      try {
+        trainer.fit(model, data);
+        ADD_FAILURE() << "expected dist::TimeoutError";
+      } catch (const dist::TimeoutError& e) {
+        std::string m = e.what();
+        EXPECT_NE(m.find("all_reduce(avg)"), std::string::npos) << m;
+        EXPECT_NE(m.find("did not complete within 400 ms"), std::string::npos) << m;
+      }
+    } else {
+      trainer.fit(model, data);  // arrives late; its all-reduce meets rank 0's
+    }
+    world->barrier();  // rank 0's late all-reduce has completed: its communicator can go
+  }
+}
+
+}  // namespace
+}  // namespace lumen
