@@ -49,6 +49,7 @@ GradientBuckets::GradientBuckets(std::vector<Tensor> params,
     b->flat = empty({b->numel + static_cast<int64_t>(b->params.size())}, {b->dtype});
     bucket_params_.push_back(b->params);
   }
+  stats_.buckets = static_cast<int64_t>(buckets_.size());
   for (size_t k = 0; k < params_.size(); ++k)
     hook_handles_.push_back(params_[k].register_post_accumulate_grad_hook(
         [this, k](const Tensor&) { on_gradient(k); }));
@@ -84,6 +85,7 @@ void GradientBuckets::launch_ready() {
 
 void GradientBuckets::launch(Bucket& b) {
   NoGradGuard no_grad;
+  Clock::time_point start = Clock::now();
   for (size_t j = 0; j < b.params.size(); ++j) {
     const Tensor& p = params_[b.params[j]];
     Tensor g = p.grad();
@@ -96,6 +98,7 @@ void GradientBuckets::launch(Bucket& b) {
   }
   b.launched = true;
   b.launched_at = Clock::now();
+  stats_.copy_seconds += std::chrono::duration<double>(b.launched_at - start).count();
   b.work = comm_->all_reduce_async(b.flat, dist::ReduceOp::avg);
 }
 
@@ -103,9 +106,9 @@ void GradientBuckets::finish() {
   LUMEN_CHECK(syncing_, "GradientBuckets::finish: prepare(true) was not called for this backward");
   syncing_ = false;
   // Parameters this rank did not use: their buckets start now, in order.
+  Clock::time_point wait_start = Clock::now();
   for (auto& b : buckets_) b->pending = 0;
   launch_ready();
-  Clock::time_point wait_start = Clock::now();
   double allreduce = 0;
   for (auto& b : buckets_) {
     b->work->wait();
@@ -114,22 +117,23 @@ void GradientBuckets::finish() {
   double exposed = std::chrono::duration<double>(Clock::now() - wait_start).count();
   ++stats_.steps;
   stats_.allreduce_seconds += allreduce;
-  stats_.exposed_seconds += std::min(exposed, allreduce);
+  stats_.exposed_seconds += exposed;
 
   NoGradGuard no_grad;
+  Clock::time_point unpack_start = Clock::now();
   for (auto& b : buckets_) {
     std::vector<double> used =
         b->flat.narrow(0, b->numel, static_cast<int64_t>(b->params.size())).to_vector<double>();
     for (size_t j = 0; j < b->params.size(); ++j) {
       if (used[j] == 0) continue;  // no rank has a gradient for it
       const Tensor& p = params_[b->params[j]];
-      Tensor avg = b->flat.narrow(0, b->offsets[j], p.numel()).view(p.shape());
-      if (p.grad().defined())
-        p.grad().copy_(avg);
-      else
-        p.set_grad(avg.clone());
+      // The gradient becomes a view into the bucket (PyTorch's gradient_as_bucket_view): no
+      // copy. The next backward replaces it with a fresh tensor before the bucket is packed
+      // again, so the view is never overwritten while it is the gradient.
+      p.set_grad(b->flat.narrow(0, b->offsets[j], p.numel()).view(p.shape()));
     }
   }
+  stats_.copy_seconds += std::chrono::duration<double>(Clock::now() - unpack_start).count();
 }
 
 }  // namespace lumen

@@ -30,18 +30,22 @@ class GradientBuckets {
   // step the optimizer (PyTorch's no_sync), whose gradients only accumulate locally.
   void prepare(bool sync);
   // After a backward with sync: starts the buckets still waiting (parameters without
-  // gradients on this rank), waits for all, and writes the averaged gradients into grad().
+  // gradients on this rank), waits for all, and makes each grad() the averaged gradient (a
+  // view into its bucket).
   void finish();
 
   // Indices into the constructor's params, per bucket.
   const std::vector<std::vector<size_t>>& bucket_params() const { return bucket_params_; }
 
-  // What the bench reports: the collectives' own time, and how much of it the caller waited
-  // for after backward (the rest overlapped backward).
+  // What the bench reports: the collectives' time in the communicator's thread (which
+  // includes waiting for the slowest rank to arrive), and how long finish() waited for them
+  // after backward.
   struct Stats {
+    int64_t buckets = 0;
     int64_t steps = 0;
     double allreduce_seconds = 0;
     double exposed_seconds = 0;
+    double copy_seconds = 0;  // packing gradients into buckets and unpacking the averages
   };
   const Stats& stats() const { return stats_; }
 

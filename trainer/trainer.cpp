@@ -231,6 +231,10 @@ bool Trainer::reduce_boolean_decision(bool decision, bool all) const {
   return t.item<int32_t>() != 0;
 }
 
+GradientBuckets::Stats Trainer::ddp_stats() const {
+  return loop_->buckets ? loop_->buckets->stats() : loop_->ddp_stats;
+}
+
 std::string Trainer::log_dir() const {
   if (loop_->shared_log_dir) return *loop_->shared_log_dir;
   return loop_->loggers.empty() ? options_.default_root_dir : loop_->loggers.front()->log_dir();
@@ -621,6 +625,7 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
       data.teardown(stage);
     }
     call_callbacks("teardown", [&](Callback& cb) { cb.teardown(*this, model, stage); });
+    if (L.buckets) L.ddp_stats = L.buckets->stats();
     L.buckets.reset();
     if (is_global_zero())
       for (const auto& lg : L.loggers) lg->finalize("success");

@@ -13,6 +13,7 @@
 #include "trainer/callback.h"
 #include "trainer/data_module.h"
 #include "trainer/ddp_strategy.h"
+#include "trainer/gradient_buckets.h"
 #include "trainer/lightning_module.h"
 #include "trainer/logger.h"
 
@@ -142,6 +143,9 @@ class Trainer {
   // Lightning's strategy.reduce_boolean_decision: with all = true, true only if every rank
   // decided true; with all = false, true if any rank did. Every rank must call it.
   bool reduce_boolean_decision(bool decision, bool all = true) const;
+  // The gradient all-reduce of the last (or running) DDP fit: its own time and the part of it
+  // the training loop waited for after backward (bench/bench_ddp.cpp reports them).
+  GradientBuckets::Stats ddp_stats() const;
 
   // Metrics: callback_metrics has the latest of everything logged (epoch aggregates under
   // their name, and "<name>_step"/"<name>_epoch" when both on_step and on_epoch);

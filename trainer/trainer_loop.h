@@ -41,6 +41,7 @@ struct Trainer::Loop {
   // running fit, and the log directory rank 0 chose for this run (every rank uses it).
   std::shared_ptr<dist::Communicator> comm;
   std::unique_ptr<GradientBuckets> buckets;
+  GradientBuckets::Stats ddp_stats;  // of the last fit, kept when its buckets go
   std::optional<std::string> shared_log_dir;
 
   // Loaders of the running stage. With overfit_batches the train loader is an unshuffled
