@@ -10,6 +10,7 @@
 //                        (DataLoader::state_dict: seed, epoch, batches_consumed)
 //   /hparams             attrs: LightningModule::hparams()
 //   /datamodule          DataModule::state_dict, when it has one
+#include <cstdio>
 #include <filesystem>
 #include <sstream>
 
@@ -86,6 +87,8 @@ State Trainer::dump_checkpoint() {
   trainer.attrs["global_step"] = L.global_step;
   trainer.attrs["batches_that_stepped"] = L.batches_that_stepped;
   trainer.attrs["batches_completed"] = L.batches_completed;
+  trainer.attrs["world_size"] = static_cast<int64_t>(world_size());
+  if (L.train_loader) trainer.attrs["batch_size"] = L.train_loader->options().batch_size;
   trainer.attrs["phase"] = std::string(fit_phase_name(L.phase));
   put_metrics(trainer, callback_metrics());
   trainer.groups["train_results"] = L.train_results.state_dict();
@@ -196,6 +199,26 @@ void Trainer::restore_training_state(const State& checkpoint) {
   L.batches_that_stepped = trainer.get_int("batches_that_stepped");
   L.batches_completed = trainer.get_int("batches_completed");
   L.phase = parse_fit_phase(trainer.get_string("phase"));
+  // Written by another number of ranks in the middle of an epoch: the ranks' batches together
+  // covered the first batches_completed * batch_size * world_size positions of the epoch's
+  // order; this run skips as many of its own batches as fit in them. The data order then
+  // differs from an uninterrupted run's, so the resume is not bit-identical.
+  int64_t saved_world = trainer.attrs.count("world_size") ? trainer.get_int("world_size") : 1;
+  if (saved_world != world_size() && L.phase != FitPhase::idle && L.train_loader) {
+    int64_t saved_batch = trainer.attrs.count("batch_size") ? trainer.get_int("batch_size")
+                                                            : L.train_loader->options().batch_size;
+    int64_t seen = L.batches_completed * saved_batch * saved_world;
+    int64_t skip = seen / (L.train_loader->options().batch_size * world_size());
+    if (is_global_zero())
+      std::fprintf(stderr,
+                   "lumen: the checkpoint was written by %lld rank(s) in the middle of epoch %lld "
+                   "and this run has %d: resuming after %lld of the epoch's batches (%lld "
+                   "examples seen of the epoch), not bit-identically\n",
+                   static_cast<long long>(saved_world), static_cast<long long>(L.current_epoch),
+                   world_size(), static_cast<long long>(std::min(skip, L.num_training_batches)),
+                   static_cast<long long>(seen));
+    L.batches_completed = std::min(skip, L.num_training_batches);
+  }
   LUMEN_CHECK(L.batches_completed <= L.num_training_batches, "checkpoint: it stopped after batch ",
               L.batches_completed, " of epoch ", L.current_epoch, ", but this fit's epochs have ",
               L.num_training_batches, " batches");

@@ -9,6 +9,8 @@
 #include <thread>
 
 #include "dist/world.h"
+#include "nn/batch_norm.h"
+#include "trainer/model_checkpoint.h"
 #include "trainer_fixtures.h"
 
 namespace lumen {
@@ -168,6 +170,74 @@ TEST(Ddp, SyncDistAveragesOverRanksAndOnlyRankZeroWritesFiles) {
   EXPECT_EQ(metrics.count("test_loss"), 1u);
   world->barrier();
   if (rank == 0) std::filesystem::remove_all(root);
+}
+
+// Batch norm's running statistics are buffers: with broadcast_buffers every step's forward
+// starts from rank 0's, so they are equal on all ranks inside training_step; without, each
+// rank's drift apart with its own data.
+struct NormModel : TinyModel {
+  nn::BatchNorm1d norm{4};
+  bool buffers_equal_every_step = true;
+  NormModel() { register_module("norm", norm); }
+  Tensor training_step(const Batch& b, int64_t) override {
+    Tensor all = dist::world()->all_gather(norm.running_mean.contiguous());
+    if (all.select(0, 0).to_vector<float>() != all.select(0, 1).to_vector<float>())
+      buffers_equal_every_step = false;
+    return nn::functional::mse_loss(forward(norm(b[0])), b[1]);
+  }
+};
+
+TEST(Ddp, BroadcastBuffersKeepsBatchNormStatisticsInStep) {
+  for (bool broadcast : {true, false}) {
+    manual_seed(9);
+    NormModel model;
+    TinyData data(TinyDataOptions{.n_train = 64, .batch_size = 4, .shuffle = true});
+    Trainer trainer(quiet({.max_steps = 4,
+                           .num_sanity_val_steps = 0,
+                           .strategy = DDPStrategy{.broadcast_buffers = broadcast}}));
+    trainer.fit(model, data);
+    EXPECT_EQ(model.buffers_equal_every_step, broadcast);
+  }
+}
+
+// A checkpoint written by two ranks in the middle of an epoch resumes in one process: the
+// weights are rank 0's, and the one process skips the examples the two ranks had seen.
+TEST(Ddp, AMidEpochCheckpointResumesOnAnotherWorldSize) {
+  namespace fs = std::filesystem;
+  auto world = dist::world();
+  int rank = world->rank();
+  std::string dir = world->broadcast_string(
+      rank == 0 ? (fs::temp_directory_path() / ("lumen_ddp_resume_" + std::to_string(::getpid())))
+                      .string()
+                : "");
+  manual_seed(8);
+  TinyModel model;
+  // 64 examples, batch 4 per rank: 8 steps an epoch; the checkpoint of step 3 is mid-epoch.
+  TinyData data(TinyDataOptions{.n_train = 64, .batch_size = 4, .shuffle = true});
+  Trainer trainer(
+      {.max_steps = 5,
+       .num_sanity_val_steps = 0,
+       .enable_progress_bar = false,
+       .enable_model_summary = false,
+       .callbacks = {ModelCheckpoint(
+           {.dirpath = dir, .filename = "{step}", .save_top_k = -1, .every_n_train_steps = 3})},
+       .logger = false,
+       .strategy = "ddp"});
+  trainer.fit(model, data);
+  world->barrier();
+  if (rank == 0) {
+    std::string path = (fs::path(dir) / "step=3.ckpt").string();
+    ASSERT_TRUE(fs::exists(path));
+    TinyModel resumed;
+    TinyData one(TinyDataOptions{.n_train = 64, .batch_size = 4, .shuffle = true});
+    Trainer single(quiet({.max_epochs = 1, .strategy = "single_device"}));
+    single.fit(resumed, one, path);
+    // 3 steps x 4 examples x 2 ranks = 24 examples seen: 6 of the 16 single-process batches.
+    EXPECT_EQ(resumed.training_steps, 16 - 6);
+    EXPECT_EQ(single.global_step(), 3 + 10);
+    fs::remove_all(dir);
+  }
+  world->barrier();
 }
 
 // A rank that hangs inside a training step: the other's gradient all-reduce fails after the
