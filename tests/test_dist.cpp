@@ -242,3 +242,40 @@ TEST(TrainerStrategy, DdpOnOneProcessTrainsLikeASingleDevice) {
 
 }  // namespace
 }  // namespace lumen
+
+#if LUMEN_NCCL
+#include "dist/nccl_communicator.h"
+#include "tensor/storage.h"
+
+namespace lumen {
+namespace {
+
+// NCCL with one rank (what one GPU can check): every collective returns its input, on the
+// device, through NCCL's own kernels and stream.
+TEST(NcclCommunicator, OneRankOnTheGpu) {
+  if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device";
+  auto bootstrap = std::make_shared<dist::LocalCommunicator>();
+  dist::NcclCommunicator nccl(bootstrap, 0);
+  dist::Communicator& comm = nccl;
+  EXPECT_EQ(comm.backend(), "nccl");
+  Generator gen(21);
+  Tensor host = randn({257, 3}, {}, &gen);
+  for (dist::ReduceOp op : {dist::ReduceOp::sum, dist::ReduceOp::avg, dist::ReduceOp::max}) {
+    Tensor x = host.to(Device::cuda(0));
+    comm.all_reduce(x, op);
+    EXPECT_EQ(x.to(Device::cpu()).to_vector<float>(), host.to_vector<float>());
+  }
+  Tensor x = host.to(Device::cuda(0));
+  comm.broadcast(x, 0);
+  EXPECT_EQ(x.to(Device::cpu()).to_vector<float>(), host.to_vector<float>());
+  Tensor g = comm.all_gather(x);
+  EXPECT_EQ(g.shape(), (Shape{1, 257, 3}));
+  EXPECT_EQ(g.to(Device::cpu()).to_vector<float>(), host.to_vector<float>());
+  EXPECT_EQ(comm.reduce_scatter(x).to(Device::cpu()).to_vector<float>(), host.to_vector<float>());
+  comm.barrier();
+  expect_error([&] { comm.all_reduce(host); }, {"all_reduce", "cpu", "cuda:0"});
+}
+
+}  // namespace
+}  // namespace lumen
+#endif

@@ -546,8 +546,8 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
                 "\" asks for a GPU but no CUDA device is available");
     L.device = want_cuda ? Device::cuda(0) : Device::cpu();
     LUMEN_CHECK(!(L.comm && L.comm->world_size() > 1 && want_cuda),
-                "Trainer: the DDP strategy on GPUs needs the NCCL backend, which Lumen does not "
-                "have yet; its MPI backend reduces CPU tensors: use accelerator = \"cpu\"");
+                "Trainer: the DDP strategy does not run on GPUs yet (dist::NcclCommunicator is "
+                "not wired into it); it trains on the CPU over MPI: use accelerator = \"cpu\"");
     model.to(L.device);
 
     resolve_loaders();
