@@ -50,8 +50,16 @@ struct AccumulateGrad final : Node {
       if (r.defined()) g = r;
     }
     Tensor t(impl);
-    // A fresh tensor each time, so a later in-place update of grad() can't alias the graph.
-    t.set_grad(impl->grad.defined() ? impl->grad + g : g.contiguous().clone());
+    // A fresh tensor each time, so a later in-place update of grad() can't alias the graph
+    // (contiguous() of a strided gradient is already a fresh copy).
+    Tensor fresh;
+    if (impl->grad.defined()) {
+      fresh = impl->grad + g;
+    } else {
+      fresh = g.contiguous();
+      if (fresh.same(g)) fresh = g.clone();
+    }
+    t.set_grad(fresh);
     for (auto& hook : impl->post_accumulate_hooks)
       if (hook) hook(t);
     return {};

@@ -2,6 +2,8 @@
 // can hand to a GEMM unchanged (transposed views included), record the backward.
 #include "nn/functional/linalg.h"
 
+#include "autograd/grad_mode.h"
+
 #include "autograd/node.h"
 #include "kernels/linalg.h"
 #include "nn/functional/elementwise.h"
@@ -109,8 +111,29 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
                 ShapeStr{bias.shape()}, " does not match weight of shape ",
                 ShapeStr{weight.shape()}, ": expected [", weight.size(0), "]");
   }
-  // weight.t() is a column-major view: the GEMM reads it in place.
-  Tensor y = lumen::matmul(x, weight.t());
+  // y = x W^T over the rows of x [..., in], as one GEMM on x viewed as [N, in] (W^T is a
+  // column-major view the GEMM reads in place). Its own node, so that the weight's gradient
+  //   dW = g^T x   ([out, N] x [N, in])
+  // comes out [out, in] row-major like W itself; through matmul and transpose it would come
+  // out transposed, and accumulating it would cost a transposing copy per step.
+  //   dx = g W     ([N, out] x [out, in])
+  int64_t in = weight.size(1), out = weight.size(0);
+  Shape out_shape = x.shape();
+  out_shape.back() = out;
+  Tensor x2 = x.detach().reshape({-1, in});
+  Tensor y;
+  {
+    NoGradGuard no_grad;
+    y = lumen::matmul(x2, weight.detach().t()).reshape(out_shape);
+  }
+  y = autograd::record("linear", y, {x, weight},
+                       [x2, w = weight.detach(), x_shape = x.shape(), out](
+                           const Tensor& g, const autograd::NeedsGrad& needs) {
+                         Tensor g2 = g.reshape({-1, out});
+                         return std::vector<Tensor>{
+                             needs[0] ? lumen::matmul(g2, w).reshape(x_shape) : Tensor(),
+                             needs[1] ? lumen::matmul(g2.t(), x2) : Tensor()};
+                       });
   return bias.defined() ? y + bias : y;
 }
 
