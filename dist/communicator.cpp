@@ -32,15 +32,16 @@ std::string Communicator::broadcast_string(const std::string& value, int root) {
 
 namespace detail {
 
-void check_collective_tensor(const char* op, const Tensor& t, Device device, int rank) {
+void check_collective_tensor(const char* op, const Tensor& t, Device device, int rank,
+                             bool half_ok) {
   LUMEN_CHECK(t.defined(), "dist::", op, " on rank ", rank, ": the tensor is undefined");
   LUMEN_CHECK(t.device() == device, "dist::", op, " on rank ", rank, ": the tensor is on ",
               t.device(), " but this communicator works on ", device, " tensors");
   LUMEN_CHECK(t.is_contiguous(), "dist::", op, " on rank ", rank, ": the tensor (shape ",
               ShapeStr{t.shape()}, ", strides ", ShapeStr{t.strides()},
               ") must be contiguous; call .contiguous() first");
-  LUMEN_CHECK(t.dtype() != DType::f16 && t.dtype() != DType::bf16, "dist::", op, " on rank ", rank,
-              ": dtype ", t.dtype(),
+  LUMEN_CHECK(half_ok || (t.dtype() != DType::f16 && t.dtype() != DType::bf16), "dist::", op,
+              " on rank ", rank, ": dtype ", t.dtype(),
               " is not supported by this backend; convert to f32 (.to(DType::f32)) first");
 }
 

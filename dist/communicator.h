@@ -69,9 +69,11 @@ class Communicator {
 };
 
 namespace detail {
-// The checks every backend shares: defined, contiguous, on `device`, of a supported dtype;
-// errors name the collective, the rank and what was expected.
-void check_collective_tensor(const char* op, const Tensor& t, Device device, int rank);
+// The checks every backend shares: defined, contiguous, on `device`, and (unless the backend
+// reduces them, as NCCL does) not f16/bf16; errors name the collective, the rank and what
+// was expected.
+void check_collective_tensor(const char* op, const Tensor& t, Device device, int rank,
+                             bool half_ok = false);
 void check_reduce_op(const char* op, const Tensor& t, ReduceOp reduce);
 void check_reduce_scatter_shape(const Tensor& t, int world_size, int rank);
 }  // namespace detail

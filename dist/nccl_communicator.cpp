@@ -59,13 +59,9 @@ ncclRedOp_t nccl_op(ReduceOp op) {
   return ncclSum;
 }
 
-// NCCL reduces f16 and bf16 too; the shared checks refuse them for MPI only.
+// NCCL reduces f16 and bf16 too.
 void check_tensor(const char* op, const Tensor& t, Device device, int rank) {
-  LUMEN_CHECK(t.defined(), "dist::", op, " on rank ", rank, ": the tensor is undefined");
-  LUMEN_CHECK(t.device() == device, "dist::", op, " on rank ", rank, ": the tensor is on ",
-              t.device(), " but this NCCL communicator works on ", device, " tensors");
-  LUMEN_CHECK(t.is_contiguous(), "dist::", op, " on rank ", rank, ": the tensor (shape ",
-              ShapeStr{t.shape()}, ") must be contiguous; call .contiguous() first");
+  detail::check_collective_tensor(op, t, device, rank, /*half_ok=*/true);
 }
 
 }  // namespace
