@@ -70,8 +70,9 @@ std::map<std::string, double> LearningRateMonitor::extract_stats(const Trainer& 
   return stats;
 }
 
+// Loggers write on rank 0 only (DDP), as everything the Trainer sends them.
 void LearningRateMonitor::log(Trainer& trainer, const std::map<std::string, double>& stats) {
-  if (stats.empty()) return;
+  if (stats.empty() || !trainer.is_global_zero()) return;
   for (const auto& logger : trainer.loggers()) logger->log_metrics(stats, trainer.global_step());
 }
 

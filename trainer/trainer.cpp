@@ -534,8 +534,10 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
     // DDP: every rank uses the log directory rank 0 resolves (a logger's next free version
     // would differ once rank 0 has created its directory).
     if (L.comm) {
-      std::string mine = L.loggers.empty() ? options_.default_root_dir : L.loggers[0]->log_dir();
-      L.shared_log_dir = L.comm->broadcast_string(is_global_zero() ? mine : "");
+      std::string mine;
+      if (is_global_zero())
+        mine = L.loggers.empty() ? options_.default_root_dir : L.loggers[0]->log_dir();
+      L.shared_log_dir = L.comm->broadcast_string(mine);
     }
     call_callbacks("setup", [&](Callback& cb) { cb.setup(*this, model, stage); });
 

@@ -10,6 +10,7 @@
 
 #include "dist/world.h"
 #include "nn/batch_norm.h"
+#include "trainer/learning_rate_monitor.h"
 #include "trainer/model_checkpoint.h"
 #include "trainer_fixtures.h"
 
@@ -128,18 +129,25 @@ TEST(Ddp, SyncDistAveragesOverRanksAndOnlyRankZeroWritesFiles) {
   RankLogger model;
   model.rank = rank;
   TinyData data(TinyDataOptions{.n_train = 64, .n_val = 32, .batch_size = 4});
-  Trainer trainer({.max_epochs = 2,
-                   .log_every_n_steps = 1,
-                   .default_root_dir = root,
-                   .enable_progress_bar = false,
-                   .enable_model_summary = false,
-                   .strategy = "ddp"});
-  trainer.fit(model, data);
-  EXPECT_DOUBLE_EQ(trainer.callback_metrics().at("rank_synced"), 1.5);
-  EXPECT_DOUBLE_EQ(trainer.callback_metrics().at("rank_local"), rank + 1.0);
+  // The learning-rate monitor writes to the loggers itself: on rank 0 only too.
+  auto trainer = std::make_unique<Trainer>(TrainerOptions{.max_epochs = 2,
+                                                          .log_every_n_steps = 1,
+                                                          .default_root_dir = root,
+                                                          .enable_progress_bar = false,
+                                                          .enable_model_summary = false,
+                                                          .callbacks = {LearningRateMonitor()},
+                                                          .strategy = "ddp"});
+  trainer->fit(model, data);
+  EXPECT_DOUBLE_EQ(trainer->callback_metrics().at("rank_synced"), 1.5);
+  EXPECT_DOUBLE_EQ(trainer->callback_metrics().at("rank_local"), rank + 1.0);
   // Every rank agrees on where the run's files are.
-  std::string log_dir = trainer.log_dir();
+  std::string log_dir = trainer->log_dir();
   EXPECT_EQ(world->broadcast_string(log_dir), log_dir);
+  // test(ckpt_path="best") loads on every rank what rank 0 wrote.
+  auto metrics = trainer->test(model, data, "best", false);
+  EXPECT_EQ(metrics.count("test_loss"), 1u);
+  // Loggers flush what they hold when they go: the files are final after this.
+  trainer.reset();
   world->barrier();
 
   namespace fs = std::filesystem;
@@ -149,7 +157,8 @@ TEST(Ddp, SyncDistAveragesOverRanksAndOnlyRankZeroWritesFiles) {
       versions.push_back(e.path().filename().string());
     EXPECT_EQ(versions, std::vector<std::string>{"version_0"});
     // 64 examples over 2 ranks, batch 4: 8 steps an epoch. Per epoch a row per step, the
-    // validation row and the training epoch row (the on_epoch metrics); and the header.
+    // validation row and the training epoch row (the on_epoch metrics), and the learning-rate
+    // monitor's rows: one per step and one at the epoch's start; and the header.
     std::ifstream csv(fs::path(log_dir) / "metrics.csv");
     int64_t rows = 0;
     std::string content;
@@ -157,7 +166,8 @@ TEST(Ddp, SyncDistAveragesOverRanksAndOnlyRankZeroWritesFiles) {
       ++rows;
       content += line + "\n";
     }
-    EXPECT_EQ(rows, 1 + 2 * (8 + 1 + 1)) << "one writer, no duplicated rows:\n" << content;
+    EXPECT_EQ(rows, 1 + 2 * (8 + 1 + 1) + 2 * (8 + 1) + 1) << "one writer, no duplicated rows:\n"
+                                                           << content;
     int64_t checkpoints = 0;
     for (const auto& e : fs::directory_iterator(fs::path(log_dir) / "checkpoints")) {
       (void)e;
@@ -165,9 +175,6 @@ TEST(Ddp, SyncDistAveragesOverRanksAndOnlyRankZeroWritesFiles) {
     }
     EXPECT_EQ(checkpoints, 1);
   }
-  // test(ckpt_path="best") loads on every rank what rank 0 wrote.
-  auto metrics = trainer.test(model, data, "best", false);
-  EXPECT_EQ(metrics.count("test_loss"), 1u);
   world->barrier();
   if (rank == 0) std::filesystem::remove_all(root);
 }
