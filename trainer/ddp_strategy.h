@@ -7,7 +7,8 @@
 //   - gradients are averaged in buckets whose all-reduce starts during backward
 //     (trainer/gradient_buckets.h); the micro-steps of gradient accumulation do not sync;
 //   - buffers (batch-norm statistics) are broadcast from rank 0 before each training step;
-//   - progress bar, model summary, loggers and checkpoint files are rank 0's only;
+//   - progress bar, model summary, loggers and checkpoint files are rank 0's only (a callback
+//     that writes to a logger itself checks trainer.is_global_zero(), as LearningRateMonitor);
 //     log(..., {.sync_dist = true}) reduces a value over the ranks.
 #include <chrono>
 #include <memory>
