@@ -105,7 +105,7 @@ std::string ModelCheckpoint::dirpath(const Trainer& trainer) const {
 void ModelCheckpoint::setup(Trainer& trainer, LightningModule&, const std::string& stage) {
   (void)stage;
   dirpath_ = dirpath(trainer);
-  may_delete_ = trainer.is_global_zero();
+  rank_zero_ = trainer.is_global_zero();
 }
 
 std::string ModelCheckpoint::format_checkpoint_name(const std::map<std::string, double>& candidates,
@@ -161,7 +161,7 @@ void ModelCheckpoint::save_topk(const std::map<std::string, double>& candidates,
     std::string previous = best_model_path_;
     best_model_path_ = path;
     write(path);
-    if (options_.save_top_k == 1 && should_remove(previous, path) && may_delete_)
+    if (options_.save_top_k == 1 && should_remove(previous, path) && rank_zero_)
       fs::remove(previous);
     return;
   }
@@ -177,7 +177,7 @@ void ModelCheckpoint::save_topk(const std::map<std::string, double>& candidates,
   }
   if (keep) {
     update_best_and_save(current, candidates, write);
-  } else if (options_.verbose) {
+  } else if (options_.verbose && rank_zero_) {
     std::cout << "Epoch " << static_cast<int64_t>(candidates.at("epoch")) << ", global step "
               << static_cast<int64_t>(candidates.at("step")) << ": '" << options_.monitor
               << "' was not in top " << options_.save_top_k << "\n";
@@ -221,7 +221,7 @@ void ModelCheckpoint::update_best_and_save(double current,
   auto best = pick(false);
   best_model_path_ = best.first;
   best_model_score_ = best.second;
-  if (options_.verbose) {
+  if (options_.verbose && rank_zero_) {
     std::cout << "Epoch " << static_cast<int64_t>(candidates.at("epoch")) << ", global step "
               << static_cast<int64_t>(candidates.at("step")) << ": '" << options_.monitor
               << "' reached " << format_number(current, ".5f") << " (best "
@@ -229,7 +229,7 @@ void ModelCheckpoint::update_best_and_save(double current,
               << "' as top " << k << "\n";
   }
   write(path);
-  if (!del_filepath.empty() && should_remove(del_filepath, path) && may_delete_)
+  if (!del_filepath.empty() && should_remove(del_filepath, path) && rank_zero_)
     fs::remove(del_filepath);
 }
 
@@ -246,7 +246,7 @@ void ModelCheckpoint::save_last_checkpoint(const std::map<std::string, double>& 
   std::string previous = last_model_path_;
   last_model_path_ = path;
   write(path);
-  if (should_remove(previous, path) && may_delete_) fs::remove(previous);
+  if (should_remove(previous, path) && rank_zero_) fs::remove(previous);
 }
 
 std::map<std::string, double> ModelCheckpoint::monitor_candidates(const Trainer& trainer) const {

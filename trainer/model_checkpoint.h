@@ -113,7 +113,7 @@ class ModelCheckpoint : public Callback {
   bool minimize_ = true;
   int64_t every_n_epochs_ = 1, every_n_train_steps_ = 0;
   std::string dirpath_;
-  bool may_delete_ = true;  // files are written and deleted by rank 0 only (DDP)
+  bool rank_zero_ = true;  // files are written and deleted, and news printed, by rank 0 only
   std::vector<std::pair<std::string, double>> best_k_models_;
   std::string best_model_path_, kth_best_model_path_, last_model_path_;
   std::optional<double> best_model_score_, current_score_;

@@ -82,9 +82,11 @@ std::optional<double> Timer::time_remaining(const std::string& stage) const {
 void Timer::check_time_remaining(Trainer& trainer) {
   if (!options_.duration.seconds) return;
   bool stop = time_elapsed("train") >= *options_.duration.seconds;
+  // Under DDP the ranks' clocks differ: all stop when any runs out (Lightning broadcasts).
+  stop = trainer.reduce_boolean_decision(stop, false);
   if (!stop) return;
   trainer.set_should_stop(true);
-  if (options_.verbose) {
+  if (options_.verbose && trainer.is_global_zero()) {
     auto total = static_cast<int64_t>(time_elapsed("train"));
     char buf[64];
     // Python's str(timedelta(seconds=n)): "H:MM:SS", with "D day(s), " in front past a day.

@@ -12,6 +12,7 @@
 #include "nn/batch_norm.h"
 #include "trainer/learning_rate_monitor.h"
 #include "trainer/model_checkpoint.h"
+#include "trainer/timer.h"
 #include "trainer_fixtures.h"
 
 namespace lumen {
@@ -205,6 +206,26 @@ TEST(Ddp, BroadcastBuffersKeepsBatchNormStatisticsInStep) {
     trainer.fit(model, data);
     EXPECT_EQ(model.buffers_equal_every_step, broadcast);
   }
+}
+
+// Stop decisions are the job's, not a rank's: rank 0's Timer runs out at once, rank 1's never;
+// both ranks stop after the same step (otherwise rank 1 would wait in an all-reduce forever).
+TEST(Ddp, ATimerRunningOutOnOneRankStopsEveryRank) {
+  auto world = dist::world();
+  int rank = world->rank();
+  manual_seed(6);
+  TinyModel model;
+  TinyData data(TinyDataOptions{.n_train = 64, .batch_size = 4});
+  Trainer trainer(
+      quiet({.max_epochs = 3,
+             .num_sanity_val_steps = 0,
+             .callbacks = {Timer({.duration = rank == 0 ? 0.0 : 1e6, .verbose = false})},
+             .strategy = DDPStrategy{.timeout = std::chrono::seconds(20)}}));
+  trainer.fit(model, data);
+  Tensor steps = from_vector(std::vector<int64_t>{trainer.global_step()}, {1});
+  Tensor all = world->all_gather(steps);
+  EXPECT_EQ(all.to_vector<int64_t>()[0], all.to_vector<int64_t>()[1]);
+  EXPECT_LT(trainer.global_step(), 3 * 16) << "the timer stopped the fit early";
 }
 
 // A checkpoint written by two ranks in the middle of an epoch resumes in one process: the
