@@ -36,8 +36,6 @@ class Work {
   virtual ~Work() = default;
   virtual void wait() = 0;
   virtual bool completed() const = 0;
-  // How long the collective itself ran, once completed (zero for the local backend).
-  virtual std::chrono::duration<double> duration() const = 0;
 };
 
 class Communicator {

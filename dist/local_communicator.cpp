@@ -6,7 +6,6 @@ namespace {
 struct CompletedWork final : Work {
   void wait() override {}
   bool completed() const override { return true; }
-  std::chrono::duration<double> duration() const override { return {}; }
 };
 }  // namespace
 

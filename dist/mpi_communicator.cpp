@@ -119,7 +119,6 @@ struct Operation {
   std::condition_variable cv;
   bool done = false;
   std::exception_ptr error;
-  std::chrono::duration<double> duration{};
 };
 
 struct MpiCommunicator::Impl {
@@ -144,7 +143,6 @@ struct MpiCommunicator::Impl {
       queue.pop_front();
       busy = true;
       lock.unlock();
-      Clock::time_point start = Clock::now();
       try {
         op->run();
       } catch (...) {
@@ -152,7 +150,6 @@ struct MpiCommunicator::Impl {
       }
       {
         std::lock_guard<std::mutex> op_lock(op->mu);
-        op->duration = Clock::now() - start;
         op->done = true;
       }
       op->cv.notify_all();
@@ -204,10 +201,6 @@ struct MpiWork final : Work {
   bool completed() const override {
     std::lock_guard<std::mutex> lock(op->mu);
     return op->done;
-  }
-  std::chrono::duration<double> duration() const override {
-    std::lock_guard<std::mutex> lock(op->mu);
-    return op->duration;
   }
 };
 }  // namespace

@@ -121,9 +121,8 @@ namespace {
 struct NcclWork final : Work {
   std::shared_ptr<NcclCommunicator::Impl> impl;
   cudaEvent_t done = nullptr;
-  Clock::time_point issued, deadline;
+  Clock::time_point deadline;
   std::string description;
-  std::chrono::duration<double> took{};
   bool finished = false;
   Tensor keep_alive;  // the tensor must outlive the collective
   ~NcclWork() override {
@@ -133,11 +132,8 @@ struct NcclWork final : Work {
     if (finished) return;
     impl->wait(done, deadline, description);
     finished = true;
-    took = Clock::now() - issued;
   }
   bool completed() const override { return finished || cudaEventQuery(done) == cudaSuccess; }
-  // From issue to the end of wait(): an upper bound of the collective's own time.
-  std::chrono::duration<double> duration() const override { return took; }
 };
 }  // namespace
 
@@ -188,8 +184,7 @@ std::shared_ptr<Work> NcclCommunicator::all_reduce_async(const Tensor& tensor, R
   work->description = lumen::detail::concat("all_reduce(", reduce_op_name(op), ") of ",
                                             tensor.numel(), " ", tensor.dtype(), " elements");
   work->keep_alive = tensor;
-  work->issued = Clock::now();
-  work->deadline = work->issued + I.options.timeout;
+  work->deadline = Clock::now() + I.options.timeout;
   LUMEN_CUDA_CHECK(cudaSetDevice(I.device.index));
   I.after_compute();
   LUMEN_NCCL_CHECK(ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(),

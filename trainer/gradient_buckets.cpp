@@ -15,7 +15,6 @@ struct GradientBuckets::Bucket {
   size_t pending = 0;  // parameters whose gradient has not arrived in this backward
   bool launched = false;
   std::shared_ptr<dist::Work> work;
-  Clock::time_point launched_at;
 };
 
 GradientBuckets::GradientBuckets(std::vector<Tensor> params,
@@ -97,8 +96,7 @@ void GradientBuckets::launch(Bucket& b) {
     b.flat.narrow(0, b.numel + static_cast<int64_t>(j), 1).fill_(g.defined() ? 1.0 : 0.0);
   }
   b.launched = true;
-  b.launched_at = Clock::now();
-  stats_.copy_seconds += std::chrono::duration<double>(b.launched_at - start).count();
+  stats_.copy_seconds += std::chrono::duration<double>(Clock::now() - start).count();
   b.work = comm_->all_reduce_async(b.flat, dist::ReduceOp::avg);
 }
 
@@ -109,18 +107,11 @@ void GradientBuckets::finish() {
   Clock::time_point wait_start = Clock::now();
   for (auto& b : buckets_) b->pending = 0;
   launch_ready();
-  double allreduce = 0;
-  for (auto& b : buckets_) {
-    b->work->wait();
-    allreduce += std::chrono::duration<double>(b->work->duration()).count();
-  }
-  double exposed = std::chrono::duration<double>(Clock::now() - wait_start).count();
+  for (auto& b : buckets_) b->work->wait();
   ++stats_.steps;
-  stats_.allreduce_seconds += allreduce;
-  stats_.exposed_seconds += exposed;
+  stats_.exposed_seconds += std::chrono::duration<double>(Clock::now() - wait_start).count();
 
   NoGradGuard no_grad;
-  Clock::time_point unpack_start = Clock::now();
   for (auto& b : buckets_) {
     std::vector<double> used =
         b->flat.narrow(0, b->numel, static_cast<int64_t>(b->params.size())).to_vector<double>();
@@ -133,7 +124,6 @@ void GradientBuckets::finish() {
       p.set_grad(b->flat.narrow(0, b->offsets[j], p.numel()).view(p.shape()));
     }
   }
-  stats_.copy_seconds += std::chrono::duration<double>(Clock::now() - unpack_start).count();
 }
 
 }  // namespace lumen

@@ -37,15 +37,13 @@ class GradientBuckets {
   // Indices into the constructor's params, per bucket.
   const std::vector<std::vector<size_t>>& bucket_params() const { return bucket_params_; }
 
-  // What the bench reports: the collectives' time in the communicator's thread (which
-  // includes waiting for the slowest rank to arrive), and how long finish() waited for them
-  // after backward.
+  // What the bench reports: how long finish() waited for the all-reduces after backward,
+  // and the time spent packing gradients into the buckets.
   struct Stats {
     int64_t buckets = 0;
     int64_t steps = 0;
-    double allreduce_seconds = 0;
     double exposed_seconds = 0;
-    double copy_seconds = 0;  // packing gradients into buckets and unpacking the averages
+    double copy_seconds = 0;
   };
   const Stats& stats() const { return stats_; }
 
