@@ -5,6 +5,7 @@
 #include <queue>
 #include <unordered_map>
 
+#include "autograd/autocast_mode.h"
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
 #include "nn/functional/elementwise.h"
@@ -103,6 +104,8 @@ Tensor record(const char* name, Tensor out, const std::vector<Tensor>& inputs, B
 
 void run_backward(const Tensor& root, const Tensor& grad_root, bool retain_graph) {
   NoGradGuard no_grad;
+  // Each backward computes in the dtypes its forward chose, whatever autocast says now.
+  AutocastGuard no_autocast(AutocastMode::dtype(), false);
   std::shared_ptr<Node> root_node = gradient_edge(root);
   if (!root_node) return;
 

@@ -71,19 +71,25 @@ struct EpochTimer : Callback {
   }
 };
 
-// Usage: <program> [--epochs N] [--threads N] [--bench]
+// Usage: <program> [--epochs N] [--threads N] [--precision P] [--bench]
 inline int run(const char* name, Layers layers, int64_t default_epochs, int argc, char** argv) {
   int64_t epochs = default_epochs;
   bool bench = false;
+  std::string precision = "32";
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--epochs") && i + 1 < argc)
       epochs = std::atoll(argv[++i]);
     else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc)
       omp_set_num_threads(std::atoi(argv[++i]));
+    else if (!std::strcmp(argv[i], "--precision") && i + 1 < argc)
+      precision = argv[++i];
     else if (!std::strcmp(argv[i], "--bench"))
       bench = true;
     else {
-      std::fprintf(stderr, "usage: %s [--epochs N] [--threads N] [--bench]\n", argv[0]);
+      std::fprintf(
+          stderr,
+          "usage: %s [--epochs N] [--threads N] [--precision 32|16-mixed|bf16-mixed] [--bench]\n",
+          argv[0]);
       return 2;
     }
   }
@@ -93,7 +99,8 @@ inline int run(const char* name, Layers layers, int64_t default_epochs, int argc
     Classifier model(layers, 1e-3);
     TrainerOptions options{.max_epochs = epochs,
                            .default_root_dir = std::string("runs/") + name,
-                           .deterministic = true};
+                           .deterministic = true,
+                           .precision = precision};
     if (bench) {
       options.num_sanity_val_steps = 0;
       options.enable_progress_bar = false;

@@ -4,6 +4,8 @@
 // passes and temporaries. Contract: every tensor contiguous, on one device, of the parameter's
 // dtype and shape; the front-ends (nn/optim/) fall back to tensor ops otherwise. Arithmetic
 // is in the parameter's dtype with the scalars cast to it, in PyTorch's order of operations.
+#include <vector>
+
 #include "kernels/dispatch.h"
 
 namespace lumen::kernels {
@@ -41,5 +43,16 @@ inline constinit OpKernel<void(const Tensor& param, const Tensor& grad, const Te
                                const Tensor& exp_avg_sq, const Tensor& max_exp_avg_sq,
                                AdamStepArgs)>
     adam_step{"adam_step"};
+
+// GradScaler's unscale and inf/NaN check over all gradients in one call (torch's
+// _amp_foreach_non_finite_check_and_unscale_): for every element of every gradient
+//   found_inf = 1        if g is inf or NaN (otherwise found_inf is left as it was)
+//   g         = g * inv_scale
+// Gradients: contiguous, one device, f32/f64/f16/bf16 (dtypes may differ). found_inf: a
+// one-element f32 tensor on that device, so the check never waits for the device; the caller
+// reads it once, when it decides whether to step.
+inline constinit OpKernel<void(const std::vector<Tensor>& grads, double inv_scale,
+                               const Tensor& found_inf)>
+    unscale_grads{"unscale_grads"};
 
 }  // namespace lumen::kernels

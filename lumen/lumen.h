@@ -1,5 +1,6 @@
 #pragma once
 // The public API of Lumen: include this one header.
+#include "autograd/autocast_mode.h"
 #include "autograd/grad_mode.h"
 #include "autograd/gradcheck.h"
 #include "dist/communicator.h"
@@ -35,6 +36,7 @@
 #include "nn/optim/clip_grad.h"
 #include "nn/optim/cosine_annealing_lr.h"
 #include "nn/optim/exponential_lr.h"
+#include "nn/optim/grad_scaler.h"
 #include "nn/optim/linear_warmup.h"
 #include "nn/optim/lr_scheduler.h"
 #include "nn/optim/multi_step_lr.h"

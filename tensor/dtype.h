@@ -56,6 +56,9 @@ constexpr bool is_floating(DType t) {
   return t == DType::f32 || t == DType::f64 || t == DType::f16 || t == DType::bf16;
 }
 
+// The 16-bit floats: stored in 16 bits, computed in f32.
+constexpr bool is_16bit_float(DType t) { return t == DType::f16 || t == DType::bf16; }
+
 // Type promotion for binary ops, as PyTorch's for tensors of equal category:
 // any float beats any integer; among floats the wider wins (f16 with bf16 gives f32).
 DType promote_types(DType a, DType b);

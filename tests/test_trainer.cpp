@@ -434,7 +434,7 @@ TEST(TrainerErrors, BadLossesAndOptions) {
   EXPECT_THROW_MSG(Trainer({.accumulate_grad_batches = 0}), "accumulate_grad_batches");
   EXPECT_THROW_MSG(Trainer({.gradient_clip_algorithm = "l1"}), "gradient_clip_algorithm");
   EXPECT_THROW_MSG(Trainer({.limit_val_batches = 1.5}), "limit_val_batches", "[0, 1]");
-  EXPECT_THROW_MSG(Trainer({.precision = "16-mixed"}), "precision");
+  EXPECT_THROW_MSG(Trainer({.precision = "8-mixed"}), "precision \"8-mixed\"", "16-mixed");
   TinyModel plain;
   Trainer t3(quiet({}));
   EXPECT_THROW_MSG(t3.fit(plain, data, "/nonexistent/x.ckpt"), "no checkpoint file");

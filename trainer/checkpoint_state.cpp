@@ -9,6 +9,7 @@
 //   /rng                 attrs: seed, offset of the default generator; group train_dataloader
 //                        (DataLoader::state_dict: seed, epoch, batches_consumed)
 //   /hparams             attrs: LightningModule::hparams()
+//   /precision           attrs: precision; with "16-mixed", GradScaler::state_dict's
 //   /datamodule          DataModule::state_dict, when it has one
 #include <cstdio>
 #include <filesystem>
@@ -107,6 +108,9 @@ State Trainer::dump_checkpoint() {
   if (L.train_loader) rng.groups["train_dataloader"] = L.train_loader->state_dict();
 
   ckpt.groups["hparams"].attrs = model.hparams();
+  State& precision = ckpt.groups["precision"];
+  if (L.scaler) precision = L.scaler->state_dict();
+  precision.attrs["precision"] = L.precision;
   if (L.data) {
     State d = L.data->state_dict();
     if (!d.attrs.empty() || !d.tensors.empty() || !d.groups.empty())
@@ -226,6 +230,12 @@ void Trainer::restore_training_state(const State& checkpoint) {
   if (trainer.has_group("train_results"))
     L.train_results.load_state_dict(trainer.group("train_results"));
   if (L.phase != FitPhase::idle) L.resume_phase = L.phase;
+
+  // Lightning's precision plugin state: the loss scaler continues from its saved scale; a
+  // checkpoint of another precision leaves this run's scaler at its initial state.
+  if (L.scaler && checkpoint.has_group("precision") &&
+      checkpoint.group("precision").has_attr("scale"))
+    L.scaler->load_state_dict(checkpoint.group("precision"));
 
   const State& rng = checkpoint.group("rng");
   default_generator().set_state(static_cast<uint64_t>(rng.get_int("seed")),

@@ -64,11 +64,17 @@ void Trainer::evaluation_loop(const std::string& kind, int64_t max_batches) {
     L.is_last_batch = i + 1 == max_batches;
     L.current_batch_size = eval_batch_size(batch);
     if (test) {
-      call_module("test_step", [&] { model.test_step(batch, i); });
+      call_module("test_step", [&] {
+        ForwardContext autocast(L.autocast_dtype);
+        model.test_step(batch, i);
+      });
       call_callbacks("on_test_batch_end",
                      [&](Callback& cb) { cb.on_test_batch_end(*this, model, batch, i); });
     } else {
-      call_module("validation_step", [&] { model.validation_step(batch, i); });
+      call_module("validation_step", [&] {
+        ForwardContext autocast(L.autocast_dtype);
+        model.validation_step(batch, i);
+      });
       call_callbacks("on_validation_batch_end",
                      [&](Callback& cb) { cb.on_validation_batch_end(*this, model, batch, i); });
     }
@@ -128,7 +134,10 @@ std::vector<Tensor> Trainer::predict_loop() {
     Batch batch = to_device(*next);
     L.batch_idx = i;
     L.is_last_batch = i + 1 == L.num_predict_batches;
-    call_module("predict_step", [&] { outputs.push_back(model.predict_step(batch, i)); });
+    call_module("predict_step", [&] {
+      ForwardContext autocast(L.autocast_dtype);
+      outputs.push_back(model.predict_step(batch, i));
+    });
     call_callbacks("on_predict_batch_end",
                    [&](Callback& cb) { cb.on_predict_batch_end(*this, model, batch, i); });
   }

@@ -7,7 +7,9 @@
 //   train_batch:   on_train_batch_start; training_step; zero_grad (first batch of an
 //                  accumulation window); backward(loss / accumulate_grad_batches);
 //                  [optimizer step]; step schedulers; on_train_batch_end; log
-//   optimizer step: on_before_optimizer_step; clip gradients; optimizer.step(); global_step++
+//   optimizer step: [16-mixed: unscale gradients]; on_before_optimizer_step; clip gradients;
+//                  optimizer.step() [16-mixed: unless a gradient is inf/NaN; update the
+//                  scale]; global_step++
 //   finish_train_batch: validation when due; plateau step schedulers; the logging step
 #include <cstdio>
 #include <sstream>
@@ -181,7 +183,10 @@ bool Trainer::train_batch(const Batch& batch, int64_t batch_idx) {
   // DDP's broadcast_buffers: every rank's forward sees rank 0's buffers.
   if (L.comm && options_.strategy.ddp.broadcast_buffers) broadcast_module_state(true);
   Tensor loss;
-  call_module("training_step", [&] { loss = model.training_step(batch, batch_idx); });
+  call_module("training_step", [&] {
+    ForwardContext autocast(L.autocast_dtype);
+    loss = model.training_step(batch, batch_idx);
+  });
   LUMEN_CHECK(loss.defined(), "training_step (batch ", batch_idx,
               ") returned an undefined tensor; it must return the loss");
   LUMEN_CHECK(loss.numel() == 1, "training_step (batch ", batch_idx,
@@ -196,7 +201,11 @@ bool Trainer::train_batch(const Batch& batch, int64_t batch_idx) {
   // DDP: the last micro-step of an accumulation window averages the gradients over the ranks,
   // starting bucket by bucket during its backward.
   if (L.buckets) L.buckets->prepare(!accumulate);
-  (accum > 1 ? loss / static_cast<double>(accum) : loss).backward();
+  // Mixed precision "16-mixed": backward from the scaled loss (GradScaler), so that small
+  // gradients survive f16; optimizer_step unscales them.
+  Tensor to_backward = accum > 1 ? loss / static_cast<double>(accum) : loss;
+  if (L.scaler) to_backward = L.scaler->scale(to_backward);
+  to_backward.backward();
   if (L.buckets && !accumulate) L.buckets->finish();
   if (!accumulate) optimizer_step();
   Tensor step_loss = loss.detach();
@@ -220,7 +229,15 @@ bool Trainer::train_batch(const Batch& batch, int64_t batch_idx) {
   if (!accumulate) {
     bool due = (L.batches_that_stepped + 1) % L.log_every_n_steps == 0 || L.should_stop ||
                options_.fast_dev_run > 0;
-    if (due) log_to_loggers(L.train_results.metrics(true).log, std::nullopt);
+    if (due) {
+      std::map<std::string, double> row = L.train_results.metrics(true).log;
+      // The loss scaler's state goes to the loggers with the step metrics.
+      if (L.scaler) {
+        row["grad_scaler/scale"] = L.scaler->get_scale();
+        row["grad_scaler/skipped_steps"] = static_cast<double>(L.scaler->skipped_steps());
+      }
+      log_to_loggers(std::move(row), std::nullopt);
+    }
   }
   return true;
 }
@@ -229,11 +246,20 @@ void Trainer::optimizer_step() {
   Loop& L = *loop_;
   LightningModule& model = *L.model;
   optim::Optimizer& optimizer = *L.optimizers.front();
+  // Lightning's MixedPrecision.optimizer_step: the gradients are unscaled before the hooks and
+  // clipping see them; the scaler skips the step if any is inf or NaN, and adjusts its scale.
+  // global_step counts the step either way, as Lightning's.
+  if (L.scaler) L.scaler->unscale_(optimizer);
   call_callbacks("on_before_optimizer_step",
                  [&](Callback& cb) { cb.on_before_optimizer_step(*this, model, optimizer); });
   call_module("on_before_optimizer_step", [&] { model.on_before_optimizer_step(optimizer); });
   clip_gradients();
-  optimizer.step();
+  if (L.scaler) {
+    L.scaler->step(optimizer);
+    L.scaler->update();
+  } else {
+    optimizer.step();
+  }
   ++L.global_step;
 }
 

@@ -100,8 +100,29 @@ Trainer::Trainer(TrainerOptions options) : options_(std::move(options)), loop_(n
   LUMEN_CHECK(!o.max_epochs || *o.max_epochs >= -1,
               "Trainer: max_epochs must be >= -1 (-1: no limit), got ", o.max_epochs.value_or(0));
   LUMEN_CHECK(o.min_epochs >= 0, "Trainer: min_epochs must be >= 0, got ", o.min_epochs);
-  LUMEN_CHECK(o.precision == "32" || o.precision == "32-true", "Trainer: precision \"", o.precision,
-              "\" is not supported yet; use \"32\" (mixed precision comes with the CUDA kernels)");
+  {
+    // Lightning's precision flags and its aliases.
+    std::string p = o.precision;
+    if (p == "16" || p == "bf16") {
+      std::cerr << "Warning: `precision=" << p
+                << "` is supported for historical reasons but its usage is discouraged. Please "
+                   "set your precision to "
+                << p << "-mixed instead!\n";
+      p += "-mixed";
+    }
+    if (p == "32") p = "32-true";
+    LUMEN_CHECK(p == "32-true" || p == "16-mixed" || p == "bf16-mixed", "Trainer: precision \"",
+                o.precision,
+                "\" is not supported; expected \"32-true\" (or \"32\"), \"16-mixed\" or "
+                "\"bf16-mixed\"");
+    loop_->precision = p;
+    if (p == "16-mixed") {
+      loop_->autocast_dtype = DType::f16;
+      loop_->scaler = std::make_unique<optim::GradScaler>(o.grad_scaler);
+    } else if (p == "bf16-mixed") {
+      loop_->autocast_dtype = DType::bf16;
+    }
+  }
   LUMEN_CHECK(o.accelerator == "auto" || o.accelerator == "cpu" || o.accelerator == "cuda" ||
                   o.accelerator == "gpu",
               "Trainer: accelerator must be \"auto\", \"cpu\", \"cuda\" or \"gpu\", got \"",
@@ -234,6 +255,9 @@ bool Trainer::reduce_boolean_decision(bool decision, bool all) const {
 GradientBuckets::Stats Trainer::ddp_stats() const {
   return loop_->buckets ? loop_->buckets->stats() : loop_->ddp_stats;
 }
+
+std::string Trainer::precision() const { return loop_->precision; }
+const optim::GradScaler* Trainer::grad_scaler() const { return loop_->scaler.get(); }
 
 std::string Trainer::log_dir() const {
   if (loop_->shared_log_dir) return *loop_->shared_log_dir;

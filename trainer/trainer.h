@@ -10,6 +10,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "nn/optim/grad_scaler.h"
 #include "trainer/callback.h"
 #include "trainer/data_module.h"
 #include "trainer/ddp_strategy.h"
@@ -88,7 +89,14 @@ struct TrainerOptions {
   std::vector<CallbackPtr> callbacks = {};
   LoggerOption logger = true;
   std::string accelerator = "auto";  // "cpu", "cuda" (or "gpu"), "auto"
-  std::string precision = "32";      // "32" ("16-mixed", "bf16-mixed" come with CUDA)
+  // "32" (or "32-true"); "16-mixed": f16 autocast in the training, validation, test and
+  // predict steps, and dynamic loss scaling; "bf16-mixed": bf16 autocast, no scaling ("16"
+  // and "bf16" are accepted with Lightning's warning). Parameters and optimizer state stay f32
+  // (DESIGN.md, Precision). On the CPU, 16-bit ops store 16 bits and compute in f32.
+  std::string precision = "32";
+  // The loss scaler of "16-mixed" (Lightning: plugins=[MixedPrecision("16-mixed", "cuda",
+  // scaler=GradScaler(...))]); other precisions have none.
+  optim::GradScalerOptions grad_scaler = {};
   StrategyOption strategy = "auto";  // "auto", "single_device", "ddp", DDPStrategy{...}
   // Under DDP, give every loader a distributed sampler (DataLoader::distribute).
   bool use_distributed_sampler = true;
@@ -146,6 +154,10 @@ class Trainer {
   // The gradient all-reduce of the last (or running) DDP fit: its own time and the part of it
   // the training loop waited for after backward (bench/bench_ddp.cpp reports them).
   GradientBuckets::Stats ddp_stats() const;
+  // Mixed precision: the resolved precision ("32-true", "16-mixed", "bf16-mixed"), and the
+  // loss scaler of "16-mixed" (null otherwise), whose state checkpoints keep.
+  std::string precision() const;
+  const optim::GradScaler* grad_scaler() const;
 
   // Metrics: callback_metrics has the latest of everything logged (epoch aggregates under
   // their name, and "<name>_step"/"<name>_epoch" when both on_step and on_epoch);

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "autograd/autocast_mode.h"
 #include "trainer/gradient_buckets.h"
 #include "trainer/metric_aggregator.h"
 #include "trainer/trainer.h"
@@ -43,6 +44,12 @@ struct Trainer::Loop {
   std::unique_ptr<GradientBuckets> buckets;
   GradientBuckets::Stats ddp_stats;  // of the last fit, kept when its buckets go
   std::optional<std::string> shared_log_dir;
+
+  // Mixed precision (Lightning's MixedPrecision plugin): the resolved precision flag, the
+  // autocast dtype of the step hooks (none for "32-true") and the loss scaler of "16-mixed".
+  std::string precision = "32-true";
+  std::optional<DType> autocast_dtype;
+  std::unique_ptr<optim::GradScaler> scaler;
 
   // Loaders of the running stage. With overfit_batches the train loader is an unshuffled
   // copy of the user's, and validation runs on another copy of it.
@@ -89,6 +96,18 @@ struct Trainer::Loop {
 
   // A fit resumed from a checkpoint: where the interrupted one was.
   std::optional<FitPhase> resume_phase;
+};
+
+// Lightning's precision forward_context: the step hooks run under autocast when the precision
+// is mixed.
+class ForwardContext {
+ public:
+  explicit ForwardContext(std::optional<DType> autocast_dtype) {
+    if (autocast_dtype) guard_.emplace(*autocast_dtype);
+  }
+
+ private:
+  std::optional<AutocastGuard> guard_;
 };
 
 }  // namespace lumen

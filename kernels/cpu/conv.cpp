@@ -13,6 +13,7 @@
 
 #include "kernels/conv.h"
 #include "kernels/cpu/parallel.h"
+#include "kernels/elementwise.h"
 
 namespace lumen::kernels {
 namespace {
@@ -216,14 +217,37 @@ void backward_weight(const Tensor& gw, const Tensor& gy, const Tensor& x, const 
   for (int64_t p = 1; p < P; ++p) dW += partial[p];
 }
 
+// f16/bf16 compute in f32, as tensor cores accumulate in f32: `run` gets the operands widened
+// to f32 and an f32 output, which is rounded into `out` once at the end.
+template <class Run>
+void in_f32(const Tensor& out, std::vector<Tensor> operands, Run run) {
+  for (Tensor& t : operands) {
+    if (!t.defined()) continue;
+    Tensor wide = empty(t.shape(), {DType::f32, t.device()});
+    copy(t.device(), wide, t);
+    t = wide;
+  }
+  Tensor wide_out = empty(out.shape(), {DType::f32, out.device()});
+  run(wide_out, operands);
+  copy(out.device(), out, wide_out);
+}
+
 void conv2d_cpu(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias,
                 Conv2dParams p) {
+  if (is_16bit_float(x.dtype()))
+    return in_f32(out, {x, w, bias}, [&](const Tensor& o, const std::vector<Tensor>& in) {
+      conv2d_cpu(o, in[0], in[1], in[2], p);
+    });
   dispatch_dtype<DTypes::Float>(
       x.dtype(), "conv2d", [&]<class T>() { forward<T>(out, x, w, bias, Geom(x, w, out, p)); });
 }
 
 void conv2d_backward_input_cpu(const Tensor& gx, const Tensor& gy, const Tensor& w,
                                Conv2dParams p) {
+  if (is_16bit_float(gx.dtype()))
+    return in_f32(gx, {gy, w}, [&](const Tensor& o, const std::vector<Tensor>& in) {
+      conv2d_backward_input_cpu(o, in[0], in[1], p);
+    });
   dispatch_dtype<DTypes::Float>(gx.dtype(), "conv2d_backward_input", [&]<class T>() {
     backward_input<T>(gx, gy, w, Geom(gx, w, gy, p));
   });
@@ -231,6 +255,10 @@ void conv2d_backward_input_cpu(const Tensor& gx, const Tensor& gy, const Tensor&
 
 void conv2d_backward_weight_cpu(const Tensor& gw, const Tensor& gy, const Tensor& x,
                                 Conv2dParams p) {
+  if (is_16bit_float(gw.dtype()))
+    return in_f32(gw, {gy, x}, [&](const Tensor& o, const std::vector<Tensor>& in) {
+      conv2d_backward_weight_cpu(o, in[0], in[1], p);
+    });
   dispatch_dtype<DTypes::Float>(gw.dtype(), "conv2d_backward_weight", [&]<class T>() {
     backward_weight<T>(gw, gy, x, Geom(x, gw, gy, p));
   });

@@ -1,5 +1,6 @@
 // CPU fused optimizer updates (kernels/optim.h): one threaded pass over contiguous memory.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 
 #include "kernels/cpu/parallel.h"
@@ -90,9 +91,31 @@ void adam_step_cpu(const Tensor& param, const Tensor& grad, const Tensor& exp_av
   });
 }
 
+void unscale_grads_cpu(const std::vector<Tensor>& grads, double inv_scale,
+                       const Tensor& found_inf) {
+  std::atomic<bool> bad{false};
+  for (const Tensor& grad : grads) {
+    dispatch_dtype<DTypes::FloatAndHalf>(grad.dtype(), "unscale_grads", [&]<class T>() {
+      T* g = grad.data<T>();
+      const acc_t<T> inv = static_cast<acc_t<T>>(inv_scale);
+      cpu::parallel_for(grad.numel(), kGrain, [&](int64_t begin, int64_t end) {
+        bool chunk_bad = false;
+        for (int64_t i = begin; i < end; ++i) {
+          acc_t<T> v = static_cast<acc_t<T>>(g[i]);
+          chunk_bad |= !std::isfinite(v);
+          g[i] = T(v * inv);
+        }
+        if (chunk_bad) bad.store(true, std::memory_order_relaxed);
+      });
+    });
+  }
+  if (bad.load()) *found_inf.data<float>() = 1.0f;
+}
+
 }  // namespace
 
 LUMEN_REGISTER_KERNEL(sgd_step, CPU, sgd_step_cpu);
 LUMEN_REGISTER_KERNEL(adam_step, CPU, adam_step_cpu);
+LUMEN_REGISTER_KERNEL(unscale_grads, CPU, unscale_grads_cpu);
 
 }  // namespace lumen::kernels

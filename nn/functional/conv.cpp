@@ -2,6 +2,7 @@
 // backward (grad input and grad weight from their kernels, grad bias as a sum).
 #include "nn/functional/conv.h"
 
+#include "autograd/autocast_mode.h"
 #include "autograd/node.h"
 #include "kernels/conv.h"
 #include "nn/functional/reduction.h"
@@ -64,8 +65,11 @@ Tensor conv2d_4d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size
 
 }  // namespace
 
-Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2 stride,
+Tensor conv2d(const Tensor& input, const Tensor& weight_in, const Tensor& bias_in, Size2 stride,
               Size2 padding, Size2 dilation, int64_t groups) {
+  // Autocast: a low-precision op (tensor cores, f32 accumulation).
+  Tensor x = autocast::to_lower_precision(input), weight = autocast::to_lower_precision(weight_in),
+         bias = autocast::to_lower_precision(bias_in);
   LUMEN_CHECK(x.defined() && weight.defined(), "conv2d: got an undefined input or weight");
   LUMEN_CHECK(is_floating(x.dtype()), "conv2d: expected a floating input, got dtype ", x.dtype(),
               " of shape ", ShapeStr{x.shape()});

@@ -2,8 +2,8 @@
 // can hand to a GEMM unchanged (transposed views included), record the backward.
 #include "nn/functional/linalg.h"
 
+#include "autograd/autocast_mode.h"
 #include "autograd/grad_mode.h"
-
 #include "autograd/node.h"
 #include "kernels/linalg.h"
 #include "nn/functional/elementwise.h"
@@ -72,7 +72,9 @@ Tensor matmul_nd(const Tensor& a, const Tensor& b) {
 
 }  // namespace
 
-Tensor matmul(const Tensor& a, const Tensor& b) {
+Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+  // Autocast: a low-precision op (tensor cores, f32 accumulation).
+  Tensor a = autocast::to_lower_precision(a_in), b = autocast::to_lower_precision(b_in);
   check_operands("matmul", a, b);
   LUMEN_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: both operands must be at least 1-D, got ",
               "shapes ", ShapeStr{a.shape()}, " and ", ShapeStr{b.shape()});
@@ -98,7 +100,10 @@ Tensor Tensor::matmul(const Tensor& other) const { return lumen::matmul(*this, o
 
 namespace nn::functional {
 
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+Tensor linear(const Tensor& input, const Tensor& weight_in, const Tensor& bias_in) {
+  // Autocast: a low-precision op (tensor cores, f32 accumulation).
+  Tensor x = autocast::to_lower_precision(input), weight = autocast::to_lower_precision(weight_in),
+         bias = autocast::to_lower_precision(bias_in);
   check_operands("linear", x, weight);
   LUMEN_CHECK(weight.dim() == 2, "linear: weight must be 2-D [out_features, in_features], got ",
               ShapeStr{weight.shape()});

@@ -2,6 +2,7 @@
 // compose existing ops (MSE), then apply the reduction with ordinary differentiable ops.
 #include "nn/functional/loss.h"
 
+#include "autograd/autocast_mode.h"
 #include "autograd/node.h"
 #include "kernels/loss.h"
 #include "nn/functional/elementwise.h"
@@ -52,8 +53,10 @@ Shape without_dim1(const Shape& s) {
 
 }  // namespace
 
-Tensor cross_entropy(const Tensor& logits, const Tensor& target,
+Tensor cross_entropy(const Tensor& logits_in, const Tensor& target,
                      const CrossEntropyOptions& options) {
+  // Autocast: an f32 op.
+  Tensor logits = autocast::to_f32(logits_in);
   const char* op = "cross_entropy";
   const Reduction red = parse_reduction(op, options.reduction);
   check_float(op, "logits", logits);
@@ -119,7 +122,9 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target,
   return unbatched ? loss.reshape(target.shape()) : loss;
 }
 
-Tensor mse_loss(const Tensor& input, const Tensor& target, const std::string& reduction) {
+Tensor mse_loss(const Tensor& input_in, const Tensor& target_in, const std::string& reduction) {
+  // Autocast: an f32 op.
+  Tensor input = autocast::to_f32(input_in), target = autocast::to_f32(target_in);
   const char* op = "mse_loss";
   const Reduction red = parse_reduction(op, reduction);
   check_float(op, "input", input);
@@ -133,8 +138,11 @@ Tensor mse_loss(const Tensor& input, const Tensor& target, const std::string& re
   return reduce(d * d, red);
 }
 
-Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& target,
-                                        const std::string& reduction, const Tensor& pos_weight) {
+Tensor binary_cross_entropy_with_logits(const Tensor& logits_in, const Tensor& target_in,
+                                        const std::string& reduction, const Tensor& pos_weight_in) {
+  // Autocast: an f32 op.
+  Tensor logits = autocast::to_f32(logits_in), target = autocast::to_f32(target_in),
+         pos_weight = autocast::to_f32(pos_weight_in);
   const char* op = "binary_cross_entropy_with_logits";
   const Reduction red = parse_reduction(op, reduction);
   check_float(op, "logits", logits);

@@ -3,6 +3,7 @@
 // backward with the statistics the forward saved.
 #include "nn/functional/norm.h"
 
+#include "autograd/autocast_mode.h"
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
 #include "kernels/norm.h"
@@ -28,8 +29,11 @@ Tensor param_like(const char* op, const char* what, const Tensor& p, const Shape
 
 }  // namespace
 
-Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight,
-                  const Tensor& bias, double eps) {
+Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tensor& weight_in,
+                  const Tensor& bias_in, double eps) {
+  // Autocast: an f32 op.
+  Tensor x = autocast::to_f32(input), weight = autocast::to_f32(weight_in),
+         bias = autocast::to_f32(bias_in);
   const char* op = "layer_norm";
   LUMEN_CHECK(x.defined(), op, ": input is undefined");
   LUMEN_CHECK(is_floating(x.dtype()), op, ": input must be a floating tensor, got dtype ",
@@ -65,9 +69,12 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
                           });
 }
 
-Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
-                  const Tensor& weight, const Tensor& bias, bool training, double momentum,
+Tensor batch_norm(const Tensor& input, const Tensor& running_mean, const Tensor& running_var,
+                  const Tensor& weight_in, const Tensor& bias_in, bool training, double momentum,
                   double eps) {
+  // Autocast: an f32 op.
+  Tensor x = autocast::to_f32(input), weight = autocast::to_f32(weight_in),
+         bias = autocast::to_f32(bias_in);
   const char* op = "batch_norm";
   LUMEN_CHECK(x.defined(), op, ": input is undefined");
   LUMEN_CHECK(is_floating(x.dtype()), op, ": input must be a floating tensor, got dtype ",

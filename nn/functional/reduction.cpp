@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "autograd/autocast_mode.h"
 #include "autograd/node.h"
 #include "kernels/reduction.h"
 #include "nn/functional/elementwise.h"
@@ -79,7 +80,9 @@ Tensor extreme(const char* op, const Tensor& x, const std::vector<int64_t>& dims
 
 }  // namespace
 
-Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+Tensor sum(const Tensor& input, const std::vector<int64_t>& dims, bool keepdim) {
+  // Autocast: an f32 op.
+  Tensor x = autocast::to_f32(input);
   DType dt = is_floating(x.dtype()) ? x.dtype() : DType::i64;
   Tensor xi = x.to(dt);
   Tensor out = run_reduce("sum", xi, dims, keepdim, ReduceOp::Sum, dt);
@@ -90,7 +93,9 @@ Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
                           });
 }
 
-Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+Tensor mean(const Tensor& input, const std::vector<int64_t>& dims, bool keepdim) {
+  // Autocast: an f32 op.
+  Tensor x = autocast::to_f32(input);
   LUMEN_CHECK(x.defined() && is_floating(x.dtype()), "mean: expects a floating tensor, got ",
               x.defined() ? dtype_name(x.dtype()) : "undefined");
   Shape keep = reduced_shape("mean", x, dims);

@@ -4,13 +4,16 @@
 
 #include <algorithm>
 
+#include "autograd/autocast_mode.h"
 #include "autograd/node.h"
 #include "kernels/softmax.h"
 
 namespace lumen {
 namespace {
 
-Tensor softmax_op(const char* name, const Tensor& x, int64_t dim, bool log) {
+Tensor softmax_op(const char* name, const Tensor& input, int64_t dim, bool log) {
+  // Autocast: an f32 op.
+  Tensor x = autocast::to_f32(input);
   LUMEN_CHECK(x.defined(), name, ": got an undefined tensor");
   LUMEN_CHECK(is_floating(x.dtype()), name, ": expected a floating tensor, got dtype ", x.dtype(),
               " of shape ", ShapeStr{x.shape()});
