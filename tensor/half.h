@@ -4,6 +4,14 @@
 #include <cstdint>
 #include <cstring>
 
+// Host code built for x86-64-v3 (or any target with F16C) converts f16 with one instruction
+// (vcvtps2ph / vcvtph2ps, IEEE round-to-nearest-even like the portable code below, which
+// device code and other hosts use); loops of conversions then vectorise.
+#if defined(__F16C__) && !defined(__CUDACC__)
+#include <immintrin.h>
+#define LUMEN_F16C 1
+#endif
+
 #if defined(__CUDACC__)
 #define LUMEN_HD __host__ __device__ __forceinline__
 #else
@@ -39,6 +47,22 @@ struct Half {
   LUMEN_HD operator float() const { return to_float(bits); }
 
   LUMEN_HD static uint16_t from_float(float f) {
+#if defined(LUMEN_F16C)
+    return static_cast<uint16_t>(_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT));
+#else
+    return from_float_portable(f);
+#endif
+  }
+  LUMEN_HD static float to_float(uint16_t h) {
+#if defined(LUMEN_F16C)
+    return _cvtsh_ss(h);
+#else
+    return to_float_portable(h);
+#endif
+  }
+
+  // The same conversions in plain integer arithmetic (device code, hosts without F16C).
+  LUMEN_HD static uint16_t from_float_portable(float f) {
     uint32_t x = float_bits(f);
     uint32_t sign = (x >> 16) & 0x8000u;
     uint32_t ax = x & 0x7fffffffu;
@@ -58,7 +82,7 @@ struct Half {
     r += 0xfffu + lsb;
     return static_cast<uint16_t>(sign | (r >> 13));
   }
-  LUMEN_HD static float to_float(uint16_t h) {
+  LUMEN_HD static float to_float_portable(uint16_t h) {
     uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
     uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
     if (exp == 0) {  // zero or subnormal: man * 2^-24

@@ -1,4 +1,5 @@
 #include <cmath>
+#include <random>
 #include <sstream>
 
 #include "tests/op_harness.h"
@@ -127,6 +128,35 @@ TEST(Tensor, HalfConversionIsExact) {
   EXPECT_EQ(float(Half(5.9604645e-08f)), 5.9604645e-08f);  // smallest subnormal
   EXPECT_EQ(float(BFloat16(1.0f + 1.0f / 256)), 1.0f);     // tie to even
   EXPECT_EQ(float(BFloat16(1.0f + 3.0f / 256)), 1.0f + 4.0f / 256);
+}
+
+// The portable conversions (device code, hosts without F16C) agree with the ones the host
+// uses (F16C instructions on x86-64-v3): every f16 pattern, and floats around every rounding
+// boundary (ties, overflow, subnormals) plus random bit patterns.
+TEST(Tensor, PortableHalfConversionMatchesTheHosts) {
+  for (uint32_t bits = 0; bits < 0x10000; ++bits) {
+    uint16_t h = static_cast<uint16_t>(bits);
+    float f = Half::to_float(h), g = Half::to_float_portable(h);
+    if (std::isnan(f)) {
+      EXPECT_TRUE(std::isnan(g)) << bits;
+      continue;
+    }
+    EXPECT_EQ(float_bits(f), float_bits(g)) << bits;
+    // The midpoint to the next pattern, and its neighbours: the tie cases.
+    uint32_t fb = float_bits(f);
+    for (uint32_t d : {0x0fffu, 0x1000u, 0x1001u}) {
+      float x = bits_float(fb + d);
+      if (std::isnan(x)) continue;
+      EXPECT_EQ(Half::from_float(x), Half::from_float_portable(x)) << bits << " + " << d;
+    }
+  }
+  std::mt19937 rng(3);
+  for (int i = 0; i < (1 << 16); ++i) {
+    uint32_t b = rng();
+    float x = bits_float(b);
+    if (std::isnan(x)) EXPECT_TRUE(std::isnan(Half::to_float(Half::from_float_portable(x))));
+    else EXPECT_EQ(Half::from_float(x), Half::from_float_portable(x)) << b;
+  }
 }
 
 TEST(Tensor, RandomIsSeededAndCounterBased) {

@@ -228,6 +228,41 @@ TEST(Ddp, ATimerRunningOutOnOneRankStopsEveryRank) {
   EXPECT_LT(trainer.global_step(), 3 * 16) << "the timer stopped the fit early";
 }
 
+// "16-mixed" under DDP: an inf in one rank's gradients reaches every rank through the
+// all-reduce, so every rank skips that step and backs off alike; the replicas stay identical.
+struct InfOnRank : TinyModel {
+  int rank = 0;
+  Tensor training_step(const Batch& b, int64_t i) override {
+    Tensor loss = TinyModel::training_step(b, i);
+    return rank == 1 && i == 2 ? loss * INFINITY : loss;
+  }
+};
+
+TEST(Ddp, SixteenMixedSkipsAStepOnEveryRankWhenOneRankOverflows) {
+  auto world = dist::world();
+  manual_seed(7);
+  InfOnRank model;
+  model.o.lr = 0.01;
+  model.rank = world->rank();
+  TinyData data(TinyDataOptions{.n_train = 64, .batch_size = 4});
+  Trainer trainer(quiet({.max_steps = 6,
+                         .num_sanity_val_steps = 0,
+                         .precision = "16-mixed",
+                         .grad_scaler = {.init_scale = 512.0},
+                         .strategy = "ddp"}));
+  trainer.fit(model, data);
+  ASSERT_NE(trainer.grad_scaler(), nullptr);
+  EXPECT_EQ(trainer.grad_scaler()->skipped_steps(), 1);
+  EXPECT_EQ(trainer.grad_scaler()->get_scale(), 256.0);
+  std::vector<float> mine;
+  for (const auto& p : parameters_of(model)) mine.insert(mine.end(), p.begin(), p.end());
+  Tensor all = world->all_gather(from_vector(mine, {static_cast<int64_t>(mine.size())}));
+  std::vector<float> both = all.to_vector<float>();
+  std::vector<float> r0(both.begin(), both.begin() + static_cast<long>(mine.size())),
+      r1(both.begin() + static_cast<long>(mine.size()), both.end());
+  EXPECT_EQ(r0, r1);
+}
+
 // A checkpoint written by two ranks in the middle of an epoch resumes in one process: the
 // weights are rank 0's, and the one process skips the examples the two ranks had seen.
 TEST(Ddp, AMidEpochCheckpointResumesOnAnotherWorldSize) {
