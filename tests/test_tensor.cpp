@@ -154,8 +154,10 @@ TEST(Tensor, PortableHalfConversionMatchesTheHosts) {
   for (int i = 0; i < (1 << 16); ++i) {
     uint32_t b = rng();
     float x = bits_float(b);
-    if (std::isnan(x)) EXPECT_TRUE(std::isnan(Half::to_float(Half::from_float_portable(x))));
-    else EXPECT_EQ(Half::from_float(x), Half::from_float_portable(x)) << b;
+    if (std::isnan(x))
+      EXPECT_TRUE(std::isnan(Half::to_float(Half::from_float_portable(x))));
+    else
+      EXPECT_EQ(Half::from_float(x), Half::from_float_portable(x)) << b;
   }
 }
 
