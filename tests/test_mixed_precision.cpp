@@ -317,6 +317,9 @@ TEST(GradScaler, MisuseIsRefusedAndChangesNothing) {
   h.set_grad(from_vector<float>({2.f, 4.f}, {2}).to(DType::f16));
   EXPECT_THROW_MSG(scaler.unscale_(opt), "GradScaler.unscale_", "f16 gradient", "f32");
   EXPECT_EQ(q.grad().to_vector<float>(), (std::vector<float>{2.f, 4.f}));  // untouched
+  optim::GradScaler fresh;
+  EXPECT_THROW(fresh.unscale_(opt), Error);
+  EXPECT_THROW_MSG(fresh.update(), "no inf checks were recorded");  // the refusal left none
 
   EXPECT_THROW_MSG(optim::GradScaler({.init_scale = 0.0}), "init_scale");
   EXPECT_THROW_MSG(optim::GradScaler({.growth_factor = 1.0}), "growth_factor", "> 1");

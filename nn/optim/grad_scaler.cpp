@@ -39,9 +39,10 @@ Tensor GradScaler::scale(const Tensor& loss) const {
 
 void GradScaler::unscale_(Optimizer& optimizer) {
   if (!enabled_) return;
-  PerOptimizer& state = per_optimizer_[&optimizer];
-  LUMEN_CHECK(state.stage == Stage::ready, "GradScaler.unscale_: ",
-              state.stage == Stage::unscaled
+  auto seen = per_optimizer_.find(&optimizer);
+  LUMEN_CHECK(seen == per_optimizer_.end() || seen->second.stage == Stage::ready,
+              "GradScaler.unscale_: ",
+              seen != per_optimizer_.end() && seen->second.stage == Stage::unscaled
                   ? "already called on this optimizer since the last update()"
                   : "step() was already called on this optimizer; call update() first");
   // Check every gradient before touching any, so a refused call changes nothing.
@@ -80,6 +81,8 @@ void GradScaler::unscale_(Optimizer& optimizer) {
     for (auto& [g, copy] : strided) g.copy_(copy);
     found |= found_inf.item() != 0.0;
   }
+  // Recorded only now: a refused call leaves no inf check behind for update() to act on.
+  PerOptimizer& state = per_optimizer_[&optimizer];
   state.found_inf = found;
   state.stage = Stage::unscaled;
 }
