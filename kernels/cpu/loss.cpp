@@ -1,23 +1,27 @@
 // CPU loss kernels. Cross entropy walks logits [N, C, S...] as rows of C classes around dim 1
-// (kernels/cpu/rows.h); threads take rows.
+// (kernels/rows.h); threads take rows.
 #include <cmath>
 
 #include "kernels/cpu/parallel.h"
-#include "kernels/cpu/rows.h"
+#include "kernels/rows.h"
 #include "kernels/cpu/strided_loop.h"
 #include "kernels/loss.h"
+#include "kernels/loss_math.h"
 
 namespace lumen::kernels {
 namespace {
 
-using cpu::row_grain;
+using loss_math::bce_logits;
+using loss_math::bce_logits_grads;
+using loss_math::cross_entropy_grad;
+
 
 // lse = m + log sum_c exp(x_c - m) with m the row max, so no exp overflows.
 template <class T>
 void cross_entropy_rows(const Tensor& loss, const Tensor& lse, const Tensor& logits,
                         const Tensor& target, int64_t ignore_index, double smoothing) {
   using A = acc_t<T>;
-  const cpu::Rows rs = cpu::rows_of(logits.shape(), 1);
+  const Rows rs = rows_of(logits.shape(), 1);
   const T* px = logits.data<T>();
   const int64_t* pt = target.data<int64_t>();
   T* pl = loss.data<T>();
@@ -59,7 +63,7 @@ void cross_entropy_backward_rows(const Tensor& grad_logits, const Tensor& grad_l
                                  const Tensor& logits, const Tensor& target, const Tensor& lse,
                                  int64_t ignore_index, double smoothing) {
   using A = acc_t<T>;
-  const cpu::Rows rs = cpu::rows_of(logits.shape(), 1);
+  const Rows rs = rows_of(logits.shape(), 1);
   const T* px = logits.data<T>();
   const T* pg = grad_loss.data<T>();
   const int64_t* pt = target.data<int64_t>();
@@ -79,25 +83,10 @@ void cross_entropy_backward_rows(const Tensor& grad_logits, const Tensor& grad_l
       }
       const A g = A(pg[r]), l = plse[r];
       for (int64_t j = 0; j < c; ++j) {
-        A p = std::exp(A(xr[j * st]) - l) - off;
-        if (j == y) p -= A(1) - e;
-        gr[j * st] = T(g * p);
+        gr[j * st] = T(g * cross_entropy_grad(A(xr[j * st]), l, j == y, e, off));
       }
     }
   });
-}
-
-// sp(z) = log(1 + e^z) for z = -x, as max(-x, 0) + log1p(e^-|x|): the exp never overflows.
-template <class A>
-A softplus_neg(A x) {
-  return std::max(-x, A(0)) + std::log1p(std::exp(-std::abs(x)));
-}
-// sigmoid(-x) without overflow.
-template <class A>
-A sigmoid_neg(A x) {
-  if (x <= A(0)) return A(1) / (A(1) + std::exp(x));
-  A z = std::exp(-x);
-  return z / (A(1) + z);
 }
 
 template <class T>
@@ -109,8 +98,7 @@ void bce_logits_loop(const Tensor& out, const Tensor& x, const Tensor& y, const 
   if (!pw.defined()) {
     cpu::parallel_for(out.numel(), 16384, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
-        A xv = A(px[i]), yv = A(py[i]);
-        po[i] = T((A(1) - yv) * xv + softplus_neg(xv));
+        po[i] = T(bce_logits(A(px[i]), A(py[i]), A(1)));
       }
     });
     return;
@@ -118,9 +106,8 @@ void bce_logits_loop(const Tensor& out, const Tensor& x, const Tensor& y, const 
   const T* pp = pw.data<T>();
   cpu::StridedLoop<4>({&out, &x, &y, &pw}).parallel([&](auto off, auto st, int64_t n) {
     for (int64_t i = 0; i < n; ++i) {
-      A xv = A(px[off[1] + i * st[1]]), yv = A(py[off[2] + i * st[2]]);
-      A w = A(1) + (A(pp[off[3] + i * st[3]]) - A(1)) * yv;
-      po[off[0] + i * st[0]] = T((A(1) - yv) * xv + w * softplus_neg(xv));
+      po[off[0] + i * st[0]] = T(bce_logits(A(px[off[1] + i * st[1]]), A(py[off[2] + i * st[2]]),
+                                            A(pp[off[3] + i * st[3]])));
     }
   });
 }
@@ -148,15 +135,11 @@ void bce_logits_backward_loop(const Tensor& gx, const Tensor& gy, const Tensor& 
       // x, y, g and the outputs are contiguous and share x's shape, so off[0] + i * st[0]
       // indexes all of them.
       const int64_t k = off[0] + i * st[0];
-      A xv = A(px[k]), yv = A(py[off[1] + i * st[1]]), gv = A(pg[off[2] + i * st[2]]);
-      A pv = A(pp[off[3] + i * st[3]]);
-      A w = A(1) + (pv - A(1)) * yv;
-      if (pgx) pgx[k] = T(gv * ((A(1) - yv) - w * sigmoid_neg(xv)));
-      if (pgy || pgp) {
-        A sp = softplus_neg(xv);
-        if (pgy) pgy[k] = T(gv * (-xv + (pv - A(1)) * sp));
-        if (pgp) pgp[k] = T(gv * yv * sp);
-      }
+      const auto d = bce_logits_grads(A(pg[off[2] + i * st[2]]), A(px[k]),
+                                      A(py[off[1] + i * st[1]]), A(pp[off[3] + i * st[3]]));
+      if (pgx) pgx[k] = T(d.x);
+      if (pgy) pgy[k] = T(d.y);
+      if (pgp) pgp[k] = T(d.p);
     }
   });
 }

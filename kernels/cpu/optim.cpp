@@ -5,6 +5,7 @@
 
 #include "kernels/cpu/parallel.h"
 #include "kernels/optim.h"
+#include "kernels/optim_update.h"
 
 namespace lumen::kernels {
 namespace {
@@ -17,33 +18,15 @@ void sgd_step_typed(const Tensor& param, const Tensor& grad, const Tensor& buffe
   T* p = param.data<T>();
   const T* g = grad.data<T>();
   T* buf = a.momentum != 0 ? buffer.data<T>() : nullptr;
-  const T lr = T(a.lr), wd = T(a.weight_decay), mom = T(a.momentum);
-  const T one_minus_damp = T(1.0 - a.dampening);
-  const bool has_wd = a.weight_decay != 0;
+  const SgdUpdate<T> update(a);
   cpu::parallel_for(param.numel(), kGrain, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      T d = a.maximize ? -g[i] : g[i];
-      if (has_wd) d = d + wd * p[i];
-      if (buf) {
-        T b = a.first ? d : buf[i] * mom + one_minus_damp * d;
-        buf[i] = b;
-        d = a.nesterov ? d + mom * b : b;
-      }
-      p[i] = p[i] + (-lr) * d;
-    }
+    for (int64_t i = begin; i < end; ++i) update(p[i], g[i], buf ? buf + i : nullptr);
   });
 }
 
 void sgd_step_cpu(const Tensor& param, const Tensor& grad, const Tensor& buffer, SgdStepArgs args) {
   dispatch_dtype<DTypes::Float>(param.dtype(), "sgd_step",
                                 [&]<class T>() { sgd_step_typed<T>(param, grad, buffer, args); });
-}
-
-// PyTorch's CPU lerp: self + w (end - self) for |w| < 0.5, else end - (end - self)(1 - w),
-// which keeps lerp(a, b, 1) == b exactly.
-template <class T>
-T lerp(T self, T end, T w) {
-  return std::abs(w) < T(0.5) ? self + w * (end - self) : end - (end - self) * (T(1) - w);
 }
 
 template <class T>
@@ -55,32 +38,10 @@ void adam_step_typed(const Tensor& param, const Tensor& grad, const Tensor& exp_
   T* m = exp_avg.data<T>();
   T* v = exp_avg_sq.data<T>();
   T* vmax = a.amsgrad ? max_exp_avg_sq.data<T>() : nullptr;
-  const T wd = T(a.weight_decay), decay = T(1.0 - a.lr * a.weight_decay);
-  const T w1 = T(1.0 - a.beta1), b2 = T(a.beta2), w2 = T(1.0 - a.beta2);
-  const T eps = T(a.eps), bc2_sqrt = T(a.bias_correction2_sqrt), neg_step = T(-a.step_size);
-  const bool has_wd = a.weight_decay != 0, decoupled = a.decoupled_weight_decay;
+  const AdamUpdate<T> update(a);
   cpu::parallel_for(param.numel(), kGrain, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      T gi = a.maximize ? -g[i] : g[i];
-      T pi = p[i];
-      if (has_wd) {
-        if (decoupled)
-          pi = pi * decay;
-        else
-          gi = gi + wd * pi;
-      }
-      T mi = lerp(m[i], gi, w1);
-      T vi = v[i] * b2;
-      vi = vi + w2 * gi * gi;
-      m[i] = mi;
-      v[i] = vi;
-      if (vmax) {
-        vi = std::max(vmax[i], vi);
-        vmax[i] = vi;
-      }
-      T denom = std::sqrt(vi) / bc2_sqrt + eps;
-      p[i] = pi + neg_step * (mi / denom);
-    }
+    for (int64_t i = begin; i < end; ++i)
+      update(p[i], g[i], m[i], v[i], vmax ? vmax + i : nullptr);
   });
 }
 

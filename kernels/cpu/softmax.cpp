@@ -1,17 +1,14 @@
-// CPU softmax and log-softmax over rows (kernels/cpu/rows.h) of the softmax dim; threads take
+// CPU softmax and log-softmax over rows (kernels/rows.h) of the softmax dim; threads take
 // rows.
 #include <cmath>
 
 #include "kernels/cpu/parallel.h"
-#include "kernels/cpu/rows.h"
+#include "kernels/rows.h"
 #include "kernels/softmax.h"
 
 namespace lumen::kernels {
 namespace {
 
-using cpu::row_grain;
-using cpu::Rows;
-using cpu::rows_of;
 
 // Subtracting the row max keeps every exp argument <= 0: no overflow, and the largest term is
 // exactly 1, so the sum is >= 1 and its log is safe.

@@ -1,4 +1,4 @@
-// CUDA multi-tensor optimizer kernels: one launch covers many tensors, whose pointers and
+// CUDA optimizer kernels. unscale_grads is multi-tensor: one launch covers many tensors, whose pointers and
 // sizes travel in the kernel's arguments (a TensorList of up to kMaxTensors; more tensors take
 // more launches). The tensors are laid end to end as one flat range [0, total); block b owns
 // elements [b chunk, (b + 1) chunk) of it, which may span several tensors.
@@ -6,6 +6,7 @@
 
 #include "kernels/cuda/launch.cuh"
 #include "kernels/optim.h"
+#include "kernels/optim_update.h"
 
 namespace lumen::kernels {
 namespace {
@@ -82,8 +83,54 @@ void unscale_grads_cuda(const std::vector<Tensor>& grads, double inv_scale,
   }
 }
 
+// SGD and Adam, one parameter per launch: every thread updates its elements with the math
+// shared with the CPU (kernels/optim_update.h).
+template <class T>
+__global__ void sgd_step_kernel(int64_t n, T* p, const T* g, T* buf, SgdUpdate<T> update) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    update(p[i], g[i], buf ? buf + i : nullptr);
+}
+
+template <class T>
+__global__ void adam_step_kernel(int64_t n, T* p, const T* g, T* m, T* v, T* vmax,
+                                 AdamUpdate<T> update) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    update(p[i], g[i], m[i], v[i], vmax ? vmax + i : nullptr);
+}
+
+void sgd_step_cuda(const Tensor& param, const Tensor& grad, const Tensor& buffer,
+                   SgdStepArgs args) {
+  const int64_t n = param.numel();
+  if (n == 0) return;
+  LUMEN_CUDA_CHECK(cudaSetDevice(param.device().index));
+  dispatch_dtype<DTypes::Float>(param.dtype(), "sgd_step", [&]<class T>() {
+    T* buf = args.momentum != 0 ? buffer.data<T>() : nullptr;
+    sgd_step_kernel<T><<<cuda::blocks_for(n), cuda::kBlock>>>(n, param.data<T>(), grad.data<T>(),
+                                                              buf, SgdUpdate<T>(args));
+    LUMEN_CUDA_CHECK_LAUNCH();
+  });
+}
+
+void adam_step_cuda(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
+                    const Tensor& exp_avg_sq, const Tensor& max_exp_avg_sq, AdamStepArgs args) {
+  const int64_t n = param.numel();
+  if (n == 0) return;
+  LUMEN_CUDA_CHECK(cudaSetDevice(param.device().index));
+  dispatch_dtype<DTypes::Float>(param.dtype(), "adam_step", [&]<class T>() {
+    T* vmax = args.amsgrad ? max_exp_avg_sq.data<T>() : nullptr;
+    adam_step_kernel<T><<<cuda::blocks_for(n), cuda::kBlock>>>(
+        n, param.data<T>(), grad.data<T>(), exp_avg.data<T>(), exp_avg_sq.data<T>(), vmax,
+        AdamUpdate<T>(args));
+    LUMEN_CUDA_CHECK_LAUNCH();
+  });
+}
+
 }  // namespace
 
+LUMEN_REGISTER_KERNEL(sgd_step, CUDA, sgd_step_cuda);
+LUMEN_REGISTER_KERNEL(adam_step, CUDA, adam_step_cuda);
 LUMEN_REGISTER_KERNEL(unscale_grads, CUDA, unscale_grads_cuda);
 
 }  // namespace lumen::kernels

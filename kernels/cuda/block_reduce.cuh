@@ -1,0 +1,106 @@
+#pragma once
+// Warp and block reductions. A warp combines its 32 values in five shuffle steps (lane l takes
+// lane l + 16, then l + 8, ..., so lane 0 ends with all 32); a block combines its warps' results
+// through shared memory. `op` must be associative and commutative up to the caller's needs (the
+// arg reductions break ties by index, so their order does not matter).
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels/cuda/launch.cuh"
+
+namespace lumen::cuda {
+
+constexpr unsigned kFullMask = 0xffffffffu;
+
+template <class V>
+__device__ __forceinline__ V shfl_down(V v, int delta) {
+  return __shfl_down_sync(kFullMask, v, delta);
+}
+
+// A value and the index it came from (argmax/argmin).
+template <class A>
+struct ArgValue {
+  A v;
+  int64_t k;
+};
+template <class A>
+__device__ __forceinline__ ArgValue<A> shfl_down(ArgValue<A> a, int delta) {
+  return {__shfl_down_sync(kFullMask, a.v, delta), __shfl_down_sync(kFullMask, a.k, delta)};
+}
+
+// Lane 0 gets op over the warp's 32 values (every lane must take part).
+template <class V, class Op>
+__device__ __forceinline__ V warp_reduce(V v, Op op) {
+  for (int d = 16; d > 0; d >>= 1) v = op(v, shfl_down(v, d));
+  return v;
+}
+
+// Every thread of the block gets op over the block's values. blockDim.x must be a multiple of
+// 32 and at most 1024, and every thread must call it (it synchronises the block).
+template <class V, class Op>
+__device__ V block_reduce(V v, Op op) {
+  __shared__ V warp_values[32];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  v = warp_reduce(v, op);
+  __syncthreads();  // a previous call's readers are done with warp_values
+  if (lane == 0) warp_values[warp] = v;
+  __syncthreads();
+  v = warp_values[0];
+  for (int w = 1; w < static_cast<int>(blockDim.x / 32); ++w) v = op(v, warp_values[w]);
+  return v;
+}
+
+struct Plus {
+  template <class V>
+  __device__ V operator()(V a, V b) const {
+    return a + b;
+  }
+};
+
+}  // namespace lumen::cuda
+
+namespace lumen::cuda {
+
+// Rows (kernels/rows.h) are handled by groups of threads: a warp per row for rows of up to
+// kWarpRowMax elements (kBlock / 32 rows per block), the whole block per row for longer ones.
+// Each group loops over rows first_row(), first_row() + row_step(), ...
+constexpr int64_t kWarpRowMax = 1024;
+
+template <bool kWarp>
+struct RowGroup {
+  __device__ int lane() const { return kWarp ? threadIdx.x % 32 : threadIdx.x; }
+  __device__ int size() const { return kWarp ? 32 : blockDim.x; }
+  __device__ int64_t first_row() const {
+    return kWarp ? blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + threadIdx.x / 32
+                 : blockIdx.x;
+  }
+  __device__ int64_t row_step() const {
+    return kWarp ? static_cast<int64_t>(gridDim.x) * (blockDim.x / 32) : gridDim.x;
+  }
+  // op over the group's values, in every thread of the group.
+  template <class V, class Op>
+  __device__ V reduce(V v, Op op) const {
+    if constexpr (kWarp)
+      return __shfl_sync(kFullMask, warp_reduce(v, op), 0);
+    else
+      return block_reduce(v, op);
+  }
+};
+
+// Blocks for `rows` rows of d elements in the group size launch_rows picks.
+inline unsigned row_blocks(int64_t rows, int64_t d) {
+  int64_t per_block = d <= kWarpRowMax ? kBlock / 32 : 1;
+  int64_t b = (rows + per_block - 1) / per_block;
+  return static_cast<unsigned>(b < 65535 * 8 ? (b > 0 ? b : 1) : 65535 * 8);
+}
+
+// max that lets NaN through (a NaN anywhere makes the result NaN).
+struct MaxNan {
+  template <class V>
+  __device__ V operator()(V a, V b) const {
+    return a != a ? a : (b != b ? b : (a > b ? a : b));
+  }
+};
+
+}  // namespace lumen::cuda

@@ -1,0 +1,153 @@
+// CUDA reductions (kernels/reduction.h): one block per output element. The block's threads
+// take the reduced elements k = t, t + blockDim, ... (in the order kernels/reduction_plan.h lays
+// them out), each folds its share into a register, and a shuffle reduction
+// (kernels/cuda/block_reduce.cuh) combines the threads. Sums accumulate in acc_t (f32 for f32
+// and the 16-bit types, f64 for f64, i64 for integers).
+#include <type_traits>
+
+#include "kernels/cuda/block_reduce.cuh"
+#include "kernels/cuda/launch.cuh"
+#include "kernels/reduction.h"
+#include "kernels/reduction_plan.h"
+
+namespace lumen::kernels {
+namespace {
+
+using cuda::ArgValue;
+
+constexpr int kMaxDims = 16;
+
+// The Plan in kernel arguments: where output o starts in x and in out, and where reduced
+// element k lies from there.
+struct ReduceIndexer {
+  int n_outer = 0, n_rows = 0;
+  int64_t outer[kMaxDims], outer_x[kMaxDims], outer_out[kMaxDims];
+  int64_t rows[kMaxDims], rows_x[kMaxDims];
+  int64_t cols, cols_x;
+
+  explicit ReduceIndexer(const reduction::Plan& p)
+      : n_outer(static_cast<int>(p.outer.size())),
+        n_rows(static_cast<int>(p.rows.size())),
+        cols(p.cols),
+        cols_x(p.cols_x) {
+    for (int d = 0; d < n_outer; ++d) {
+      outer[d] = p.outer[d];
+      outer_x[d] = p.outer_x[d];
+      outer_out[d] = p.outer_out[d];
+    }
+    for (int d = 0; d < n_rows; ++d) {
+      rows[d] = p.rows[d];
+      rows_x[d] = p.rows_x[d];
+    }
+  }
+  __device__ void outer_offsets(int64_t o, int64_t& in, int64_t& out) const {
+    in = out = 0;
+    for (int d = n_outer - 1; d >= 0; --d) {
+      int64_t q = o / outer[d], r = o - q * outer[d];
+      in += r * outer_x[d];
+      out += r * outer_out[d];
+      o = q;
+    }
+  }
+  __device__ int64_t element_offset(int64_t k) const {
+    int64_t r = k / cols, off = (k - r * cols) * cols_x;
+    for (int d = n_rows - 1; d >= 0; --d) {
+      int64_t q = r / rows[d];
+      off += (r - q * rows[d]) * rows_x[d];
+      r = q;
+    }
+    return off;
+  }
+};
+
+template <class T>
+using sum_t = std::conditional_t<std::is_integral_v<T>, int64_t, acc_t<T>>;
+
+template <class T>
+__global__ void sum_kernel(T* out, const T* x, ReduceIndexer ix, int64_t n_out, int64_t n_in,
+                           bool mean) {
+  using S = sum_t<T>;
+  for (int64_t o = blockIdx.x; o < n_out; o += gridDim.x) {
+    int64_t base, ob;
+    ix.outer_offsets(o, base, ob);
+    S s = 0;
+    for (int64_t k = threadIdx.x; k < n_in; k += blockDim.x)
+      s += static_cast<S>(acc_t<T>(x[base + ix.element_offset(k)]));
+    s = cuda::block_reduce(s, cuda::Plus{});
+    if (mean) s /= static_cast<S>(n_in);
+    if (threadIdx.x == 0) out[ob] = T(static_cast<acc_t<T>>(s));
+  }
+}
+
+// The better of two candidates: NaN wins (the first NaN among several), then the larger
+// (smaller) value, then the first index, as the CPU kernel's left-to-right scan picks.
+template <class A, bool kMax>
+struct PickExtreme {
+  __device__ ArgValue<A> operator()(ArgValue<A> a, ArgValue<A> b) const {
+    bool a_nan = a.v != a.v, b_nan = b.v != b.v;
+    if (a_nan || b_nan) return a_nan && (!b_nan || a.k < b.k) ? a : b;
+    if (a.v == b.v) return a.k < b.k ? a : b;
+    return (kMax ? a.v > b.v : a.v < b.v) ? a : b;
+  }
+};
+
+// A thread with no elements holds k = n_in (loses every tie) and the first element's value
+// (never beats a real candidate).
+template <class T, bool kMax>
+__global__ void extreme_kernel(T* out, int64_t* out_index, const T* x, ReduceIndexer ix,
+                               int64_t n_out, int64_t n_in) {
+  using A = acc_t<T>;
+  const PickExtreme<A, kMax> pick;
+  for (int64_t o = blockIdx.x; o < n_out; o += gridDim.x) {
+    int64_t base, ob;
+    ix.outer_offsets(o, base, ob);
+    ArgValue<A> best{A(x[base]), n_in};
+    for (int64_t k = threadIdx.x; k < n_in; k += blockDim.x)
+      best = pick(best, ArgValue<A>{A(x[base + ix.element_offset(k)]), k});
+    best = cuda::block_reduce(best, pick);
+    if (threadIdx.x != 0) continue;
+    if (out_index)
+      out_index[ob] = best.k;
+    else
+      out[ob] = T(best.v);
+  }
+}
+
+void reduce_cuda(const Tensor& out, const Tensor& x, ReduceOp op) {
+  if (x.numel() == 0) return;
+  const reduction::Plan plan = reduction::make_plan(out, x);
+  LUMEN_CHECK(plan.outer.size() <= kMaxDims && plan.rows.size() <= kMaxDims,
+              "reduce (CUDA): at most ", kMaxDims, " kept and ", kMaxDims,
+              " reduced dims, got a tensor of shape ", ShapeStr{x.shape()});
+  const ReduceIndexer ix(plan);
+  const int64_t n_out = numel_of(plan.outer), n_in = numel_of(plan.rows) * plan.cols;
+  const auto blocks = static_cast<unsigned>(std::min<int64_t>(n_out, 65535 * 8));
+  LUMEN_CUDA_CHECK(cudaSetDevice(x.device().index));
+  dispatch_dtype<DTypes::Arithmetic>(x.dtype(), "reduce", [&]<class T>() {
+    const T* px = x.data<T>();
+    const bool arg = op == ReduceOp::ArgMax || op == ReduceOp::ArgMin;
+    T* po = arg ? nullptr : out.data<T>();
+    int64_t* pi = arg ? out.data<int64_t>() : nullptr;
+    switch (op) {
+      case ReduceOp::Sum:
+      case ReduceOp::Mean:
+        sum_kernel<T><<<blocks, cuda::kBlock>>>(po, px, ix, n_out, n_in, op == ReduceOp::Mean);
+        break;
+      case ReduceOp::Max:
+      case ReduceOp::ArgMax:
+        extreme_kernel<T, true><<<blocks, cuda::kBlock>>>(po, pi, px, ix, n_out, n_in);
+        break;
+      case ReduceOp::Min:
+      case ReduceOp::ArgMin:
+        extreme_kernel<T, false><<<blocks, cuda::kBlock>>>(po, pi, px, ix, n_out, n_in);
+        break;
+    }
+    LUMEN_CUDA_CHECK_LAUNCH();
+  });
+}
+
+}  // namespace
+
+LUMEN_REGISTER_KERNEL(reduce, CUDA, reduce_cuda);
+
+}  // namespace lumen::kernels

@@ -1,0 +1,54 @@
+#pragma once
+// Per-element loss math of kernels/loss.h, defined once for every backend (kernels/cpu/loss.cpp,
+// kernels/cuda/loss.cu). A is the accumulation type.
+#include <cmath>
+
+#include "tensor/half.h"
+
+namespace lumen::kernels::loss_math {
+
+// sp(z) = log(1 + e^z) for z = -x, as max(-x, 0) + log1p(e^-|x|): the exp never overflows.
+template <class A>
+LUMEN_HD A softplus_neg(A x) {
+  using std::abs, std::exp, std::log1p;
+  return (-x > A(0) ? -x : A(0)) + log1p(exp(-abs(x)));
+}
+
+// sigmoid(-x) without overflow.
+template <class A>
+LUMEN_HD A sigmoid_neg(A x) {
+  using std::exp;
+  if (x <= A(0)) return A(1) / (A(1) + exp(x));
+  A z = exp(-x);
+  return z / (A(1) + z);
+}
+
+// BCE with logits x, target y, pos_weight p: l = (1 - y) x + (1 + (p - 1) y) sp(-x).
+template <class A>
+LUMEN_HD A bce_logits(A x, A y, A p) {
+  A w = A(1) + (p - A(1)) * y;
+  return (A(1) - y) * x + w * softplus_neg(x);
+}
+
+// Its gradients times g (kernels/loss.h): dl/dx, dl/dy, dl/dp.
+template <class A>
+struct BceGrads {
+  A x, y, p;
+};
+template <class A>
+LUMEN_HD BceGrads<A> bce_logits_grads(A g, A x, A y, A p) {
+  A w = A(1) + (p - A(1)) * y, sp = softplus_neg(x);
+  return {g * ((A(1) - y) - w * sigmoid_neg(x)), g * (-x + (p - A(1)) * sp), g * y * sp};
+}
+
+// Cross entropy's gradient for class c of a sample with log-sum-exp lse, target class y and
+// smoothing e over C classes: softmax_c - (1 - e) [c == y] - e / C (`off` = e / C).
+template <class A>
+LUMEN_HD A cross_entropy_grad(A x_c, A lse, bool is_target, A e, A off) {
+  using std::exp;
+  A p = exp(x_c - lse) - off;
+  if (is_target) p -= A(1) - e;
+  return p;
+}
+
+}  // namespace lumen::kernels::loss_math

@@ -1,0 +1,93 @@
+#pragma once
+// The per-element optimizer updates of kernels/optim.h, defined once for every backend: the CPU
+// loop (kernels/cpu/optim.cpp) and the CUDA kernels (kernels/cuda/optim.cu) both call these,
+// so the two cannot drift. Scalars are cast to the parameter's dtype T once, on the host.
+#include <cmath>
+
+#include "kernels/optim.h"
+#include "tensor/half.h"
+
+namespace lumen::kernels {
+
+template <class T>
+struct SgdUpdate {
+  T lr, wd, mom, one_minus_damp;
+  bool has_wd, has_buf, first, nesterov, maximize;
+
+  explicit SgdUpdate(const SgdStepArgs& a)
+      : lr(T(a.lr)),
+        wd(T(a.weight_decay)),
+        mom(T(a.momentum)),
+        one_minus_damp(T(1.0 - a.dampening)),
+        has_wd(a.weight_decay != 0),
+        has_buf(a.momentum != 0),
+        first(a.first),
+        nesterov(a.nesterov),
+        maximize(a.maximize) {}
+
+  // Element i: p and buf (when has_buf) are updated in place.
+  LUMEN_HD void operator()(T& p, T g, T* buf) const {
+    T d = maximize ? -g : g;
+    if (has_wd) d = d + wd * p;
+    if (has_buf) {
+      T b = first ? d : *buf * mom + one_minus_damp * d;
+      *buf = b;
+      d = nesterov ? d + mom * b : b;
+    }
+    p = p + (-lr) * d;
+  }
+};
+
+// PyTorch's lerp: self + w (end - self) for |w| < 0.5, else end - (end - self)(1 - w), which
+// keeps lerp(a, b, 1) == b exactly.
+template <class T>
+LUMEN_HD T lerp(T self, T end, T w) {
+  using std::abs;
+  return abs(w) < T(0.5) ? self + w * (end - self) : end - (end - self) * (T(1) - w);
+}
+
+template <class T>
+struct AdamUpdate {
+  T wd, decay, w1, b2, w2, eps, bc2_sqrt, neg_step;
+  bool has_wd, decoupled, amsgrad, maximize;
+
+  explicit AdamUpdate(const AdamStepArgs& a)
+      : wd(T(a.weight_decay)),
+        decay(T(1.0 - a.lr * a.weight_decay)),
+        w1(T(1.0 - a.beta1)),
+        b2(T(a.beta2)),
+        w2(T(1.0 - a.beta2)),
+        eps(T(a.eps)),
+        bc2_sqrt(T(a.bias_correction2_sqrt)),
+        neg_step(T(-a.step_size)),
+        has_wd(a.weight_decay != 0),
+        decoupled(a.decoupled_weight_decay),
+        amsgrad(a.amsgrad),
+        maximize(a.maximize) {}
+
+  // Element i: p, m, v and vmax (when amsgrad) are updated in place.
+  LUMEN_HD void operator()(T& p, T g, T& m, T& v, T* vmax) const {
+    using std::sqrt;
+    T gi = maximize ? -g : g;
+    T pi = p;
+    if (has_wd) {
+      if (decoupled)
+        pi = pi * decay;
+      else
+        gi = gi + wd * pi;
+    }
+    T mi = lerp(m, gi, w1);
+    T vi = v * b2;
+    vi = vi + w2 * gi * gi;
+    m = mi;
+    v = vi;
+    if (amsgrad) {
+      vi = *vmax < vi ? vi : *vmax;  // std::max's choice, NaN included
+      *vmax = vi;
+    }
+    T denom = sqrt(vi) / bc2_sqrt + eps;
+    p = pi + neg_step * (mi / denom);
+  }
+};
+
+}  // namespace lumen::kernels
