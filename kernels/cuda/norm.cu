@@ -1,0 +1,281 @@
+// CUDA normalisation kernels (kernels/norm.h). Layer norm: a warp or a block per row for the
+// statistics and dx; dw and db are column sums over the rows, a 32 x 8 block per 32 columns.
+// Batch norm: a block per channel for the statistics and the backward, elementwise apply.
+// Statistics take two passes (mean, then squared deviations) in acc_t, which avoids the
+// cancellation of E[x^2] - E[x]^2.
+#include "kernels/cuda/block_reduce.cuh"
+#include "kernels/cuda/launch.cuh"
+#include "kernels/norm.h"
+#include "kernels/rows.h"
+
+namespace lumen::kernels {
+namespace {
+
+using cuda::RowGroup;
+
+// mean = sum x / D, rstd = 1 / sqrt(sum (x - mean)^2 / D + eps), y = (x - mean) rstd w + b.
+template <class T, bool kWarp>
+__global__ void layer_norm_kernel(T* y, acc_t<T>* mean, acc_t<T>* rstd, const T* x, const T* w,
+                                  const T* b, int64_t m, int64_t d, acc_t<T> eps) {
+  using A = acc_t<T>;
+  const RowGroup<kWarp> grp;
+  for (int64_t r = grp.first_row(); r < m; r += grp.row_step()) {
+    const T* xr = x + r * d;
+    T* yr = y + r * d;
+    A s = 0;
+    for (int64_t j = grp.lane(); j < d; j += grp.size()) s += A(xr[j]);
+    const A mu = grp.reduce(s, cuda::Plus{}) / A(d);
+    A ss = 0;
+    for (int64_t j = grp.lane(); j < d; j += grp.size()) {
+      const A dv = A(xr[j]) - mu;
+      ss += dv * dv;
+    }
+    const A rs = A(1) / sqrt(grp.reduce(ss, cuda::Plus{}) / A(d) + eps);
+    if (grp.lane() == 0) {
+      mean[r] = mu;
+      rstd[r] = rs;
+    }
+    for (int64_t j = grp.lane(); j < d; j += grp.size()) {
+      A v = (A(xr[j]) - mu) * rs;
+      if (w) v *= A(w[j]);
+      if (b) v += A(b[j]);
+      yr[j] = T(v);
+    }
+  }
+}
+
+// g = dy w; dx = rstd (g - <g> - xhat <g xhat>), <.> the row mean.
+template <class T, bool kWarp>
+__global__ void layer_norm_backward_kernel(T* gx, const T* gy, const T* x, const acc_t<T>* mean,
+                                           const acc_t<T>* rstd, const T* w, int64_t m,
+                                           int64_t d) {
+  using A = acc_t<T>;
+  const RowGroup<kWarp> grp;
+  for (int64_t r = grp.first_row(); r < m; r += grp.row_step()) {
+    const T *xr = x + r * d, *gr = gy + r * d;
+    const A mu = mean[r], rs = rstd[r];
+    A sg = 0, sgx = 0;
+    for (int64_t j = grp.lane(); j < d; j += grp.size()) {
+      const A g = A(gr[j]) * (w ? A(w[j]) : A(1));
+      sg += g;
+      sgx += g * (A(xr[j]) - mu) * rs;
+    }
+    const A mg = grp.reduce(sg, cuda::Plus{}) / A(d), mgx = grp.reduce(sgx, cuda::Plus{}) / A(d);
+    for (int64_t j = grp.lane(); j < d; j += grp.size()) {
+      const A g = A(gr[j]) * (w ? A(w[j]) : A(1));
+      const A xh = (A(xr[j]) - mu) * rs;
+      gx[r * d + j] = T(rs * (g - mg - xh * mgx));
+    }
+  }
+}
+
+// dw_j = sum_r dy_rj xhat_rj, db_j = sum_r dy_rj. Block (32, 8): threadIdx.x picks the column
+// (adjacent threads read adjacent memory), threadIdx.y every 8th row; shared memory adds the 8.
+template <class T>
+__global__ void layer_norm_weight_grad_kernel(T* gw, T* gb, const T* gy, const T* x,
+                                              const acc_t<T>* mean, const acc_t<T>* rstd,
+                                              int64_t m, int64_t d) {
+  using A = acc_t<T>;
+  __shared__ A sw[8][33], sb[8][33];
+  const int64_t j = blockIdx.x * 32 + threadIdx.x;
+  A aw = 0, ab = 0;
+  if (j < d) {
+    for (int64_t r = threadIdx.y; r < m; r += 8) {
+      const A g = A(gy[r * d + j]);
+      aw += g * (A(x[r * d + j]) - mean[r]) * rstd[r];
+      ab += g;
+    }
+  }
+  sw[threadIdx.y][threadIdx.x] = aw;
+  sb[threadIdx.y][threadIdx.x] = ab;
+  __syncthreads();
+  if (threadIdx.y != 0 || j >= d) return;
+  for (int k = 1; k < 8; ++k) {
+    aw += sw[k][threadIdx.x];
+    ab += sb[k][threadIdx.x];
+  }
+  if (gw) gw[j] = T(aw);
+  if (gb) gb[j] = T(ab);
+}
+
+// x [N, C, S]: element k of channel c (k < N S) is at ((k / S) C + c) S + k % S.
+struct Channels {
+  int64_t n, c, s;
+  __device__ int64_t at(int64_t ch, int64_t k) const { return ((k / s) * c + ch) * s + k % s; }
+};
+
+Channels channels_of(const Tensor& x) {
+  Channels ch{x.size(0), x.size(1), 1};
+  for (int64_t i = 2; i < x.dim(); ++i) ch.s *= x.size(i);
+  return ch;
+}
+
+template <class T>
+__global__ void batch_norm_stats_kernel(acc_t<T>* mean, acc_t<T>* var, const T* x, Channels ch) {
+  using A = acc_t<T>;
+  const int64_t count = ch.n * ch.s;
+  for (int64_t c = blockIdx.x; c < ch.c; c += gridDim.x) {
+    A s = 0;
+    for (int64_t k = threadIdx.x; k < count; k += blockDim.x) s += A(x[ch.at(c, k)]);
+    const A mu = cuda::block_reduce(s, cuda::Plus{}) / A(count);
+    A ss = 0;
+    for (int64_t k = threadIdx.x; k < count; k += blockDim.x) {
+      const A dv = A(x[ch.at(c, k)]) - mu;
+      ss += dv * dv;
+    }
+    ss = cuda::block_reduce(ss, cuda::Plus{});
+    if (threadIdx.x == 0) {
+      mean[c] = mu;
+      var[c] = ss / A(count);
+    }
+  }
+}
+
+// y = x scale + shift, scale = invstd w, shift = b - mean scale (per channel).
+template <class T>
+__global__ void batch_norm_apply_kernel(int64_t n, T* y, const T* x, const acc_t<T>* mean,
+                                        const acc_t<T>* invstd, const T* w, const T* b,
+                                        Channels ch) {
+  using A = acc_t<T>;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t c = (i / ch.s) % ch.c;
+    const A scale = invstd[c] * (w ? A(w[c]) : A(1));
+    const A shift = (b ? A(b[c]) : A(0)) - mean[c] * scale;
+    y[i] = T(A(x[i]) * scale + shift);
+  }
+}
+
+// Per channel: dw = sum dy xhat, db = sum dy; dx = w invstd (dy - db/M - xhat dw/M) in training,
+// w invstd dy in eval.
+template <class T>
+__global__ void batch_norm_backward_kernel(T* gx, T* gw, T* gb, const T* gy, const T* x,
+                                           const acc_t<T>* mean, const acc_t<T>* invstd,
+                                           const T* w, Channels ch, bool training) {
+  using A = acc_t<T>;
+  const int64_t count = ch.n * ch.s;
+  for (int64_t c = blockIdx.x; c < ch.c; c += gridDim.x) {
+    const A mu = mean[c], r = invstd[c], k = (w ? A(w[c]) : A(1)) * r;
+    A sdy = 0, sdyx = 0;
+    if (training || gw || gb) {
+      for (int64_t e = threadIdx.x; e < count; e += blockDim.x) {
+        const int64_t i = ch.at(c, e);
+        const A g = A(gy[i]);
+        sdy += g;
+        sdyx += g * (A(x[i]) - mu) * r;
+      }
+      sdy = cuda::block_reduce(sdy, cuda::Plus{});
+      sdyx = cuda::block_reduce(sdyx, cuda::Plus{});
+    }
+    if (threadIdx.x == 0) {
+      if (gw) gw[c] = T(sdyx);
+      if (gb) gb[c] = T(sdy);
+    }
+    if (!gx) continue;
+    const A mdy = training ? sdy / A(count) : A(0), mdyx = training ? sdyx / A(count) : A(0);
+    for (int64_t e = threadIdx.x; e < count; e += blockDim.x) {
+      const int64_t i = ch.at(c, e);
+      const A xh = (A(x[i]) - mu) * r;
+      gx[i] = T(k * (A(gy[i]) - mdy - xh * mdyx));
+    }
+  }
+}
+
+// An optional tensor's data (undefined: nullptr).
+template <class T>
+T* ptr_or_null(const Tensor& t) {
+  return t.defined() ? t.data<T>() : nullptr;
+}
+
+unsigned channel_blocks(int64_t c) { return static_cast<unsigned>(std::min<int64_t>(c, 65535)); }
+
+void layer_norm_cuda(const Tensor& y, const Tensor& mean, const Tensor& rstd, const Tensor& x,
+                     const Tensor& weight, const Tensor& bias, int64_t d, double eps) {
+  const int64_t m = d == 0 ? 0 : x.numel() / d;
+  if (m == 0) return;
+  LUMEN_CUDA_CHECK(cudaSetDevice(x.device().index));
+  dispatch_dtype<DTypes::FloatAndHalf>(x.dtype(), "layer_norm", [&]<class T>() {
+    using A = acc_t<T>;
+    auto* kernel = d <= cuda::kWarpRowMax ? layer_norm_kernel<T, true> : layer_norm_kernel<T, false>;
+    kernel<<<cuda::row_blocks(m, d), cuda::kBlock>>>(y.data<T>(), mean.data<A>(), rstd.data<A>(),
+                                                      x.data<T>(), ptr_or_null<T>(weight),
+                                                      ptr_or_null<T>(bias), m, d, A(eps));
+    LUMEN_CUDA_CHECK_LAUNCH();
+  });
+}
+
+void layer_norm_backward_cuda(const Tensor& gx, const Tensor& gw, const Tensor& gb,
+                              const Tensor& gy, const Tensor& x, const Tensor& mean,
+                              const Tensor& rstd, const Tensor& weight, int64_t d) {
+  const int64_t m = d == 0 ? 0 : x.numel() / d;
+  LUMEN_CUDA_CHECK(cudaSetDevice(x.device().index));
+  dispatch_dtype<DTypes::FloatAndHalf>(x.dtype(), "layer_norm_backward", [&]<class T>() {
+    using A = acc_t<T>;
+    if (gx.defined() && m > 0) {
+      auto* kernel = d <= cuda::kWarpRowMax ? layer_norm_backward_kernel<T, true>
+                                            : layer_norm_backward_kernel<T, false>;
+      kernel<<<cuda::row_blocks(m, d), cuda::kBlock>>>(gx.data<T>(), gy.data<T>(), x.data<T>(),
+                                                        mean.data<A>(), rstd.data<A>(),
+                                                        ptr_or_null<T>(weight), m, d);
+      LUMEN_CUDA_CHECK_LAUNCH();
+    }
+    if ((gw.defined() || gb.defined()) && d > 0) {
+      // m == 0 still writes zeros.
+      layer_norm_weight_grad_kernel<T><<<static_cast<unsigned>((d + 31) / 32), dim3(32, 8)>>>(
+          ptr_or_null<T>(gw), ptr_or_null<T>(gb), gy.data<T>(), x.data<T>(),
+          mean.data<A>(), rstd.data<A>(), m, d);
+      LUMEN_CUDA_CHECK_LAUNCH();
+    }
+  });
+}
+
+void batch_norm_stats_cuda(const Tensor& mean, const Tensor& var, const Tensor& x) {
+  const Channels ch = channels_of(x);
+  if (ch.c == 0) return;
+  LUMEN_CUDA_CHECK(cudaSetDevice(x.device().index));
+  dispatch_dtype<DTypes::FloatAndHalf>(x.dtype(), "batch_norm", [&]<class T>() {
+    using A = acc_t<T>;
+    batch_norm_stats_kernel<T>
+        <<<channel_blocks(ch.c), cuda::kBlock>>>(mean.data<A>(), var.data<A>(), x.data<T>(), ch);
+    LUMEN_CUDA_CHECK_LAUNCH();
+  });
+}
+
+void batch_norm_apply_cuda(const Tensor& y, const Tensor& x, const Tensor& mean,
+                           const Tensor& invstd, const Tensor& weight, const Tensor& bias) {
+  const int64_t n = x.numel();
+  if (n == 0) return;
+  LUMEN_CUDA_CHECK(cudaSetDevice(x.device().index));
+  dispatch_dtype<DTypes::FloatAndHalf>(x.dtype(), "batch_norm", [&]<class T>() {
+    using A = acc_t<T>;
+    batch_norm_apply_kernel<T><<<cuda::blocks_for(n), cuda::kBlock>>>(
+        n, y.data<T>(), x.data<T>(), mean.data<A>(), invstd.data<A>(), ptr_or_null<T>(weight),
+        ptr_or_null<T>(bias), channels_of(x));
+    LUMEN_CUDA_CHECK_LAUNCH();
+  });
+}
+
+void batch_norm_backward_cuda(const Tensor& gx, const Tensor& gw, const Tensor& gb,
+                              const Tensor& gy, const Tensor& x, const Tensor& mean,
+                              const Tensor& invstd, const Tensor& weight, bool training) {
+  const Channels ch = channels_of(x);
+  if (ch.c == 0) return;
+  LUMEN_CUDA_CHECK(cudaSetDevice(x.device().index));
+  dispatch_dtype<DTypes::FloatAndHalf>(x.dtype(), "batch_norm_backward", [&]<class T>() {
+    using A = acc_t<T>;
+    batch_norm_backward_kernel<T><<<channel_blocks(ch.c), cuda::kBlock>>>(
+        ptr_or_null<T>(gx), ptr_or_null<T>(gw), ptr_or_null<T>(gb), gy.data<T>(),
+        x.data<T>(), mean.data<A>(), invstd.data<A>(), ptr_or_null<T>(weight), ch, training);
+    LUMEN_CUDA_CHECK_LAUNCH();
+  });
+}
+
+}  // namespace
+
+LUMEN_REGISTER_KERNEL(layer_norm, CUDA, layer_norm_cuda);
+LUMEN_REGISTER_KERNEL(layer_norm_backward, CUDA, layer_norm_backward_cuda);
+LUMEN_REGISTER_KERNEL(batch_norm_stats, CUDA, batch_norm_stats_cuda);
+LUMEN_REGISTER_KERNEL(batch_norm_apply, CUDA, batch_norm_apply_cuda);
+LUMEN_REGISTER_KERNEL(batch_norm_backward, CUDA, batch_norm_backward_cuda);
+
+}  // namespace lumen::kernels
