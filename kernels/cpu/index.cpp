@@ -9,6 +9,7 @@
 
 #include "kernels/cpu/parallel.h"
 #include "kernels/index.h"
+#include "kernels/index_check.h"
 
 namespace lumen::kernels {
 namespace {
@@ -63,23 +64,6 @@ Offsets offsets(const Shape& coords, const Tensor& t, int64_t dim) {
           dim_offsets(coords, t.strides(), d + 1, coords.size()), t.stride(dim)};
 }
 
-Shape unravel(int64_t p, const Shape& shape) {
-  Shape c(shape.size());
-  for (size_t d = shape.size(); d-- > 0;) {
-    c[d] = p % shape[d];
-    p /= shape[d];
-  }
-  return c;
-}
-
-template <class F>
-void dispatch_index(const char* op, const Tensor& index, F&& f) {
-  if (index.dtype() == DType::i64) return f.template operator()<int64_t>();
-  if (index.dtype() == DType::i32) return f.template operator()<int32_t>();
-  detail::throw_error(op, ": index must be i32 or i64, got ", index.dtype(), " of shape ",
-                      ShapeStr{index.shape()});
-}
-
 // The first position p in [0, n) whose index at(p) lies outside [0, size), or -1. Checked before
 // any write, and outside the parallel region, since an exception must not cross OpenMP threads.
 template <class At>
@@ -97,23 +81,6 @@ int64_t first_bad(int64_t n, int64_t size, const At& at) {
     }
   });
   return first.load() == n ? -1 : first.load();
-}
-
-// The value of an index tensor at a multi-index.
-int64_t index_value(const Tensor& index, const Shape& pos) {
-  int64_t off = 0;
-  for (size_t d = 0; d < pos.size(); ++d) off += pos[d] * index.strides()[d];
-  if (index.dtype() == DType::i32) return index.data<int32_t>()[off];
-  return index.data<int64_t>()[off];
-}
-
-[[noreturn]] void throw_out_of_range(const char* op, int64_t value, const Shape& position,
-                                     const Shape& index_shape, int64_t dim, const Shape& shape,
-                                     const char* what) {
-  detail::throw_error(op, ": index ", value, " at position ", ShapeStr{position},
-                      " of the index (shape ", ShapeStr{index_shape}, ") is out of range for dim ",
-                      dim, " of the ", what, " of shape ", ShapeStr{shape},
-                      "; expected 0 <= index < ", shape[dim]);
 }
 
 // Rows per thread chunk so that a chunk moves about 32K elements.
@@ -206,7 +173,7 @@ void index_select_cpu(const Tensor& out, const Tensor& x, int64_t dim, const Ten
     int64_t is = index.dim() == 0 ? 0 : index.stride(0);
     int64_t bad = first_bad(jn, size, [&](int64_t j) { return idx[j * is]; });
     if (bad >= 0)
-      throw_out_of_range("index_select", static_cast<int64_t>(idx[bad * is]),
+      throw_index_out_of_range("index_select", static_cast<int64_t>(idx[bad * is]),
                          unravel(bad, index.shape()), index.shape(), dim, x.shape(), "input");
     if (out.numel() == 0) return;
     Offsets oo = offsets(out.shape(), out, dim), xo = offsets(out.shape(), x, dim);
@@ -241,7 +208,7 @@ void index_add_cpu(const Tensor& out, int64_t dim, const Tensor& index, const Te
     int64_t is = index.dim() == 0 ? 0 : index.stride(0);
     int64_t bad = first_bad(jn, size, [&](int64_t j) { return idx[j * is]; });
     if (bad >= 0)
-      throw_out_of_range("index_add", static_cast<int64_t>(idx[bad * is]),
+      throw_index_out_of_range("index_add", static_cast<int64_t>(idx[bad * is]),
                          unravel(bad, index.shape()), index.shape(), dim, out.shape(),
                          "destination");
     if (src.numel() == 0) return;
@@ -272,7 +239,7 @@ void gather_cpu(const Tensor& out, const Tensor& x, int64_t dim, const Tensor& i
     int64_t bad = first_bad_index(idx, io, jn, x.size(dim));
     if (bad >= 0) {
       Shape pos = unravel(bad, index.shape());
-      throw_out_of_range("gather", index_value(index, pos), pos, index.shape(), dim, x.shape(),
+      throw_index_out_of_range("gather", index_value(index, pos), pos, index.shape(), dim, x.shape(),
                          "input");
     }
     Offsets oo = offsets(index.shape(), out, dim), xo = offsets(index.shape(), x, dim);
@@ -317,7 +284,7 @@ void scatter_add_cpu(const Tensor& out, int64_t dim, const Tensor& index, const 
     int64_t bad = first_bad_index(idx, io, jn, out.size(dim));
     if (bad >= 0) {
       Shape pos = unravel(bad, index.shape());
-      throw_out_of_range("scatter_add", index_value(index, pos), pos, index.shape(), dim,
+      throw_index_out_of_range("scatter_add", index_value(index, pos), pos, index.shape(), dim,
                          out.shape(), "destination");
     }
     Offsets oo = offsets(index.shape(), out, dim), so = offsets(index.shape(), src, dim);
@@ -374,10 +341,8 @@ void check_embedding_indices(const char* op, const I* idx, const DimOffsets& off
   int64_t n = off.count;
   int64_t bad = first_bad(n, weight.size(0), [&](int64_t p) { return idx[off[p]]; });
   if (bad >= 0)
-    detail::throw_error(op, ": index ", static_cast<int64_t>(idx[off[bad]]), " at position ",
-                        ShapeStr{unravel(bad, indices.shape())}, " of the indices (shape ",
-                        ShapeStr{indices.shape()}, ") is out of range for a weight of shape ",
-                        ShapeStr{weight.shape()}, "; expected 0 <= index < ", weight.size(0));
+    throw_embedding_index_out_of_range(op, static_cast<int64_t>(idx[off[bad]]),
+                                       unravel(bad, indices.shape()), indices, weight);
 }
 
 // out[n, :] = weight[indices[n], :]

@@ -22,24 +22,6 @@ struct Planes {
   int64_t grain() const { return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, OH * OW)); }
 };
 
-// The window of output (i, j), clipped to the image: rows [h0, h1), cols [w0, w1) (average
-// pooling: no dilation), and its divisor.
-struct AvgWindow {
-  int64_t h0, h1, w0, w1, divisor;
-  AvgWindow(int64_t i, int64_t j, const Planes& s, const Pool2dParams& p) {
-    h0 = i * p.stride_h - p.pad_h;
-    w0 = j * p.stride_w - p.pad_w;
-    h1 = std::min(h0 + p.kernel_h, s.H + p.pad_h);
-    w1 = std::min(w0 + p.kernel_w, s.W + p.pad_w);
-    int64_t padded = (h1 - h0) * (w1 - w0);
-    h0 = std::max<int64_t>(h0, 0);
-    w0 = std::max<int64_t>(w0, 0);
-    h1 = std::min(h1, s.H);
-    w1 = std::min(w1, s.W);
-    divisor = p.count_include_pad ? padded : (h1 - h0) * (w1 - w0);
-  }
-};
-
 // One output row of a 2x2 window at stride 2 without padding or dilation (the pooling after
 // most convolutions): output j reads x[2i + a, 2j + k]. The max over the four taps stays in
 // registers, in window order with the rules of the general loop below, and the tap's number
@@ -143,7 +125,8 @@ void max_pool2d_cpu(const Tensor& out, const Tensor& indices, const Tensor& x, P
   });
 }
 
-void max_pool2d_backward_cpu(const Tensor& gx, const Tensor& gy, const Tensor& indices) {
+void max_pool2d_backward_cpu(const Tensor& gx, const Tensor& gy, const Tensor& indices,
+                             Pool2dParams) {
   dispatch_dtype<DTypes::FloatAndHalf>(gx.dtype(), "max_pool2d_backward", [&]<class T>() {
     using A = acc_t<T>;
     const Planes s(gx, gy);
@@ -172,7 +155,7 @@ void avg_pool2d_cpu(const Tensor& out, const Tensor& x, Pool2dParams p) {
         const T* xp = px + plane * s.H * s.W;
         for (int64_t i = 0; i < s.OH; ++i) {
           for (int64_t j = 0; j < s.OW; ++j) {
-            AvgWindow w(i, j, s, p);
+            AvgWindow w(i, j, s.H, s.W, p);
             A sum = 0;
             for (int64_t ih = w.h0; ih < w.h1; ++ih)
               for (int64_t iw = w.w0; iw < w.w1; ++iw) sum += A(xp[ih * s.W + iw]);
@@ -196,7 +179,7 @@ void avg_pool2d_backward_cpu(const Tensor& gx, const Tensor& gy, Pool2dParams p)
         T* gp = pgx + plane * s.H * s.W;
         for (int64_t i = 0; i < s.OH; ++i) {
           for (int64_t j = 0; j < s.OW; ++j) {
-            AvgWindow w(i, j, s, p);
+            AvgWindow w(i, j, s.H, s.W, p);
             A g = A(pgy[(plane * s.OH + i) * s.OW + j]) / A(w.divisor);
             for (int64_t ih = w.h0; ih < w.h1; ++ih)
               for (int64_t iw = w.w0; iw < w.w1; ++iw)

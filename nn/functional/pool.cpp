@@ -47,9 +47,9 @@ Tensor max_pool2d(const Tensor& x, Size2 kernel, std::optional<Size2> stride, Si
   kernels::max_pool2d(x.device(), out, indices, x.detach().contiguous(), p);
   return autograd::record(
       "max_pool2d", out, {x},
-      [indices, x_shape = x.shape()](const Tensor& g, const autograd::NeedsGrad&) {
+      [indices, p, x_shape = x.shape()](const Tensor& g, const autograd::NeedsGrad&) {
         Tensor gx = empty(x_shape, {g.dtype(), g.device()});
-        kernels::max_pool2d_backward(g.device(), gx, g.contiguous(), indices);
+        kernels::max_pool2d_backward(g.device(), gx, g.contiguous(), indices, p);
         return std::vector<Tensor>{gx};
       });
 }
