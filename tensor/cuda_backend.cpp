@@ -3,15 +3,32 @@
 // CPU paths work as usual.
 #include <cuda_runtime.h>
 
+#include <cstdint>
+#include <mutex>
+
 #include "tensor/cuda_check.h"
 #include "tensor/storage.h"
 
 namespace lumen {
 namespace {
 
+// The default pool gives freed memory back to the driver at every synchronisation unless its
+// release threshold says to keep it; a training loop frees and reallocates the same sizes every
+// step, so the pool keeps everything (as PyTorch's caching allocator does).
+void keep_pool_memory(int index) {
+  static std::once_flag once[64];
+  std::call_once(once[index % 64], [index] {
+    cudaMemPool_t pool;
+    LUMEN_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, index));
+    uint64_t keep = UINT64_MAX;
+    LUMEN_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
+  });
+}
+
 struct CudaBackend final : DeviceBackend {
   void* allocate(size_t nbytes, int index) override {
     LUMEN_CUDA_CHECK(cudaSetDevice(index));
+    keep_pool_memory(index);
     void* p = nullptr;
     cudaError_t err = cudaMallocAsync(&p, nbytes, 0);
     if (err == cudaErrorMemoryAllocation) {
@@ -39,6 +56,18 @@ struct CudaBackend final : DeviceBackend {
   void memset(void* p, int byte, size_t n, int index) override {
     LUMEN_CUDA_CHECK(cudaSetDevice(index));
     LUMEN_CUDA_CHECK(cudaMemsetAsync(p, byte, n, 0));
+  }
+  // What the pool holds beyond live allocations: its reserved memory minus what is in use.
+  size_t cached_bytes(int index) override {
+    cudaMemPool_t pool;
+    uint64_t reserved = 0, used = 0;
+    if (cudaDeviceGetDefaultMemPool(&pool, index) != cudaSuccess ||
+        cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemCurrent, &reserved) != cudaSuccess ||
+        cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemCurrent, &used) != cudaSuccess) {
+      cudaGetLastError();
+      return 0;
+    }
+    return reserved > used ? static_cast<size_t>(reserved - used) : 0;
   }
   int device_count() override {
     // Without a driver this is cudaErrorInsufficientDriver (35), not cudaErrorNoDevice.

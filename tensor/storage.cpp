@@ -1,6 +1,7 @@
 #include "tensor/storage.h"
 
 #include <array>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -20,7 +21,23 @@ struct CpuBackend final : DeviceBackend {
   }
   void memset(void* p, int byte, size_t n, int) override { std::memset(p, byte, n); }
   int device_count() override { return 1; }
+  size_t cached_bytes(int) override { return cpu_cached_bytes(); }
 };
+
+// Per device: bytes in live storages and their high-water mark.
+struct Usage {
+  std::atomic<int64_t> allocated{0}, peak{0};
+  void add(int64_t n) {
+    int64_t now = allocated.fetch_add(n) + n, p = peak.load();
+    while (now > p && !peak.compare_exchange_weak(p, now)) {
+    }
+  }
+};
+constexpr int kMaxDevices = 64;
+Usage& usage(Device d) {
+  static std::array<std::array<Usage, kMaxDevices>, Device::kNumTypes> table;
+  return table[d.type][static_cast<size_t>(d.index) % kMaxDevices];
+}
 
 bool poison_allocations = false;
 
@@ -55,9 +72,29 @@ Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device
   if (nbytes == 0) return;
   DeviceBackend& b = device_backend(device);
   int index = device.index;
-  data_ = std::shared_ptr<void>(b.allocate(nbytes, index),
-                                [&b, index, nbytes](void* p) { b.deallocate(p, nbytes, index); });
+  Usage& u = usage(device);
+  data_ = std::shared_ptr<void>(b.allocate(nbytes, index), [&b, &u, index, nbytes](void* p) {
+    b.deallocate(p, nbytes, index);
+    u.allocated.fetch_sub(static_cast<int64_t>(nbytes));
+  });
+  u.add(static_cast<int64_t>(nbytes));
   if (poison_allocations) b.memset(data_.get(), 0xFF, nbytes, index);
+}
+
+MemoryStats memory_stats(Device device) {
+  DeviceBackend& b = device_backend(device);
+  const Usage& u = usage(device);
+  MemoryStats s;
+  s.allocated = u.allocated.load();
+  s.peak_allocated = u.peak.load();
+  s.reserved = s.allocated + static_cast<int64_t>(b.cached_bytes(device.index));
+  return s;
+}
+
+void reset_peak_memory_stats(Device device) {
+  device_backend(device);  // checks the device
+  Usage& u = usage(device);
+  u.peak.store(u.allocated.load());
 }
 
 void set_poison_allocations(bool on) { poison_allocations = on; }

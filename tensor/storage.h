@@ -19,7 +19,19 @@ struct DeviceBackend {
   virtual void copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nbytes) = 0;
   virtual void memset(void* p, int byte, size_t nbytes, int index) = 0;
   virtual int device_count() = 0;
+  // Bytes the backend holds for device `index` beyond those allocated to live storages (freed
+  // blocks it keeps for reuse).
+  virtual size_t cached_bytes(int index) = 0;
 };
+
+// Memory of one device, as torch.cuda.memory_allocated / max_memory_allocated /
+// memory_reserved give it: bytes in live storages, the most there have been since the start or
+// the last reset_peak_memory_stats, and those plus what the allocator keeps cached.
+struct MemoryStats {
+  int64_t allocated = 0, peak_allocated = 0, reserved = 0;
+};
+MemoryStats memory_stats(Device device);
+void reset_peak_memory_stats(Device device);
 
 // Tests turn this on so every new allocation is filled with 0xFF bytes (NaN for floats, -1 for
 // integers): a kernel that leaves an output element unwritten then fails its comparison.

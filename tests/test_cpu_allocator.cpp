@@ -5,6 +5,7 @@
 
 #include "lumen/lumen.h"
 #include "tensor/cpu_allocator.h"
+#include "tests/op_harness.h"
 
 namespace lumen {
 namespace {
@@ -71,6 +72,37 @@ TEST(CpuAllocator, TensorsReuseBlocks) {
   set_poison_allocations(false);
   EXPECT_EQ(poisoned.data_ptr(), first);
   EXPECT_TRUE(std::isnan(poisoned.flatten().narrow(0, 0, 1).item()));
+}
+
+// memory_stats counts the bytes of live storages and their peak; reserved adds the cache.
+TEST(MemoryStats, CountsLiveStoragesPeakAndCache) {
+  cpu_empty_cache();
+  reset_peak_memory_stats(Device::cpu());
+  const MemoryStats before = memory_stats(Device::cpu());
+  EXPECT_EQ(before.peak_allocated, before.allocated);
+  EXPECT_EQ(before.reserved, before.allocated);  // an empty cache
+  const int64_t bytes = 1024 * 1024 * 4;
+  {
+    Tensor t = empty({1024, 1024});  // f32: 4 MiB
+    const MemoryStats during = memory_stats(Device::cpu());
+    EXPECT_EQ(during.allocated, before.allocated + bytes);
+    EXPECT_EQ(during.peak_allocated, before.allocated + bytes);
+    Tensor view = t.t();  // a view allocates nothing
+    EXPECT_EQ(memory_stats(Device::cpu()).allocated, during.allocated);
+  }
+  const MemoryStats after = memory_stats(Device::cpu());
+  EXPECT_EQ(after.allocated, before.allocated);
+  EXPECT_EQ(after.peak_allocated, before.allocated + bytes);  // the peak stays
+  EXPECT_EQ(after.reserved, after.allocated + bytes);         // the freed block is cached
+  reset_peak_memory_stats(Device::cpu());
+  EXPECT_EQ(memory_stats(Device::cpu()).peak_allocated, after.allocated);
+  cpu_empty_cache();
+  EXPECT_EQ(memory_stats(Device::cpu()).reserved, after.allocated);
+}
+
+TEST(MemoryStats, UnknownDeviceIsRefused) {
+  if (cuda_is_available()) GTEST_SKIP() << "a CUDA device is present";
+  EXPECT_THROW_MSG(memory_stats(Device::cuda(0)), "cuda:0");
 }
 
 }  // namespace

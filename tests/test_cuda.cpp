@@ -42,6 +42,23 @@ TEST(Cuda, OutOfMemorySaysHowMuch) {
                    "out of memory", "1125899906842624 bytes", "free");
 }
 
+TEST(Cuda, MemoryStatsCountAllocationsAndThePoolKeepsFreedMemory) {
+  if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device";
+  const Device dev = Device::cuda();
+  reset_peak_memory_stats(dev);
+  const MemoryStats before = memory_stats(dev);
+  const int64_t bytes = int64_t{64} << 20;
+  {
+    Tensor t = empty({bytes}, {.dtype = DType::u8, .device = dev});
+    EXPECT_EQ(memory_stats(dev).allocated, before.allocated + bytes);
+  }
+  ones({1}, {.device = dev}).item();  // the free is stream-ordered: let the stream reach it
+  const MemoryStats after = memory_stats(dev);
+  EXPECT_EQ(after.allocated, before.allocated);
+  EXPECT_EQ(after.peak_allocated, before.allocated + bytes);
+  EXPECT_GE(after.reserved, after.allocated + bytes);  // the pool keeps what was freed
+}
+
 TEST(Cuda, MixedDevicesAreRefused) {
   if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device";
   EXPECT_THROW_MSG(ones({2}) + ones({2}, {.device = Device::cuda()}), "add", "cpu", "cuda:0");
