@@ -17,24 +17,14 @@ scripts/build.sh >/dev/null
 # The frameworks' own chatter (Lightning's banners, warnings) goes here, not into the table.
 errlog=$(mktemp /tmp/compare_fashion_mnist.XXXXXX.log)
 
-# Runs a command, printing "<first step seconds> <median epoch seconds> <test acc>".
-measure() {
-  local start out first median acc
-  start=$(date +%s.%N)
-  out=$("$@" 2>>"$errlog")
-  first=$(grep -o 'first_step_unix=[0-9.]*' <<<"$out" | cut -d= -f2)
-  median=$(grep -o 'train_seconds=[0-9.]*' <<<"$out" | cut -d= -f2 | sort -g |
-    awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}')
-  acc=$(grep -o 'test_acc=[0-9.]*' <<<"$out" | cut -d= -f2)
-  echo "$(echo "$first - $start" | bc -l) $median $acc"
-}
+source bench/measure.sh
 
 printf '| model | framework | epoch (s, median of %s) | start to first step (s) | test acc |\n' "$epochs"
 printf '|---|---|---|---|---|\n'
 for model in mlp cnn; do
-  read -r l_first l_epoch l_acc < <(OMP_NUM_THREADS=$threads measure \
+  read -r l_first l_epoch l_acc _ < <(OMP_NUM_THREADS=$threads measure \
     "build/fashion_mnist_$model" --bench --epochs "$epochs" --threads "$threads")
-  read -r p_first p_epoch p_acc < <(measure "$venv/bin/python" bench/lightning_fashion_mnist.py \
+  read -r p_first p_epoch p_acc _ < <(measure "$venv/bin/python" bench/lightning_fashion_mnist.py \
     "$model" --epochs "$epochs" --threads "$threads")
   printf '| %s | Lumen | %.2f | %.2f | %s |\n' "$model" "$l_epoch" "$l_first" "$l_acc"
   printf '| %s | PyTorch + Lightning | %.2f | %.2f | %s |\n' "$model" "$p_epoch" "$p_first" "$p_acc"

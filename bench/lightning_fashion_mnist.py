@@ -18,7 +18,7 @@ import torch.nn.functional as F
 import lightning as L
 from torch.utils.data import DataLoader, TensorDataset, random_split
 
-DATA = "/usr/share/datasets/fashion-mnist"
+DATA = os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")
 
 
 def read_idx(name):
@@ -38,6 +38,13 @@ def tensors(split):
 
 def mlp():
     return nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
+
+
+def wide_mlp():
+    layers = [nn.Flatten(), nn.Linear(784, 4096), nn.ReLU()]
+    for _ in range(3):
+        layers += [nn.Linear(4096, 4096), nn.ReLU()]
+    return nn.Sequential(*layers, nn.Linear(4096, 10))
 
 
 def cnn():
@@ -95,19 +102,26 @@ class EpochTimer(L.Callback):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("model", choices=["mlp", "cnn"])
+    p.add_argument("model", choices=["mlp", "cnn", "wide_mlp"])
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu"])
+    p.add_argument("--precision", default="32", choices=["32", "16-mixed", "bf16-mixed"])
     a = p.parse_args()
+    # Lumen computes f32 convolutions and GEMMs in strict f32; so does PyTorch here (its default
+    # lets cuDNN use TF32 for convolutions).
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
     torch.set_num_threads(a.threads)
     L.seed_everything(42, verbose=False)
     x, y = tensors("train")
     train, val = random_split(TensorDataset(x, y), [55000, 5000],
                               generator=torch.Generator().manual_seed(42))
     test = TensorDataset(*tensors("t10k"))
-    model = Classifier(mlp() if a.model == "mlp" else cnn())
-    trainer = L.Trainer(max_epochs=a.epochs, accelerator="cpu", devices=1, logger=False,
+    model = Classifier({"mlp": mlp, "cnn": cnn, "wide_mlp": wide_mlp}[a.model]())
+    trainer = L.Trainer(max_epochs=a.epochs, accelerator=a.accelerator, devices=1, logger=False,
+                        precision=a.precision,
                         enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, num_sanity_val_steps=0,
                         callbacks=[EpochTimer()])
@@ -115,6 +129,8 @@ def main():
                 DataLoader(val, batch_size=512))
     res = trainer.test(model, DataLoader(test, batch_size=512), verbose=False)
     print(f"test_acc={res[0]['test_acc']:.4f}", flush=True)
+    if a.accelerator == "gpu":
+        print(f"peak_mem_bytes={torch.cuda.max_memory_allocated()}", flush=True)
 
 
 if __name__ == "__main__":

@@ -71,11 +71,13 @@ struct EpochTimer : Callback {
   }
 };
 
-// Usage: <program> [--epochs N] [--threads N] [--precision P] [--bench]
+// Usage: <program> [--epochs N] [--threads N] [--precision P] [--accelerator A] [--data DIR]
+//                  [--bench]
 inline int run(const char* name, Layers layers, int64_t default_epochs, int argc, char** argv) {
   int64_t epochs = default_epochs;
   bool bench = false;
-  std::string precision = "32";
+  std::string precision = "32", accelerator = "auto";
+  io::FashionMNISTOptions data_options{.batch_size = 128};
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--epochs") && i + 1 < argc)
       epochs = std::atoll(argv[++i]);
@@ -83,23 +85,29 @@ inline int run(const char* name, Layers layers, int64_t default_epochs, int argc
       omp_set_num_threads(std::atoi(argv[++i]));
     else if (!std::strcmp(argv[i], "--precision") && i + 1 < argc)
       precision = argv[++i];
+    else if (!std::strcmp(argv[i], "--accelerator") && i + 1 < argc)
+      accelerator = argv[++i];
+    else if (!std::strcmp(argv[i], "--data") && i + 1 < argc)
+      data_options.data_dir = argv[++i];
     else if (!std::strcmp(argv[i], "--bench"))
       bench = true;
     else {
       std::fprintf(
           stderr,
-          "usage: %s [--epochs N] [--threads N] [--precision 32|16-mixed|bf16-mixed] [--bench]\n",
+          "usage: %s [--epochs N] [--threads N] [--precision 32|16-mixed|bf16-mixed]\n"
+          "          [--accelerator auto|cpu|cuda] [--data DIR] [--bench]\n",
           argv[0]);
       return 2;
     }
   }
   try {
     seed_everything(42);
-    io::FashionMNIST data({.batch_size = 128});
+    io::FashionMNIST data(data_options);
     Classifier model(layers, 1e-3);
     TrainerOptions options{.max_epochs = epochs,
                            .default_root_dir = std::string("runs/") + name,
                            .deterministic = true,
+                           .accelerator = accelerator,
                            .precision = precision};
     if (bench) {
       options.num_sanity_val_steps = 0;
@@ -120,8 +128,13 @@ inline int run(const char* name, Layers layers, int64_t default_epochs, int argc
     // Without --bench the trainer prints Lightning's table of test metrics.
     auto results = trainer.test(model, data, "", /*verbose=*/!bench);
     if (!trainer.is_global_zero()) return 0;  // under mpirun, rank 0 reports
-    if (bench)
+    if (bench) {
       std::printf("test_acc=%.4f\n", results.at("test_acc"));
+      // The most memory the run's tensors held on the training device.
+      Device dev = model.parameters().at(0).device();
+      std::printf("peak_mem_bytes=%lld\n",
+                  static_cast<long long>(memory_stats(dev).peak_allocated));
+    }
     else
       std::printf("checkpoints and logs: %s\n", trainer.log_dir().c_str());
     return 0;

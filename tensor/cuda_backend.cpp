@@ -51,7 +51,11 @@ struct CudaBackend final : DeviceBackend {
                                              : cudaMemcpyDeviceToDevice;
     LUMEN_CUDA_CHECK(cudaSetDevice(dst_dev.is_cuda() ? dst_dev.index : src_dev.index));
     LUMEN_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, kind, 0));
-    LUMEN_CUDA_CHECK(cudaStreamSynchronize(0));
+    // Only the host must wait: a copy to the device is ordered before every later kernel on
+    // the stream, and a pageable host source has been staged by the time cudaMemcpyAsync
+    // returns (Lumen's host memory is pageable), so it may be freed at once. Not waiting lets
+    // the host queue the next kernels while the device works.
+    if (dst_dev.is_cpu()) LUMEN_CUDA_CHECK(cudaStreamSynchronize(0));
   }
   void memset(void* p, int byte, size_t n, int index) override {
     LUMEN_CUDA_CHECK(cudaSetDevice(index));

@@ -14,8 +14,10 @@ struct DeviceBackend {
   virtual ~DeviceBackend() = default;
   virtual void* allocate(size_t nbytes, int index) = 0;
   virtual void deallocate(void* p, size_t nbytes, int index) = 0;  // nbytes as allocated
-  // Copies nbytes between two devices, at least one of them of this backend's type; returns
-  // when the bytes are readable on the destination.
+  // Copies nbytes between two devices, at least one of them of this backend's type. A host
+  // destination is readable at return; a device destination is readable by every later
+  // operation on that device (its stream orders them after the copy). The source may be freed
+  // at return.
   virtual void copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nbytes) = 0;
   virtual void memset(void* p, int byte, size_t nbytes, int index) = 0;
   virtual int device_count() = 0;
