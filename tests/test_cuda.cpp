@@ -1,5 +1,9 @@
 // CUDA backend checks beyond the per-op harness. Without a GPU only the first test runs: a
 // CUDA build must keep working on the CPU and say clearly that no device is there.
+#include <cmath>
+#include <functional>
+#include <memory>
+
 #include "tests/op_harness.h"
 
 namespace lumen::testing {
@@ -62,6 +66,169 @@ TEST(Cuda, MemoryStatsCountAllocationsAndThePoolKeepsFreedMemory) {
 TEST(Cuda, MixedDevicesAreRefused) {
   if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device";
   EXPECT_THROW_MSG(ones({2}) + ones({2}, {.device = Device::cuda()}), "add", "cpu", "cuda:0");
+}
+
+}  // namespace
+}  // namespace lumen::testing
+
+namespace lumen::testing {
+namespace {
+
+namespace F = nn::functional;
+
+// Forward and backward of f on one input, on the CPU and on CUDA, within tol.
+void expect_cuda_matches_cpu(const std::function<Tensor(const Tensor&)>& f, const Tensor& x_cpu,
+                             double tol, const std::string& what) {
+  Tensor a = x_cpu.detach().requires_grad_(true);
+  Tensor b = x_cpu.detach().to(Device::cuda()).requires_grad_(true);
+  Tensor ya = f(a), yb = f(b);
+  std::vector<double> va = ya.to_vector<double>(), vb = yb.to_vector<double>();
+  ASSERT_EQ(va.size(), vb.size()) << what;
+  for (size_t i = 0; i < va.size(); ++i)
+    ASSERT_NEAR(vb[i], va[i], tol * (1 + std::abs(va[i]))) << what << " forward, element " << i;
+  Generator gen(3);
+  Tensor r = randn(ya.shape(), {.dtype = ya.dtype()}, &gen);
+  (ya * r).sum().backward();
+  (yb * r.to(Device::cuda())).sum().backward();
+  std::vector<double> ga = a.grad().to_vector<double>(), gb = b.grad().to_vector<double>();
+  for (size_t i = 0; i < ga.size(); ++i)
+    ASSERT_NEAR(gb[i], ga[i], tol * (1 + std::abs(ga[i]))) << what << " backward, element " << i;
+}
+
+// Rows longer than a warp's share (1024) take the block-per-row kernels.
+TEST(CudaKernels, LongRowsTakeTheBlockPath) {
+  if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device";
+  set_poison_allocations(true);
+  Generator gen(21);
+  Tensor x = randn({3, 3000}, {}, &gen);
+  Tensor target = from_vector(std::vector<double>{5, 2999, 0}, {3}).to(DType::i64);
+  expect_cuda_matches_cpu([](const Tensor& t) { return softmax(t, 1); }, x, 1e-5, "softmax");
+  expect_cuda_matches_cpu([](const Tensor& t) { return log_softmax(t, 1); }, x, 1e-5,
+                          "log_softmax");
+  expect_cuda_matches_cpu([](const Tensor& t) { return F::layer_norm(t, {3000}); }, x, 1e-4,
+                          "layer_norm");
+  expect_cuda_matches_cpu(
+      [&](const Tensor& t) {
+        return F::cross_entropy(t, target.to(t.device()), {.label_smoothing = 0.1});
+      },
+      x, 1e-5, "cross_entropy");
+  // A softmax over a dim that is not the last (rows `inner` apart).
+  expect_cuda_matches_cpu(
+      [](const Tensor& t) {
+        return softmax(t.view({3, 30, 100}), 1);
+      },
+      x, 1e-5, "softmax over dim 1");
+  set_poison_allocations(false);
+}
+
+// Ties take the first index and NaN wins, as on the CPU, whatever thread finds them.
+TEST(CudaKernels, ArgmaxTiesAndNaNsMatchTheCpu) {
+  if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device";
+  std::vector<double> v(3 * 2000, 1.0);
+  v[1500] = 7.0, v[1999] = 7.0;                                        // row 0: tie -> 1500
+  v[2000 + 10] = NAN, v[2000 + 1700] = NAN, v[2000 + 5] = 9.0;         // row 1: first NaN -> 10
+  for (int i = 0; i < 2000; ++i) v[4000 + i] = -std::abs(i - 1234.0);  // row 2: 1234
+  Tensor x = from_vector(v, {3, 2000}).to(DType::f32);
+  Tensor xc = x.to(Device::cuda());
+  EXPECT_EQ(argmax(xc, 1).to_vector<int64_t>(), argmax(x, 1).to_vector<int64_t>());
+  EXPECT_EQ(argmax(x, 1).to_vector<int64_t>(), (std::vector<int64_t>{1500, 10, 1234}));
+  EXPECT_EQ(argmin(xc, 1).to_vector<int64_t>(), argmin(x, 1).to_vector<int64_t>());
+  std::vector<double> m = amax(xc, {1}).to_vector<double>();
+  EXPECT_EQ(m[0], 7.0);
+  EXPECT_TRUE(std::isnan(m[1]));
+  // Sums over leading, trailing and middle dims of a non-contiguous view.
+  Tensor y = randn({6, 50, 7}).transpose(0, 2);
+  for (std::vector<int64_t> dims : {std::vector<int64_t>{0}, {1}, {2}, {0, 2}, {}}) {
+    std::vector<double> a = sum(y, dims).to_vector<double>();
+    std::vector<double> b = sum(y.to(Device::cuda()), dims).to_vector<double>();
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(b[i], a[i], 1e-4 * (1 + std::abs(a[i])));
+  }
+}
+
+// A bad index is refused on CUDA with the CPU's message, before anything is written.
+TEST(CudaKernels, OutOfRangeIndicesGiveTheCpuError) {
+  if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device";
+  Tensor x = randn({4, 5});
+  Tensor bad = from_vector(std::vector<double>{0, 3, 7, 9}, {4}).to(DType::i64);
+  auto message = [](const std::function<void()>& f) {
+    try {
+      f();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  std::string cpu = message([&] { index_select(x, 0, bad); });
+  std::string gpu = message([&] { index_select(x.to(Device::cuda()), 0, bad.to(Device::cuda())); });
+  EXPECT_NE(cpu.find("index 7 at position [2]"), std::string::npos) << cpu;
+  EXPECT_EQ(gpu, cpu);
+  Tensor w = randn({6, 3});
+  Tensor ids = from_vector(std::vector<double>{1, 6, 2, 8}, {2, 2}).to(DType::i32);
+  cpu = message([&] { F::embedding(ids, w); });
+  gpu = message([&] { F::embedding(ids.to(Device::cuda()), w.to(Device::cuda())); });
+  EXPECT_NE(cpu.find("index 6 at position [0, 1]"), std::string::npos) << cpu;
+  EXPECT_EQ(gpu, cpu);
+  Tensor dst = zeros({4, 5}, {.device = Device::cuda()});
+  Tensor gidx =
+      from_vector(std::vector<double>{0, 1, 2, 3, 4, 0, 1, 2, 3, 9}, {2, 5}).to(DType::i64);
+  gpu = message([&] {
+    scatter_add(dst, 0, gidx.to(Device::cuda()), ones({2, 5}, {.device = Device::cuda()}));
+  });
+  EXPECT_EQ(gpu, message([&] { scatter_add(zeros({4, 5}), 0, gidx, ones({2, 5})); }));
+  EXPECT_EQ(dst.sum().item(), 0.0);  // nothing written
+}
+
+// Duplicate indices accumulate on CUDA as on the CPU (embedding_backward, index_add).
+TEST(CudaKernels, DuplicateIndicesAccumulate) {
+  if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device";
+  Tensor ids = from_vector(std::vector<double>{2, 0, 2, 2, 5, 0}, {2, 3}).to(DType::i64);
+  expect_cuda_matches_cpu([&](const Tensor& w) { return F::embedding(ids.to(w.device()), w); },
+                          randn({7, 4}), 1e-5, "embedding");
+  Tensor idx = from_vector(std::vector<double>{1, 1, 0, 3, 1}, {5}).to(DType::i64);
+  expect_cuda_matches_cpu(
+      [&](const Tensor& src) {
+        return index_add(zeros({4, 3}, {.device = src.device()}), 0, idx.to(src.device()), src);
+      },
+      randn({5, 3}), 1e-5, "index_add");
+}
+
+// The fused optimizer kernels match the CPU under every option.
+TEST(CudaKernels, FusedOptimizerStepsMatchTheCpu) {
+  if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device";
+  auto train = [](Device dev, int kind) {
+    Generator gen(5);
+    Tensor w = randn({37, 11}, {}, &gen).to(dev).requires_grad_(true);
+    Tensor target = randn({37, 11}, {}, &gen).to(dev);
+    std::unique_ptr<optim::Optimizer> opt;
+    if (kind == 0)
+      opt = std::make_unique<optim::SGD>(
+          std::vector<Tensor>{w},
+          optim::SGDOptions{.lr = 0.1, .momentum = 0.9, .weight_decay = 0.01, .nesterov = true});
+    if (kind == 1)
+      opt = std::make_unique<optim::SGD>(
+          std::vector<Tensor>{w},
+          optim::SGDOptions{.lr = 0.1, .momentum = 0.5, .dampening = 0.3, .maximize = true});
+    if (kind == 2)
+      opt = std::make_unique<optim::Adam>(std::vector<Tensor>{w},
+                                          optim::AdamOptions{.lr = 0.01, .weight_decay = 0.1});
+    if (kind == 3)
+      opt = std::make_unique<optim::AdamW>(
+          std::vector<Tensor>{w},
+          optim::AdamWOptions{.lr = 0.01, .weight_decay = 0.1, .amsgrad = true});
+    for (int s = 0; s < 5; ++s) {
+      opt->zero_grad();
+      ((w - target) * (w - target)).sum().backward();
+      opt->step();
+    }
+    return w.detach().to(Device::cpu()).to_vector<double>();
+  };
+  for (int kind = 0; kind < 4; ++kind) {
+    std::vector<double> a = train(Device::cpu(), kind), b = train(Device::cuda(), kind);
+    for (size_t i = 0; i < a.size(); ++i)
+      ASSERT_NEAR(b[i], a[i], 1e-5 * (1 + std::abs(a[i])))
+          << "optimizer " << kind << ", element " << i;
+  }
 }
 
 }  // namespace

@@ -461,3 +461,55 @@ TEST(TrainerPredict, ReturnsOneOutputPerBatchWithoutGradients) {
 
 }  // namespace
 }  // namespace lumen::testing
+
+namespace lumen::testing {
+namespace {
+
+// A classifier small enough for every kernel family the examples use on a GPU: linear
+// (cuBLAS), relu, layer norm, cross entropy, AdamW, and the Trainer's device moves.
+struct GpuParityModel : LightningModule {
+  nn::Linear fc1{4, 16}, fc2{16, 3};
+  GpuParityModel() {
+    register_module("fc1", fc1);
+    register_module("fc2", fc2);
+  }
+  Tensor logits(const Tensor& x) { return fc2(relu(nn::functional::layer_norm(fc1(x), {16}))); }
+  Tensor training_step(const Batch& b, int64_t) override {
+    // Classes from the regression target's sign and size: 0, 1 or 2.
+    Tensor y = (b[1].squeeze(1) > scalar_tensor(0.0, {.device = b[1].device()})).to(DType::i64) +
+               (b[1].squeeze(1) > scalar_tensor(2.0, {.device = b[1].device()})).to(DType::i64);
+    Tensor loss = nn::functional::cross_entropy(logits(b[0]), y);
+    log("train_loss", loss);
+    return loss;
+  }
+  OptimizerConfig configure_optimizers() override {
+    return OptimizerConfig(
+        std::make_shared<optim::AdamW>(parameters(), optim::AdamWOptions{.lr = 0.01}));
+  }
+};
+
+TEST(TrainerCuda, FitOnTheGpuMatchesTheCpu) {
+  if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device";
+  std::vector<std::vector<double>> params[2];
+  double loss[2];
+  for (int gpu = 0; gpu < 2; ++gpu) {
+    TinyData data({.n_train = 64, .batch_size = 8, .shuffle = true, .with_val = false});
+    seed_everything(3);
+    GpuParityModel model;
+    TrainerOptions options = quiet({.max_epochs = 3});
+    options.accelerator = gpu ? "cuda" : "cpu";
+    Trainer trainer(options);
+    trainer.fit(model, data);
+    EXPECT_EQ(model.parameters().at(0).device(), gpu ? Device::cuda() : Device::cpu());
+    for (const Tensor& p : model.parameters())
+      params[gpu].push_back(p.to(Device::cpu()).to_vector<double>());
+    loss[gpu] = trainer.callback_metrics().at("train_loss");
+  }
+  EXPECT_NEAR(loss[1], loss[0], 1e-4);
+  for (size_t i = 0; i < params[0].size(); ++i)
+    for (size_t k = 0; k < params[0][i].size(); ++k)
+      ASSERT_NEAR(params[1][i][k], params[0][i][k], 1e-4) << "parameter " << i << " element " << k;
+}
+
+}  // namespace
+}  // namespace lumen::testing
