@@ -92,11 +92,10 @@ inline int run(const char* name, Layers layers, int64_t default_epochs, int argc
     else if (!std::strcmp(argv[i], "--bench"))
       bench = true;
     else {
-      std::fprintf(
-          stderr,
-          "usage: %s [--epochs N] [--threads N] [--precision 32|16-mixed|bf16-mixed]\n"
-          "          [--accelerator auto|cpu|cuda] [--data DIR] [--bench]\n",
-          argv[0]);
+      std::fprintf(stderr,
+                   "usage: %s [--epochs N] [--threads N] [--precision 32|16-mixed|bf16-mixed]\n"
+                   "          [--accelerator auto|cpu|cuda] [--data DIR] [--bench]\n",
+                   argv[0]);
       return 2;
     }
   }
@@ -134,8 +133,7 @@ inline int run(const char* name, Layers layers, int64_t default_epochs, int argc
       Device dev = model.parameters().at(0).device();
       std::printf("peak_mem_bytes=%lld\n",
                   static_cast<long long>(memory_stats(dev).peak_allocated));
-    }
-    else
+    } else
       std::printf("checkpoints and logs: %s\n", trainer.log_dir().c_str());
     return 0;
   } catch (const lumen::Error& e) {

@@ -6,11 +6,11 @@
 int main(int argc, char** argv) {
   using namespace lumen::nn;
   fashion_mnist::Layers layers{
-      std::make_shared<Flatten>(),          std::make_shared<Linear>(784, 4096),
-      std::make_shared<ReLU>(),             std::make_shared<Linear>(4096, 4096),
-      std::make_shared<ReLU>(),             std::make_shared<Linear>(4096, 4096),
-      std::make_shared<ReLU>(),             std::make_shared<Linear>(4096, 4096),
-      std::make_shared<ReLU>(),             std::make_shared<Linear>(4096, 10),
+      std::make_shared<Flatten>(), std::make_shared<Linear>(784, 4096),
+      std::make_shared<ReLU>(),    std::make_shared<Linear>(4096, 4096),
+      std::make_shared<ReLU>(),    std::make_shared<Linear>(4096, 4096),
+      std::make_shared<ReLU>(),    std::make_shared<Linear>(4096, 4096),
+      std::make_shared<ReLU>(),    std::make_shared<Linear>(4096, 10),
   };
   return fashion_mnist::run("fashion_mnist_wide_mlp", layers, 1, argc, argv);
 }

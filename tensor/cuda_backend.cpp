@@ -66,7 +66,8 @@ struct CudaBackend final : DeviceBackend {
     cudaMemPool_t pool;
     uint64_t reserved = 0, used = 0;
     if (cudaDeviceGetDefaultMemPool(&pool, index) != cudaSuccess ||
-        cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemCurrent, &reserved) != cudaSuccess ||
+        cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemCurrent, &reserved) !=
+            cudaSuccess ||
         cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemCurrent, &used) != cudaSuccess) {
       cudaGetLastError();
       return 0;

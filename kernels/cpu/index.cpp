@@ -174,7 +174,7 @@ void index_select_cpu(const Tensor& out, const Tensor& x, int64_t dim, const Ten
     int64_t bad = first_bad(jn, size, [&](int64_t j) { return idx[j * is]; });
     if (bad >= 0)
       throw_index_out_of_range("index_select", static_cast<int64_t>(idx[bad * is]),
-                         unravel(bad, index.shape()), index.shape(), dim, x.shape(), "input");
+                               unravel(bad, index.shape()), index.shape(), dim, x.shape(), "input");
     if (out.numel() == 0) return;
     Offsets oo = offsets(out.shape(), out, dim), xo = offsets(out.shape(), x, dim);
     int64_t inner = oo.inner.count;
@@ -209,8 +209,8 @@ void index_add_cpu(const Tensor& out, int64_t dim, const Tensor& index, const Te
     int64_t bad = first_bad(jn, size, [&](int64_t j) { return idx[j * is]; });
     if (bad >= 0)
       throw_index_out_of_range("index_add", static_cast<int64_t>(idx[bad * is]),
-                         unravel(bad, index.shape()), index.shape(), dim, out.shape(),
-                         "destination");
+                               unravel(bad, index.shape()), index.shape(), dim, out.shape(),
+                               "destination");
     if (src.numel() == 0) return;
     Offsets oo = offsets(src.shape(), out, dim), so = offsets(src.shape(), src, dim);
     int64_t inner = so.inner.count;
@@ -239,8 +239,8 @@ void gather_cpu(const Tensor& out, const Tensor& x, int64_t dim, const Tensor& i
     int64_t bad = first_bad_index(idx, io, jn, x.size(dim));
     if (bad >= 0) {
       Shape pos = unravel(bad, index.shape());
-      throw_index_out_of_range("gather", index_value(index, pos), pos, index.shape(), dim, x.shape(),
-                         "input");
+      throw_index_out_of_range("gather", index_value(index, pos), pos, index.shape(), dim,
+                               x.shape(), "input");
     }
     Offsets oo = offsets(index.shape(), out, dim), xo = offsets(index.shape(), x, dim);
     int64_t inner = io.inner.count;
@@ -285,7 +285,7 @@ void scatter_add_cpu(const Tensor& out, int64_t dim, const Tensor& index, const 
     if (bad >= 0) {
       Shape pos = unravel(bad, index.shape());
       throw_index_out_of_range("scatter_add", index_value(index, pos), pos, index.shape(), dim,
-                         out.shape(), "destination");
+                               out.shape(), "destination");
     }
     Offsets oo = offsets(index.shape(), out, dim), so = offsets(index.shape(), src, dim);
     int64_t inner = io.inner.count;

@@ -3,10 +3,10 @@
 #include <cmath>
 
 #include "kernels/cpu/parallel.h"
-#include "kernels/rows.h"
 #include "kernels/cpu/strided_loop.h"
 #include "kernels/loss.h"
 #include "kernels/loss_math.h"
+#include "kernels/rows.h"
 
 namespace lumen::kernels {
 namespace {
@@ -14,7 +14,6 @@ namespace {
 using loss_math::bce_logits;
 using loss_math::bce_logits_grads;
 using loss_math::cross_entropy_grad;
-
 
 // lse = m + log sum_c exp(x_c - m) with m the row max, so no exp overflows.
 template <class T>

@@ -40,8 +40,7 @@ void adam_step_typed(const Tensor& param, const Tensor& grad, const Tensor& exp_
   T* vmax = a.amsgrad ? max_exp_avg_sq.data<T>() : nullptr;
   const AdamUpdate<T> update(a);
   cpu::parallel_for(param.numel(), kGrain, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i)
-      update(p[i], g[i], m[i], v[i], vmax ? vmax + i : nullptr);
+    for (int64_t i = begin; i < end; ++i) update(p[i], g[i], m[i], v[i], vmax ? vmax + i : nullptr);
   });
 }
 

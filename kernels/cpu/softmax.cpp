@@ -9,7 +9,6 @@
 namespace lumen::kernels {
 namespace {
 
-
 // Subtracting the row max keeps every exp argument <= 0: no overflow, and the largest term is
 // exactly 1, so the sum is >= 1 and its log is safe.
 template <class T>

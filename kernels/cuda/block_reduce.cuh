@@ -103,4 +103,19 @@ struct MaxNan {
   }
 };
 
+// The log-sum-exp pieces of one row of d elements `stride` apart, in every thread of the group:
+// m = the row max (NaN wins; 0 for a row of all -inf, so the exps give 0 and then NaN, as on
+// the CPU) and s = sum_j exp(x_j - m). Subtracting m keeps every exp argument <= 0.
+template <class A, class T, bool kWarp>
+__device__ void row_max_sum_exp(const RowGroup<kWarp>& grp, const T* xr, int64_t d, int64_t stride,
+                                A& m, A& s) {
+  m = -INFINITY;
+  for (int64_t j = grp.lane(); j < d; j += grp.size()) m = MaxNan{}(m, A(xr[j * stride]));
+  m = grp.reduce(m, MaxNan{});
+  if (isinf(m) && m < 0) m = A(0);
+  s = 0;
+  for (int64_t j = grp.lane(); j < d; j += grp.size()) s += exp(A(xr[j * stride]) - m);
+  s = grp.reduce(s, Plus{});
+}
+
 }  // namespace lumen::cuda

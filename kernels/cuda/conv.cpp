@@ -13,12 +13,12 @@
 #include "kernels/conv.h"
 #include "tensor/cuda_check.h"
 
-#define LUMEN_CUDNN_CHECK(call)                                                           \
-  do {                                                                                    \
-    cudnnStatus_t lumen_st_ = (call);                                                     \
-    if (lumen_st_ != CUDNN_STATUS_SUCCESS)                                                \
+#define LUMEN_CUDNN_CHECK(call)                                                              \
+  do {                                                                                       \
+    cudnnStatus_t lumen_st_ = (call);                                                        \
+    if (lumen_st_ != CUDNN_STATUS_SUCCESS)                                                   \
       ::lumen::detail::throw_error(#call, " failed: ", cudnnGetErrorString(lumen_st_), " (", \
-                                   static_cast<int>(lumen_st_), ")");                     \
+                                   static_cast<int>(lumen_st_), ")");                        \
   } while (0)
 
 namespace lumen::kernels {
@@ -205,21 +205,19 @@ void conv2d_backward_input_cuda(const Tensor& gx, const Tensor& gy, const Tensor
   ConvDescriptors d(gx, w, gy, p);
   const auto algo = static_cast<cudnnConvolutionBwdDataAlgo_t>(
       cached_algo(algo_key(Direction::BackwardData, gx, w, p), [&] {
-        return pick_algo<cudnnConvolutionBwdDataAlgoPerf_t>(
-            "backward-data", [&](int n, int* r, auto* perf) {
-              return cudnnGetConvolutionBackwardDataAlgorithm_v7(h, d.w, d.y, d.conv, d.x, n, r,
-                                                                 perf);
-            });
+        return pick_algo<cudnnConvolutionBwdDataAlgoPerf_t>("backward-data", [&](int n, int* r,
+                                                                                 auto* perf) {
+          return cudnnGetConvolutionBackwardDataAlgorithm_v7(h, d.w, d.y, d.conv, d.x, n, r, perf);
+        });
       }));
   size_t ws_bytes = 0;
   LUMEN_CUDNN_CHECK(
       cudnnGetConvolutionBackwardDataWorkspaceSize(h, d.w, d.y, d.conv, d.x, algo, &ws_bytes));
   Tensor ws = workspace(ws_bytes, gx.device());
   const Scalars s(gx.dtype());
-  LUMEN_CUDNN_CHECK(cudnnConvolutionBackwardData(h, s.alpha(), d.w, w.data_ptr(), d.y,
-                                                 gy.data_ptr(), d.conv, algo,
-                                                 ws_bytes ? ws.data_ptr() : nullptr, ws_bytes,
-                                                 s.beta(), d.x, gx.data_ptr()));
+  LUMEN_CUDNN_CHECK(cudnnConvolutionBackwardData(
+      h, s.alpha(), d.w, w.data_ptr(), d.y, gy.data_ptr(), d.conv, algo,
+      ws_bytes ? ws.data_ptr() : nullptr, ws_bytes, s.beta(), d.x, gx.data_ptr()));
 }
 
 void conv2d_backward_weight_cuda(const Tensor& gw, const Tensor& gy, const Tensor& x,
@@ -246,10 +244,9 @@ void conv2d_backward_weight_cuda(const Tensor& gw, const Tensor& gy, const Tenso
       cudnnGetConvolutionBackwardFilterWorkspaceSize(h, d.x, d.y, d.conv, d.w, algo, &ws_bytes));
   Tensor ws = workspace(ws_bytes, gw.device());
   const Scalars s(gw.dtype());
-  LUMEN_CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, s.alpha(), d.x, x.data_ptr(), d.y,
-                                                   gy.data_ptr(), d.conv, algo,
-                                                   ws_bytes ? ws.data_ptr() : nullptr, ws_bytes,
-                                                   s.beta(), d.w, gw.data_ptr()));
+  LUMEN_CUDNN_CHECK(cudnnConvolutionBackwardFilter(
+      h, s.alpha(), d.x, x.data_ptr(), d.y, gy.data_ptr(), d.conv, algo,
+      ws_bytes ? ws.data_ptr() : nullptr, ws_bytes, s.beta(), d.w, gw.data_ptr()));
 }
 
 }  // namespace

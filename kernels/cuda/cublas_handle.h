@@ -5,13 +5,13 @@
 
 #include "tensor/cuda_check.h"
 
-#define LUMEN_CUBLAS_CHECK(call)                                                          \
-  do {                                                                                    \
-    cublasStatus_t lumen_st_ = (call);                                                    \
-    if (lumen_st_ != CUBLAS_STATUS_SUCCESS)                                               \
+#define LUMEN_CUBLAS_CHECK(call)                                                             \
+  do {                                                                                       \
+    cublasStatus_t lumen_st_ = (call);                                                       \
+    if (lumen_st_ != CUBLAS_STATUS_SUCCESS)                                                  \
       ::lumen::detail::throw_error(#call, " failed: ", cublasGetStatusName(lumen_st_), " (", \
-                                   static_cast<int>(lumen_st_),                           \
-                                   "): ", cublasGetStatusString(lumen_st_));              \
+                                   static_cast<int>(lumen_st_),                              \
+                                   "): ", cublasGetStatusString(lumen_st_));                 \
   } while (0)
 
 namespace lumen::cuda {

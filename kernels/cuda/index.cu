@@ -103,8 +103,8 @@ void index_select_cuda(const Tensor& out, const Tensor& x, int64_t dim, const Te
     if (out.numel() == 0) return;
     const Tensor xv = without_dim(x, dim, out.shape()), iv = along_dim(index, dim, out.dim());
     dispatch_dtype<DTypes::All>(out.dtype(), "index_select", [&]<class T>() {
-      launch_strided<3>({&out, &xv, &iv},
-                        SelectBody<T, I>{out.data<T>(), x.data<T>(), index.data<I>(), x.stride(dim)});
+      launch_strided<3>({&out, &xv, &iv}, SelectBody<T, I>{out.data<T>(), x.data<T>(),
+                                                           index.data<I>(), x.stride(dim)});
     });
   });
 }
@@ -131,8 +131,8 @@ void gather_cuda(const Tensor& out, const Tensor& x, int64_t dim, const Tensor& 
     if (index.numel() == 0) return;
     const Tensor xv = without_dim(x, dim, index.shape()).expand(index.shape());
     dispatch_dtype<DTypes::All>(out.dtype(), "gather", [&]<class T>() {
-      launch_strided<3>({&out, &xv, &index},
-                        SelectBody<T, I>{out.data<T>(), x.data<T>(), index.data<I>(), x.stride(dim)});
+      launch_strided<3>({&out, &xv, &index}, SelectBody<T, I>{out.data<T>(), x.data<T>(),
+                                                              index.data<I>(), x.stride(dim)});
     });
   });
 }
@@ -141,13 +141,14 @@ void scatter_add_cuda(const Tensor& out, int64_t dim, const Tensor& index, const
   dispatch_index("scatter_add", index, [&]<class I>() {
     check_index<I>("scatter_add", index, dim, out.shape(), "destination");
     if (index.numel() == 0) return;
-    const Tensor sv = without_dim(src, dim, index.shape()), ov = without_dim(out, dim, index.shape());
+    const Tensor sv = without_dim(src, dim, index.shape()),
+                 ov = without_dim(out, dim, index.shape());
     const Tensor iv = without_dim(index, dim, index.shape());
     dispatch_dtype<DTypes::Arithmetic>(out.dtype(), "scatter_add", [&]<class T>() {
-      launch_strided<3>({&sv, &ov, &iv},
-                        AddAlongBody<T, I>{out.data<T>(), src.data<T>(), index.data<I>(),
-                                           index.size(dim), src.stride(dim), out.stride(dim),
-                                           index.stride(dim)});
+      launch_strided<3>(
+          {&sv, &ov, &iv},
+          AddAlongBody<T, I>{out.data<T>(), src.data<T>(), index.data<I>(), index.size(dim),
+                             src.stride(dim), out.stride(dim), index.stride(dim)});
     });
   });
 }

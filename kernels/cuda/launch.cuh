@@ -31,6 +31,10 @@ struct Indexer {
     }
   }
   __device__ void offsets(int64_t i, int64_t (&off)[N]) const {
+    if (ndim == 1) {  // the common case (operands of one shape, merged into one run): no division
+      for (int k = 0; k < N; ++k) off[k] = i * strides[k][0];
+      return;
+    }
     for (int k = 0; k < N; ++k) off[k] = 0;
     for (int d = ndim - 1; d >= 0; --d) {
       int64_t q = i / sizes[d], r = i - q * sizes[d];

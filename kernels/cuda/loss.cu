@@ -22,13 +22,9 @@ __global__ void cross_entropy_kernel(T* loss, acc_t<T>* lse, const T* x, const i
   const RowGroup<kWarp> grp;
   for (int64_t r = grp.first_row(); r < rs.count(); r += grp.row_step()) {
     const T* xr = x + rs.base(r);
-    A m = -INFINITY;
-    for (int64_t j = grp.lane(); j < rs.d; j += grp.size()) m = cuda::MaxNan{}(m, A(xr[j * rs.inner]));
-    m = grp.reduce(m, cuda::MaxNan{});
-    if (isinf(m) && m < 0) m = A(0);
-    A s = 0;
-    for (int64_t j = grp.lane(); j < rs.d; j += grp.size()) s += exp(A(xr[j * rs.inner]) - m);
-    const A l = m + ::log(grp.reduce(s, cuda::Plus{}));
+    A m, s;
+    cuda::row_max_sum_exp(grp, xr, rs.d, rs.inner, m, s);
+    const A l = m + ::log(s);
     // Only with smoothing: e * mean would turn a -inf logit into NaN even for e = 0.
     A total = 0;
     if (e != A(0)) {
@@ -56,7 +52,8 @@ __global__ void cross_entropy_backward_kernel(int64_t n, T* gx, const T* g, cons
   using A = acc_t<T>;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t s = i % rs.inner, c = (i / rs.inner) % rs.d, r = i / (rs.inner * rs.d) * rs.inner + s;
+    const int64_t s = i % rs.inner, c = (i / rs.inner) % rs.d,
+                  r = i / (rs.inner * rs.d) * rs.inner + s;
     const int64_t y = target[r];
     gx[i] = y == ignore_index
                 ? T(0)
@@ -99,8 +96,8 @@ void cross_entropy_cuda(const Tensor& loss, const Tensor& lse, const Tensor& log
   dispatch_dtype<DTypes::FloatAndHalf>(logits.dtype(), "cross_entropy", [&]<class T>() {
     using A = acc_t<T>;
     const unsigned blocks = cuda::row_blocks(rs.count(), rs.d);
-    auto* kernel = rs.d <= cuda::kWarpRowMax ? cross_entropy_kernel<T, true>
-                                             : cross_entropy_kernel<T, false>;
+    auto* kernel =
+        rs.d <= cuda::kWarpRowMax ? cross_entropy_kernel<T, true> : cross_entropy_kernel<T, false>;
     kernel<<<blocks, cuda::kBlock>>>(loss.data<T>(), lse.data<A>(), logits.data<T>(),
                                      target.data<int64_t>(), rs, ignore_index, A(smoothing));
     LUMEN_CUDA_CHECK_LAUNCH();
@@ -125,28 +122,23 @@ void cross_entropy_backward_cuda(const Tensor& grad_logits, const Tensor& grad_l
 }
 
 void bce_logits_cuda(const Tensor& out, const Tensor& x, const Tensor& y, const Tensor& pw) {
-  dispatch_dtype<DTypes::FloatAndHalf>(x.dtype(), "binary_cross_entropy_with_logits",
-                                       [&]<class T>() {
-                                         if (pw.defined())
-                                           cuda::launch_strided<4>(
-                                               {&out, &x, &y, &pw},
-                                               BceBody<T>{out.data<T>(), x.data<T>(), y.data<T>(),
-                                                          pw.data<T>()});
-                                         else
-                                           cuda::launch_strided<3>(
-                                               {&out, &x, &y},
-                                               BceBody<T>{out.data<T>(), x.data<T>(), y.data<T>(),
-                                                          nullptr});
-                                       });
+  dispatch_dtype<DTypes::FloatAndHalf>(
+      x.dtype(), "binary_cross_entropy_with_logits", [&]<class T>() {
+        if (pw.defined())
+          cuda::launch_strided<4>({&out, &x, &y, &pw}, BceBody<T>{out.data<T>(), x.data<T>(),
+                                                                  y.data<T>(), pw.data<T>()});
+        else
+          cuda::launch_strided<3>({&out, &x, &y},
+                                  BceBody<T>{out.data<T>(), x.data<T>(), y.data<T>(), nullptr});
+      });
 }
 
-void bce_logits_backward_cuda(const Tensor& gx, const Tensor& gy, const Tensor& gp,
-                              const Tensor& g, const Tensor& x, const Tensor& y,
-                              const Tensor& pw) {
+void bce_logits_backward_cuda(const Tensor& gx, const Tensor& gy, const Tensor& gp, const Tensor& g,
+                              const Tensor& x, const Tensor& y, const Tensor& pw) {
   dispatch_dtype<DTypes::FloatAndHalf>(
       x.dtype(), "binary_cross_entropy_with_logits_backward", [&]<class T>() {
         auto ptr = [](const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; };
-        BceBackwardBody<T> body{ptr(gx), ptr(gy),      ptr(gp),     x.data<T>(),
+        BceBackwardBody<T> body{ptr(gx),     ptr(gy),     ptr(gp), x.data<T>(),
                                 y.data<T>(), g.data<T>(), ptr(pw)};
         if (pw.defined())
           cuda::launch_strided<4>({&x, &y, &g, &pw}, body);

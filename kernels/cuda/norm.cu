@@ -47,8 +47,7 @@ __global__ void layer_norm_kernel(T* y, acc_t<T>* mean, acc_t<T>* rstd, const T*
 // g = dy w; dx = rstd (g - <g> - xhat <g xhat>), <.> the row mean.
 template <class T, bool kWarp>
 __global__ void layer_norm_backward_kernel(T* gx, const T* gy, const T* x, const acc_t<T>* mean,
-                                           const acc_t<T>* rstd, const T* w, int64_t m,
-                                           int64_t d) {
+                                           const acc_t<T>* rstd, const T* w, int64_t m, int64_t d) {
   using A = acc_t<T>;
   const RowGroup<kWarp> grp;
   for (int64_t r = grp.first_row(); r < m; r += grp.row_step()) {
@@ -73,8 +72,8 @@ __global__ void layer_norm_backward_kernel(T* gx, const T* gy, const T* x, const
 // (adjacent threads read adjacent memory), threadIdx.y every 8th row; shared memory adds the 8.
 template <class T>
 __global__ void layer_norm_weight_grad_kernel(T* gw, T* gb, const T* gy, const T* x,
-                                              const acc_t<T>* mean, const acc_t<T>* rstd,
-                                              int64_t m, int64_t d) {
+                                              const acc_t<T>* mean, const acc_t<T>* rstd, int64_t m,
+                                              int64_t d) {
   using A = acc_t<T>;
   __shared__ A sw[8][33], sb[8][33];
   const int64_t j = blockIdx.x * 32 + threadIdx.x;
@@ -150,8 +149,8 @@ __global__ void batch_norm_apply_kernel(int64_t n, T* y, const T* x, const acc_t
 // w invstd dy in eval.
 template <class T>
 __global__ void batch_norm_backward_kernel(T* gx, T* gw, T* gb, const T* gy, const T* x,
-                                           const acc_t<T>* mean, const acc_t<T>* invstd,
-                                           const T* w, Channels ch, bool training) {
+                                           const acc_t<T>* mean, const acc_t<T>* invstd, const T* w,
+                                           Channels ch, bool training) {
   using A = acc_t<T>;
   const int64_t count = ch.n * ch.s;
   for (int64_t c = blockIdx.x; c < ch.c; c += gridDim.x) {
@@ -196,10 +195,11 @@ void layer_norm_cuda(const Tensor& y, const Tensor& mean, const Tensor& rstd, co
   LUMEN_CUDA_CHECK(cudaSetDevice(x.device().index));
   dispatch_dtype<DTypes::FloatAndHalf>(x.dtype(), "layer_norm", [&]<class T>() {
     using A = acc_t<T>;
-    auto* kernel = d <= cuda::kWarpRowMax ? layer_norm_kernel<T, true> : layer_norm_kernel<T, false>;
+    auto* kernel =
+        d <= cuda::kWarpRowMax ? layer_norm_kernel<T, true> : layer_norm_kernel<T, false>;
     kernel<<<cuda::row_blocks(m, d), cuda::kBlock>>>(y.data<T>(), mean.data<A>(), rstd.data<A>(),
-                                                      x.data<T>(), ptr_or_null<T>(weight),
-                                                      ptr_or_null<T>(bias), m, d, A(eps));
+                                                     x.data<T>(), ptr_or_null<T>(weight),
+                                                     ptr_or_null<T>(bias), m, d, A(eps));
     LUMEN_CUDA_CHECK_LAUNCH();
   });
 }
@@ -215,15 +215,15 @@ void layer_norm_backward_cuda(const Tensor& gx, const Tensor& gw, const Tensor& 
       auto* kernel = d <= cuda::kWarpRowMax ? layer_norm_backward_kernel<T, true>
                                             : layer_norm_backward_kernel<T, false>;
       kernel<<<cuda::row_blocks(m, d), cuda::kBlock>>>(gx.data<T>(), gy.data<T>(), x.data<T>(),
-                                                        mean.data<A>(), rstd.data<A>(),
-                                                        ptr_or_null<T>(weight), m, d);
+                                                       mean.data<A>(), rstd.data<A>(),
+                                                       ptr_or_null<T>(weight), m, d);
       LUMEN_CUDA_CHECK_LAUNCH();
     }
     if ((gw.defined() || gb.defined()) && d > 0) {
       // m == 0 still writes zeros.
       layer_norm_weight_grad_kernel<T><<<static_cast<unsigned>((d + 31) / 32), dim3(32, 8)>>>(
-          ptr_or_null<T>(gw), ptr_or_null<T>(gb), gy.data<T>(), x.data<T>(),
-          mean.data<A>(), rstd.data<A>(), m, d);
+          ptr_or_null<T>(gw), ptr_or_null<T>(gb), gy.data<T>(), x.data<T>(), mean.data<A>(),
+          rstd.data<A>(), m, d);
       LUMEN_CUDA_CHECK_LAUNCH();
     }
   });
@@ -264,8 +264,8 @@ void batch_norm_backward_cuda(const Tensor& gx, const Tensor& gw, const Tensor& 
   dispatch_dtype<DTypes::FloatAndHalf>(x.dtype(), "batch_norm_backward", [&]<class T>() {
     using A = acc_t<T>;
     batch_norm_backward_kernel<T><<<channel_blocks(ch.c), cuda::kBlock>>>(
-        ptr_or_null<T>(gx), ptr_or_null<T>(gw), ptr_or_null<T>(gb), gy.data<T>(),
-        x.data<T>(), mean.data<A>(), invstd.data<A>(), ptr_or_null<T>(weight), ch, training);
+        ptr_or_null<T>(gx), ptr_or_null<T>(gw), ptr_or_null<T>(gb), gy.data<T>(), x.data<T>(),
+        mean.data<A>(), invstd.data<A>(), ptr_or_null<T>(weight), ch, training);
     LUMEN_CUDA_CHECK_LAUNCH();
   });
 }

@@ -1,7 +1,7 @@
-// CUDA optimizer kernels. unscale_grads is multi-tensor: one launch covers many tensors, whose pointers and
-// sizes travel in the kernel's arguments (a TensorList of up to kMaxTensors; more tensors take
-// more launches). The tensors are laid end to end as one flat range [0, total); block b owns
-// elements [b chunk, (b + 1) chunk) of it, which may span several tensors.
+// CUDA optimizer kernels. unscale_grads is multi-tensor: one launch covers many tensors, whose
+// pointers and sizes travel in the kernel's arguments (a TensorList of up to kMaxTensors; more
+// tensors take more launches). The tensors are laid end to end as one flat range [0, total); block
+// b owns elements [b chunk, (b + 1) chunk) of it, which may span several tensors.
 #include <algorithm>
 
 #include "kernels/cuda/launch.cuh"

@@ -130,8 +130,8 @@ void launch_elements(const Tensor& t, int64_t n, K kernel, Args... args) {
 
 void max_pool2d_cuda(const Tensor& out, const Tensor& indices, const Tensor& x, Pool2dParams p) {
   dispatch_dtype<DTypes::FloatAndHalf>(x.dtype(), "max_pool2d", [&]<class T>() {
-    launch_elements(x, out.numel(), max_pool2d_kernel<T>, out.data<T>(),
-                    indices.data<int64_t>(), x.data<T>(), plane_dims(x, out), p);
+    launch_elements(x, out.numel(), max_pool2d_kernel<T>, out.data<T>(), indices.data<int64_t>(),
+                    x.data<T>(), plane_dims(x, out), p);
   });
 }
 

@@ -11,8 +11,7 @@ namespace {
 
 using cuda::RowGroup;
 
-// y_j = exp(x_j - m) / s, or x_j - m - log s for log-softmax, s = sum_j exp(x_j - m). A row of
-// all -inf has no finite max; shifting by 0 gives 0/0 = NaN, as on the CPU.
+// y_j = exp(x_j - m) / s, or x_j - m - log s for log-softmax, s = sum_j exp(x_j - m).
 template <class T, bool kWarp>
 __global__ void softmax_kernel(T* y, const T* x, Rows rs, bool log) {
   using A = acc_t<T>;
@@ -20,13 +19,8 @@ __global__ void softmax_kernel(T* y, const T* x, Rows rs, bool log) {
   for (int64_t r = grp.first_row(); r < rs.count(); r += grp.row_step()) {
     const T* xr = x + rs.base(r);
     T* yr = y + rs.base(r);
-    A m = -INFINITY;
-    for (int64_t j = grp.lane(); j < rs.d; j += grp.size()) m = cuda::MaxNan{}(m, A(xr[j * rs.inner]));
-    m = grp.reduce(m, cuda::MaxNan{});
-    if (isinf(m) && m < 0) m = A(0);
-    A s = 0;
-    for (int64_t j = grp.lane(); j < rs.d; j += grp.size()) s += exp(A(xr[j * rs.inner]) - m);
-    s = grp.reduce(s, cuda::Plus{});
+    A m, s;
+    cuda::row_max_sum_exp(grp, xr, rs.d, rs.inner, m, s);
     if (log) {
       const A shift = m + ::log(s);
       for (int64_t j = grp.lane(); j < rs.d; j += grp.size())
