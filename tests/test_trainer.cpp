@@ -29,10 +29,19 @@ TEST(TrainerHooks, FitAndTestCallHooksInLightningsOrder) {
       "module:on_validation_epoch_start", "module:validation_step",
       "cb:on_validation_batch_end",       "cb:on_validation_epoch_end",
       "module:on_validation_epoch_end",   "cb:on_validation_end"};
-  const std::vector<std::string> batch = {
-      "cb:on_train_batch_start",     "module:on_train_batch_start",     "module:training_step",
-      "cb:on_before_optimizer_step", "module:on_before_optimizer_step", "cb:on_train_batch_end",
-      "module:on_train_batch_end"};
+  const std::vector<std::string> batch = {"cb:on_train_batch_start",
+                                          "module:on_train_batch_start",
+                                          "module:training_step",
+                                          "cb:on_before_zero_grad",
+                                          "module:on_before_zero_grad",
+                                          "cb:on_before_backward",
+                                          "module:on_before_backward",
+                                          "cb:on_after_backward",
+                                          "module:on_after_backward",
+                                          "cb:on_before_optimizer_step",
+                                          "module:on_before_optimizer_step",
+                                          "cb:on_train_batch_end",
+                                          "module:on_train_batch_end"};
   std::vector<std::string> want = {
       "data:prepare_data",           "data:setup:fit",  "cb:setup:fit",
       "module:configure_optimizers", "cb:on_fit_start", "module:on_fit_start",
@@ -67,6 +76,55 @@ TEST(TrainerHooks, FitAndTestCallHooksInLightningsOrder) {
                                         "data:teardown:test",
                                         "cb:teardown:test"};
   EXPECT_EQ(ev, want_test);
+}
+
+// The backward hooks see what Lightning's do: on_before_backward gets the loss backward starts
+// from (training_step's loss / accumulate_grad_batches, before any loss scaling); after the
+// backward the gradients are there; zero_grad (and its hook) comes once per accumulation window.
+struct BackwardProbe : Callback {
+  std::vector<float> losses;
+  std::vector<double> grad_sums;
+  int zero_grads = 0;
+  std::string state_key() const override { return "BackwardProbe"; }
+  void on_before_zero_grad(Trainer&, LightningModule&, optim::Optimizer&) override { ++zero_grads; }
+  void on_before_backward(Trainer&, LightningModule&, const Tensor& loss) override {
+    losses.push_back(loss.item<float>());
+  }
+  void on_after_backward(Trainer&, LightningModule& m) override {
+    Tensor g = m.parameters().at(0).grad();
+    grad_sums.push_back(g.defined() ? g.abs().sum().item() : -1.0);
+  }
+};
+
+TEST(TrainerHooks, BackwardHooksSeeTheAccumulatedLossAndTheGradients) {
+  std::vector<double> f32_grads;
+  for (const char* precision : {"32", "16-mixed"}) {
+    SCOPED_TRACE(precision);
+    TinyData data({.n_train = 32, .batch_size = 8, .with_val = false});
+    seed_everything(1);  // the same initial weights in both runs
+    TinyModel model;
+    auto probe = std::make_shared<BackwardProbe>();
+    Trainer trainer(quiet({.max_epochs = 1,
+                           .accumulate_grad_batches = 2,
+                           .callbacks = {probe},
+                           .precision = precision,
+                           .grad_scaler = {.init_scale = 256}}));
+    trainer.fit(model, data);
+    ASSERT_EQ(probe->losses.size(), 4u);
+    ASSERT_EQ(model.train_losses.size(), 4u);
+    for (size_t i = 0; i < 4; ++i) EXPECT_FLOAT_EQ(probe->losses[i], model.train_losses[i] / 2);
+    EXPECT_EQ(probe->zero_grads, 2);
+    ASSERT_EQ(probe->grad_sums.size(), 4u);
+    for (double g : probe->grad_sums) EXPECT_GT(g, 0.0);
+    if (f32_grads.empty()) {
+      f32_grads = probe->grad_sums;
+      continue;
+    }
+    // 16-mixed: after the backward the gradients are still scaled (unscaling comes at the
+    // optimizer step). The first window's match f32's times the scale, within f16 rounding.
+    EXPECT_NEAR(probe->grad_sums[0] / f32_grads[0], 256.0, 256.0 * 0.02);
+    EXPECT_NEAR(probe->grad_sums[1] / f32_grads[1], 256.0, 256.0 * 0.02);
+  }
 }
 
 TEST(TrainerHooks, ModeAndGradSwitchBetweenTrainingAndEvaluation) {

@@ -177,6 +177,9 @@ struct TinyModel : LightningModule {
   void on_train_batch_end(const Tensor&, const Batch&, int64_t) override {
     record("on_train_batch_end");
   }
+  void on_before_zero_grad(optim::Optimizer&) override { record("on_before_zero_grad"); }
+  void on_before_backward(const Tensor&) override { record("on_before_backward"); }
+  void on_after_backward() override { record("on_after_backward"); }
   void on_before_optimizer_step(optim::Optimizer&) override { record("on_before_optimizer_step"); }
   void on_save_checkpoint(State&) override { record("on_save_checkpoint"); }
   void on_load_checkpoint(const State&) override { record("on_load_checkpoint"); }
@@ -205,6 +208,13 @@ struct HookRecorder : Callback {
                           int64_t) override {
     r("on_train_batch_end");
   }
+  void on_before_zero_grad(Trainer&, LightningModule&, optim::Optimizer&) override {
+    r("on_before_zero_grad");
+  }
+  void on_before_backward(Trainer&, LightningModule&, const Tensor&) override {
+    r("on_before_backward");
+  }
+  void on_after_backward(Trainer&, LightningModule&) override { r("on_after_backward"); }
   void on_before_optimizer_step(Trainer&, LightningModule&, optim::Optimizer&) override {
     r("on_before_optimizer_step");
   }

@@ -39,6 +39,14 @@ class Callback {
     (void)loss;
     (void)batch_idx;
   }
+  // Before optimizer.zero_grad() (the first batch of each accumulation window).
+  virtual void on_before_zero_grad(Trainer&, LightningModule&, optim::Optimizer&) {}
+  // Around the backward of each training batch. `loss` is what backward starts from, before
+  // any loss scaling: training_step's loss / accumulate_grad_batches. After the backward, the
+  // gradients are complete (averaged over the ranks under DDP) but still scaled under
+  // "16-mixed" (they are unscaled before on_before_optimizer_step), as in Lightning.
+  virtual void on_before_backward(Trainer&, LightningModule&, const Tensor& loss) { (void)loss; }
+  virtual void on_after_backward(Trainer&, LightningModule&) {}
   virtual void on_before_optimizer_step(Trainer&, LightningModule&, optim::Optimizer&) {}
   virtual void on_validation_start(Trainer&, LightningModule&) {}
   virtual void on_validation_end(Trainer&, LightningModule&) {}

@@ -4,8 +4,9 @@
 //   fit_loop:      on_train_start; while !done: train_epoch; on_train_end
 //   train_epoch:   on_train_epoch_start; for each batch: train_batch, finish_train_batch;
 //                  on_train_epoch_end; epoch metrics and schedulers
-//   train_batch:   on_train_batch_start; training_step; zero_grad (first batch of an
-//                  accumulation window); backward(loss / accumulate_grad_batches);
+//   train_batch:   on_train_batch_start; training_step; [on_before_zero_grad; zero_grad]
+//                  (first batch of an accumulation window); on_before_backward;
+//                  backward(loss / accumulate_grad_batches); on_after_backward;
 //                  [optimizer step]; step schedulers; on_train_batch_end; log
 //   optimizer step: [16-mixed: unscale gradients]; on_before_optimizer_step; clip gradients;
 //                  optimizer.step() [16-mixed: unless a gradient is inf/NaN; update the
@@ -196,17 +197,27 @@ bool Trainer::train_batch(const Batch& batch, int64_t batch_idx) {
   optim::Optimizer& optimizer = *L.optimizers.front();
   // Lightning zeroes the gradients at the first batch of each accumulation window, after its
   // training_step and before its backward.
-  if (batch_idx % options_.accumulate_grad_batches == 0) optimizer.zero_grad();
+  if (batch_idx % options_.accumulate_grad_batches == 0) {
+    call_callbacks("on_before_zero_grad",
+                   [&](Callback& cb) { cb.on_before_zero_grad(*this, model, optimizer); });
+    call_module("on_before_zero_grad", [&] { model.on_before_zero_grad(optimizer); });
+    optimizer.zero_grad();
+  }
   int64_t accum = options_.accumulate_grad_batches;
   // DDP: the last micro-step of an accumulation window averages the gradients over the ranks,
   // starting bucket by bucket during its backward.
   if (L.buckets) L.buckets->prepare(!accumulate);
+  Tensor to_backward = accum > 1 ? loss / static_cast<double>(accum) : loss;
+  call_callbacks("on_before_backward",
+                 [&](Callback& cb) { cb.on_before_backward(*this, model, to_backward); });
+  call_module("on_before_backward", [&] { model.on_before_backward(to_backward); });
   // Mixed precision "16-mixed": backward from the scaled loss (GradScaler), so that small
   // gradients survive f16; optimizer_step unscales them.
-  Tensor to_backward = accum > 1 ? loss / static_cast<double>(accum) : loss;
   if (L.scaler) to_backward = L.scaler->scale(to_backward);
   to_backward.backward();
   if (L.buckets && !accumulate) L.buckets->finish();
+  call_callbacks("on_after_backward", [&](Callback& cb) { cb.on_after_backward(*this, model); });
+  call_module("on_after_backward", [&] { model.on_after_backward(); });
   if (!accumulate) optimizer_step();
   Tensor step_loss = loss.detach();
   L.batches_completed = batch_idx + 1;

@@ -93,6 +93,10 @@ class LightningModule : public nn::Module {
     (void)batch;
     (void)batch_idx;
   }
+  // The Callback hooks of the same names (trainer/callback.h), called after the callbacks'.
+  virtual void on_before_zero_grad(optim::Optimizer& optimizer) { (void)optimizer; }
+  virtual void on_before_backward(const Tensor& loss) { (void)loss; }
+  virtual void on_after_backward() {}
   virtual void on_before_optimizer_step(optim::Optimizer& optimizer) { (void)optimizer; }
   virtual void on_save_checkpoint(State& checkpoint) { (void)checkpoint; }
   virtual void on_load_checkpoint(const State& checkpoint) { (void)checkpoint; }
