@@ -1,9 +1,12 @@
 #pragma once
 // Fused optimizer updates: one pass over each parameter reads its gradient and state and
 // writes the new parameter and state, where the same update from tensor ops makes several
-// passes and temporaries. Contract: every tensor contiguous, on one device, of the parameter's
-// dtype and shape; the front-ends (nn/optim/) fall back to tensor ops otherwise. Arithmetic
-// is in the parameter's dtype with the scalars cast to it, in PyTorch's order of operations.
+// passes and temporaries. One call updates a list of parameters that share the arguments (the
+// front-ends in nn/optim/ group them; a CUDA call is one launch for up to dozens of tensors).
+// Contract: every tensor contiguous, on one device, of one dtype (f32 or f64), and each state
+// tensor of its parameter's shape; the front-ends fall back to tensor ops otherwise.
+// Arithmetic is in the parameter's dtype with the scalars cast to it, in PyTorch's order of
+// operations (kernels/optim_update.h).
 #include <vector>
 
 #include "kernels/dispatch.h"
@@ -15,14 +18,14 @@ namespace lumen::kernels {
 //   if momentum != 0: buf = first ? d : momentum * buf + (1 - dampening) * d
 //                     d = nesterov ? d + momentum * buf : buf
 //   p = p - lr * d
-// `momentum_buffer` is unused (may be undefined) when momentum == 0.
+// `momentum_buffers` is unused (may be empty) when momentum == 0.
 struct SgdStepArgs {
   double lr = 0, momentum = 0, dampening = 0, weight_decay = 0;
   bool nesterov = false, maximize = false;
   bool first = false;  // the buffer is initialised to d (PyTorch: clone of the first d)
 };
-inline constinit OpKernel<void(const Tensor& param, const Tensor& grad,
-                               const Tensor& momentum_buffer, SgdStepArgs)>
+inline constinit OpKernel<void(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                               const std::vector<Tensor>& momentum_buffers, SgdStepArgs)>
     sgd_step{"sgd_step"};
 
 // torch.optim.Adam / AdamW for one parameter p with gradient g at step t:
@@ -33,15 +36,16 @@ inline constinit OpKernel<void(const Tensor& param, const Tensor& grad,
 //   amsgrad: v_max = max(v_max, v), v_hat = v_max;   else v_hat = v
 //   p = p - step_size * m / (sqrt(v_hat) / bias_correction2_sqrt + eps)
 // with step_size = lr / (1 - beta1^t), bias_correction2_sqrt = sqrt(1 - beta2^t) computed in
-// f64 by the caller. `max_exp_avg_sq` is unused (may be undefined) without amsgrad.
+// f64 by the caller. `max_exp_avg_sqs` is unused (may be empty) without amsgrad.
 struct AdamStepArgs {
   double lr = 0, beta1 = 0, beta2 = 0, eps = 0, weight_decay = 0;
   double step_size = 0, bias_correction2_sqrt = 1;
   bool decoupled_weight_decay = false, amsgrad = false, maximize = false;
 };
-inline constinit OpKernel<void(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
-                               const Tensor& exp_avg_sq, const Tensor& max_exp_avg_sq,
-                               AdamStepArgs)>
+inline constinit OpKernel<void(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                               const std::vector<Tensor>& exp_avgs,
+                               const std::vector<Tensor>& exp_avg_sqs,
+                               const std::vector<Tensor>& max_exp_avg_sqs, AdamStepArgs)>
     adam_step{"adam_step"};
 
 // GradScaler's unscale and inf/NaN check over all gradients in one call (torch's

@@ -308,6 +308,43 @@ TEST(OptimAdam, PerParameterStepCounts) {
   EXPECT_EQ(s.get_int("step"), 2);
 }
 
+// One fused call updates every parameter that shares a device, dtype and step count; those
+// whose step counts differ (a parameter that missed a step) go in separate calls, and the
+// f32 and f64 parameters of one optimizer too. Each must end as if it had its own optimizer.
+TEST(OptimFused, BatchesSplitByStepCountAndDtypeMatchSeparateOptimizers) {
+  auto run = [](bool together, int kind) {
+    std::vector<Tensor> ws = {make_param(), make_param(DType::f64, kA), make_param(DType::f32),
+                              make_strided_param()};
+    std::vector<std::unique_ptr<optim::Optimizer>> opts;
+    auto make = [&](std::vector<Tensor> ps) -> std::unique_ptr<optim::Optimizer> {
+      if (kind == 0) return std::make_unique<Adam>(ps, optim::AdamOptions{.lr = 0.05});
+      return std::make_unique<SGD>(ps, optim::SGDOptions{.lr = 0.05, .momentum = 0.9});
+    };
+    if (together)
+      opts.push_back(make(ws));
+    else
+      for (const Tensor& w : ws) opts.push_back(make({w}));
+    for (int step = 0; step < 4; ++step) {
+      for (auto& o : opts) o->zero_grad();
+      for (size_t i = 0; i < ws.size(); ++i) {
+        if (i == 1 && step == 0) continue;  // w1 misses the first step: its state starts later
+        quadratic_backward(ws[i]);
+      }
+      for (auto& o : opts) o->step();
+    }
+    std::vector<Vec> out;
+    for (const Tensor& w : ws) out.push_back(w.to_vector<double>());
+    return out;
+  };
+  for (int kind = 0; kind < 2; ++kind) {
+    std::vector<Vec> a = run(true, kind), b = run(false, kind);
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_EQ(a[i], b[i]) << (kind == 0 ? "Adam" : "SGD") << " parameter " << i;
+      EXPECT_NE(a[i], i == 1 ? kA : kW0);  // every one moved
+    }
+  }
+}
+
 TEST(OptimAdam, ConvergesOnQuadratic) {
   Tensor w = make_param(DType::f32);
   Adam opt({w}, {.lr = 0.05});

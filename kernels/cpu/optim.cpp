@@ -24,9 +24,13 @@ void sgd_step_typed(const Tensor& param, const Tensor& grad, const Tensor& buffe
   });
 }
 
-void sgd_step_cpu(const Tensor& param, const Tensor& grad, const Tensor& buffer, SgdStepArgs args) {
-  dispatch_dtype<DTypes::Float>(param.dtype(), "sgd_step",
-                                [&]<class T>() { sgd_step_typed<T>(param, grad, buffer, args); });
+void sgd_step_cpu(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                  const std::vector<Tensor>& buffers, SgdStepArgs args) {
+  for (size_t i = 0; i < params.size(); ++i) {
+    dispatch_dtype<DTypes::Float>(params[i].dtype(), "sgd_step", [&]<class T>() {
+      sgd_step_typed<T>(params[i], grads[i], args.momentum != 0 ? buffers[i] : Tensor(), args);
+    });
+  }
 }
 
 template <class T>
@@ -44,11 +48,15 @@ void adam_step_typed(const Tensor& param, const Tensor& grad, const Tensor& exp_
   });
 }
 
-void adam_step_cpu(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
-                   const Tensor& exp_avg_sq, const Tensor& max_exp_avg_sq, AdamStepArgs args) {
-  dispatch_dtype<DTypes::Float>(param.dtype(), "adam_step", [&]<class T>() {
-    adam_step_typed<T>(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, args);
-  });
+void adam_step_cpu(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                   const std::vector<Tensor>& exp_avgs, const std::vector<Tensor>& exp_avg_sqs,
+                   const std::vector<Tensor>& max_exp_avg_sqs, AdamStepArgs args) {
+  for (size_t i = 0; i < params.size(); ++i) {
+    dispatch_dtype<DTypes::Float>(params[i].dtype(), "adam_step", [&]<class T>() {
+      adam_step_typed<T>(params[i], grads[i], exp_avgs[i], exp_avg_sqs[i],
+                         args.amsgrad ? max_exp_avg_sqs[i] : Tensor(), args);
+    });
+  }
 }
 
 void unscale_grads_cpu(const std::vector<Tensor>& grads, double inv_scale,

@@ -88,6 +88,13 @@ void Adam::step() {
     args.amsgrad = group.options.at("amsgrad") != 0;
     args.maximize = group.options.at("maximize") != 0;
     args.decoupled_weight_decay = decoupled_;
+    // The bias corrections of step t (in f64, as torch).
+    auto set_step = [&](int64_t step) {
+      const double t = static_cast<double>(step);
+      args.step_size = args.lr / (1.0 - std::pow(args.beta1, t));
+      args.bias_correction2_sqrt = std::sqrt(1.0 - std::pow(args.beta2, t));
+    };
+    FusedBatches fused;  // key: the step count
     for (const Tensor& p : group.params) {
       ParamState& st = state_[index++];
       Tensor grad = p.grad();
@@ -105,14 +112,17 @@ void Adam::step() {
         check_state_shape(p, st.max_exp_avg_sq, type.c_str(), "max_exp_avg_sq");
       }
       ++st.step;
-      const double t = static_cast<double>(st.step);
-      args.step_size = args.lr / (1.0 - std::pow(args.beta1, t));
-      args.bias_correction2_sqrt = std::sqrt(1.0 - std::pow(args.beta2, t));
-      if (fused_kernel_applies(kernels::adam_step, p))
-        kernels::adam_step(p.device(), p, grad, st.exp_avg, st.exp_avg_sq, st.max_exp_avg_sq, args);
-      else
+      if (fused_kernel_applies(kernels::adam_step, p)) {
+        fused.add(p, st.step, {grad, st.exp_avg, st.exp_avg_sq, st.max_exp_avg_sq});
+      } else {
+        set_step(st.step);
         adam_step_ops(p, grad, st.exp_avg, st.exp_avg_sq, st.max_exp_avg_sq, args);
+      }
     }
+    fused.run([&](Device device, int64_t step, const std::vector<std::vector<Tensor>>& l) {
+      set_step(step);
+      kernels::adam_step(device, l[0], l[1], l[2], l[3], l[4], args);
+    });
   }
   ++step_count_;
 }

@@ -2,7 +2,9 @@
 // What the optimizers share about one parameter's update: its gradient in the layout the
 // update needs, checks on its state tensors, loading those from a State, and whether the
 // fused kernel (kernels/optim.h) takes it.
+#include <map>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "nn/optim/optimizer.h"
@@ -34,5 +36,31 @@ bool fused_kernel_applies(const Kernel& kernel, const Tensor& param) {
   return kernel.has(param.device().type) && param.is_contiguous() &&
          (param.dtype() == DType::f32 || param.dtype() == DType::f64);
 }
+
+// Parameters the fused kernels take, batched so that one kernel call (one launch on CUDA)
+// updates all that share a device, a dtype and a per-parameter key (SGD: whether the momentum
+// buffer starts now; Adam: the step count). Each batch holds the parameter and its tensors
+// (gradient, then state), in the optimizer's order.
+struct FusedBatches {
+  using Key = std::tuple<int, int, int, int64_t>;  // device type, index, dtype, key
+  std::map<Key, std::vector<std::vector<Tensor>>> batches;
+
+  void add(const Tensor& param, int64_t key, std::vector<Tensor> tensors) {
+    tensors.insert(tensors.begin(), param);
+    batches[{param.device().type, param.device().index, static_cast<int>(param.dtype()), key}]
+        .push_back(std::move(tensors));
+  }
+  // Calls f(device, key, lists) per batch, lists[k] holding tensor k of every parameter
+  // (lists[0]: the parameters).
+  template <class F>
+  void run(F f) const {
+    for (const auto& [key, rows] : batches) {
+      std::vector<std::vector<Tensor>> lists(rows.front().size());
+      for (const auto& row : rows)
+        for (size_t k = 0; k < row.size(); ++k) lists[k].push_back(row[k]);
+      f(rows.front().front().device(), std::get<3>(key), lists);
+    }
+  }
+};
 
 }  // namespace lumen::optim

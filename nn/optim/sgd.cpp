@@ -71,6 +71,7 @@ void SGD::step() {
     args.weight_decay = group.options.at("weight_decay");
     args.nesterov = group.options.at("nesterov") != 0;
     args.maximize = group.options.at("maximize") != 0;
+    FusedBatches fused;  // key: whether the momentum buffer starts now
     for (const Tensor& p : group.params) {
       Tensor& buf = momentum_buffers_[index++];
       Tensor grad = p.grad();
@@ -80,11 +81,15 @@ void SGD::step() {
       if (args.momentum != 0 && !args.first) check_state_shape(p, buf, "SGD", "momentum_buffer");
       if (fused_kernel_applies(kernels::sgd_step, p)) {
         if (args.momentum != 0 && args.first) buf = empty_like(p);
-        kernels::sgd_step(p.device(), p, grad, buf, args);
+        fused.add(p, args.first, {grad, buf});
       } else {
         sgd_step_ops(p, grad, buf, args);
       }
     }
+    fused.run([&](Device device, int64_t first, const std::vector<std::vector<Tensor>>& l) {
+      args.first = first != 0;
+      kernels::sgd_step(device, l[0], l[1], l[2], args);
+    });
   }
   ++step_count_;
 }
