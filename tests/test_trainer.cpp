@@ -569,5 +569,28 @@ TEST(TrainerCuda, FitOnTheGpuMatchesTheCpu) {
       ASSERT_NEAR(params[1][i][k], params[0][i][k], 1e-4) << "parameter " << i << " element " << k;
 }
 
+// DDP on one process with a GPU: the gradients go through an NCCL communicator of one rank
+// (averaging over one rank changes nothing), so it trains as the single-device GPU run.
+TEST(TrainerCuda, DdpOnOneGpuUsesNcclAndTrainsLikeOneDevice) {
+  if (!cuda_is_available() || !LUMEN_NCCL) GTEST_SKIP() << "no CUDA device or no NCCL";
+  std::vector<std::vector<double>> params[2];
+  for (int ddp = 0; ddp < 2; ++ddp) {
+    TinyData data({.n_train = 64, .batch_size = 8, .shuffle = true, .with_val = false});
+    seed_everything(3);
+    GpuParityModel model;
+    TrainerOptions options = quiet({.max_epochs = 2});
+    options.accelerator = "cuda";
+    if (ddp) options.strategy = "ddp";
+    Trainer trainer(options);
+    trainer.fit(model, data);
+    EXPECT_EQ(trainer.world_size(), 1);
+    for (const Tensor& p : model.parameters())
+      params[ddp].push_back(p.to(Device::cpu()).to_vector<double>());
+  }
+  for (size_t i = 0; i < params[0].size(); ++i)
+    for (size_t k = 0; k < params[0][i].size(); ++k)
+      ASSERT_NEAR(params[1][i][k], params[0][i][k], 1e-5) << "parameter " << i << " element " << k;
+}
+
 }  // namespace
 }  // namespace lumen::testing

@@ -45,7 +45,9 @@ GradientBuckets::GradientBuckets(std::vector<Tensor> params,
     bucket_of_[k] = buckets_.size() - 1;
   }
   for (auto& b : buckets_) {
-    b->flat = empty({b->numel + static_cast<int64_t>(b->params.size())}, {b->dtype});
+    // On the parameters' device, so the communicator reduces it where the gradients are.
+    b->flat = empty({b->numel + static_cast<int64_t>(b->params.size())},
+                    {b->dtype, params_[b->params.front()].device()});
     bucket_params_.push_back(b->params);
   }
   stats_.buckets = static_cast<int64_t>(buckets_.size());

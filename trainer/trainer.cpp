@@ -24,6 +24,10 @@
 #include "trainer/results_table.h"
 #include "trainer/trainer_loop.h"
 
+#if LUMEN_NCCL
+#include "dist/nccl_communicator.h"
+#endif
+
 namespace lumen {
 
 int64_t CountOrFraction::of(int64_t total) const {
@@ -571,9 +575,8 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
     LUMEN_CHECK(!want_cuda || cuda_is_available(), "Trainer: accelerator \"", acc,
                 "\" asks for a GPU but no CUDA device is available");
     L.device = want_cuda ? Device::cuda(0) : Device::cpu();
-    LUMEN_CHECK(!(L.comm && L.comm->world_size() > 1 && want_cuda),
-                "Trainer: the DDP strategy does not run on GPUs yet (dist::NcclCommunicator is "
-                "not wired into it); it trains on the CPU over MPI: use accelerator = \"cpu\"");
+    L.device_comm = L.comm;
+    if (L.comm && want_cuda) use_gpu_per_process();
     model.to(L.device);
 
     resolve_loaders();
@@ -610,7 +613,7 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
         for (const Tensor& p : model.parameters())
           if (p.requires_grad()) params.push_back(p);
         auto cap = static_cast<int64_t>(options_.strategy.ddp.bucket_cap_mb * 1024 * 1024);
-        L.buckets = std::make_unique<GradientBuckets>(params, L.comm, cap);
+        L.buckets = std::make_unique<GradientBuckets>(params, L.device_comm, cap);
       }
     }
 
@@ -678,16 +681,37 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
   L.current_fx.clear();
 }
 
+// DDP on GPUs: one GPU per process, the one of its local rank (the launcher starts one process
+// per GPU of a node), and an NCCL communicator for the model's tensors, made once per Trainer
+// (every rank reaches this point of the same stage together, so the collective setup matches).
+void Trainer::use_gpu_per_process() {
+  Loop& L = *loop_;
+  const int gpus = device_count(Device::CUDA), local = L.comm->local_rank();
+  LUMEN_CHECK(local < gpus, "Trainer: DDP on GPUs runs one process per GPU, but local rank ", local,
+              " has no GPU of its own (", gpus,
+              " on this node); start at most as many processes per node as it has GPUs");
+  L.device = Device::cuda(local);
+#if LUMEN_NCCL
+  if (!L.nccl || L.nccl->world_size() != L.comm->world_size())
+    L.nccl = std::make_shared<dist::NcclCommunicator>(L.comm, local, L.comm->options());
+  L.device_comm = L.nccl;
+#else
+  detail::throw_error("Trainer: DDP on GPUs needs NCCL, and this build of Lumen has none ",
+                      "(configure with CUDA and NCCL found); use accelerator = \"cpu\" to train ",
+                      "over MPI");
+#endif
+}
+
 // DDP: rank 0's parameters (unless buffers_only) and buffers, broadcast to every rank.
 void Trainer::broadcast_module_state(bool buffers_only) {
   Loop& L = *loop_;
   NoGradGuard no_grad;
   auto send = [&](const Tensor& t) {
     if (t.is_contiguous()) {
-      L.comm->broadcast(t, 0);
+      L.device_comm->broadcast(t, 0);
     } else {
       Tensor c = t.contiguous();
-      L.comm->broadcast(c, 0);
+      L.device_comm->broadcast(c, 0);
       t.copy_(c);
     }
   };

@@ -195,6 +195,7 @@ class Trainer {
   Batch to_device(const Batch& batch) const;
   void log_to_loggers(std::map<std::string, double> metrics, std::optional<int64_t> step);
   void refresh_metrics() const;
+  void use_gpu_per_process();
   void broadcast_module_state(bool buffers_only);
 
   // fit_loop.cpp: Lightning's _FitLoop and _TrainingEpochLoop.

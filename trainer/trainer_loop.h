@@ -41,6 +41,11 @@ struct Trainer::Loop {
   // The DDP strategy: its communicator (null on a single device), the gradient buckets of a
   // running fit, and the log directory rank 0 chose for this run (every rank uses it).
   std::shared_ptr<dist::Communicator> comm;
+  // The communicator of the model's tensors (gradient buckets, the start-of-fit broadcast):
+  // comm itself on the CPU; on GPUs an NCCL communicator over comm's processes (comm stays
+  // for the host-side collectives: metrics, seeds, the log directory, barriers).
+  std::shared_ptr<dist::Communicator> device_comm;
+  std::shared_ptr<dist::Communicator> nccl;  // made at the first GPU stage, kept after
   std::unique_ptr<GradientBuckets> buckets;
   GradientBuckets::Stats ddp_stats;  // of the last fit, kept when its buckets go
   std::optional<std::string> shared_log_dir;
