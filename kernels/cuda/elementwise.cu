@@ -1,7 +1,12 @@
 // CUDA elementwise kernels: one grid-stride kernel over a broadcast layout, with the same
 // functors as the CPU (kernels/elementwise_ops.h); 16-bit types compute in float. The small
 // structs below are the per-element bodies (device lambdas cannot live in the generic lambdas
-// that dispatch on dtype).
+// that dispatch on dtype). Unary, unary backward and binary ops on contiguous operands of one
+// shape (no broadcasting) take a packed kernel instead: 16-byte loads and stores, each thread
+// a pack of 16 / sizeof(T) elements.
+#include <array>
+#include <cstdint>
+
 #include "kernels/cuda/launch.cuh"
 #include "kernels/elementwise.h"
 
@@ -87,9 +92,91 @@ struct RandomBody {
   }
 };
 
+// 16 bytes of T: what one vector load or store moves.
+template <class T>
+struct alignas(16) Pack {
+  static constexpr int kSize = 16 / sizeof(T);
+  T v[kSize];
+};
+
+// out[i] = f(in_0[i], ..., in_{K-1}[i]) over n contiguous elements: whole packs first, one per
+// thread and grid-stride step, then the n % pack elements left, one per thread.
+template <class T, int K, class F>
+__global__ void packed_kernel(int64_t n, T* out, std::array<const T*, K> in, F f) {
+  using P = Pack<T>;
+  const int64_t packs = n / P::kSize;
+  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  const int64_t first = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  for (int64_t p = first; p < packs; p += step) {
+    P x[K], y;
+    for (int k = 0; k < K; ++k) x[k] = reinterpret_cast<const P*>(in[k])[p];
+    for (int e = 0; e < P::kSize; ++e) {
+      acc_t<T> v[K];
+      for (int k = 0; k < K; ++k) v[k] = acc_t<T>(x[k].v[e]);
+      y.v[e] = T(f(v));
+    }
+    reinterpret_cast<P*>(out)[p] = y;
+  }
+  for (int64_t i = packs * P::kSize + first; i < n; i += step) {
+    acc_t<T> v[K];
+    for (int k = 0; k < K; ++k) v[k] = acc_t<T>(in[k][i]);
+    out[i] = T(f(v));
+  }
+}
+
+// The packed bodies: the op's functor on the loaded values.
+template <class F>
+struct PackedUnary {  // f(x)
+  F f;
+  template <class A>
+  __device__ A operator()(const A (&v)[1]) const {
+    return f(v[0]);
+  }
+};
+template <class F>
+struct PackedUnaryBackward {  // g f'(x), inputs (g, x)
+  F f;
+  template <class A>
+  __device__ A operator()(const A (&v)[2]) const {
+    return f.backward(v[0], v[1]);
+  }
+};
+template <class F>
+struct PackedBinary {  // f(a, b)
+  F f;
+  template <class A>
+  __device__ A operator()(const A (&v)[2]) const {
+    return f(v[0], v[1]);
+  }
+};
+
+// Runs the packed kernel when out and every input are contiguous, of out's shape, and 16-byte
+// aligned; returns false (nothing launched) otherwise.
+template <class T, int K, class F>
+bool try_packed(const Tensor& out, std::array<const Tensor*, K> in, F f) {
+  auto aligned = [](const Tensor& t) {
+    return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
+  };
+  if (!out.is_contiguous() || !aligned(out)) return false;
+  std::array<const T*, K> ptrs;
+  for (int k = 0; k < K; ++k) {
+    const Tensor& t = *in[k];
+    if (t.shape() != out.shape() || !t.is_contiguous() || !aligned(t)) return false;
+    ptrs[k] = t.data<T>();
+  }
+  const int64_t n = out.numel();
+  if (n == 0) return true;
+  LUMEN_CUDA_CHECK(cudaSetDevice(out.device().index));
+  const int64_t threads = (n + Pack<T>::kSize - 1) / Pack<T>::kSize;
+  packed_kernel<T, K, F><<<cuda::blocks_for(threads), cuda::kBlock>>>(n, out.data<T>(), ptrs, f);
+  LUMEN_CUDA_CHECK_LAUNCH();
+  return true;
+}
+
 void unary_cuda(const Tensor& out, const Tensor& x, UnaryArgs args) {
   dispatch_dtype<DTypes::FloatAndHalf>(out.dtype(), "unary", [&]<class T>() {
     visit_unary(args, [&](auto fn) {
+      if (try_packed<T, 1>(out, {&x}, PackedUnary<decltype(fn)>{fn})) return;
       launch_strided<2>({&out, &x}, UnaryBody<T, decltype(fn)>{out.data<T>(), x.data<T>(), fn});
     });
   });
@@ -98,6 +185,7 @@ void unary_cuda(const Tensor& out, const Tensor& x, UnaryArgs args) {
 void unary_backward_cuda(const Tensor& gx, const Tensor& gy, const Tensor& x, UnaryArgs args) {
   dispatch_dtype<DTypes::FloatAndHalf>(gx.dtype(), "unary_backward", [&]<class T>() {
     visit_unary(args, [&](auto fn) {
+      if (try_packed<T, 2>(gx, {&gy, &x}, PackedUnaryBackward<decltype(fn)>{fn})) return;
       launch_strided<3>({&gx, &gy, &x}, UnaryBackwardBody<T, decltype(fn)>{
                                             gx.data<T>(), gy.data<T>(), x.data<T>(), fn});
     });
@@ -107,6 +195,7 @@ void unary_backward_cuda(const Tensor& gx, const Tensor& gy, const Tensor& x, Un
 void binary_cuda(const Tensor& out, const Tensor& a, const Tensor& b, BinaryOp op) {
   dispatch_dtype<DTypes::Arithmetic>(out.dtype(), "binary", [&]<class T>() {
     visit_binary(op, [&](auto fn) {
+      if (try_packed<T, 2>(out, {&a, &b}, PackedBinary<decltype(fn)>{fn})) return;
       launch_strided<3>({&out, &a, &b},
                         BinaryBody<T, decltype(fn)>{out.data<T>(), a.data<T>(), b.data<T>(), fn});
     });

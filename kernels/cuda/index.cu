@@ -104,8 +104,8 @@ void index_select_cuda(const Tensor& out, const Tensor& x, int64_t dim, const Te
     const Tensor xv = without_dim(x, dim, out.shape()), iv = along_dim(index, dim, out.dim());
     dispatch_dtype<DTypes::All>(out.dtype(), "index_select", [&]<class T>() {
       // iv's own pointer: its reshape may have copied a strided index.
-      launch_strided<3>({&out, &xv, &iv}, SelectBody<T, I>{out.data<T>(), x.data<T>(),
-                                                           iv.data<I>(), x.stride(dim)});
+      launch_strided<3>({&out, &xv, &iv},
+                        SelectBody<T, I>{out.data<T>(), x.data<T>(), iv.data<I>(), x.stride(dim)});
     });
   });
 }
