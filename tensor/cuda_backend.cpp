@@ -4,7 +4,10 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <map>
 #include <mutex>
+#include <utility>
+#include <vector>
 
 #include "tensor/cuda_check.h"
 #include "tensor/storage.h"
@@ -26,6 +29,10 @@ void keep_pool_memory(int index) {
 }
 
 struct CudaBackend final : DeviceBackend {
+  std::mutex pinned_mutex_;
+  std::map<size_t, std::vector<std::pair<void*, cudaEvent_t>>> free_pinned_;
+  std::map<void*, cudaEvent_t> pinned_events_;  // blocks in use
+
   void* allocate(size_t nbytes, int index) override {
     LUMEN_CUDA_CHECK(cudaSetDevice(index));
     keep_pool_memory(index);
@@ -73,6 +80,42 @@ struct CudaBackend final : DeviceBackend {
       return 0;
     }
     return reserved > used ? static_cast<size_t>(reserved - used) : 0;
+  }
+  // Page-locked blocks are cached by size: cudaFreeHost would wait for the whole device, and a
+  // loader pins a batch of the same size every step. A freed block carries an event recorded
+  // on the stream at its release; it is handed out again only once that event has completed,
+  // so an asynchronous copy still reading it is never overwritten.
+  void* allocate_pinned(size_t nbytes) override {
+    std::lock_guard<std::mutex> lock(pinned_mutex_);
+    auto& blocks = free_pinned_[nbytes];
+    for (auto it = blocks.begin(); it != blocks.end(); ++it) {
+      cudaError_t done = cudaEventQuery(it->second);
+      if (done == cudaErrorNotReady) continue;
+      LUMEN_CUDA_CHECK(done);
+      void* p = it->first;
+      pinned_events_[p] = it->second;
+      blocks.erase(it);
+      return p;
+    }
+    void* p = nullptr;
+    cudaError_t err = cudaHostAlloc(&p, nbytes, cudaHostAllocDefault);
+    if (err == cudaErrorMemoryAllocation) {
+      cudaGetLastError();
+      detail::throw_error("pin_memory: out of page-locked host memory allocating ", nbytes,
+                          " bytes");
+    }
+    LUMEN_CUDA_CHECK(err);
+    cudaEvent_t ev;
+    LUMEN_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+    pinned_events_[p] = ev;
+    return p;
+  }
+  void deallocate_pinned(void* p, size_t nbytes) override {
+    std::lock_guard<std::mutex> lock(pinned_mutex_);
+    cudaEvent_t ev = pinned_events_.at(p);
+    pinned_events_.erase(p);
+    cudaEventRecord(ev, 0);  // no throwing from a deleter; a failed record leaves ev complete
+    free_pinned_[nbytes].emplace_back(p, ev);
   }
   int device_count() override {
     // Without a driver this is cudaErrorInsufficientDriver (35), not cudaErrorNoDevice.

@@ -97,6 +97,29 @@ void reset_peak_memory_stats(Device device) {
   u.peak.store(u.allocated.load());
 }
 
+Storage Storage::pinned(size_t nbytes) {
+  LUMEN_CHECK(cuda_is_available(),
+              "pin_memory: page-locked memory is for copies to a GPU, and no CUDA device is "
+              "available");
+  DeviceBackend& cuda = device_backend(Device::cuda(0));
+  Storage s;
+  s.nbytes_ = nbytes;
+  s.device_ = Device::cpu();
+  s.pinned_ = true;
+  if (nbytes == 0) return s;
+  void* p = cuda.allocate_pinned(nbytes);
+  LUMEN_CHECK(p != nullptr, "pin_memory: the CUDA backend gave no page-locked memory for ", nbytes,
+              " bytes");
+  Usage& u = usage(Device::cpu());
+  s.data_ = std::shared_ptr<void>(p, [&cuda, &u, nbytes](void* q) {
+    cuda.deallocate_pinned(q, nbytes);
+    u.allocated.fetch_sub(static_cast<int64_t>(nbytes));
+  });
+  u.add(static_cast<int64_t>(nbytes));
+  if (poison_allocations) std::memset(p, 0xFF, nbytes);
+  return s;
+}
+
 void set_poison_allocations(bool on) { poison_allocations = on; }
 
 }  // namespace lumen

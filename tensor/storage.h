@@ -24,6 +24,17 @@ struct DeviceBackend {
   // Bytes the backend holds for device `index` beyond those allocated to live storages (freed
   // blocks it keeps for reuse).
   virtual size_t cached_bytes(int index) = 0;
+  // Page-locked host memory, which this backend's devices copy from and to asynchronously
+  // (CUDA: cudaHostAlloc); nullptr from a backend that has none. A freed block is reused only
+  // once the device work queued before its release is done (a copy may still be reading it).
+  virtual void* allocate_pinned(size_t nbytes) {
+    (void)nbytes;
+    return nullptr;
+  }
+  virtual void deallocate_pinned(void* p, size_t nbytes) {
+    (void)p;
+    (void)nbytes;
+  }
 };
 
 // Memory of one device, as torch.cuda.memory_allocated / max_memory_allocated /
@@ -49,17 +60,22 @@ class Storage {
  public:
   Storage() = default;
   Storage(size_t nbytes, Device device);
+  // Host memory page-locked by the CUDA backend, for asynchronous copies to a GPU; throws when
+  // there is no GPU.
+  static Storage pinned(size_t nbytes);
 
   void* data() const { return data_.get(); }
   size_t nbytes() const { return nbytes_; }
   Device device() const { return device_; }
   bool defined() const { return data_ != nullptr || nbytes_ == 0; }
   bool same(const Storage& o) const { return data_ == o.data_; }
+  bool is_pinned() const { return pinned_; }
 
  private:
   std::shared_ptr<void> data_;
   size_t nbytes_ = 0;
   Device device_;
+  bool pinned_ = false;
 };
 
 }  // namespace lumen

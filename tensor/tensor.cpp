@@ -87,7 +87,10 @@ Tensor make_view(const Tensor& base, Shape shape, Shape strides, int64_t offset)
 Tensor empty(const Shape& shape, TensorOptions opts) {
   for (int64_t d : shape) LUMEN_CHECK(d >= 0, "empty: negative size in shape ", ShapeStr{shape});
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = Storage(numel_of(shape) * dtype_size(opts.dtype), opts.device);
+  const size_t nbytes = numel_of(shape) * dtype_size(opts.dtype);
+  LUMEN_CHECK(!opts.pin_memory || opts.device.is_cpu(),
+              "empty: pin_memory is for CPU tensors, got device ", opts.device);
+  impl->storage = opts.pin_memory ? Storage::pinned(nbytes) : Storage(nbytes, opts.device);
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = opts.dtype;

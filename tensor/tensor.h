@@ -33,6 +33,8 @@ struct TensorOptions {
   DType dtype = DType::f32;
   Device device = Device::cpu();
   bool requires_grad = false;
+  // CPU tensors only: page-locked memory, so copies to a GPU run asynchronously (needs a GPU).
+  bool pin_memory = false;
 };
 
 // A hook on a leaf's gradient: called with the gradient about to be accumulated; returning a
@@ -110,6 +112,10 @@ class Tensor {
   Tensor clone() const;
   Tensor to(DType dtype) const;
   Tensor to(Device device) const;
+  // A copy in page-locked host memory (this tensor itself if it is already there), from which
+  // copies to a GPU run asynchronously; CPU tensors only, and only where a GPU is present.
+  Tensor pin_memory() const;
+  bool is_pinned() const;
 
   // Values.
   double item() const;  // one-element tensors only

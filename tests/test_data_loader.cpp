@@ -97,6 +97,48 @@ TEST(DataLoader, BatchesInOrder) {
   EXPECT_FALSE(loader.next().has_value());  // stays at the end
 }
 
+// pin_memory: batches in page-locked memory where a GPU is present (their values unchanged,
+// copies to the GPU asynchronous), and nothing changes without one, as in PyTorch.
+TEST(DataLoader, PinMemoryPinsBatchesOnlyWithAGpu) {
+  for (int workers : {0, 2}) {
+    DataLoader plain(numbered(10), {.batch_size = 3, .num_workers = workers});
+    DataLoader pinned(numbered(10), {.batch_size = 3, .num_workers = workers, .pin_memory = true});
+    std::vector<Batch> a = whole_epoch(plain, 0), b = whole_epoch(pinned, 0);
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+      for (size_t f = 0; f < a[i].size(); ++f) {
+        EXPECT_EQ(b[i][f].to_vector<double>(), a[i][f].to_vector<double>());
+        EXPECT_EQ(b[i][f].dtype(), a[i][f].dtype());
+        EXPECT_EQ(b[i][f].is_pinned(), cuda_is_available());
+        EXPECT_FALSE(a[i][f].is_pinned());
+      }
+    }
+  }
+}
+
+TEST(PinMemory, NeedsAGpuAndACpuTensor) {
+  if (cuda_is_available()) {
+    Tensor x = randn({3, 5}).t();  // non-contiguous: the pinned copy is contiguous
+    Tensor p = x.pin_memory();
+    EXPECT_TRUE(p.is_pinned());
+    EXPECT_TRUE(p.is_contiguous());
+    EXPECT_EQ(p.to_vector<double>(), x.to_vector<double>());
+    EXPECT_EQ(p.pin_memory().data_ptr(), p.data_ptr());  // already pinned: itself
+    EXPECT_EQ(p.to(Device::cuda()).to(Device::cpu()).to_vector<double>(), x.to_vector<double>());
+    // A freed block is reused once the copies queued before its release are done.
+    const void* first = p.data_ptr();
+    p = Tensor();
+    ones({1}, {.device = Device::cuda()}).item();  // the device has caught up
+    EXPECT_EQ(randn({3, 5}).pin_memory().data_ptr(), first);
+    EXPECT_THROW_MSG(ones({2}, {.device = Device::cuda()}).pin_memory(), "expects a CPU tensor");
+  } else {
+    EXPECT_THROW_MSG(ones({2}).pin_memory(), "pin_memory", "no CUDA device");
+  }
+  EXPECT_THROW_MSG(empty({2}, {.device = Device::cuda(), .pin_memory = true}), "pin_memory",
+                   "CPU tensors");
+  EXPECT_FALSE(ones({2}).is_pinned());
+}
+
 TEST(DataLoader, DropLastCounts) {
   auto ds = numbered(10);
   EXPECT_EQ(DataLoader(ds, {.batch_size = 3, .drop_last = true}).size(), 3);

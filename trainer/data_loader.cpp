@@ -172,6 +172,14 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, DataLoaderOptions
               options_.prefetch_factor);
   LUMEN_CHECK(static_cast<bool>(options_.collate), "DataLoader: collate is an empty function");
   seed_ = options_.seed.value_or(default_generator().seed());
+  if (options_.pin_memory && cuda_is_available()) {
+    // Pinned by whoever collates (a worker thread when there are workers).
+    options_.collate = [collate = std::move(options_.collate)](const std::vector<Batch>& ex) {
+      Batch b = collate(ex);
+      for (Tensor& t : b) t = t.pin_memory();
+      return b;
+    };
+  }
 }
 
 DataLoader::~DataLoader() = default;

@@ -28,6 +28,9 @@ struct DataLoaderOptions {
   std::optional<uint64_t> seed = std::nullopt;
   // Called by the worker threads, several at once, under NoGradGuard: must be thread-safe.
   std::function<Batch(const std::vector<Batch>&)> collate = default_collate;
+  // Batches in page-locked memory (Tensor::pin_memory), which a GPU copies from
+  // asynchronously. Ignored where no GPU is present, as PyTorch's DataLoader does.
+  bool pin_memory = false;
 };
 
 class DataLoader {

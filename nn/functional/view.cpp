@@ -262,6 +262,20 @@ Tensor Tensor::to(DType dt) const {
                           });
 }
 
+Tensor Tensor::pin_memory() const {
+  LUMEN_CHECK(defined() && device().is_cpu(), "pin_memory: expects a CPU tensor, got ",
+              defined() ? device() : Device::cpu(), defined() ? "" : " (undefined tensor)");
+  if (is_pinned() && is_contiguous()) return *this;
+  Tensor out = empty(shape(), {.dtype = dtype(), .pin_memory = true});
+  out.copy_(detach());
+  // A copy that keeps the graph, as Tensor::to does.
+  return autograd::record(
+      "pin_memory", out, {*this},
+      [](const Tensor& g, const autograd::NeedsGrad&) { return std::vector<Tensor>{g}; });
+}
+
+bool Tensor::is_pinned() const { return defined() && storage().is_pinned(); }
+
 Tensor Tensor::to(Device dev) const {
   if (dev == device()) return *this;
   Tensor src = contiguous();
