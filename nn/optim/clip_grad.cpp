@@ -6,6 +6,7 @@
 
 #include "autograd/grad_mode.h"
 #include "nn/functional/elementwise.h"
+#include "nn/functional/index.h"
 #include "nn/functional/reduction.h"
 
 namespace lumen::optim {
@@ -24,19 +25,28 @@ double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm, doubl
   if (grads.empty()) return 0.0;
   const bool inf_norm = std::isinf(norm_type);
   // Each gradient's contribution is reduced in its own dtype (as torch's vector_norm), the
-  // contributions are combined in f64.
-  double acc = 0;
+  // contributions are combined in f64. They come back to the host together (one wait for a
+  // GPU, not one per parameter) when they live on one device.
+  std::vector<Tensor> parts;
   for (const Tensor& g : grads) {
     if (g.numel() == 0) continue;
-    if (inf_norm)
-      acc = std::max(acc, abs(g).max().item());
-    else if (norm_type == 2)
-      acc += sum(g * g).item();
-    else if (norm_type == 1)
-      acc += sum(abs(g)).item();
-    else
-      acc += sum(pow(abs(g), norm_type)).item();
+    Tensor part = inf_norm         ? abs(g).max()
+                  : norm_type == 2 ? sum(g * g)
+                  : norm_type == 1 ? sum(abs(g))
+                                   : sum(pow(abs(g), norm_type));
+    parts.push_back(part.to(DType::f64));
   }
+  std::vector<double> values;
+  const bool one_device = std::all_of(parts.begin(), parts.end(), [&](const Tensor& t) {
+    return t.device() == parts.front().device();
+  });
+  if (one_device && !parts.empty()) {
+    values = stack(parts).to_vector<double>();
+  } else {
+    for (const Tensor& t : parts) values.push_back(t.item());
+  }
+  double acc = 0;
+  for (double v : values) acc = inf_norm ? std::max(acc, v) : acc + v;
   const double total = inf_norm         ? acc
                        : norm_type == 2 ? std::sqrt(acc)
                        : norm_type == 1 ? acc
