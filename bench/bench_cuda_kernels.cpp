@@ -1,0 +1,137 @@
+// CUDA kernel micro-benchmarks: elementwise GB/s (every byte read and written counted once)
+// beside the device-to-device copy, the bandwidth bound they are measured against; softmax and
+// cross entropy rows; GEMM TFLOP/s through cuBLAS in f32, f16 and bf16. Each iteration waits for
+// the device. Skips without a GPU; has no benchmark in a build without CUDA.
+#include <benchmark/benchmark.h>
+
+#include "lumen/lumen.h"
+#if LUMEN_CUDA
+#include <cuda_runtime.h>
+#endif
+
+using namespace lumen;
+
+namespace {
+
+#if LUMEN_CUDA
+bool have_gpu(benchmark::State& state) {
+  if (cuda_is_available()) return true;
+  state.SkipWithError("no CUDA device");
+  return false;
+}
+
+void set_gbps(benchmark::State& state, double bytes_per_iter) {
+  state.counters["GB/s"] = benchmark::Counter(
+      bytes_per_iter * 1e-9 * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+}
+
+Tensor on_gpu(const Shape& shape, DType dtype = DType::f32) {
+  return randn(shape).to(dtype).to(Device::cuda());
+}
+
+// The reference: cudaMemcpy device to device, n floats read and written.
+void BM_CudaCopyD2D(benchmark::State& state) {
+  if (!have_gpu(state)) return;
+  const int64_t n = state.range(0);
+  Tensor a = on_gpu({n}), b = on_gpu({n});
+  for (auto _ : state) {
+    cudaMemcpyAsync(b.data_ptr(), a.data_ptr(), n * sizeof(float), cudaMemcpyDeviceToDevice, 0);
+    cudaDeviceSynchronize();
+  }
+  set_gbps(state, 2.0 * n * sizeof(float));
+}
+BENCHMARK(BM_CudaCopyD2D)->Arg(1 << 24)->Arg(1 << 26)->UseRealTime();
+
+// a + b, contiguous: the packed kernel (16-byte loads).
+void BM_CudaAdd(benchmark::State& state) {
+  if (!have_gpu(state)) return;
+  const int64_t n = state.range(0);
+  Tensor a = on_gpu({n}), b = on_gpu({n});
+  for (auto _ : state) {
+    Tensor c = a + b;
+    cudaDeviceSynchronize();
+  }
+  set_gbps(state, 3.0 * n * sizeof(float));
+}
+BENCHMARK(BM_CudaAdd)->Arg(1 << 24)->Arg(1 << 26)->UseRealTime();
+
+// [rows, cols] + [cols]: the strided (broadcast) kernel.
+void BM_CudaAddBias(benchmark::State& state) {
+  if (!have_gpu(state)) return;
+  const int64_t rows = state.range(0), cols = state.range(1);
+  Tensor a = on_gpu({rows, cols}), b = on_gpu({cols});
+  for (auto _ : state) {
+    Tensor c = a + b;
+    cudaDeviceSynchronize();
+  }
+  set_gbps(state, (2.0 * rows * cols + cols) * sizeof(float));
+}
+BENCHMARK(BM_CudaAddBias)->Args({8192, 4096})->UseRealTime();
+
+void BM_CudaRelu(benchmark::State& state) {
+  if (!have_gpu(state)) return;
+  const int64_t n = state.range(0);
+  Tensor a = on_gpu({n});
+  for (auto _ : state) {
+    Tensor c = relu(a);
+    cudaDeviceSynchronize();
+  }
+  set_gbps(state, 2.0 * n * sizeof(float));
+}
+BENCHMARK(BM_CudaRelu)->Arg(1 << 26)->UseRealTime();
+
+// Rows of `cols` logits: softmax reads and writes each once.
+void BM_CudaSoftmax(benchmark::State& state) {
+  if (!have_gpu(state)) return;
+  const int64_t rows = state.range(0), cols = state.range(1);
+  Tensor x = on_gpu({rows, cols});
+  for (auto _ : state) {
+    Tensor y = softmax(x, 1);
+    cudaDeviceSynchronize();
+  }
+  set_gbps(state, 2.0 * rows * cols * sizeof(float));
+}
+BENCHMARK(BM_CudaSoftmax)->Args({65536, 10})->Args({4096, 32768})->UseRealTime();
+
+// A column sum (the bias gradient of a linear layer): [rows, cols] -> [cols].
+void BM_CudaSumRows(benchmark::State& state) {
+  if (!have_gpu(state)) return;
+  const int64_t rows = state.range(0), cols = state.range(1);
+  Tensor x = on_gpu({rows, cols});
+  for (auto _ : state) {
+    Tensor y = sum(x, {0});
+    cudaDeviceSynchronize();
+  }
+  set_gbps(state, 1.0 * rows * cols * sizeof(float));
+}
+BENCHMARK(BM_CudaSumRows)->Args({256, 4096})->Args({8192, 4096})->UseRealTime();
+
+// n x n x n GEMM, 2 n^3 flops; dtype 0 f32, 1 f16, 2 bf16.
+void BM_CudaMatmul(benchmark::State& state) {
+  if (!have_gpu(state)) return;
+  const int64_t n = state.range(0);
+  const DType dt = state.range(1) == 0   ? DType::f32
+                   : state.range(1) == 1 ? DType::f16
+                                         : DType::bf16;
+  Tensor a = on_gpu({n, n}, dt), b = on_gpu({n, n}, dt);
+  for (auto _ : state) {
+    Tensor c = matmul(a, b);
+    cudaDeviceSynchronize();
+  }
+  state.counters["TFLOP/s"] =
+      benchmark::Counter(2.0 * n * n * n * 1e-12 * static_cast<double>(state.iterations()),
+                         benchmark::Counter::kIsRate);
+  state.SetLabel(dtype_name(dt));
+}
+BENCHMARK(BM_CudaMatmul)
+    ->Args({4096, 0})
+    ->Args({4096, 1})
+    ->Args({4096, 2})
+    ->Args({8192, 1})
+    ->Args({8192, 2})
+    ->UseRealTime();
+#endif
+
+}  // namespace
+
+BENCHMARK_MAIN();
