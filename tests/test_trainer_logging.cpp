@@ -8,6 +8,7 @@
 
 #include "nn/functional/reduction.h"
 #include "op_harness.h"
+#include "trainer/metric_aggregator.h"
 #include "trainer/metrics.h"
 #include "trainer/model_checkpoint.h"
 #include "trainer/model_summary.h"
@@ -155,6 +156,34 @@ TEST(TrainerMetrics, LogMisuseIsAClearError) {
 struct ValLossProbe : Callback {
   std::string state_key() const override { return "ValLossProbe"; }
 };
+
+// Tensor values are read back when a view is asked for, not when logged: in logging order with
+// the double values, as copies (a later in-place change does not reach them), and in one copy
+// for all of them.
+TEST(MetricAggregatorLazy, TensorValuesResolveInOrderAsCopies) {
+  MetricAggregator agg(true);
+  MetricMeta mean{.fx = "training_step", .name = "loss", .on_step = true, .on_epoch = true};
+  MetricMeta mx{.fx = "training_step", .name = "peak", .on_step = true, .reduce = "max"};
+  Tensor t = scalar_tensor(2.0);
+  agg.log(mean, t, 4);                   // 2 x 4
+  t.fill_(100.0);                        // after logging: not seen
+  agg.log(mean, 5.0, 2);                 // 5 x 2
+  agg.log(mean, scalar_tensor(3.0), 2);  // 3 x 2
+  agg.log(mx, scalar_tensor(7.0, {.dtype = DType::f64}), 1);
+  agg.log(mx, 6.0, 1);
+  MetricViews step = agg.metrics(true), epoch = agg.metrics(false);
+  EXPECT_EQ(step.log.at("loss_step"), 3.0);  // the latest
+  EXPECT_DOUBLE_EQ(epoch.log.at("loss_epoch"), (8.0 + 10.0 + 6.0) / 8.0);
+  EXPECT_EQ(step.callback.at("peak"), 6.0);         // the latest
+  EXPECT_EQ(epoch.callback.at("peak_epoch"), 7.0);  // the max of 7 (a tensor) and 6
+  State st = agg.state_dict();
+  MetricAggregator back(true);
+  back.load_state_dict(st);
+  EXPECT_DOUBLE_EQ(back.metrics(false).log.at("loss_epoch"), 3.0);
+  EXPECT_THROW_MSG(
+      agg.log(MetricMeta{.fx = "training_step", .name = "loss"}, scalar_tensor(1.0), 1), "twice",
+      "different options");
+}
 
 TEST(TrainerDefaults, CsvLoggerAndModelCheckpointUnderDefaultRootDir) {
   TempDir dir("defaults");

@@ -32,6 +32,7 @@ void Trainer::evaluation_loop(const std::string& kind, int64_t max_batches) {
   const bool module_was_training = model.is_training();
   const int64_t train_batch_idx = L.batch_idx, train_batch_size = L.current_batch_size;
   const bool train_last_batch = L.is_last_batch;
+  flush_refresh();  // the training batch's step values, before the results switch
   MetricAggregator* outer_results = L.active_results;
   const bool outer_epoch_end = L.epoch_end_reached;
 

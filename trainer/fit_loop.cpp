@@ -235,8 +235,10 @@ bool Trainer::train_batch(const Batch& batch, int64_t batch_idx) {
 
   // Lightning's logger connector on_batch_end: the step values reach callback_metrics and the
   // progress bar; update_train_step_metrics: the loggers get them every log_every_n_steps
-  // optimizer steps (every step under fast_dev_run).
-  refresh_metrics();
+  // optimizer steps (every step under fast_dev_run). Reaching callback_metrics waits until
+  // something reads them or the results change (flush_refresh), so a GPU loss logged every
+  // step is not waited for every step.
+  L.refresh_pending = true;
   if (!accumulate) {
     bool due = (L.batches_that_stepped + 1) % L.log_every_n_steps == 0 || L.should_stop ||
                options_.fast_dev_run > 0;
@@ -319,6 +321,7 @@ void Trainer::end_train_epoch_hooks() {
   Loop& L = *loop_;
   LightningModule& model = *L.model;
   L.phase = FitPhase::epoch_end;
+  flush_refresh();
   L.epoch_end_reached = true;
   call_callbacks("on_train_epoch_end", [&](Callback& cb) {
     if (!is_monitoring_callback(cb)) cb.on_train_epoch_end(*this, model);

@@ -17,7 +17,10 @@ void LightningModule::log(const std::string& name, const Tensor& value, LogOptio
   LUMEN_CHECK(value.numel() == 1, "log('", name,
               "'): expected a scalar tensor (one element), got shape ", ShapeStr{value.shape()},
               "; reduce it first, e.g. .mean()");
-  log(name, value.item(), std::move(options));
+  LUMEN_CHECK(trainer_ != nullptr, "log('", name,
+              "'): this module is not attached to a Trainer; log() works only inside the hooks "
+              "that Trainer.fit/validate/test call");
+  trainer_->log_metric(name, value, options);
 }
 
 void LightningModule::log(const std::string& name, double value, LogOptions options) {

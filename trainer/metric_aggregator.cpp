@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "nn/functional/index.h"
 #include "tensor/error.h"
 
 namespace lumen {
@@ -11,7 +12,7 @@ std::string MetricMeta::forked_name(bool step_view) const {
   return name + (step_view ? "_step" : "_epoch");
 }
 
-void MetricAggregator::log(const MetricMeta& meta, double value, int64_t batch_size) {
+MetricAggregator::Entry& MetricAggregator::entry_for(const MetricMeta& meta, int64_t batch_size) {
   LUMEN_CHECK(
       meta.reduce == "mean" || meta.reduce == "sum" || meta.reduce == "max" || meta.reduce == "min",
       "log('", meta.name, "'): reduce must be \"mean\", \"sum\", \"max\" or \"min\", got \"",
@@ -26,15 +27,19 @@ void MetricAggregator::log(const MetricMeta& meta, double value, int64_t batch_s
     LUMEN_CHECK(it->second.meta == meta, "You called log('", meta.name, "', ...) twice in ",
                 meta.fx, " with different options (on_step, on_epoch, prog_bar, logger, reduce)");
   }
-  Entry& e = it->second;
+  return it->second;
+}
+
+void MetricAggregator::update(Entry& e, double value, int64_t batch_size) {
+  const std::string& reduce = e.meta.reduce;
   e.last = value;
   if (e.updates == 0) {
-    e.accumulated = meta.reduce == "mean" ? value * static_cast<double>(batch_size) : value;
-  } else if (meta.reduce == "mean") {
+    e.accumulated = reduce == "mean" ? value * static_cast<double>(batch_size) : value;
+  } else if (reduce == "mean") {
     e.accumulated += value * static_cast<double>(batch_size);
-  } else if (meta.reduce == "sum") {
+  } else if (reduce == "sum") {
     e.accumulated += value;
-  } else if (meta.reduce == "max") {
+  } else if (reduce == "max") {
     e.accumulated = std::max(e.accumulated, value);
   } else {
     e.accumulated = std::min(e.accumulated, value);
@@ -43,11 +48,46 @@ void MetricAggregator::log(const MetricMeta& meta, double value, int64_t batch_s
   ++e.updates;
 }
 
+void MetricAggregator::log(const MetricMeta& meta, double value, int64_t batch_size) {
+  Entry& e = entry_for(meta, batch_size);
+  resolve();  // earlier tensor values of this key come first
+  update(e, value, batch_size);
+}
+
+void MetricAggregator::log(const MetricMeta& meta, const Tensor& value, int64_t batch_size) {
+  entry_for(meta, batch_size);
+  LUMEN_CHECK(value.defined() && value.numel() == 1, "log('", meta.name,
+              "'): expected a one-element tensor");
+  // A copy, so a later in-place change of the logged tensor does not reach the metric.
+  Tensor v = value.detach().reshape({});
+  v = v.dtype() == DType::f64 ? v.clone() : v.to(DType::f64);
+  pending_.push_back({meta.fx + "." + meta.name, std::move(v), batch_size});
+}
+
+void MetricAggregator::resolve() const {
+  if (pending_.empty()) return;
+  std::vector<double> values;
+  const bool one_device = std::all_of(pending_.begin(), pending_.end(), [&](const Pending& p) {
+    return p.value.device() == pending_.front().value.device();
+  });
+  if (one_device) {
+    std::vector<Tensor> ts;
+    for (const Pending& p : pending_) ts.push_back(p.value);
+    values = stack(ts).to_vector<double>();
+  } else {
+    for (const Pending& p : pending_) values.push_back(p.value.item());
+  }
+  for (size_t i = 0; i < pending_.size(); ++i)
+    update(entries_.at(pending_[i].key), values[i], pending_[i].batch_size);
+  pending_.clear();
+}
+
 double MetricAggregator::epoch_value(const Entry& e) {
   return e.meta.reduce == "mean" ? e.accumulated / e.weight : e.accumulated;
 }
 
 MetricViews MetricAggregator::metrics(bool on_step) const {
+  resolve();
   MetricViews views;
   for (const auto& [key, e] : entries_) {
     (void)key;
@@ -68,6 +108,7 @@ MetricViews MetricAggregator::metrics(bool on_step) const {
 }
 
 State MetricAggregator::state_dict() const {
+  resolve();
   State state;
   int64_t i = 0;
   for (const auto& [key, e] : entries_) {
@@ -91,6 +132,7 @@ State MetricAggregator::state_dict() const {
 
 void MetricAggregator::load_state_dict(const State& state) {
   entries_.clear();
+  pending_.clear();
   for (const auto& [index, s] : state.groups) {
     (void)index;
     Entry e;

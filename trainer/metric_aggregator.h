@@ -6,8 +6,10 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "nn/state.h"
+#include "tensor/tensor.h"
 
 namespace lumen {
 
@@ -44,11 +46,18 @@ class MetricAggregator {
   // Epoch reduction: "mean" is sum(value_i * batch_size_i) / sum(batch_size_i), "sum" sums
   // the values, "max"/"min" keep the extreme.
   void log(const MetricMeta& meta, double value, int64_t batch_size);
+  // The same for a one-element tensor on any device. Its value is read back (with every other
+  // pending value, in one copy) only when a view or the state is asked for, so logging a GPU
+  // loss every step does not make the host wait for the GPU every step.
+  void log(const MetricMeta& meta, const Tensor& value, int64_t batch_size);
 
   // on_step: the latest values of keys logged with on_step; else the reductions of keys
   // logged with on_epoch.
   MetricViews metrics(bool on_step) const;
-  void reset() { entries_.clear(); }
+  void reset() {
+    entries_.clear();
+    pending_.clear();
+  }
   bool empty() const { return entries_.empty(); }
 
   // The running reductions, so a run resumed mid-epoch ends the epoch with the same
@@ -65,9 +74,21 @@ class MetricAggregator {
     int64_t updates = 0;
   };
   static double epoch_value(const Entry& e);
+  Entry& entry_for(const MetricMeta& meta, int64_t batch_size);
+  static void update(Entry& e, double value, int64_t batch_size);
+  // Applies the pending values, in logging order.
+  void resolve() const;
+
+  struct Pending {
+    std::string key;
+    Tensor value;  // f64, one element, a copy
+    int64_t batch_size;
+  };
 
   bool training_;
-  std::map<std::string, Entry> entries_;  // by "<fx>.<name>"
+  // Mutable: reading a view first folds the pending values in.
+  mutable std::map<std::string, Entry> entries_;  // by "<fx>.<name>"
+  mutable std::vector<Pending> pending_;
 };
 
 }  // namespace lumen

@@ -297,10 +297,15 @@ int64_t Trainer::estimated_stepping_batches() const {
 // results, so a callback sees what was logged earlier in the same batch.
 void Trainer::refresh_metrics() const {
   Loop& L = *loop_;
+  L.refresh_pending = false;
   if (L.active_results == nullptr || L.active_results->empty()) return;
   MetricViews views = L.active_results->metrics(!L.epoch_end_reached);
   for (auto& [k, v] : views.callback) L.callback_metrics[k] = v;
   for (auto& [k, v] : views.pbar) L.progress_bar_metrics[k] = v;
+}
+
+void Trainer::flush_refresh() const {
+  if (loop_->refresh_pending) refresh_metrics();
 }
 
 const std::map<std::string, double>& Trainer::callback_metrics() const {
@@ -360,6 +365,12 @@ std::optional<FxLogRule> fx_log_rule(const std::string& fx) {
 }  // namespace
 
 void Trainer::log_metric(const std::string& name, double value, const LogOptions& options) {
+  log_metric(name, scalar_tensor(value, {.dtype = DType::f64}), options);
+}
+
+// A tensor value stays where it is (a GPU loss is not waited for) unless sync_dist reduces it
+// across the ranks now; MetricAggregator reads it back when a view is asked for.
+void Trainer::log_metric(const std::string& name, const Tensor& value, const LogOptions& options) {
   Loop& L = *loop_;
   LUMEN_CHECK(!L.stage.empty(), "log('", name,
               "'): this module's trainer is not running; log() works only inside the hooks "
@@ -391,9 +402,10 @@ void Trainer::log_metric(const std::string& name, double value, const LogOptions
                         : options.reduce == "max" ? dist::ReduceOp::max
                         : options.reduce == "min" ? dist::ReduceOp::min
                                                   : dist::ReduceOp::avg;
-    Tensor t = from_vector(std::vector<double>{value}, {1});
+    Tensor t = from_vector(std::vector<double>{value.item()}, {1});
     L.comm->all_reduce(t, op);
-    value = t.item();
+    L.active_results->log(meta, t.item(), batch_size);
+    return;
   }
   L.active_results->log(meta, value, batch_size);
 }
@@ -542,6 +554,7 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
   L.current_fx.clear();
   L.active_results = nullptr;
   L.epoch_end_reached = false;
+  L.refresh_pending = false;
   // Lightning's reset_results / reset_metrics at the start of a run.
   L.train_results.reset();
   L.val_results.reset();
@@ -663,7 +676,13 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
       for (const auto& lg : L.loggers) lg->finalize("success");
   } catch (const std::exception& e) {
     // Lightning's _interrupt: the callbacks learn of the exception, the loggers close as
-    // "failed", and the exception goes on to the caller.
+    // "failed", and the exception goes on to the caller. The last batch's step values still
+    // reach callback_metrics if they can be read.
+    try {
+      flush_refresh();
+    } catch (const std::exception&) {
+      L.refresh_pending = false;
+    }
     L.current_fx.clear();
     call_callbacks("on_exception", [&](Callback& cb) { cb.on_exception(*this, model, e); });
     L.buckets.reset();
@@ -675,6 +694,7 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
     L.current_fx.clear();
     throw;
   }
+  flush_refresh();
   L.stage.clear();
   L.training = L.validating = L.testing = L.predicting = L.sanity_checking = false;
   L.active_results = nullptr;

@@ -182,6 +182,7 @@ class Trainer {
   // optimizer steps taken before the current batch: 49, 99, ... for log_every_n_steps = 50),
   // each row with an "epoch" entry.
   void log_metric(const std::string& name, double value, const LogOptions& options);
+  void log_metric(const std::string& name, const Tensor& value, const LogOptions& options);
 
  private:
   struct Loop;  // the loop state, defined in trainer/trainer_loop.h
@@ -195,6 +196,7 @@ class Trainer {
   Batch to_device(const Batch& batch) const;
   void log_to_loggers(std::map<std::string, double> metrics, std::optional<int64_t> step);
   void refresh_metrics() const;
+  void flush_refresh() const;  // the refresh a training batch deferred, if any
   void use_gpu_per_process();
   void broadcast_module_state(bool buffers_only);
 

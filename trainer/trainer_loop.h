@@ -97,6 +97,7 @@ struct Trainer::Loop {
   MetricAggregator* active_results = nullptr;
   bool epoch_end_reached = false;  // the active results show epoch values
   std::map<std::string, double> callback_metrics, progress_bar_metrics, logged_metrics;
+  bool refresh_pending = false;  // a training batch's refresh_metrics, deferred
   std::map<std::string, double> stage_epoch_metrics;  // what validate()/test() return
 
   // A fit resumed from a checkpoint: where the interrupted one was.
