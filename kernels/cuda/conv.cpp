@@ -11,6 +11,7 @@
 #include <tuple>
 
 #include "kernels/conv.h"
+#include "kernels/cuda/library_handle.h"
 #include "tensor/cuda_check.h"
 
 #define LUMEN_CUDNN_CHECK(call)                                                              \
@@ -25,16 +26,12 @@ namespace lumen::kernels {
 namespace {
 
 cudnnHandle_t cudnn_handle(int device) {
-  static std::mutex mutex;
-  static std::array<cudnnHandle_t, 64> handles{};
-  LUMEN_CHECK(device >= 0 && device < 64, "cuDNN: device index ", device, " out of range");
-  std::lock_guard<std::mutex> lock(mutex);
-  if (!handles[device]) {
-    LUMEN_CUDA_CHECK(cudaSetDevice(device));
-    LUMEN_CUDNN_CHECK(cudnnCreate(&handles[device]));
-    LUMEN_CUDNN_CHECK(cudnnSetStream(handles[device], 0));
-  }
-  return handles[device];
+  return cuda::per_device_handle<cudnnHandle_t>(device, "cuDNN", [] {
+    cudnnHandle_t h;
+    LUMEN_CUDNN_CHECK(cudnnCreate(&h));
+    LUMEN_CUDNN_CHECK(cudnnSetStream(h, 0));
+    return h;
+  });
 }
 
 cudnnDataType_t cudnn_type(DType dt) {

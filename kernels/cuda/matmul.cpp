@@ -4,25 +4,19 @@
 // column-major operand (a transposed view) is passed with CUBLAS_OP_T. The 16-bit types run on
 // tensor cores with f32 accumulation (CUBLAS_COMPUTE_32F); f32 uses plain f32 arithmetic (no
 // TF32, PyTorch's default for matmul).
-#include <array>
-#include <mutex>
-
 #include "kernels/cuda/cublas_handle.h"
+#include "kernels/cuda/library_handle.h"
 #include "kernels/linalg.h"
 
 namespace lumen::cuda {
 
 cublasHandle_t cublas_handle(int device) {
-  static std::mutex mutex;
-  static std::array<cublasHandle_t, 64> handles{};
-  LUMEN_CHECK(device >= 0 && device < 64, "cuBLAS: device index ", device, " out of range");
-  std::lock_guard<std::mutex> lock(mutex);
-  if (!handles[device]) {
-    LUMEN_CUDA_CHECK(cudaSetDevice(device));
-    LUMEN_CUBLAS_CHECK(cublasCreate(&handles[device]));
-    LUMEN_CUBLAS_CHECK(cublasSetStream(handles[device], 0));
-  }
-  return handles[device];
+  return per_device_handle<cublasHandle_t>(device, "cuBLAS", [] {
+    cublasHandle_t h;
+    LUMEN_CUBLAS_CHECK(cublasCreate(&h));
+    LUMEN_CUBLAS_CHECK(cublasSetStream(h, 0));
+    return h;
+  });
 }
 
 }  // namespace lumen::cuda

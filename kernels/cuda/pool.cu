@@ -13,6 +13,13 @@ struct PlaneDims {
   int64_t H, W, OH, OW;
 };
 
+// Element e of a stack of planes of `rows` x `cols`: its plane, row and column.
+struct PlanePos {
+  int64_t plane, row, col;
+  __device__ PlanePos(int64_t e, int64_t rows, int64_t cols)
+      : plane(e / (rows * cols)), row((e / cols) % rows), col(e % cols) {}
+};
+
 PlaneDims plane_dims(const Tensor& x, const Tensor& y) {
   return {x.size(-2), x.size(-1), y.size(-2), y.size(-1)};
 }
@@ -35,7 +42,8 @@ __global__ void max_pool2d_kernel(int64_t n, T* out, int64_t* indices, const T* 
   using A = acc_t<T>;
   for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < n;
        e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t j = e % s.OW, i = (e / s.OW) % s.OH, plane = e / (s.OW * s.OH);
+    const PlanePos at(e, s.OH, s.OW);
+    const int64_t i = at.row, j = at.col, plane = at.plane;
     const T* xp = x + plane * s.H * s.W;
     A best = -INFINITY;
     int64_t arg = -1;
@@ -64,7 +72,8 @@ __global__ void max_pool2d_backward_kernel(int64_t n, T* gx, const T* gy, const 
   using A = acc_t<T>;
   for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < n;
        e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t iw = e % s.W, ih = (e / s.W) % s.H, plane = e / (s.W * s.H);
+    const PlanePos at(e, s.H, s.W);
+    const int64_t ih = at.row, iw = at.col, plane = at.plane;
     const int64_t self = ih * s.W + iw, base = plane * s.OH * s.OW;
     A g = 0;
     for (int64_t a = 0; a < p.kernel_h; ++a) {
@@ -85,7 +94,8 @@ __global__ void avg_pool2d_kernel(int64_t n, T* out, const T* x, PlaneDims s, Po
   using A = acc_t<T>;
   for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < n;
        e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t j = e % s.OW, i = (e / s.OW) % s.OH, plane = e / (s.OW * s.OH);
+    const PlanePos at(e, s.OH, s.OW);
+    const int64_t i = at.row, j = at.col, plane = at.plane;
     const T* xp = x + plane * s.H * s.W;
     const AvgWindow w(i, j, s.H, s.W, p);
     A sum = 0;
@@ -102,7 +112,8 @@ __global__ void avg_pool2d_backward_kernel(int64_t n, T* gx, const T* gy, PlaneD
   using A = acc_t<T>;
   for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < n;
        e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t iw = e % s.W, ih = (e / s.W) % s.H, plane = e / (s.W * s.H);
+    const PlanePos at(e, s.H, s.W);
+    const int64_t ih = at.row, iw = at.col, plane = at.plane;
     const T* gp = gy + plane * s.OH * s.OW;
     A g = 0;
     for (int64_t a = 0; a < p.kernel_h; ++a) {
