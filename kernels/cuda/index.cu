@@ -19,8 +19,7 @@ using cuda::launch_strided;
 template <class I>
 __global__ void first_bad_kernel(int64_t n, cuda::Indexer<1> ix, const I* idx, int64_t size,
                                  unsigned long long* first) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (int64_t i : cuda::grid_stride(n)) {
     int64_t off[1];
     ix.offsets(i, off);
     const auto v = static_cast<int64_t>(idx[off[0]]);
@@ -174,8 +173,7 @@ __global__ void embedding_backward_kernel(int64_t d_cols, T* gw, int64_t gw_row,
                                           const T* grad, const I* idx, int64_t n,
                                           int64_t padding_idx) {
   using A = acc_t<T>;
-  for (int64_t d = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; d < d_cols;
-       d += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (int64_t d : cuda::grid_stride(d_cols)) {
     for (int64_t r = 0; r < n; ++r) {
       const auto v = static_cast<int64_t>(idx[r]);
       if (v == padding_idx) continue;

@@ -15,6 +15,27 @@ inline int blocks_for(int64_t n) {
   return static_cast<int>(b < 65535 * 8 ? (b > 0 ? b : 1) : 65535 * 8);
 }
 
+// for (int64_t i : grid_stride(n)) visits this thread's elements of [0, n): its global index,
+// then every grid's width after it.
+struct GridStride {
+  struct Iterator {
+    int64_t i, step;
+    __device__ int64_t operator*() const { return i; }
+    __device__ Iterator& operator++() {
+      i += step;
+      return *this;
+    }
+    __device__ bool operator!=(const Iterator& end) const { return i < end.i; }
+  };
+  int64_t n;
+  __device__ Iterator begin() const {
+    return {blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x,
+            static_cast<int64_t>(gridDim.x) * blockDim.x};
+  }
+  __device__ Iterator end() const { return {n, 0}; }
+};
+__device__ inline GridStride grid_stride(int64_t n) { return {n}; }
+
 // Checks the launch just made (bad configuration, missing kernel image for this GPU).
 #define LUMEN_CUDA_CHECK_LAUNCH() LUMEN_CUDA_CHECK(cudaGetLastError())
 
@@ -47,8 +68,7 @@ struct Indexer {
 // Grid-stride loop calling f(offsets) for every element of the layout.
 template <int N, class F>
 __global__ void strided_kernel(int64_t n, Indexer<N> ix, F f) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (int64_t i : grid_stride(n)) {
     int64_t off[N];
     ix.offsets(i, off);
     f(off);

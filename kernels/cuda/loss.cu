@@ -50,8 +50,7 @@ __global__ void cross_entropy_backward_kernel(int64_t n, T* gx, const T* g, cons
                                               const int64_t* target, const acc_t<T>* lse, Rows rs,
                                               int64_t ignore_index, acc_t<T> e, acc_t<T> off) {
   using A = acc_t<T>;
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (int64_t i : cuda::grid_stride(n)) {
     const int64_t s = i % rs.inner, c = (i / rs.inner) % rs.d,
                   r = i / (rs.inner * rs.d) * rs.inner + s;
     const int64_t y = target[r];

@@ -136,8 +136,7 @@ __global__ void batch_norm_apply_kernel(int64_t n, T* y, const T* x, const acc_t
                                         const acc_t<T>* invstd, const T* w, const T* b,
                                         Channels ch) {
   using A = acc_t<T>;
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (int64_t i : cuda::grid_stride(n)) {
     const int64_t c = (i / ch.s) % ch.c;
     const A scale = invstd[c] * (w ? A(w[c]) : A(1));
     const A shift = (b ? A(b[c]) : A(0)) - mean[c] * scale;

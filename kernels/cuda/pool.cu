@@ -40,8 +40,7 @@ template <class T>
 __global__ void max_pool2d_kernel(int64_t n, T* out, int64_t* indices, const T* x, PlaneDims s,
                                   Pool2dParams p) {
   using A = acc_t<T>;
-  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < n;
-       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (int64_t e : cuda::grid_stride(n)) {
     const PlanePos at(e, s.OH, s.OW);
     const int64_t i = at.row, j = at.col, plane = at.plane;
     const T* xp = x + plane * s.H * s.W;
@@ -70,8 +69,7 @@ template <class T>
 __global__ void max_pool2d_backward_kernel(int64_t n, T* gx, const T* gy, const int64_t* indices,
                                            PlaneDims s, Pool2dParams p) {
   using A = acc_t<T>;
-  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < n;
-       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (int64_t e : cuda::grid_stride(n)) {
     const PlanePos at(e, s.H, s.W);
     const int64_t ih = at.row, iw = at.col, plane = at.plane;
     const int64_t self = ih * s.W + iw, base = plane * s.OH * s.OW;
@@ -92,8 +90,7 @@ __global__ void max_pool2d_backward_kernel(int64_t n, T* gx, const T* gy, const 
 template <class T>
 __global__ void avg_pool2d_kernel(int64_t n, T* out, const T* x, PlaneDims s, Pool2dParams p) {
   using A = acc_t<T>;
-  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < n;
-       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (int64_t e : cuda::grid_stride(n)) {
     const PlanePos at(e, s.OH, s.OW);
     const int64_t i = at.row, j = at.col, plane = at.plane;
     const T* xp = x + plane * s.H * s.W;
@@ -110,8 +107,7 @@ template <class T>
 __global__ void avg_pool2d_backward_kernel(int64_t n, T* gx, const T* gy, PlaneDims s,
                                            Pool2dParams p) {
   using A = acc_t<T>;
-  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < n;
-       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (int64_t e : cuda::grid_stride(n)) {
     const PlanePos at(e, s.H, s.W);
     const int64_t ih = at.row, iw = at.col, plane = at.plane;
     const T* gp = gy + plane * s.OH * s.OW;
