@@ -30,15 +30,21 @@ LUMEN_HD A bce_logits(A x, A y, A p) {
   return (A(1) - y) * x + w * softplus_neg(x);
 }
 
-// Its gradients times g (kernels/loss.h): dl/dx, dl/dy, dl/dp.
+// Its gradients times g (kernels/loss.h): dl/dx, and dl/dy, dl/dp only when `targets` asks
+// for them (they cost a log1p and an exp that dl/dx does not need; 0 otherwise).
 template <class A>
 struct BceGrads {
   A x, y, p;
 };
 template <class A>
-LUMEN_HD BceGrads<A> bce_logits_grads(A g, A x, A y, A p) {
-  A w = A(1) + (p - A(1)) * y, sp = softplus_neg(x);
-  return {g * ((A(1) - y) - w * sigmoid_neg(x)), g * (-x + (p - A(1)) * sp), g * y * sp};
+LUMEN_HD BceGrads<A> bce_logits_grads(A g, A x, A y, A p, bool targets) {
+  BceGrads<A> d{g * ((A(1) - y) - (A(1) + (p - A(1)) * y) * sigmoid_neg(x)), A(0), A(0)};
+  if (targets) {
+    const A sp = softplus_neg(x);
+    d.y = g * (-x + (p - A(1)) * sp);
+    d.p = g * y * sp;
+  }
+  return d;
 }
 
 // Cross entropy's gradient for class c of a sample with log-sum-exp lse, target class y and

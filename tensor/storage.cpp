@@ -47,6 +47,17 @@ std::array<DeviceBackend*, Device::kNumTypes>& backends() {
   return table;
 }
 
+// Owns a block of `device`'s memory that `release` gives back, counted in its memory_stats.
+template <class Release>
+std::shared_ptr<void> owned(void* p, size_t nbytes, Device device, Release release) {
+  Usage& u = usage(device);
+  u.add(static_cast<int64_t>(nbytes));
+  return std::shared_ptr<void>(p, [&u, nbytes, release](void* q) {
+    release(q, nbytes);
+    u.allocated.fetch_sub(static_cast<int64_t>(nbytes));
+  });
+}
+
 }  // namespace
 
 void register_device_backend(Device::Type type, DeviceBackend* backend) {
@@ -72,12 +83,8 @@ Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device
   if (nbytes == 0) return;
   DeviceBackend& b = device_backend(device);
   int index = device.index;
-  Usage& u = usage(device);
-  data_ = std::shared_ptr<void>(b.allocate(nbytes, index), [&b, &u, index, nbytes](void* p) {
-    b.deallocate(p, nbytes, index);
-    u.allocated.fetch_sub(static_cast<int64_t>(nbytes));
-  });
-  u.add(static_cast<int64_t>(nbytes));
+  data_ = owned(b.allocate(nbytes, index), nbytes, device,
+                [&b, index](void* p, size_t n) { b.deallocate(p, n, index); });
   if (poison_allocations) b.memset(data_.get(), 0xFF, nbytes, index);
 }
 
@@ -110,12 +117,8 @@ Storage Storage::pinned(size_t nbytes) {
   void* p = cuda.allocate_pinned(nbytes);
   LUMEN_CHECK(p != nullptr, "pin_memory: the CUDA backend gave no page-locked memory for ", nbytes,
               " bytes");
-  Usage& u = usage(Device::cpu());
-  s.data_ = std::shared_ptr<void>(p, [&cuda, &u, nbytes](void* q) {
-    cuda.deallocate_pinned(q, nbytes);
-    u.allocated.fetch_sub(static_cast<int64_t>(nbytes));
-  });
-  u.add(static_cast<int64_t>(nbytes));
+  s.data_ =
+      owned(p, nbytes, Device::cpu(), [&cuda](void* q, size_t n) { cuda.deallocate_pinned(q, n); });
   if (poison_allocations) std::memset(p, 0xFF, nbytes);
   return s;
 }

@@ -75,6 +75,11 @@ class Tensor {
                 dtype());
     return static_cast<T*>(data_ptr());
   }
+  // data<T>() of an optional tensor: nullptr when undefined.
+  template <class T>
+  T* data_or_null() const {
+    return defined() ? data<T>() : nullptr;
+  }
 
   // Autograd.
   bool requires_grad() const;

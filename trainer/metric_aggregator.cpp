@@ -66,17 +66,9 @@ void MetricAggregator::log(const MetricMeta& meta, const Tensor& value, int64_t 
 
 void MetricAggregator::resolve() const {
   if (pending_.empty()) return;
-  std::vector<double> values;
-  const bool one_device = std::all_of(pending_.begin(), pending_.end(), [&](const Pending& p) {
-    return p.value.device() == pending_.front().value.device();
-  });
-  if (one_device) {
-    std::vector<Tensor> ts;
-    for (const Pending& p : pending_) ts.push_back(p.value);
-    values = stack(ts).to_vector<double>();
-  } else {
-    for (const Pending& p : pending_) values.push_back(p.value.item());
-  }
+  std::vector<Tensor> values_on_device;
+  for (const Pending& p : pending_) values_on_device.push_back(p.value);
+  const std::vector<double> values = scalar_values(values_on_device);
   for (size_t i = 0; i < pending_.size(); ++i)
     update(entries_.at(pending_[i].key), values[i], pending_[i].batch_size);
   pending_.clear();

@@ -712,8 +712,7 @@ void Trainer::use_gpu_per_process() {
               " on this node); start at most as many processes per node as it has GPUs");
   L.device = Device::cuda(local);
 #if LUMEN_NCCL
-  if (!L.nccl || L.nccl->world_size() != L.comm->world_size())
-    L.nccl = std::make_shared<dist::NcclCommunicator>(L.comm, local, L.comm->options());
+  if (!L.nccl) L.nccl = std::make_shared<dist::NcclCommunicator>(L.comm, local, L.comm->options());
   L.device_comm = L.nccl;
 #else
   detail::throw_error("Trainer: DDP on GPUs needs NCCL, and this build of Lumen has none ",

@@ -155,7 +155,7 @@ void forward(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& 
              const Geom& g) {
   const T* px = x.data<T>();
   const T* pw = w.data<T>();
-  const T* pb = bias.defined() ? bias.data<T>() : nullptr;
+  const T* pb = bias.data_or_null<T>();
   T* po = out.data<T>();
   for_each_image<T>(g, [&](int64_t n, RowMat<T>& col) {
     for (int64_t grp = 0; grp < g.G; ++grp) {

@@ -115,9 +115,9 @@ template <class T>
 void bce_logits_backward_loop(const Tensor& gx, const Tensor& gy, const Tensor& gp, const Tensor& g,
                               const Tensor& x, const Tensor& y, const Tensor& pw) {
   using A = acc_t<T>;
-  T* pgx = gx.defined() ? gx.data<T>() : nullptr;
-  T* pgy = gy.defined() ? gy.data<T>() : nullptr;
-  T* pgp = gp.defined() ? gp.data<T>() : nullptr;
+  T* pgx = gx.data_or_null<T>();
+  T* pgy = gy.data_or_null<T>();
+  T* pgp = gp.data_or_null<T>();
   const T* pg = g.data<T>();
   const T* px = x.data<T>();
   const T* py = y.data<T>();
@@ -134,8 +134,9 @@ void bce_logits_backward_loop(const Tensor& gx, const Tensor& gy, const Tensor& 
       // x, y, g and the outputs are contiguous and share x's shape, so off[0] + i * st[0]
       // indexes all of them.
       const int64_t k = off[0] + i * st[0];
-      const auto d = bce_logits_grads(A(pg[off[2] + i * st[2]]), A(px[k]),
-                                      A(py[off[1] + i * st[1]]), A(pp[off[3] + i * st[3]]));
+      const auto d =
+          bce_logits_grads(A(pg[off[2] + i * st[2]]), A(px[k]), A(py[off[1] + i * st[1]]),
+                           A(pp[off[3] + i * st[3]]), pgy || pgp);
       if (pgx) pgx[k] = T(d.x);
       if (pgy) pgy[k] = T(d.y);
       if (pgp) pgp[k] = T(d.p);

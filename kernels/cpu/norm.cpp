@@ -22,8 +22,8 @@ void layer_norm_impl(const Tensor& y, const Tensor& mean, const Tensor& rstd, co
   using A = acc_t<T>;
   const int64_t m = d == 0 ? 0 : x.numel() / d;
   const T* px = x.data<T>();
-  const T* pw = weight.defined() ? weight.data<T>() : nullptr;
-  const T* pb = bias.defined() ? bias.data<T>() : nullptr;
+  const T* pw = weight.data_or_null<T>();
+  const T* pb = bias.data_or_null<T>();
   T* py = y.data<T>();
   A* pm = mean.data<A>();
   A* pr = rstd.data<A>();
@@ -60,7 +60,7 @@ void layer_norm_backward_impl(const Tensor& gx, const Tensor& gw, const Tensor& 
   const int64_t m = d == 0 ? 0 : x.numel() / d;
   const T* px = x.data<T>();
   const T* pg = gy.data<T>();
-  const T* pw = weight.defined() ? weight.data<T>() : nullptr;
+  const T* pw = weight.data_or_null<T>();
   const A* pm = mean.data<A>();
   const A* pr = rstd.data<A>();
   if (gx.defined()) {
@@ -86,8 +86,8 @@ void layer_norm_backward_impl(const Tensor& gx, const Tensor& gw, const Tensor& 
     });
   }
   if (gw.defined() || gb.defined()) {
-    T* pgw = gw.defined() ? gw.data<T>() : nullptr;
-    T* pgb = gb.defined() ? gb.data<T>() : nullptr;
+    T* pgw = gw.data_or_null<T>();
+    T* pgb = gb.data_or_null<T>();
     cpu::parallel_for(d, 64, [&](int64_t b, int64_t e) {
       std::vector<A> sw(e - b, A(0)), sb(e - b, A(0));
       for (int64_t i = 0; i < m; ++i) {
@@ -161,8 +161,8 @@ void batch_norm_apply_impl(const Tensor& y, const Tensor& x, const Tensor& mean,
   T* py = y.data<T>();
   const A* pm = mean.data<A>();
   const A* pr = invstd.data<A>();
-  const T* pw = weight.defined() ? weight.data<T>() : nullptr;
-  const T* pb = bias.defined() ? bias.data<T>() : nullptr;
+  const T* pw = weight.data_or_null<T>();
+  const T* pb = bias.data_or_null<T>();
   // Rows of S elements share one channel: (n, c) pairs split across threads.
   cpu::parallel_for(ch.n * ch.c, grain_for(ch.s), [&](int64_t b, int64_t e) {
     for (int64_t nc = b; nc < e; ++nc) {
@@ -187,10 +187,10 @@ void batch_norm_backward_impl(const Tensor& gx, const Tensor& gw, const Tensor& 
   const T* pg = gy.data<T>();
   const A* pm = mean.data<A>();
   const A* pr = invstd.data<A>();
-  const T* pw = weight.defined() ? weight.data<T>() : nullptr;
-  T* pgx = gx.defined() ? gx.data<T>() : nullptr;
-  T* pgw = gw.defined() ? gw.data<T>() : nullptr;
-  T* pgb = gb.defined() ? gb.data<T>() : nullptr;
+  const T* pw = weight.data_or_null<T>();
+  T* pgx = gx.data_or_null<T>();
+  T* pgw = gw.data_or_null<T>();
+  T* pgb = gb.data_or_null<T>();
   const double count = double(ch.count());
   cpu::parallel_for(ch.c, grain_for(ch.count()), [&](int64_t b, int64_t e) {
     for (int64_t c = b; c < e; ++c) {

@@ -80,7 +80,7 @@ struct BceBackwardBody {
   __device__ void operator()(const int64_t* off) const {
     using A = acc_t<T>;
     const auto d = loss_math::bce_logits_grads(A(g[off[2]]), A(x[off[0]]), A(y[off[1]]),
-                                               p ? A(p[off[3]]) : A(1));
+                                               p ? A(p[off[3]]) : A(1), gy || gp);
     if (gx) gx[off[0]] = T(d.x);
     if (gy) gy[off[0]] = T(d.y);
     if (gp) gp[off[0]] = T(d.p);
@@ -136,9 +136,9 @@ void bce_logits_backward_cuda(const Tensor& gx, const Tensor& gy, const Tensor& 
                               const Tensor& x, const Tensor& y, const Tensor& pw) {
   dispatch_dtype<DTypes::FloatAndHalf>(
       x.dtype(), "binary_cross_entropy_with_logits_backward", [&]<class T>() {
-        auto ptr = [](const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; };
-        BceBackwardBody<T> body{ptr(gx),     ptr(gy),     ptr(gp), x.data<T>(),
-                                y.data<T>(), g.data<T>(), ptr(pw)};
+        BceBackwardBody<T> body{gx.data_or_null<T>(), gy.data_or_null<T>(), gp.data_or_null<T>(),
+                                x.data<T>(),          y.data<T>(),          g.data<T>(),
+                                pw.data_or_null<T>()};
         if (pw.defined())
           cuda::launch_strided<4>({&x, &y, &g, &pw}, body);
         else

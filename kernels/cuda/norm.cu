@@ -179,12 +179,6 @@ __global__ void batch_norm_backward_kernel(T* gx, T* gw, T* gb, const T* gy, con
   }
 }
 
-// An optional tensor's data (undefined: nullptr).
-template <class T>
-T* ptr_or_null(const Tensor& t) {
-  return t.defined() ? t.data<T>() : nullptr;
-}
-
 unsigned channel_blocks(int64_t c) { return static_cast<unsigned>(std::min<int64_t>(c, 65535)); }
 
 void layer_norm_cuda(const Tensor& y, const Tensor& mean, const Tensor& rstd, const Tensor& x,
@@ -197,8 +191,8 @@ void layer_norm_cuda(const Tensor& y, const Tensor& mean, const Tensor& rstd, co
     auto* kernel =
         d <= cuda::kWarpRowMax ? layer_norm_kernel<T, true> : layer_norm_kernel<T, false>;
     kernel<<<cuda::row_blocks(m, d), cuda::kBlock>>>(y.data<T>(), mean.data<A>(), rstd.data<A>(),
-                                                     x.data<T>(), ptr_or_null<T>(weight),
-                                                     ptr_or_null<T>(bias), m, d, A(eps));
+                                                     x.data<T>(), weight.data_or_null<T>(),
+                                                     bias.data_or_null<T>(), m, d, A(eps));
     LUMEN_CUDA_CHECK_LAUNCH();
   });
 }
@@ -215,13 +209,13 @@ void layer_norm_backward_cuda(const Tensor& gx, const Tensor& gw, const Tensor& 
                                             : layer_norm_backward_kernel<T, false>;
       kernel<<<cuda::row_blocks(m, d), cuda::kBlock>>>(gx.data<T>(), gy.data<T>(), x.data<T>(),
                                                        mean.data<A>(), rstd.data<A>(),
-                                                       ptr_or_null<T>(weight), m, d);
+                                                       weight.data_or_null<T>(), m, d);
       LUMEN_CUDA_CHECK_LAUNCH();
     }
     if ((gw.defined() || gb.defined()) && d > 0) {
       // m == 0 still writes zeros.
       layer_norm_weight_grad_kernel<T><<<static_cast<unsigned>((d + 31) / 32), dim3(32, 8)>>>(
-          ptr_or_null<T>(gw), ptr_or_null<T>(gb), gy.data<T>(), x.data<T>(), mean.data<A>(),
+          gw.data_or_null<T>(), gb.data_or_null<T>(), gy.data<T>(), x.data<T>(), mean.data<A>(),
           rstd.data<A>(), m, d);
       LUMEN_CUDA_CHECK_LAUNCH();
     }
@@ -248,8 +242,8 @@ void batch_norm_apply_cuda(const Tensor& y, const Tensor& x, const Tensor& mean,
   dispatch_dtype<DTypes::FloatAndHalf>(x.dtype(), "batch_norm", [&]<class T>() {
     using A = acc_t<T>;
     batch_norm_apply_kernel<T><<<cuda::blocks_for(n), cuda::kBlock>>>(
-        n, y.data<T>(), x.data<T>(), mean.data<A>(), invstd.data<A>(), ptr_or_null<T>(weight),
-        ptr_or_null<T>(bias), channels_of(x));
+        n, y.data<T>(), x.data<T>(), mean.data<A>(), invstd.data<A>(), weight.data_or_null<T>(),
+        bias.data_or_null<T>(), channels_of(x));
     LUMEN_CUDA_CHECK_LAUNCH();
   });
 }
@@ -263,8 +257,8 @@ void batch_norm_backward_cuda(const Tensor& gx, const Tensor& gw, const Tensor& 
   dispatch_dtype<DTypes::FloatAndHalf>(x.dtype(), "batch_norm_backward", [&]<class T>() {
     using A = acc_t<T>;
     batch_norm_backward_kernel<T><<<channel_blocks(ch.c), cuda::kBlock>>>(
-        ptr_or_null<T>(gx), ptr_or_null<T>(gw), ptr_or_null<T>(gb), gy.data<T>(), x.data<T>(),
-        mean.data<A>(), invstd.data<A>(), ptr_or_null<T>(weight), ch, training);
+        gx.data_or_null<T>(), gw.data_or_null<T>(), gb.data_or_null<T>(), gy.data<T>(), x.data<T>(),
+        mean.data<A>(), invstd.data<A>(), weight.data_or_null<T>(), ch, training);
     LUMEN_CUDA_CHECK_LAUNCH();
   });
 }

@@ -4,6 +4,8 @@
 // accumulations' backward is the matching read.
 #include "nn/functional/index.h"
 
+#include <algorithm>
+
 #include "autograd/node.h"
 #include "kernels/elementwise.h"
 #include "kernels/index.h"
@@ -197,6 +199,22 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
         }
         return grads;
       });
+}
+
+std::vector<double> scalar_values(const std::vector<Tensor>& scalars) {
+  if (scalars.empty()) return {};
+  std::vector<Tensor> flat;
+  for (const Tensor& t : scalars) {
+    LUMEN_CHECK(t.defined() && t.numel() == 1, "scalar_values: expected one-element tensors, got ",
+                t.defined() ? shape_str(t.shape()) : std::string("an undefined tensor"));
+    flat.push_back(t.detach().reshape({}).to(DType::f64));
+  }
+  const Device device = flat.front().device();
+  if (std::all_of(flat.begin(), flat.end(), [&](const Tensor& t) { return t.device() == device; }))
+    return stack(flat).to_vector<double>();
+  std::vector<double> values;
+  for (const Tensor& t : flat) values.push_back(t.item());
+  return values;
 }
 
 Tensor stack(const std::vector<Tensor>& tensors, int64_t dim) {

@@ -16,6 +16,9 @@ namespace lumen {
 Tensor cat(const std::vector<Tensor>& tensors, int64_t dim = 0);
 // Joins equal-shaped tensors along a new dim `dim` in [-(rank + 1), rank + 1).
 Tensor stack(const std::vector<Tensor>& tensors, int64_t dim = 0);
+// The values of one-element tensors, in order, as f64: read back in one copy when they share a
+// device (one wait for a GPU, not one per tensor), one by one otherwise.
+std::vector<double> scalar_values(const std::vector<Tensor>& scalars);
 
 // out[..., j, ...] = x[..., index[j], ...] along `dim`; index is 1-D (or 0-d, one element).
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);

@@ -34,17 +34,9 @@ double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm, doubl
                   : norm_type == 2 ? sum(g * g)
                   : norm_type == 1 ? sum(abs(g))
                                    : sum(pow(abs(g), norm_type));
-    parts.push_back(part.to(DType::f64));
+    parts.push_back(part);
   }
-  std::vector<double> values;
-  const bool one_device = std::all_of(parts.begin(), parts.end(), [&](const Tensor& t) {
-    return t.device() == parts.front().device();
-  });
-  if (one_device && !parts.empty()) {
-    values = stack(parts).to_vector<double>();
-  } else {
-    for (const Tensor& t : parts) values.push_back(t.item());
-  }
+  const std::vector<double> values = scalar_values(parts);
   double acc = 0;
   for (double v : values) acc = inf_norm ? std::max(acc, v) : acc + v;
   const double total = inf_norm         ? acc
