@@ -17,6 +17,9 @@ inline constinit OpKernel<void(const Tensor& grad_x, const Tensor& grad_out, con
 // out = a op b
 inline constinit OpKernel<void(const Tensor& out, const Tensor& a, const Tensor& b, BinaryOp)>
     binary{"binary"};
+// out = f(a + b): a layer's bias add and activation in one pass (no intermediate tensor)
+inline constinit OpKernel<void(const Tensor& out, const Tensor& a, const Tensor& b, UnaryArgs)>
+    add_act{"add_act"};
 // out (bool) = a cmp b
 inline constinit OpKernel<void(const Tensor& out, const Tensor& a, const Tensor& b, CompareOp)>
     compare{"compare"};

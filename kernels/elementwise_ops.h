@@ -253,6 +253,15 @@ struct Minimum {
     return (a != a || a < b) ? a : b;
   }
 };
+// f(a + b): a bias add and the activation after it, in one pass.
+template <class F>
+struct AddThen {
+  F f;
+  template <class T>
+  LUMEN_HD T operator()(T a, T b) const {
+    return f(a + b);
+  }
+};
 }  // namespace ew
 
 template <class F>

@@ -2,7 +2,10 @@
 // Matrix products. The caller (nn/functional/linalg.cpp) broadcasts the batch dims, allocates
 // the output and lays each operand out the way every GEMM library takes it; kernels only
 // compute.
+#include <optional>
+
 #include "kernels/dispatch.h"
+#include "kernels/elementwise.h"
 
 namespace lumen::kernels {
 
@@ -15,6 +18,39 @@ namespace lumen::kernels {
 // out may not overlap a or b. K = 0 gives zeros.
 inline constinit OpKernel<void(const Tensor& out, const Tensor& a, const Tensor& b)> matmul{
     "matmul"};
+
+// A linear layer's forward in one kernel where the backend can fuse it:
+//   pre = a[M, K] @ b[K, N] + bias[N],   out = act(pre)
+// with the bias add and the activation applied as the GEMM writes its result (cuBLASLt
+// epilogues on CUDA) instead of in passes of their own. bias may be undefined (none), act
+// nullopt (identity). `pre`, if defined ([M, N], contiguous), also receives the activation's
+// input, which the backward of most activations needs. a and b are 2-D and BLAS-shaped, out
+// contiguous.
+inline constinit OpKernel<void(const Tensor& out, const Tensor& pre, const Tensor& a,
+                               const Tensor& b, const Tensor& bias, std::optional<UnaryArgs> act)>
+    linear{"linear"};
+
+// The same from its parts on any backend: the GEMM, then at most one pass that adds the bias
+// and applies the activation (two when `pre` is asked for).
+inline void linear_by_parts(Device dev, const Tensor& out, const Tensor& pre, const Tensor& a,
+                            const Tensor& b, const Tensor& bias, std::optional<UnaryArgs> act) {
+  if (pre.defined()) {
+    matmul(dev, pre, a, b);
+    if (bias.defined()) binary(dev, pre, pre, bias, BinaryOp::Add);
+    if (act)
+      unary(dev, out, pre, *act);
+    else
+      copy(dev, out, pre);
+    return;
+  }
+  matmul(dev, out, a, b);
+  if (bias.defined() && act)
+    add_act(dev, out, out, bias, *act);
+  else if (bias.defined())
+    binary(dev, out, out, bias, BinaryOp::Add);
+  else if (act)
+    unary(dev, out, out, *act);
+}
 
 // Whether the last two dims of `t` can be handed to a GEMM as they are: a row-major matrix
 // (unit column stride, row stride >= columns) or a column-major one. A dim of extent 1 may have

@@ -1,5 +1,12 @@
 #include "nn/sequential.h"
 
+#include <optional>
+#include <typeinfo>
+
+#include "nn/activation.h"
+#include "nn/functional/linalg.h"
+#include "nn/linear.h"
+
 namespace lumen::nn {
 
 Sequential::Sequential(std::initializer_list<std::shared_ptr<UnaryModule>> modules) {
@@ -13,9 +20,36 @@ Sequential& Sequential::push_back(std::shared_ptr<UnaryModule> module) {
   return *this;
 }
 
+namespace {
+
+// The activation a Linear can run in its own GEMM epilogue when `m` follows it (ReLU, GELU;
+// exact types only, so a subclass's own forward is never skipped).
+std::optional<functional::Activation> fusable_activation(const UnaryModule& m) {
+  if (typeid(m) == typeid(ReLU)) return functional::Activation::ReLU;
+  if (typeid(m) == typeid(GELU))
+    return static_cast<const GELU&>(m).approximate == "tanh" ? functional::Activation::GELUTanh
+                                                             : functional::Activation::GELU;
+  return std::nullopt;
+}
+
+}  // namespace
+
+// A Linear followed by ReLU or GELU runs as one fused linear (bias and activation in the GEMM's
+// epilogue, kernels/linalg.h): the values and gradients of the two modules, one pass fewer.
 Tensor Sequential::forward(const Tensor& x) {
   Tensor y = x;
-  for (const auto& m : modules_) y = m->forward(y);
+  for (size_t i = 0; i < modules_.size(); ++i) {
+    const UnaryModule& m = *modules_[i];
+    if (i + 1 < modules_.size() && typeid(m) == typeid(Linear)) {
+      if (auto act = fusable_activation(*modules_[i + 1])) {
+        const auto& linear = static_cast<const Linear&>(m);
+        y = functional::linear(y, linear.weight, linear.bias, *act);
+        ++i;
+        continue;
+      }
+    }
+    y = modules_[i]->forward(y);
+  }
   return y;
 }
 

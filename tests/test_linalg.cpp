@@ -1,5 +1,7 @@
 #include <cmath>
+#include <functional>
 
+#include "autograd/node.h"
 #include "tests/op_harness.h"
 
 namespace lumen::testing {
@@ -33,6 +35,22 @@ LUMEN_OP_CASES(linalg){{
     {"linear_1d_input",
      {Input::real({4}), Input::real({3, 4}), Input::real({3})},
      [](const auto& v) { return F::linear(v[0], v[1], v[2]); }},
+    // The fused epilogues; 16 output features so cuBLASLt's GELU_AUX path (ld % 8) is taken.
+    {"linear_relu",
+     {Input::real({5, 4}), Input::real({16, 4}), Input::real({16})},
+     [](const auto& v) { return F::linear(v[0], v[1], v[2], F::Activation::ReLU); }},
+    {"linear_gelu",
+     {Input::real({2, 3, 4}), Input::real({16, 4}), Input::real({16})},
+     [](const auto& v) { return F::linear(v[0], v[1], v[2], F::Activation::GELU); }},
+    {"linear_gelu_tanh",
+     {Input::real({5, 4}), Input::real({16, 4}), Input::real({16})},
+     [](const auto& v) { return F::linear(v[0], v[1], v[2], F::Activation::GELUTanh); }},
+    {"linear_gelu_tanh_odd_width",
+     {Input::real({5, 4}), Input::real({3, 4}), Input::real({3})},
+     [](const auto& v) { return F::linear(v[0], v[1], v[2], F::Activation::GELUTanh); }},
+    {"linear_relu_no_bias",
+     {Input::real({7, 4}), Input::real({3, 4})},
+     [](const auto& v) { return F::linear(v[0], v[1], {}, F::Activation::ReLU); }},
 }};
 
 // C = A B by the definition, in double, from row-major element lists.
@@ -197,6 +215,70 @@ TEST(Linalg, LinearMatchesDefinition) {
     for (int64_t j = 0; j < 3; ++j) want[i * 3 + j] += bias.to_vector<double>()[j];
   expect_close(y, want, 1e-12, "linear");
   EXPECT_EQ(F::linear(randn({2, 5, 6}), randn({3, 6})).shape(), (Shape{2, 5, 3}));
+}
+
+// The fused activations give what the separate ops give, values and gradients, bit for bit on
+// the CPU in f32 (one rounding of x W^T + b either way), with and without grad mode.
+TEST(Linalg, FusedActivationMatchesSeparateOps) {
+  struct Case {
+    F::Activation act;
+    std::function<Tensor(const Tensor&)> separate;
+  };
+  std::vector<Case> cases = {
+      {F::Activation::ReLU, [](const Tensor& z) { return relu(z); }},
+      {F::Activation::GELU, [](const Tensor& z) { return gelu(z); }},
+      {F::Activation::GELUTanh, [](const Tensor& z) { return gelu(z, "tanh"); }}};
+  for (const Case& c : cases) {
+    for (bool with_bias : {true, false}) {
+      Generator gen(3);
+      Tensor x = randn({6, 5}, {}, &gen), w = randn({4, 5}, {}, &gen), b = randn({4}, {}, &gen);
+      Tensor x1 = x.clone().requires_grad_(true), w1 = w.clone().requires_grad_(true),
+             b1 = b.clone().requires_grad_(true);
+      Tensor x2 = x.clone().requires_grad_(true), w2 = w.clone().requires_grad_(true),
+             b2 = b.clone().requires_grad_(true);
+      Tensor fused = F::linear(x1, w1, with_bias ? b1 : Tensor(), c.act);
+      Tensor want = c.separate(F::linear(x2, w2, with_bias ? b2 : Tensor()));
+      EXPECT_EQ(fused.to_vector<float>(), want.to_vector<float>());
+      Tensor r = randn({6, 4}, {}, &gen);
+      (fused * r).sum().backward();
+      (want * r).sum().backward();
+      EXPECT_EQ(x1.grad().to_vector<float>(), x2.grad().to_vector<float>());
+      EXPECT_EQ(w1.grad().to_vector<float>(), w2.grad().to_vector<float>());
+      if (with_bias) {
+        std::vector<float> gb1 = b1.grad().to_vector<float>(), gb2 = b2.grad().to_vector<float>();
+        for (size_t i = 0; i < gb1.size(); ++i) EXPECT_NEAR(gb1[i], gb2[i], 1e-5);
+      }
+      NoGradGuard no_grad;
+      EXPECT_EQ(F::linear(x, w, with_bias ? b : Tensor(), c.act).to_vector<float>(),
+                want.to_vector<float>());
+    }
+  }
+}
+
+// nn::Sequential runs Linear + ReLU/GELU as one fused linear; the model computes what its
+// modules one after another compute, and a subclass of Linear keeps its own forward.
+TEST(Linalg, SequentialFusesLinearActivation) {
+  manual_seed(5);
+  auto l1 = std::make_shared<nn::Linear>(5, 8), l2 = std::make_shared<nn::Linear>(8, 3);
+  nn::Sequential seq{l1, std::make_shared<nn::GELU>(nn::GELUOptions{"tanh"}), l2,
+                     std::make_shared<nn::ReLU>()};
+  Tensor x = randn({4, 5});
+  Tensor want = relu(l2->forward(gelu(l1->forward(x), "tanh")));
+  Tensor got = seq.forward(x);
+  std::vector<float> a = got.to_vector<float>(), b = want.to_vector<float>();
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-6);
+  ASSERT_NE(got.grad_fn(), nullptr);
+  EXPECT_EQ(got.grad_fn()->name, "linear");  // unfused, the last node would be relu
+
+  struct Doubled : nn::Linear {
+    using nn::Linear::Linear;
+    Tensor forward(const Tensor& x) override { return nn::Linear::forward(x) * 2.0; }
+  };
+  auto d = std::make_shared<Doubled>(5, 3);
+  nn::Sequential custom{d, std::make_shared<nn::ReLU>()};
+  std::vector<float> c = custom.forward(x).to_vector<float>(),
+                     e = relu(d->nn::Linear::forward(x) * 2.0).to_vector<float>();
+  EXPECT_EQ(c, e);
 }
 
 TEST(Linalg, ErrorsNameShapesAndDtypes) {

@@ -63,6 +63,12 @@ void binary_cpu(const Tensor& out, const Tensor& a, const Tensor& b, BinaryOp op
   });
 }
 
+void add_act_cpu(const Tensor& out, const Tensor& a, const Tensor& b, UnaryArgs act) {
+  dispatch_dtype<DTypes::FloatAndHalf>(out.dtype(), "add_act", [&]<class T>() {
+    visit_unary(act, [&](auto fn) { binary_loop<T>(out, a, b, ew::AddThen<decltype(fn)>{fn}); });
+  });
+}
+
 void compare_cpu(const Tensor& out, const Tensor& a, const Tensor& b, CompareOp op) {
   bool* o = out.data<bool>();
   dispatch_dtype<DTypes::All>(a.dtype(), "compare", [&]<class T>() {
@@ -134,6 +140,7 @@ void random_fill_cpu(const Tensor& out, RandomKind kind, double param, uint64_t 
 LUMEN_REGISTER_KERNEL(unary, CPU, unary_cpu);
 LUMEN_REGISTER_KERNEL(unary_backward, CPU, unary_backward_cpu);
 LUMEN_REGISTER_KERNEL(binary, CPU, binary_cpu);
+LUMEN_REGISTER_KERNEL(add_act, CPU, add_act_cpu);
 LUMEN_REGISTER_KERNEL(compare, CPU, compare_cpu);
 LUMEN_REGISTER_KERNEL(where, CPU, where_cpu);
 LUMEN_REGISTER_KERNEL(copy, CPU, copy_cpu);

@@ -129,5 +129,11 @@ void matmul_cpu(const Tensor& out, const Tensor& a, const Tensor& b) {
 }  // namespace
 
 LUMEN_REGISTER_KERNEL(matmul, CPU, matmul_cpu);
+// Eigen's GEMM takes no epilogue; the bias and activation follow it in one pass.
+LUMEN_REGISTER_KERNEL(linear, CPU,
+                      [](const Tensor& out, const Tensor& pre, const Tensor& a, const Tensor& b,
+                         const Tensor& bias, std::optional<UnaryArgs> act) {
+                        linear_by_parts(Device::cpu(), out, pre, a, b, bias, act);
+                      });
 
 }  // namespace lumen::kernels

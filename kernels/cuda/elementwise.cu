@@ -202,6 +202,17 @@ void binary_cuda(const Tensor& out, const Tensor& a, const Tensor& b, BinaryOp o
   });
 }
 
+void add_act_cuda(const Tensor& out, const Tensor& a, const Tensor& b, UnaryArgs act) {
+  dispatch_dtype<DTypes::FloatAndHalf>(out.dtype(), "add_act", [&]<class T>() {
+    visit_unary(act, [&](auto fn) {
+      using F = ew::AddThen<decltype(fn)>;
+      if (try_packed<T, 2>(out, {&a, &b}, PackedBinary<F>{F{fn}})) return;
+      launch_strided<3>({&out, &a, &b},
+                        BinaryBody<T, F>{out.data<T>(), a.data<T>(), b.data<T>(), F{fn}});
+    });
+  });
+}
+
 void compare_cuda(const Tensor& out, const Tensor& a, const Tensor& b, CompareOp op) {
   dispatch_dtype<DTypes::All>(a.dtype(), "compare", [&]<class T>() {
     launch_strided<3>({&out, &a, &b},
@@ -242,6 +253,7 @@ void random_fill_cuda(const Tensor& out, RandomKind kind, double param, uint64_t
 LUMEN_REGISTER_KERNEL(unary, CUDA, unary_cuda);
 LUMEN_REGISTER_KERNEL(unary_backward, CUDA, unary_backward_cuda);
 LUMEN_REGISTER_KERNEL(binary, CUDA, binary_cuda);
+LUMEN_REGISTER_KERNEL(add_act, CUDA, add_act_cuda);
 LUMEN_REGISTER_KERNEL(compare, CUDA, compare_cuda);
 LUMEN_REGISTER_KERNEL(where, CUDA, where_cuda);
 LUMEN_REGISTER_KERNEL(copy, CUDA, copy_cuda);

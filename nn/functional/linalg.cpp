@@ -7,6 +7,7 @@
 #include "autograd/node.h"
 #include "kernels/linalg.h"
 #include "nn/functional/elementwise.h"
+#include "nn/functional/reduction.h"
 
 namespace lumen {
 namespace {
@@ -100,7 +101,26 @@ Tensor Tensor::matmul(const Tensor& other) const { return lumen::matmul(*this, o
 
 namespace nn::functional {
 
-Tensor linear(const Tensor& input, const Tensor& weight_in, const Tensor& bias_in) {
+namespace {
+
+std::optional<kernels::UnaryArgs> activation_args(Activation act) {
+  switch (act) {
+    case Activation::None:
+      return std::nullopt;
+    case Activation::ReLU:
+      return kernels::UnaryArgs{kernels::UnaryOp::Relu};
+    case Activation::GELU:
+      return kernels::UnaryArgs{kernels::UnaryOp::GeluErf};
+    case Activation::GELUTanh:
+      return kernels::UnaryArgs{kernels::UnaryOp::GeluTanh};
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+Tensor linear(const Tensor& input, const Tensor& weight_in, const Tensor& bias_in,
+              Activation activation) {
   // Autocast: a low-precision op (tensor cores, f32 accumulation).
   Tensor x = autocast::to_lower_precision(input), weight = autocast::to_lower_precision(weight_in),
          bias = autocast::to_lower_precision(bias_in);
@@ -116,30 +136,46 @@ Tensor linear(const Tensor& input, const Tensor& weight_in, const Tensor& bias_i
                 ShapeStr{bias.shape()}, " does not match weight of shape ",
                 ShapeStr{weight.shape()}, ": expected [", weight.size(0), "]");
   }
-  // y = x W^T over the rows of x [..., in], as one GEMM on x viewed as [N, in] (W^T is a
-  // column-major view the GEMM reads in place). Its own node, so that the weight's gradient
-  //   dW = g^T x   ([out, N] x [N, in])
-  // comes out [out, in] row-major like W itself; through matmul and transpose it would come
-  // out transposed, and accumulating it would cost a transposing copy per step.
-  //   dx = g W     ([N, out] x [out, in])
-  int64_t in = weight.size(1), out = weight.size(0);
+  // y = act(x W^T + b) over the rows of x [..., in], as one GEMM on x viewed as [N, in] (W^T is
+  // a column-major view the GEMM reads in place) with the bias and activation in its epilogue.
+  // With z = x W^T + b and g the gradient of y:
+  //   dz = g act'(z),   dx = dz W  ([N, out] x [out, in]),   dW = dz^T x  ([out, N] x [N, in]),
+  //   db = sum over rows of dz.
+  // dW comes out [out, in] row-major like W itself (through matmul and transpose it would come
+  // out transposed, and accumulating it would cost a transposing copy per step). ReLU's
+  // derivative reads from y itself (y > 0 exactly where z > 0); other activations keep z.
+  const int64_t in = weight.size(1), out_features = weight.size(0);
+  const std::optional<kernels::UnaryArgs> act = activation_args(activation);
+  std::vector<Tensor> inputs = {x, weight};
+  if (bias.defined()) inputs.push_back(bias);
+  const bool keep_pre =
+      act && act->op != kernels::UnaryOp::Relu && autograd::any_requires_grad(inputs);
+  Tensor x2 = gemm_operand(x.detach().reshape({-1, in}), {});
+  Tensor w = weight.detach();
+  const Device dev = x.device();
+  Tensor y = empty({x2.size(0), out_features}, {x.dtype(), dev});
+  Tensor pre = keep_pre ? empty(y.shape(), {x.dtype(), dev}) : Tensor();
+  kernels::linear(dev, y, pre, x2, w.t(), bias.defined() ? bias.detach() : Tensor(), act);
   Shape out_shape = x.shape();
-  out_shape.back() = out;
-  Tensor x2 = x.detach().reshape({-1, in});
-  Tensor y;
-  {
-    NoGradGuard no_grad;
-    y = lumen::matmul(x2, weight.detach().t()).reshape(out_shape);
-  }
-  y = autograd::record("linear", y, {x, weight},
-                       [x2, w = weight.detach(), x_shape = x.shape(), out](
+  out_shape.back() = out_features;
+  Tensor act_input = !act ? Tensor() : keep_pre ? pre : y.detach();
+  y = autograd::record("linear", y.reshape(out_shape), inputs,
+                       [x2, w, act, act_input, x_shape = x.shape(), out_features](
                            const Tensor& g, const autograd::NeedsGrad& needs) {
-                         Tensor g2 = g.reshape({-1, out});
-                         return std::vector<Tensor>{
-                             needs[0] ? lumen::matmul(g2, w).reshape(x_shape) : Tensor(),
-                             needs[1] ? lumen::matmul(g2.t(), x2) : Tensor()};
+                         Tensor dz = g.reshape({-1, out_features});
+                         if (act) {
+                           Tensor gz = empty(dz.shape(), {dz.dtype(), dz.device()});
+                           kernels::unary_backward(dz.device(), gz, dz, act_input, *act);
+                           dz = gz;
+                         }
+                         std::vector<Tensor> grads = {
+                             needs[0] ? lumen::matmul(dz, w).reshape(x_shape) : Tensor(),
+                             needs[1] ? lumen::matmul(dz.t(), x2) : Tensor()};
+                         if (needs.size() > 2)
+                           grads.push_back(needs[2] ? lumen::sum(dz, {0}) : Tensor());
+                         return grads;
                        });
-  return bias.defined() ? y + bias : y;
+  return y;
 }
 
 }  // namespace nn::functional

@@ -16,9 +16,15 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 
 namespace nn::functional {
 
-// y = x W^T + b, as torch.nn.functional.linear: x [..., in], weight [out, in], bias [out] or
-// an undefined Tensor for none; y [..., out].
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = {});
+// The activation a linear layer may apply inside its GEMM: none, relu, gelu (erf) or gelu with
+// the tanh approximation.
+enum class Activation { None, ReLU, GELU, GELUTanh };
+
+// y = act(x W^T + b), as torch.nn.functional.linear followed by the activation, computed in one
+// fused kernel where the backend has one (the GEMM's epilogue adds the bias and applies act):
+// x [..., in], weight [out, in], bias [out] or an undefined Tensor for none; y [..., out].
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = {},
+              Activation activation = Activation::None);
 
 }  // namespace nn::functional
 }  // namespace lumen

@@ -1,0 +1,176 @@
+// CUDA linear layer forward through cuBLASLt (kernels/linalg.h): the GEMM writes
+// act(a @ b + bias) itself, through an epilogue, instead of leaving the bias add and the
+// activation to passes of their own. Epilogues used:
+//   BIAS            out = z
+//   RELU_BIAS       out = max(z, 0)
+//   GELU_BIAS       out = gelu_tanh(z)          (cuBLASLt's GELU is the tanh approximation)
+//   GELU_AUX_BIAS   the same, and z written to `pre` for the backward
+// with z = a @ b + bias. Everything else (erf GELU, f64, unaligned pointers, an auxiliary
+// leading dimension cuBLASLt does not take, no algorithm offered) runs linear_by_parts: the
+// cuBLAS GEMM and one fused add_act pass. The row-major trick is matmul.cpp's: cuBLASLt computes
+// the column-major D^T [N, M] = B^T A^T, whose rows are the output features, which is the
+// axis cuBLASLt broadcasts its bias vector along.
+#include <cublasLt.h>
+
+#include <map>
+#include <mutex>
+#include <tuple>
+
+#include "kernels/cuda/cublas_handle.h"
+#include "kernels/cuda/library_handle.h"
+#include "kernels/linalg.h"
+
+namespace lumen::kernels {
+namespace {
+
+cublasLtHandle_t cublaslt_handle(int device) {
+  return cuda::per_device_handle<cublasLtHandle_t>(device, "cuBLASLt", [] {
+    cublasLtHandle_t h;
+    LUMEN_CUBLAS_CHECK(cublasLtCreate(&h));
+    return h;
+  });
+}
+
+// Workspace offered to cuBLASLt per call (PyTorch offers 1 MiB; split-K kernels like more).
+constexpr size_t kWorkspaceBytes = size_t{4} << 20;
+
+struct Layout {
+  bool row_major;
+  int64_t ld;
+};
+
+Layout layout_of(const Tensor& t) {
+  const int64_t r = t.size(-2), c = t.size(-1), sr = t.stride(-2), sc = t.stride(-1);
+  if ((c == 1 || sc == 1) && (r == 1 || sr >= std::max<int64_t>(c, 1)))
+    return {true, r == 1 ? std::max<int64_t>(c, 1) : sr};
+  return {false, c == 1 ? std::max<int64_t>(r, 1) : sc};
+}
+
+// The epilogue for this call, or nullopt where cuBLASLt has none that matches.
+std::optional<cublasLtEpilogue_t> epilogue_for(bool bias, std::optional<UnaryArgs> act, bool pre) {
+  if (!act) return bias && !pre ? std::optional(CUBLASLT_EPILOGUE_BIAS) : std::nullopt;
+  if (act->op == UnaryOp::Relu && !pre)
+    return bias ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU;
+  if (act->op == UnaryOp::GeluTanh) {
+    if (pre) return bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX;
+    return bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU;
+  }
+  return std::nullopt;
+}
+
+// Descriptors of one call, destroyed with the object.
+struct LtDescriptors {
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
+  cublasLtMatmulPreference_t pref = nullptr;
+  LtDescriptors() = default;
+  LtDescriptors(const LtDescriptors&) = delete;
+  LtDescriptors& operator=(const LtDescriptors&) = delete;
+  ~LtDescriptors() {
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (d) cublasLtMatrixLayoutDestroy(d);
+    if (b) cublasLtMatrixLayoutDestroy(b);
+    if (a) cublasLtMatrixLayoutDestroy(a);
+    if (op) cublasLtMatmulDescDestroy(op);
+  }
+};
+
+template <class V>
+void set_attr(cublasLtMatmulDesc_t op, cublasLtMatmulDescAttributes_t attr, const V& v) {
+  LUMEN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, attr, &v, sizeof(v)));
+}
+
+// The cache key: device, dtype, epilogue, M, N, K, both transposes and leading dims. Every
+// pointer on this path is 16-byte aligned, so the heuristic's answer holds for all calls with
+// one key.
+using AlgoKey = std::tuple<int, int, int, int64_t, int64_t, int64_t, bool, bool, int64_t, int64_t>;
+
+void linear_cuda(const Tensor& out, const Tensor& pre, const Tensor& a, const Tensor& b,
+                 const Tensor& bias, std::optional<UnaryArgs> act) {
+  const Device dev = out.device();
+  const DType dt = out.dtype();
+  const auto epilogue = epilogue_for(bias.defined(), act, pre.defined());
+  const int64_t m = a.size(0), k = a.size(1), n = b.size(1);
+  auto aligned = [](const Tensor& t) {
+    return !t.defined() || reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
+  };
+  const bool lt_dtype = dt == DType::f32 || dt == DType::f16 || dt == DType::bf16;
+  const bool usable = epilogue && lt_dtype && m > 0 && n > 0 && k > 0 && aligned(out) &&
+                      aligned(pre) && aligned(a) && aligned(b) && aligned(bias) &&
+                      (!pre.defined() || n % 8 == 0) && std::max({m, n, k}) <= INT32_MAX;
+  if (!usable) return linear_by_parts(dev, out, pre, a, b, bias, act);
+
+  LUMEN_CUDA_CHECK(cudaSetDevice(dev.index));
+  const cudaDataType_t type = dt == DType::f32   ? CUDA_R_32F
+                              : dt == DType::f16 ? CUDA_R_16F
+                                                 : CUDA_R_16BF;
+  const Layout la = layout_of(a), lb = layout_of(b);
+  // Column-major: "A" is b ([N, K] as stored, or [K, N] read transposed), "B" is a.
+  const cublasOperation_t op_a = lb.row_major ? CUBLAS_OP_N : CUBLAS_OP_T;
+  const cublasOperation_t op_b = la.row_major ? CUBLAS_OP_N : CUBLAS_OP_T;
+  LtDescriptors d;
+  LUMEN_CUBLAS_CHECK(cublasLtMatmulDescCreate(&d.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  set_attr(d.op, CUBLASLT_MATMUL_DESC_TRANSA, op_a);
+  set_attr(d.op, CUBLASLT_MATMUL_DESC_TRANSB, op_b);
+  set_attr(d.op, CUBLASLT_MATMUL_DESC_EPILOGUE, *epilogue);
+  if (bias.defined()) set_attr(d.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias.data_ptr());
+  if (pre.defined()) {
+    set_attr(d.op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, pre.data_ptr());
+    set_attr(d.op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, n);
+  }
+  LUMEN_CUBLAS_CHECK(
+      cublasLtMatrixLayoutCreate(&d.a, type, lb.row_major ? n : k, lb.row_major ? k : n, lb.ld));
+  LUMEN_CUBLAS_CHECK(
+      cublasLtMatrixLayoutCreate(&d.b, type, la.row_major ? k : m, la.row_major ? m : k, la.ld));
+  LUMEN_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&d.d, type, n, m, n));
+
+  cublasLtHandle_t h = cublaslt_handle(dev.index);
+  static std::mutex mutex;
+  static std::map<AlgoKey, std::optional<cublasLtMatmulAlgo_t>> cache;
+  const AlgoKey key{dev.index,
+                    static_cast<int>(dt),
+                    static_cast<int>(*epilogue),
+                    m,
+                    n,
+                    k,
+                    la.row_major,
+                    lb.row_major,
+                    la.ld,
+                    lb.ld};
+  std::optional<cublasLtMatmulAlgo_t> algo;
+  bool cached = false;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    auto it = cache.find(key);
+    if (it != cache.end()) {
+      algo = it->second;
+      cached = true;
+    }
+  }
+  if (!cached) {
+    LUMEN_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&d.pref));
+    const size_t ws = kWorkspaceBytes;
+    LUMEN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        d.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+    cublasLtMatmulHeuristicResult_t result{};
+    int found = 0;
+    const cublasStatus_t st =
+        cublasLtMatmulAlgoGetHeuristic(h, d.op, d.a, d.b, d.d, d.d, d.pref, 1, &result, &found);
+    if (st == CUBLAS_STATUS_SUCCESS && found > 0) algo = result.algo;
+    std::lock_guard<std::mutex> lock(mutex);
+    cache.emplace(key, algo);
+  }
+  if (!algo) return linear_by_parts(dev, out, pre, a, b, bias, act);
+
+  Tensor workspace = empty({static_cast<int64_t>(kWorkspaceBytes)}, {DType::u8, dev});
+  const float alpha = 1.0f, beta = 0.0f;
+  LUMEN_CUBLAS_CHECK(cublasLtMatmul(h, d.op, &alpha, b.data_ptr(), d.a, a.data_ptr(), d.b, &beta,
+                                    out.data_ptr(), d.d, out.data_ptr(), d.d, &*algo,
+                                    workspace.data_ptr(), kWorkspaceBytes, 0));
+}
+
+}  // namespace
+
+LUMEN_REGISTER_KERNEL(linear, CUDA, linear_cuda);
+
+}  // namespace lumen::kernels
