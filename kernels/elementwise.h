@@ -37,6 +37,13 @@ inline constinit OpKernel<void(const Tensor& out, RandomKind, double param, uint
                                uint64_t offset)>
     random_fill{"random_fill"};
 
+// out = residual + dropout(x) with the mask of DropoutMask(p, seed, offset) (elementwise_ops.h),
+// in one pass and without a mask tensor; residual may be undefined (none). out is contiguous
+// and of x's shape (its offsets are the elements' positions); x and residual any strides.
+inline constinit OpKernel<void(const Tensor& out, const Tensor& x, const Tensor& residual,
+                               DropoutMask mask)>
+    dropout{"dropout"};
+
 }  // namespace lumen::kernels
 
 namespace lumen::kernels {

@@ -50,6 +50,25 @@ LUMEN_HD T random_value(RandomKind kind, double param, uint64_t seed, uint64_t o
   return T(static_cast<acc_t<T>>(v));
 }
 
+// Inverted dropout of element i (row-major position in the tensor):
+//   keep_i = [u_i < 1 - p],  u_i = philox_uniform_f32(seed, offset, i),
+//   out_i = x_i keep_i / (1 - p)
+// The mask is a pure function of (seed, offset, i), so it is never stored: the backward
+// recomputes it (g_i keep_i / (1 - p) is this same op on g), and the CPU and CUDA kernels
+// keep the same elements (the numbers of a Bernoulli(1 - p) random_fill).
+struct DropoutMask {
+  double keep_prob;  // compared in double, as random_fill's Bernoulli
+  double scale;      // 1 / (1 - p), 0 when p = 1
+  uint64_t seed, offset;
+  DropoutMask(double p, uint64_t seed, uint64_t offset)
+      : keep_prob(1.0 - p), scale(p < 1.0 ? 1.0 / (1.0 - p) : 0.0), seed(seed), offset(offset) {}
+  template <class A>
+  LUMEN_HD A operator()(uint64_t i, A x) const {
+    return static_cast<double>(philox_uniform_f32(seed, offset, i)) < keep_prob ? x * A(scale)
+                                                                                : A(0);
+  }
+};
+
 enum class BinaryOp : uint8_t { Add, Sub, Mul, Div, Pow, Maximum, Minimum };
 enum class CompareOp : uint8_t { Eq, Ne, Lt, Le, Gt, Ge };
 

@@ -29,6 +29,51 @@ TEST(Cuda, RoundTripKeepsValuesAndLayout) {
   EXPECT_EQ(g.to(DType::bf16).to_vector<float>(), x.to(DType::bf16).to_vector<float>());
 }
 
+// The mixed-precision casts (packed kernel: whole 16-byte packs plus a tail) match the CPU's
+// rounding in every direction, for lengths that leave a tail and for one too short for a pack;
+// the strided path (a transposed source) too.
+TEST(CudaKernels, CastsMatchTheCpu) {
+  if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device";
+  const DType types[] = {DType::f32, DType::f16, DType::bf16};
+  for (int64_t n : {int64_t{1027}, int64_t{3}}) {
+    Tensor base = randn({n}) * 100.0;
+    for (DType from : types) {
+      Tensor src = base.to(from);
+      for (DType to : types) {
+        set_poison_allocations(true);
+        Tensor got = src.to(Device::cuda()).to(to);
+        set_poison_allocations(false);
+        EXPECT_EQ(got.to_vector<double>(), src.to(to).to_vector<double>())
+            << dtype_name(from) << " -> " << dtype_name(to) << ", n = " << n;
+      }
+    }
+  }
+  Tensor m = randn({33, 17});
+  EXPECT_EQ(m.t().to(Device::cuda()).to(DType::f16).to_vector<double>(),
+            m.t().to(DType::f16).to_vector<double>());
+}
+
+// Dropout on the device keeps the elements the CPU keeps (same Philox numbers), with and
+// without a residual, and its backward recomputes the same mask.
+TEST(CudaKernels, DropoutMatchesTheCpu) {
+  if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device";
+  namespace F = nn::functional;
+  Tensor x = randn({37, 29}), r = randn({37, 29});
+  for (DType dt : {DType::f32, DType::f16}) {
+    Generator a(8), b(8);
+    Tensor xc = x.to(dt).requires_grad_(true),
+           xg = x.to(dt).to(Device::cuda()).requires_grad_(true);
+    Tensor yc = F::dropout_add(xc, r.to(dt), 0.3, true, &a);
+    Tensor yg = F::dropout_add(xg, r.to(dt).to(Device::cuda()), 0.3, true, &b);
+    std::vector<double> got = yg.to_vector<double>(), want = yc.to_vector<double>();
+    for (size_t i = 0; i < got.size(); ++i)
+      ASSERT_NEAR(got[i], want[i], 1e-2 * (1 + std::abs(want[i]))) << dtype_name(dt) << " " << i;
+    yc.sum().backward();
+    yg.sum().backward();
+    EXPECT_EQ(xg.grad().to_vector<double>(), xc.grad().to_vector<double>()) << dtype_name(dt);
+  }
+}
+
 TEST(Cuda, RandomNumbersMatchTheCpu) {
   if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device";
   for (DType dt : {DType::f32, DType::f64}) {

@@ -1,9 +1,12 @@
+#include <cmath>
+
 #include "tests/op_harness.h"
 
 namespace lumen::testing {
 namespace {
 
 using nn::functional::dropout;
+using nn::functional::dropout_add;
 
 // A fresh generator per call keeps the mask fixed while the harness perturbs the input.
 Tensor seeded_dropout(const Tensor& x, double p) {
@@ -17,7 +20,65 @@ LUMEN_OP_CASES(dropout){{
      {Input::real({3, 7, 5})},
      [](const auto& v) { return seeded_dropout(v[0], 0.5); }},
     {"dropout_1d", {Input::real({13})}, [](const auto& v) { return seeded_dropout(v[0], 0.2); }},
+    {"dropout_add",
+     {Input::real({6, 5}), Input::real({6, 5})},
+     [](const auto& v) {
+       Generator gen(9);
+       return dropout_add(v[0], v[1], 0.4, true, &gen);
+     }},
 }};
+
+// The mask is Bernoulli(1 - p) drawn from the generator's stream as rand() draws it: element i
+// is kept iff the i-th uniform of the same (seed, offset) is below 1 - p, and the generator
+// moves on by as much, so the next draw matches too.
+TEST(Dropout, MaskIsTheGeneratorsUniformsBelowKeepProbability) {
+  const double p = 0.35;
+  Generator a(17), b(17);
+  Tensor x = ones({2, 1001});
+  for (int draw = 0; draw < 2; ++draw) {
+    std::vector<float> got = dropout(x, p, true, &a).to_vector<float>();
+    std::vector<float> u = rand({2, 1001}, {}, &b).to_vector<float>();
+    for (size_t i = 0; i < got.size(); ++i)
+      ASSERT_EQ(got[i], u[i] < 1.0 - p ? static_cast<float>(1.0 / (1.0 - p)) : 0.0f)
+          << "draw " << draw << " element " << i;
+  }
+  EXPECT_EQ(a.offset(), b.offset());
+}
+
+// Element positions are row-major positions in x's shape whatever its memory layout, so a
+// transposed view drops what its contiguous copy drops.
+TEST(Dropout, MaskFollowsPositionsNotMemory) {
+  Tensor base = randn({7, 9});
+  Generator a(3), b(3);
+  Tensor view = base.t();
+  EXPECT_EQ(dropout(view, 0.5, true, &a).to_vector<float>(),
+            dropout(view.contiguous(), 0.5, true, &b).to_vector<float>());
+}
+
+// dropout_add is residual + dropout(x) with the same mask, values and gradients.
+TEST(Dropout, DropoutAddIsResidualPlusDropout) {
+  Tensor x = randn({5, 8}).requires_grad_(true), r = randn({5, 8}).requires_grad_(true);
+  Tensor x2 = x.detach().clone().requires_grad_(true), r2 = r.detach().clone().requires_grad_(true);
+  Generator a(4), b(4);
+  Tensor fused = dropout_add(x, r, 0.3, true, &a);
+  Tensor separate = r2 + dropout(x2, 0.3, true, &b);
+  // Within one rounding: the fused kernel may contract r + x s into one FMA.
+  std::vector<float> f = fused.to_vector<float>(), want = separate.to_vector<float>();
+  for (size_t i = 0; i < f.size(); ++i) EXPECT_NEAR(f[i], want[i], 1e-6 * (1 + std::abs(want[i])));
+  Tensor g = randn({5, 8});
+  (fused * g).sum().backward();
+  (separate * g).sum().backward();
+  EXPECT_EQ(x.grad().to_vector<float>(), x2.grad().to_vector<float>());
+  EXPECT_EQ(r.grad().to_vector<float>(), g.to_vector<float>());
+  // Not training: the plain sum.
+  EXPECT_EQ(dropout_add(x, r, 0.3, false).to_vector<float>(), (x + r).to_vector<float>());
+  // About 70% of the 40 elements are kept (differ from the residual alone).
+  int kept = 0;
+  std::vector<float> rv = r.detach().to_vector<float>();
+  for (size_t i = 0; i < f.size(); ++i) kept += std::abs(f[i] - rv[i]) > 1e-6;
+  EXPECT_GT(kept, 10);
+  EXPECT_LT(kept, 40);
+}
 
 TEST(Dropout, FractionAndScale) {
   const int64_t n = 200000;
@@ -107,6 +168,9 @@ TEST(Dropout, Errors) {
   EXPECT_THROW_MSG(dropout(x, std::nan("")), "dropout", "[0, 1]");
   EXPECT_THROW_MSG(dropout(zeros({2, 3}, {.dtype = DType::i64}), 0.5), "dropout", "floating", "i64",
                    "[2, 3]");
+  EXPECT_THROW_MSG(dropout_add(x, zeros({3, 2})), "dropout_add", "residual", "[3, 2]", "[2, 3]");
+  EXPECT_THROW_MSG(dropout_add(x, zeros({2, 3}, {.dtype = DType::f64})), "dropout_add", "f64",
+                   "f32");
 }
 
 }  // namespace

@@ -135,6 +135,31 @@ void random_fill_cpu(const Tensor& out, RandomKind kind, double param, uint64_t 
   });
 }
 
+void dropout_cpu(const Tensor& out, const Tensor& x, const Tensor& residual, DropoutMask mask) {
+  dispatch_dtype<DTypes::FloatAndHalf>(out.dtype(), "dropout", [&]<class T>() {
+    using A = acc_t<T>;
+    T* o = out.data<T>();
+    const T* px = x.data<T>();
+    if (!residual.defined()) {
+      cpu::StridedLoop<2>({&out, &x}).parallel([&](auto off, auto st, int64_t n) {
+        for (int64_t i = 0; i < n; ++i) {
+          const int64_t pos = off[0] + i * st[0];  // out is contiguous: offset = position
+          o[pos] = T(mask(static_cast<uint64_t>(pos), A(px[off[1] + i * st[1]])));
+        }
+      });
+      return;
+    }
+    const T* pr = residual.data<T>();
+    cpu::StridedLoop<3>({&out, &x, &residual}).parallel([&](auto off, auto st, int64_t n) {
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t pos = off[0] + i * st[0];
+        o[pos] = T(A(pr[off[2] + i * st[2]]) +
+                   mask(static_cast<uint64_t>(pos), A(px[off[1] + i * st[1]])));
+      }
+    });
+  });
+}
+
 }  // namespace
 
 LUMEN_REGISTER_KERNEL(unary, CPU, unary_cpu);
@@ -146,5 +171,6 @@ LUMEN_REGISTER_KERNEL(where, CPU, where_cpu);
 LUMEN_REGISTER_KERNEL(copy, CPU, copy_cpu);
 LUMEN_REGISTER_KERNEL(fill, CPU, fill_cpu);
 LUMEN_REGISTER_KERNEL(random_fill, CPU, random_fill_cpu);
+LUMEN_REGISTER_KERNEL(dropout, CPU, dropout_cpu);
 
 }  // namespace lumen::kernels

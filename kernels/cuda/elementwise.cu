@@ -4,8 +4,10 @@
 // that dispatch on dtype). Unary, unary backward and binary ops on contiguous operands of one
 // shape (no broadcasting) take a packed kernel instead: 16-byte loads and stores, each thread
 // a pack of 16 / sizeof(T) elements.
+#include <algorithm>
 #include <array>
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/cuda/launch.cuh"
 #include "kernels/elementwise.h"
@@ -92,6 +94,18 @@ struct RandomBody {
   }
 };
 
+template <class T>
+struct DropoutBody {  // o = r + dropout(x); out is contiguous, so off[0] is the position
+  T* o;
+  const T* x;
+  const T* r;  // null: no residual
+  DropoutMask mask;
+  __device__ void operator()(const int64_t* off) const {
+    acc_t<T> v = mask(static_cast<uint64_t>(off[0]), acc_t<T>(x[off[1]]));
+    o[off[0]] = T(r ? acc_t<T>(r[off[2]]) + v : v);
+  }
+};
+
 // 16 bytes of T: what one vector load or store moves.
 template <class T>
 struct alignas(16) Pack {
@@ -173,6 +187,34 @@ bool try_packed(const Tensor& out, std::array<const Tensor*, K> in, F f) {
   return true;
 }
 
+// out[i] = To(in[i]) over n contiguous elements, E per thread and step: E = 16 bytes of the
+// wider type, so one side moves 16 bytes and the other 16 * (narrow / wide) (an f32 -> f16 cast
+// loads 4 floats in one 16-byte load and stores 4 halves in one 8-byte store).
+template <class To, class From>
+__global__ void packed_cast_kernel(int64_t n, To* out, const From* in) {
+  constexpr int E = 16 / (sizeof(To) > sizeof(From) ? sizeof(To) : sizeof(From));
+  struct alignas(E * sizeof(From)) In {
+    From v[E];
+  };
+  struct alignas(E * sizeof(To)) Out {
+    To v[E];
+  };
+  const int64_t packs = n / E;
+  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  const int64_t first = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  for (int64_t p = first; p < packs; p += step) {
+    const In x = reinterpret_cast<const In*>(in)[p];
+    Out y;
+    for (int e = 0; e < E; ++e) y.v[e] = convert_to<To>(x.v[e]);
+    reinterpret_cast<Out*>(out)[p] = y;
+  }
+  for (int64_t i = packs * E + first; i < n; i += step) out[i] = convert_to<To>(in[i]);
+}
+
+template <class T>
+constexpr bool kFloatType =
+    std::is_same_v<T, float> || std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>;
+
 void unary_cuda(const Tensor& out, const Tensor& x, UnaryArgs args) {
   dispatch_dtype<DTypes::FloatAndHalf>(out.dtype(), "unary", [&]<class T>() {
     visit_unary(args, [&](auto fn) {
@@ -228,8 +270,26 @@ void where_cuda(const Tensor& out, const Tensor& cond, const Tensor& a, const Te
 }
 
 void copy_cuda(const Tensor& out, const Tensor& src) {
+  auto aligned = [](const Tensor& t) {
+    return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
+  };
+  const bool packable = out.is_contiguous() && src.is_contiguous() && out.shape() == src.shape() &&
+                        aligned(out) && aligned(src);
   dispatch_dtype<DTypes::All>(out.dtype(), "copy", [&]<class To>() {
     dispatch_dtype<DTypes::All>(src.dtype(), "copy", [&]<class From>() {
+      // The casts of mixed precision (f32 <-> f16 / bf16) take vector loads and stores.
+      if constexpr (kFloatType<To> && kFloatType<From> && !std::is_same_v<To, From>) {
+        if (packable) {
+          const int64_t n = out.numel();
+          if (n == 0) return;
+          LUMEN_CUDA_CHECK(cudaSetDevice(out.device().index));
+          constexpr int64_t E = 16 / std::max(sizeof(To), sizeof(From));
+          packed_cast_kernel<To, From><<<cuda::blocks_for((n + E - 1) / E), cuda::kBlock>>>(
+              n, out.data<To>(), src.data<From>());
+          LUMEN_CUDA_CHECK_LAUNCH();
+          return;
+        }
+      }
       launch_strided<2>({&out, &src}, CopyBody<To, From>{out.data<To>(), src.data<From>()});
     });
   });
@@ -248,6 +308,15 @@ void random_fill_cuda(const Tensor& out, RandomKind kind, double param, uint64_t
   });
 }
 
+void dropout_cuda(const Tensor& out, const Tensor& x, const Tensor& residual, DropoutMask mask) {
+  dispatch_dtype<DTypes::FloatAndHalf>(out.dtype(), "dropout", [&]<class T>() {
+    // Without a residual, x stands in for it in the layout (its pointer is not passed).
+    const Tensor& r = residual.defined() ? residual : x;
+    launch_strided<3>({&out, &x, &r},
+                      DropoutBody<T>{out.data<T>(), x.data<T>(), residual.data_or_null<T>(), mask});
+  });
+}
+
 }  // namespace
 
 LUMEN_REGISTER_KERNEL(unary, CUDA, unary_cuda);
@@ -259,5 +328,6 @@ LUMEN_REGISTER_KERNEL(where, CUDA, where_cuda);
 LUMEN_REGISTER_KERNEL(copy, CUDA, copy_cuda);
 LUMEN_REGISTER_KERNEL(fill, CUDA, fill_cuda);
 LUMEN_REGISTER_KERNEL(random_fill, CUDA, random_fill_cuda);
+LUMEN_REGISTER_KERNEL(dropout, CUDA, dropout_cuda);
 
 }  // namespace lumen::kernels

@@ -11,4 +11,10 @@ namespace lumen::nn::functional {
 // p must lie in [0, 1]; x must be floating.
 Tensor dropout(const Tensor& x, double p = 0.5, bool training = true, Generator* gen = nullptr);
 
+// residual + dropout(x, p, training, gen) in one pass (a transformer block's "dropout, then add
+// the skip connection"), with the mask dropout would draw. residual has x's shape, dtype and
+// device.
+Tensor dropout_add(const Tensor& x, const Tensor& residual, double p = 0.5, bool training = true,
+                   Generator* gen = nullptr);
+
 }  // namespace lumen::nn::functional
