@@ -28,6 +28,29 @@ void keep_pool_memory(int index) {
   });
 }
 
+// The copy stream of each device, created on first use. Non-blocking: the legacy default
+// stream (the compute stream) does not implicitly wait for it or it for the compute stream;
+// the events below order them where needed.
+cudaStream_t copy_stream(int index) {
+  static std::mutex mutex;
+  static cudaStream_t streams[64] = {};
+  std::lock_guard<std::mutex> lock(mutex);
+  if (!streams[index % 64])
+    LUMEN_CUDA_CHECK(cudaStreamCreateWithFlags(&streams[index % 64], cudaStreamNonBlocking));
+  return streams[index % 64];
+}
+
+// Makes `waiter` wait for the work queued on `signaller` so far (an event recorded there; it is
+// released by CUDA once it has completed).
+void stream_wait(cudaStream_t waiter, cudaStream_t signaller) {
+  cudaEvent_t ev;
+  LUMEN_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+  cudaError_t err = cudaEventRecord(ev, signaller);
+  if (err == cudaSuccess) err = cudaStreamWaitEvent(waiter, ev, 0);
+  cudaEventDestroy(ev);
+  LUMEN_CUDA_CHECK(err);
+}
+
 struct CudaBackend final : DeviceBackend {
   std::mutex pinned_mutex_;
   std::map<size_t, std::vector<std::pair<void*, cudaEvent_t>>> free_pinned_;
@@ -63,6 +86,20 @@ struct CudaBackend final : DeviceBackend {
     // returns (Lumen's host memory is pageable), so it may be freed at once. Not waiting lets
     // the host queue the next kernels while the device works.
     if (dst_dev.is_cpu()) LUMEN_CUDA_CHECK(cudaStreamSynchronize(0));
+  }
+  // dst came from the pool in compute-stream order: the copy stream first waits for the compute
+  // work queued so far (a kernel of the previous step may still read the block's old contents).
+  // From pinned memory the copy is fully asynchronous; from pageable memory CUDA stages the
+  // source before returning (after that wait).
+  void copy_ahead(void* dst, int index, const void* src, size_t n) override {
+    LUMEN_CUDA_CHECK(cudaSetDevice(index));
+    cudaStream_t s = copy_stream(index);
+    stream_wait(s, 0);
+    LUMEN_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, s));
+  }
+  void join_copies(int index) override {
+    LUMEN_CUDA_CHECK(cudaSetDevice(index));
+    stream_wait(0, copy_stream(index));
   }
   void memset(void* p, int byte, size_t n, int index) override {
     LUMEN_CUDA_CHECK(cudaSetDevice(index));

@@ -19,6 +19,15 @@ struct DeviceBackend {
   // operation on that device (its stream orders them after the copy). The source may be freed
   // at return.
   virtual void copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nbytes) = 0;
+  // A host-to-device copy on the device's copy stream, so it runs while the kernels already
+  // queued on the compute stream do. dst (just allocated) is written only after the compute
+  // work queued before this call, which may still use its memory's previous owner. Kernels may
+  // read dst only after join_copies; the source must live until then. Default: copy().
+  virtual void copy_ahead(void* dst, int index, const void* src, size_t nbytes) {
+    copy(dst, Device{Device::CUDA, index}, src, Device::cpu(), nbytes);
+  }
+  // Orders all later work on the compute stream of `index` after the copy_ahead calls so far.
+  virtual void join_copies(int index) { (void)index; }
   virtual void memset(void* p, int byte, size_t nbytes, int index) = 0;
   virtual int device_count() = 0;
   // Bytes the backend holds for device `index` beyond those allocated to live storages (freed

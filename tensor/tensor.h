@@ -211,4 +211,12 @@ Tensor from_vector(const std::vector<T>& values, Shape shape = {},
 Tensor rand(const Shape& shape, TensorOptions opts = {}, Generator* gen = nullptr);
 Tensor randn(const Shape& shape, TensorOptions opts = {}, Generator* gen = nullptr);
 
+// Copies ahead of use, as a data loader's prefetch does: prefetch_to starts copying a CPU
+// tensor to a GPU on that device's copy stream, so the copy overlaps the kernels queued on its
+// compute stream (fully from pinned memory). The result may be read by kernels only after
+// join_prefetches(device), and `src` must stay alive until then. No graph. For any other pair
+// of devices it is src.to(device), and join_prefetches does nothing.
+Tensor prefetch_to(const Tensor& src, Device device);
+void join_prefetches(Device device);
+
 }  // namespace lumen

@@ -12,6 +12,7 @@
 
 #include "tests/op_harness.h"
 #include "trainer/data_loader.h"
+#include "trainer/device_prefetcher.h"
 #include "trainer/random_permutation.h"
 
 namespace lumen {
@@ -312,6 +313,62 @@ TEST(DataLoader, WorkerExceptionsAreRethrownForTheirBatch) {
     ADD_FAILURE() << "expected std::out_of_range";
   } catch (const std::out_of_range& e) {
     EXPECT_STREQ(e.what(), "collate says no");
+  }
+}
+
+// The prefetcher (the Trainer's way to the device) delivers the loader's batches in order and
+// keeps one ahead when asked (always on a GPU): the loader has handed out batch i + 1 by the time
+// batch i is returned, but never more than `limit` batches. A batch that fails to load fails
+// the call that would return it, and the next call returns the batch after it.
+TEST(DevicePrefetcher, KeepsOneBatchAheadWithinItsLimit) {
+  auto probe = std::make_shared<ProbeDataset>(numbered(30));
+  probe->throw_at = 17;  // batch 4
+  for (bool lookahead : {false, true}) {
+    SCOPED_TRACE(lookahead ? "lookahead" : "one at a time");
+    DataLoader loader(probe, {.batch_size = 4});
+    loader.begin_epoch(0);
+    DevicePrefetcher batches(loader, Device::cpu(), 6, lookahead);
+    for (int64_t k = 0; k < 4; ++k) {
+      std::optional<Batch> b = batches.next();
+      ASSERT_TRUE(b.has_value());
+      EXPECT_EQ((*b)[1].to_vector<int64_t>()[0], 4 * k);
+      EXPECT_EQ(loader.batches_consumed(), k + 1 + (lookahead ? 1 : 0));
+    }
+    EXPECT_THROW_MSG(batches.next(), "ProbeDataset: cannot read example 17");
+    std::optional<Batch> b = batches.next();
+    ASSERT_TRUE(b.has_value());
+    EXPECT_EQ((*b)[1].to_vector<int64_t>(), (std::vector<int64_t>{20, 21, 22, 23}));
+    EXPECT_EQ(loader.batches_consumed(), 6);  // the limit: nothing beyond it is loaded
+    EXPECT_FALSE(batches.next().has_value());
+    EXPECT_FALSE(batches.next().has_value());
+  }
+  // The end of the epoch before the limit.
+  DataLoader loader(numbered(10), {.batch_size = 4});
+  loader.begin_epoch(0);
+  DevicePrefetcher batches(loader, Device::cpu(), 100, true);
+  int n = 0;
+  while (batches.next()) ++n;
+  EXPECT_EQ(n, 3);
+  EXPECT_FALSE(batches.next().has_value());
+}
+
+// On a GPU the batches arrive on the device with the loader's values, from pinned memory too.
+TEST(DevicePrefetcher, BatchesArriveOnTheGpu) {
+  if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device";
+  for (bool pin : {false, true}) {
+    DataLoader loader(numbered(23), {.batch_size = 5, .num_workers = 2, .pin_memory = pin});
+    std::vector<Batch> want = whole_epoch(loader, 0);
+    loader.begin_epoch(0);
+    DevicePrefetcher batches(loader, Device::cuda(), 100);
+    for (const Batch& w : want) {
+      std::optional<Batch> b = batches.next();
+      ASSERT_TRUE(b.has_value());
+      EXPECT_EQ((*b)[0].device(), Device::cuda());
+      // A kernel on the compute stream reads the copied values.
+      EXPECT_EQ(((*b)[0] * 2.0).to_vector<float>(), (w[0] * 2.0).to_vector<float>());
+      EXPECT_EQ((*b)[1].to_vector<int64_t>(), w[1].to_vector<int64_t>());
+    }
+    EXPECT_FALSE(batches.next().has_value());
   }
 }
 

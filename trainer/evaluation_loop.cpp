@@ -6,6 +6,7 @@
 //   on_validation_end
 #include "autograd/grad_mode.h"
 #include "tensor/error.h"
+#include "trainer/device_prefetcher.h"
 #include "trainer/trainer_loop.h"
 
 namespace lumen {
@@ -57,10 +58,11 @@ void Trainer::evaluation_loop(const std::string& kind, int64_t max_batches) {
   }
 
   loader.begin_epoch(L.current_epoch);
+  DevicePrefetcher batches(loader, L.device, max_batches);
   for (int64_t i = 0; i < max_batches; ++i) {
-    std::optional<Batch> next = loader.next();
+    std::optional<Batch> next = batches.next();
     if (!next) break;
-    Batch batch = to_device(*next);
+    Batch batch = std::move(*next);
     L.batch_idx = i;
     L.is_last_batch = i + 1 == max_batches;
     L.current_batch_size = eval_batch_size(batch);
@@ -129,10 +131,11 @@ std::vector<Tensor> Trainer::predict_loop() {
   call_callbacks("on_predict_start", [&](Callback& cb) { cb.on_predict_start(*this, model); });
   std::vector<Tensor> outputs;
   L.predict_loader->begin_epoch(0);
+  DevicePrefetcher batches(*L.predict_loader, L.device, L.num_predict_batches);
   for (int64_t i = 0; i < L.num_predict_batches; ++i) {
-    std::optional<Batch> next = L.predict_loader->next();
+    std::optional<Batch> next = batches.next();
     if (!next) break;
-    Batch batch = to_device(*next);
+    Batch batch = std::move(*next);
     L.batch_idx = i;
     L.is_last_batch = i + 1 == L.num_predict_batches;
     call_module("predict_step", [&] {

@@ -20,6 +20,7 @@
 #include "nn/optim/clip_grad.h"
 #include "tensor/error.h"
 #include "tensor/generator.h"
+#include "trainer/device_prefetcher.h"
 #include "trainer/early_stopping.h"
 #include "trainer/model_checkpoint.h"
 #include "trainer/trainer_loop.h"
@@ -145,10 +146,12 @@ void Trainer::train_epoch() {
   if (resumed == FitPhase::batch || resumed == FitPhase::validation)
     finish_train_batch(start - 1, resumed == FitPhase::batch);
 
+  // On a GPU the next batch is copied (copy stream) while this one trains.
+  DevicePrefetcher batches(*L.train_loader, L.device, L.num_training_batches - start);
   while (!epoch_done()) {
-    std::optional<Batch> batch = L.train_loader->next();
+    std::optional<Batch> batch = batches.next();
     if (!batch) break;
-    if (!train_batch(to_device(*batch), L.batch_idx + 1)) break;
+    if (!train_batch(*batch, L.batch_idx + 1)) break;
     finish_train_batch(L.batch_idx, true);
   }
   end_train_epoch_hooks();

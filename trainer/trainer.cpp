@@ -439,13 +439,6 @@ void Trainer::call_module(const char* hook, const std::function<void()>& fn) {
   fn();
 }
 
-Batch Trainer::to_device(const Batch& batch) const {
-  Batch out = batch;
-  for (Tensor& t : out)
-    if (t.defined() && t.device() != loop_->device) t = t.to(loop_->device);
-  return out;
-}
-
 namespace {
 
 // The loader a stage runs on: an unshuffled copy of `loader` when `unshuffled` (overfit_batches

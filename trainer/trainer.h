@@ -193,7 +193,6 @@ class Trainer {
   void resolve_loaders();
   void call_callbacks(const char* hook, const std::function<void(Callback&)>& fn);
   void call_module(const char* hook, const std::function<void()>& fn);
-  Batch to_device(const Batch& batch) const;
   void log_to_loggers(std::map<std::string, double> metrics, std::optional<int64_t> step);
   void refresh_metrics() const;
   void flush_refresh() const;  // the refresh a training batch deferred, if any

@@ -289,6 +289,21 @@ Tensor Tensor::to(Device dev) const {
                           });
 }
 
+Tensor prefetch_to(const Tensor& src, Device dev) {
+  LUMEN_CHECK(src.defined(), "prefetch_to: got an undefined tensor");
+  if (!dev.is_cuda() || !src.device().is_cpu()) return src.detach().to(dev);
+  Tensor s = src.detach().contiguous();
+  Tensor out = empty(s.shape(), {s.dtype(), dev});
+  if (s.numel() > 0)
+    device_backend(dev).copy_ahead(out.data_ptr(), dev.index, s.data_ptr(),
+                                   s.numel() * s.element_size());
+  return out;
+}
+
+void join_prefetches(Device dev) {
+  if (dev.is_cuda()) device_backend(dev).join_copies(dev.index);
+}
+
 double Tensor::item() const {
   LUMEN_CHECK(defined() && numel() == 1, "item: expects a one-element tensor, got shape ",
               defined() ? shape_str(shape()) : "undefined");

@@ -1,0 +1,50 @@
+#include "trainer/device_prefetcher.h"
+
+#include <utility>
+
+namespace lumen {
+
+DevicePrefetcher::DevicePrefetcher(DataLoader& loader, Device device, int64_t limit,
+                                   std::optional<bool> lookahead)
+    : loader_(loader),
+      device_(device),
+      limit_(limit),
+      lookahead_(lookahead.value_or(device.is_cuda())) {}
+
+DevicePrefetcher::Ahead DevicePrefetcher::fetch() {
+  Ahead a;
+  if (taken_ >= limit_) return a;
+  try {
+    std::optional<Batch> b = loader_.next();
+    if (!b) return a;
+    ++taken_;
+    a.host = std::move(*b);
+    Batch moved;
+    for (const Tensor& t : a.host)
+      moved.push_back(t.defined() && t.device() != device_ ? prefetch_to(t, device_) : t);
+    a.batch = std::move(moved);
+  } catch (...) {
+    ++taken_;  // the loader counts a failed batch as consumed
+    a.error = std::current_exception();
+  }
+  return a;
+}
+
+std::optional<Batch> DevicePrefetcher::next() {
+  Ahead cur = ahead_ ? std::move(*ahead_) : fetch();
+  ahead_.reset();
+  if (!cur.batch && !cur.error) {  // the end, for this call and every later one
+    ahead_ = std::move(cur);
+    return std::nullopt;
+  }
+  // This batch's copies are ordered before every kernel queued from now on; its host tensors
+  // may go (a pinned block is reused only after the compute stream passes this point).
+  join_prefetches(device_);
+  cur.host.clear();
+  // Start the following batch now, so its copy runs under this batch's kernels.
+  if (lookahead_) ahead_ = fetch();
+  if (cur.error) std::rethrow_exception(cur.error);
+  return std::move(cur.batch);
+}
+
+}  // namespace lumen
