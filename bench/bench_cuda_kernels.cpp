@@ -130,6 +130,52 @@ BENCHMARK(BM_CudaMatmul)
     ->Args({8192, 1})
     ->Args({8192, 2})
     ->UseRealTime();
+
+// A linear layer's forward, [rows, in] x [out, in]^T + bias then ReLU, in f16: fused (the
+// cuBLASLt epilogue, arg 1) against the GEMM and two elementwise passes (arg 0).
+void BM_CudaLinearRelu(benchmark::State& state) {
+  if (!have_gpu(state)) return;
+  const int64_t rows = 256, n = 4096;
+  const bool fused = state.range(0) == 1;
+  Tensor x = on_gpu({rows, n}, DType::f16), w = on_gpu({n, n}, DType::f16),
+         b = on_gpu({n}, DType::f16);
+  namespace F = nn::functional;
+  for (auto _ : state) {
+    Tensor y = fused ? F::linear(x, w, b, F::Activation::ReLU) : relu(F::linear(x, w) + b);
+    cudaDeviceSynchronize();
+  }
+  state.counters["TFLOP/s"] =
+      benchmark::Counter(2.0 * rows * n * n * 1e-12 * static_cast<double>(state.iterations()),
+                         benchmark::Counter::kIsRate);
+  state.SetLabel(fused ? "fused epilogue" : "gemm + add + relu");
+}
+BENCHMARK(BM_CudaLinearRelu)->Arg(0)->Arg(1)->UseRealTime();
+
+// f32 -> f16 cast, the packed cast kernel: 4 bytes read and 2 written per element.
+void BM_CudaCastToHalf(benchmark::State& state) {
+  if (!have_gpu(state)) return;
+  const int64_t n = state.range(0);
+  Tensor a = on_gpu({n});
+  for (auto _ : state) {
+    Tensor c = a.to(DType::f16);
+    cudaDeviceSynchronize();
+  }
+  set_gbps(state, 6.0 * n);
+}
+BENCHMARK(BM_CudaCastToHalf)->Arg(1 << 26)->UseRealTime();
+
+// Dropout (mask from Philox, not stored) plus a residual: x and r read, out written.
+void BM_CudaDropoutAdd(benchmark::State& state) {
+  if (!have_gpu(state)) return;
+  const int64_t n = state.range(0);
+  Tensor x = on_gpu({n}), r = on_gpu({n});
+  for (auto _ : state) {
+    Tensor c = nn::functional::dropout_add(x, r, 0.1);
+    cudaDeviceSynchronize();
+  }
+  set_gbps(state, 3.0 * n * sizeof(float));
+}
+BENCHMARK(BM_CudaDropoutAdd)->Arg(1 << 26)->UseRealTime();
 #endif
 
 }  // namespace
