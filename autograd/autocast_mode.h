@@ -33,7 +33,22 @@ class AutocastGuard {
 namespace autocast {
 // The input of a low-precision op: an f32 tensor becomes the autocast dtype while autocast is
 // on; anything else (f64, integers, already 16-bit, autocast off) is returned as it is.
+//
+// A parameter (an f32 leaf that requires grad) is cast once and its 16-bit copy kept, tied to
+// the parameter's storage version (Storage::version): later casts of the unchanged parameter,
+// in this forward or the next, reuse it; any in-place write through Lumen's API makes it stale
+// and the next cast makes a new one. The fused optimizer steps write the copy together with the
+// parameter (kernels/optim.h), so a training loop casts each weight once, ever, instead of once
+// per step. The gradient flows to the f32 parameter as through Tensor::to.
 Tensor to_lower_precision(const Tensor& t);
+
+// The kept 16-bit copy of `param` if it is current (made from the parameter's present values),
+// else an undefined tensor: what an optimizer step passes its kernel to update in place.
+Tensor current_weight_copy(const Tensor& param);
+// After a step wrote `param` (bumping its version) and its copy together: the copy is current.
+void weight_copy_updated(const Tensor& param);
+// Drops every kept copy (frees their memory).
+void clear_weight_copies();
 // The input of an f32 op: an f16 or bf16 tensor becomes f32 while autocast is on.
 Tensor to_f32(const Tensor& t);
 }  // namespace autocast

@@ -7,6 +7,12 @@
 // tensor of its parameter's shape; the front-ends fall back to tensor ops otherwise.
 // Arithmetic is in the parameter's dtype with the scalars cast to it, in PyTorch's order of
 // operations (kernels/optim_update.h).
+//
+// `low_copies` (one per parameter, may be empty): undefined, or the parameter's 16-bit copy
+// that autocast keeps for mixed precision (autograd/autocast_mode.h), contiguous, of the
+// parameter's shape, all of one dtype (f16 or bf16) in a call. The update writes it as it
+// writes the parameter (copy = round(p_new)), so the next forward reads 16-bit weights without
+// a cast pass of its own.
 #include <vector>
 
 #include "kernels/dispatch.h"
@@ -25,7 +31,8 @@ struct SgdStepArgs {
   bool first = false;  // the buffer is initialised to d (PyTorch: clone of the first d)
 };
 inline constinit OpKernel<void(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
-                               const std::vector<Tensor>& momentum_buffers, SgdStepArgs)>
+                               const std::vector<Tensor>& momentum_buffers,
+                               const std::vector<Tensor>& low_copies, SgdStepArgs)>
     sgd_step{"sgd_step"};
 
 // torch.optim.Adam / AdamW for one parameter p with gradient g at step t:
@@ -45,7 +52,8 @@ struct AdamStepArgs {
 inline constinit OpKernel<void(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
                                const std::vector<Tensor>& exp_avgs,
                                const std::vector<Tensor>& exp_avg_sqs,
-                               const std::vector<Tensor>& max_exp_avg_sqs, AdamStepArgs)>
+                               const std::vector<Tensor>& max_exp_avg_sqs,
+                               const std::vector<Tensor>& low_copies, AdamStepArgs)>
     adam_step{"adam_step"};
 
 // GradScaler's unscale and inf/NaN check over all gradients in one call (torch's

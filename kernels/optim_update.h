@@ -9,6 +9,16 @@
 
 namespace lumen::kernels {
 
+// Element i of a parameter's 16-bit copy (kernels/optim.h, low_copies) from its updated value:
+// one rounding, as Tensor::to(f16 / bf16) does.
+template <class T>
+LUMEN_HD void store_low_copy(void* low, bool bf16, int64_t i, T p) {
+  if (bf16)
+    static_cast<BFloat16*>(low)[i] = BFloat16(static_cast<float>(p));
+  else
+    static_cast<Half*>(low)[i] = Half(static_cast<float>(p));
+}
+
 template <class T>
 struct SgdUpdate {
   T lr, wd, mom, one_minus_damp;

@@ -79,7 +79,8 @@ DeviceBackend& device_backend(Device device) {
   return *b;
 }
 
-Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
+Storage::Storage(size_t nbytes, Device device)
+    : nbytes_(nbytes), device_(device), version_(std::make_shared<std::atomic<uint64_t>>(0)) {
   if (nbytes == 0) return;
   DeviceBackend& b = device_backend(device);
   int index = device.index;
@@ -113,6 +114,7 @@ Storage Storage::pinned(size_t nbytes) {
   s.nbytes_ = nbytes;
   s.device_ = Device::cpu();
   s.pinned_ = true;
+  s.version_ = std::make_shared<std::atomic<uint64_t>>(0);
   if (nbytes == 0) return s;
   void* p = cuda.allocate_pinned(nbytes);
   LUMEN_CHECK(p != nullptr, "pin_memory: the CUDA backend gave no page-locked memory for ", nbytes,

@@ -1,7 +1,9 @@
 #pragma once
 // Storage: a refcounted block of bytes on one device. Tensors are views into storages, so
 // several tensors (a tensor and its transposes, slices, reshapes) can share one.
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 
 #include "tensor/device.h"
@@ -79,12 +81,21 @@ class Storage {
   bool defined() const { return data_ != nullptr || nbytes_ == 0; }
   bool same(const Storage& o) const { return data_ == o.data_; }
   bool is_pinned() const { return pinned_; }
+  // Counts the in-place writes to this storage made through Lumen's API (Tensor's fill_, copy_,
+  // add_, mul_, the optimizers, the Trainer's parameter broadcast), shared by every copy
+  // of the Storage, as PyTorch's version counter: a value derived from the storage (autocast's
+  // cached 16-bit weight copies) is current while the version is the one it was made at.
+  uint64_t version() const { return version_ ? version_->load(std::memory_order_relaxed) : 0; }
+  void bump_version() const {
+    if (version_) version_->fetch_add(1, std::memory_order_relaxed);
+  }
 
  private:
   std::shared_ptr<void> data_;
   size_t nbytes_ = 0;
   Device device_;
   bool pinned_ = false;
+  std::shared_ptr<std::atomic<uint64_t>> version_;  // null in an empty Storage()
 };
 
 }  // namespace lumen

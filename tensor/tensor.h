@@ -121,6 +121,10 @@ class Tensor {
   // copies to a GPU run asynchronously; CPU tensors only, and only where a GPU is present.
   Tensor pin_memory() const;
   bool is_pinned() const;
+  // The storage's in-place write count (Storage::version); bump_version() after writing into
+  // data_ptr() outside Lumen's in-place ops.
+  uint64_t version() const { return storage().version(); }
+  void bump_version() const { storage().bump_version(); }
 
   // Values.
   double item() const;  // one-element tensors only

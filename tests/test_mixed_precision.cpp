@@ -63,6 +63,110 @@ TEST(Autocast, LinearRunsInSixteenBitsAndItsF32ParametersGetF32Gradients) {
   }
 }
 
+// A parameter's 16-bit copy is made once and reused while the parameter is unchanged; an
+// in-place write makes the next cast a fresh one with the new values; the gradient still
+// reaches the f32 parameter through each use.
+TEST(Autocast, ParameterCopiesAreKeptUntilTheParameterChanges) {
+  autocast::clear_weight_copies();
+  Tensor w = random({4, 3}, 1).requires_grad_(true);
+  Tensor a, b, c;
+  {
+    AutocastGuard autocast(DType::f16);
+    a = autocast::to_lower_precision(w);
+    b = autocast::to_lower_precision(w);
+  }
+  EXPECT_EQ(a.dtype(), DType::f16);
+  EXPECT_EQ(a.data_ptr(), b.data_ptr());  // one cast
+  EXPECT_EQ(a.to_vector<float>(), w.to(DType::f16).to_vector<float>());
+  (a.to(DType::f32).sum() + 2.0 * b.to(DType::f32).sum()).backward();
+  EXPECT_EQ(w.grad().to_vector<float>(), std::vector<float>(12, 3.0f));
+  EXPECT_TRUE(autocast::current_weight_copy(w).defined());
+  {
+    NoGradGuard no_grad;
+    w.mul_(2.0);
+  }
+  EXPECT_FALSE(autocast::current_weight_copy(w).defined());  // stale
+  {
+    AutocastGuard autocast(DType::f16);
+    c = autocast::to_lower_precision(w);
+  }
+  EXPECT_EQ(c.to_vector<float>(), w.to(DType::f16).to_vector<float>());
+  // bf16 replaces the f16 copy; non-parameters are never kept.
+  {
+    AutocastGuard autocast(DType::bf16);
+    EXPECT_EQ(autocast::to_lower_precision(w).to_vector<float>(),
+              w.to(DType::bf16).to_vector<float>());
+    Tensor x = random({4, 3}, 2);
+    autocast::to_lower_precision(x);
+    EXPECT_FALSE(autocast::current_weight_copy(x).defined());
+  }
+}
+
+// The fused optimizer steps write the 16-bit copy with the parameter: afterwards the copy is
+// current and equals the cast of the updated parameter bit for bit; a parameter without a copy
+// gets none; the copy's dtype follows autocast's.
+TEST(Autocast, FusedOptimizerStepsUpdateTheParameterCopies) {
+  for (DType dtype : {DType::f16, DType::bf16}) {
+    for (int opt_kind = 0; opt_kind < 2; ++opt_kind) {
+      autocast::clear_weight_copies();
+      Tensor w = random({37, 11}, 3).requires_grad_(true), v = random({5}, 4).requires_grad_(true);
+      std::unique_ptr<optim::Optimizer> opt;
+      if (opt_kind == 0)
+        opt =
+            std::make_unique<optim::Adam>(std::vector<Tensor>{w, v}, optim::AdamOptions{.lr = 0.1});
+      else
+        opt = std::make_unique<optim::SGD>(std::vector<Tensor>{w, v},
+                                           optim::SGDOptions{.lr = 0.1, .momentum = 0.9});
+      for (int step = 0; step < 3; ++step) {
+        Tensor low;
+        {
+          AutocastGuard autocast(dtype);
+          low = autocast::to_lower_precision(w);
+        }
+        (low.to(DType::f32).pow(2.0).sum() + v.pow(2.0).sum()).backward();
+        opt->step();
+        opt->zero_grad();
+        Tensor copy = autocast::current_weight_copy(w);
+        ASSERT_TRUE(copy.defined()) << "step " << step;
+        EXPECT_EQ(copy.data_ptr(), low.data_ptr());  // written in place, no new cast
+        EXPECT_EQ(copy.to_vector<float>(), w.to(dtype).to_vector<float>())
+            << dtype_name(dtype) << " optimizer " << opt_kind << " step " << step;
+        EXPECT_FALSE(autocast::current_weight_copy(v).defined());
+      }
+    }
+  }
+}
+
+// Training under autocast gives the same parameters, bit for bit, whether the weight copies are
+// kept and updated by the optimizer or every cast is made afresh.
+TEST(Autocast, KeptWeightCopiesTrainLikeFreshCasts) {
+  auto train = [](bool fresh) {
+    manual_seed(7);
+    nn::Sequential net{std::make_shared<nn::Linear>(6, 16), std::make_shared<nn::ReLU>(),
+                       std::make_shared<nn::Linear>(16, 3)};
+    optim::Adam opt(net.parameters(), {.lr = 0.01});
+    Generator gen(9);
+    Tensor x = randn({32, 6}, {}, &gen), y = (rand({32}, {}, &gen) * 3.0).to(DType::i64);
+    autocast::clear_weight_copies();
+    for (int step = 0; step < 5; ++step) {
+      if (fresh) autocast::clear_weight_copies();
+      Tensor loss;
+      {
+        AutocastGuard autocast(DType::f16);
+        loss = nn::functional::cross_entropy(net.forward(x), y);
+      }
+      loss.backward();
+      opt.step();
+      opt.zero_grad();
+    }
+    std::vector<float> params;
+    for (const Tensor& p : net.parameters())
+      for (float f : p.to_vector<float>()) params.push_back(f);
+    return params;
+  };
+  EXPECT_EQ(train(false), train(true));
+}
+
 TEST(Autocast, ConvAndMatmulRunInSixteenBits) {
   Tensor x = random({2, 3, 6, 6}, 4), w = random({4, 3, 3, 3}, 5).requires_grad_(true);
   AutocastGuard autocast(DType::bf16);

@@ -721,6 +721,7 @@ void Trainer::broadcast_module_state(bool buffers_only) {
   auto send = [&](const Tensor& t) {
     if (t.is_contiguous()) {
       L.device_comm->broadcast(t, 0);
+      t.bump_version();  // written in place (autocast's weight copies are stale)
     } else {
       Tensor c = t.contiguous();
       L.device_comm->broadcast(c, 0);

@@ -12,30 +12,47 @@ namespace {
 
 constexpr int64_t kGrain = 16384;
 
+// Writes the 16-bit copy of p[begin, end) just updated (still in cache), if there is one.
+template <class T>
+void store_low_chunk(const Tensor& low, const T* p, int64_t begin, int64_t end) {
+  if (!low.defined()) return;
+  void* lo = low.data_ptr();
+  const bool bf16 = low.dtype() == DType::bf16;
+  for (int64_t i = begin; i < end; ++i) store_low_copy(lo, bf16, i, p[i]);
+}
+
+const Tensor& low_copy(const std::vector<Tensor>& lows, size_t i) {
+  static const Tensor none;
+  return i < lows.size() ? lows[i] : none;
+}
+
 template <class T>
 void sgd_step_typed(const Tensor& param, const Tensor& grad, const Tensor& buffer,
-                    const SgdStepArgs& a) {
+                    const Tensor& low, const SgdStepArgs& a) {
   T* p = param.data<T>();
   const T* g = grad.data<T>();
   T* buf = a.momentum != 0 ? buffer.data<T>() : nullptr;
   const SgdUpdate<T> update(a);
   cpu::parallel_for(param.numel(), kGrain, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) update(p[i], g[i], buf ? buf + i : nullptr);
+    store_low_chunk(low, p, begin, end);
   });
 }
 
 void sgd_step_cpu(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
-                  const std::vector<Tensor>& buffers, SgdStepArgs args) {
+                  const std::vector<Tensor>& buffers, const std::vector<Tensor>& lows,
+                  SgdStepArgs args) {
   for (size_t i = 0; i < params.size(); ++i) {
     dispatch_dtype<DTypes::Float>(params[i].dtype(), "sgd_step", [&]<class T>() {
-      sgd_step_typed<T>(params[i], grads[i], args.momentum != 0 ? buffers[i] : Tensor(), args);
+      sgd_step_typed<T>(params[i], grads[i], args.momentum != 0 ? buffers[i] : Tensor(),
+                        low_copy(lows, i), args);
     });
   }
 }
 
 template <class T>
 void adam_step_typed(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
-                     const Tensor& exp_avg_sq, const Tensor& max_exp_avg_sq,
+                     const Tensor& exp_avg_sq, const Tensor& max_exp_avg_sq, const Tensor& low,
                      const AdamStepArgs& a) {
   T* p = param.data<T>();
   const T* g = grad.data<T>();
@@ -45,16 +62,18 @@ void adam_step_typed(const Tensor& param, const Tensor& grad, const Tensor& exp_
   const AdamUpdate<T> update(a);
   cpu::parallel_for(param.numel(), kGrain, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) update(p[i], g[i], m[i], v[i], vmax ? vmax + i : nullptr);
+    store_low_chunk(low, p, begin, end);
   });
 }
 
 void adam_step_cpu(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
                    const std::vector<Tensor>& exp_avgs, const std::vector<Tensor>& exp_avg_sqs,
-                   const std::vector<Tensor>& max_exp_avg_sqs, AdamStepArgs args) {
+                   const std::vector<Tensor>& max_exp_avg_sqs, const std::vector<Tensor>& lows,
+                   AdamStepArgs args) {
   for (size_t i = 0; i < params.size(); ++i) {
     dispatch_dtype<DTypes::Float>(params[i].dtype(), "adam_step", [&]<class T>() {
       adam_step_typed<T>(params[i], grads[i], exp_avgs[i], exp_avg_sqs[i],
-                         args.amsgrad ? max_exp_avg_sqs[i] : Tensor(), args);
+                         args.amsgrad ? max_exp_avg_sqs[i] : Tensor(), low_copy(lows, i), args);
     });
   }
 }

@@ -14,7 +14,7 @@
 
 namespace lumen::cuda {
 
-// K pointers and one end per group: with K <= 5, under 2.5 KiB of the 4 KiB argument space.
+// K pointers and one end per group: with K <= 6, under 3 KiB of the 4 KiB argument space.
 constexpr int kMaxGroups = 48;
 constexpr int64_t kChunk = 64 * kBlock;
 

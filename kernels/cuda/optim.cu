@@ -22,30 +22,41 @@ struct UnscaleBody {
   }
 };
 
-// Groups (param, grad, momentum buffer or nullptr).
+// Groups (param, grad, momentum buffer or nullptr, 16-bit copy or nullptr).
 template <class T>
 struct SgdBody {
   SgdUpdate<T> update;
-  __device__ bool operator()(const TensorLists<3>& l, int t, int64_t i) const {
+  bool low_bf16;
+  __device__ bool operator()(const TensorLists<4>& l, int t, int64_t i) const {
     T* buf = static_cast<T*>(l.data[2][t]);
-    update(static_cast<T*>(l.data[0][t])[i], static_cast<const T*>(l.data[1][t])[i],
-           buf ? buf + i : nullptr);
+    T& p = static_cast<T*>(l.data[0][t])[i];
+    update(p, static_cast<const T*>(l.data[1][t])[i], buf ? buf + i : nullptr);
+    if (l.data[3][t]) store_low_copy(l.data[3][t], low_bf16, i, p);
     return false;
   }
 };
 
-// Groups (param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq or nullptr).
+// Groups (param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq or nullptr, 16-bit copy or nullptr).
 template <class T>
 struct AdamBody {
   AdamUpdate<T> update;
-  __device__ bool operator()(const TensorLists<5>& l, int t, int64_t i) const {
+  bool low_bf16;
+  __device__ bool operator()(const TensorLists<6>& l, int t, int64_t i) const {
     T* vmax = static_cast<T*>(l.data[4][t]);
-    update(static_cast<T*>(l.data[0][t])[i], static_cast<const T*>(l.data[1][t])[i],
-           static_cast<T*>(l.data[2][t])[i], static_cast<T*>(l.data[3][t])[i],
-           vmax ? vmax + i : nullptr);
+    T& p = static_cast<T*>(l.data[0][t])[i];
+    update(p, static_cast<const T*>(l.data[1][t])[i], static_cast<T*>(l.data[2][t])[i],
+           static_cast<T*>(l.data[3][t])[i], vmax ? vmax + i : nullptr);
+    if (l.data[5][t]) store_low_copy(l.data[5][t], low_bf16, i, p);
     return false;
   }
 };
+
+// Whether the 16-bit copies of a call are bf16 (they share one dtype; none: either).
+bool lows_are_bf16(const std::vector<Tensor>& lows) {
+  for (const Tensor& t : lows)
+    if (t.defined()) return t.dtype() == DType::bf16;
+  return false;
+}
 
 void unscale_grads_cuda(const std::vector<Tensor>& grads, double inv_scale,
                         const Tensor& found_inf) {
@@ -68,30 +79,34 @@ void unscale_grads_cuda(const std::vector<Tensor>& grads, double inv_scale,
 }
 
 void sgd_step_cuda(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
-                   const std::vector<Tensor>& buffers, SgdStepArgs args) {
+                   const std::vector<Tensor>& buffers, const std::vector<Tensor>& lows,
+                   SgdStepArgs args) {
   if (params.empty()) return;
   LUMEN_CUDA_CHECK(cudaSetDevice(params[0].device().index));
   const Tensor none;
-  std::vector<std::array<const Tensor*, 3>> groups;
+  std::vector<std::array<const Tensor*, 4>> groups;
   for (size_t i = 0; i < params.size(); ++i)
-    groups.push_back({&params[i], &grads[i], args.momentum != 0 ? &buffers[i] : &none});
+    groups.push_back({&params[i], &grads[i], args.momentum != 0 ? &buffers[i] : &none,
+                      i < lows.size() ? &lows[i] : &none});
   dispatch_dtype<DTypes::Float>(params[0].dtype(), "sgd_step", [&]<class T>() {
-    cuda::launch_multi_tensor<3>(groups, SgdBody<T>{SgdUpdate<T>(args)});
+    cuda::launch_multi_tensor<4>(groups, SgdBody<T>{SgdUpdate<T>(args), lows_are_bf16(lows)});
   });
 }
 
 void adam_step_cuda(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
                     const std::vector<Tensor>& exp_avgs, const std::vector<Tensor>& exp_avg_sqs,
-                    const std::vector<Tensor>& max_exp_avg_sqs, AdamStepArgs args) {
+                    const std::vector<Tensor>& max_exp_avg_sqs, const std::vector<Tensor>& lows,
+                    AdamStepArgs args) {
   if (params.empty()) return;
   LUMEN_CUDA_CHECK(cudaSetDevice(params[0].device().index));
   const Tensor none;
-  std::vector<std::array<const Tensor*, 5>> groups;
+  std::vector<std::array<const Tensor*, 6>> groups;
   for (size_t i = 0; i < params.size(); ++i)
     groups.push_back({&params[i], &grads[i], &exp_avgs[i], &exp_avg_sqs[i],
-                      args.amsgrad ? &max_exp_avg_sqs[i] : &none});
+                      args.amsgrad ? &max_exp_avg_sqs[i] : &none,
+                      i < lows.size() ? &lows[i] : &none});
   dispatch_dtype<DTypes::Float>(params[0].dtype(), "adam_step", [&]<class T>() {
-    cuda::launch_multi_tensor<5>(groups, AdamBody<T>{AdamUpdate<T>(args)});
+    cuda::launch_multi_tensor<6>(groups, AdamBody<T>{AdamUpdate<T>(args), lows_are_bf16(lows)});
   });
 }
 

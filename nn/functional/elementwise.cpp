@@ -80,6 +80,7 @@ Tensor grad_for(const Tensor& g, const Tensor& input) {
   return grad_for(g, Meta{input.shape(), input.dtype()});
 }
 
+// Checks an in-place op's destination and counts the write in its storage's version.
 void check_inplace(const Tensor& t, const char* op) {
   LUMEN_CHECK(t.defined(), op, ": got an undefined tensor");
   LUMEN_CHECK(!(t.requires_grad() && GradMode::is_enabled()), op,
@@ -87,6 +88,7 @@ void check_inplace(const Tensor& t, const char* op) {
               (t.is_leaf() ? ", a leaf" : ", part of a graph"),
               ") is refused while grad mode is on; update parameters under NoGradGuard, or use "
               "the out-of-place op");
+  t.bump_version();  // the write follows
 }
 
 }  // namespace

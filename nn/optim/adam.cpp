@@ -121,7 +121,7 @@ void Adam::step() {
     }
     fused.run([&](Device device, int64_t step, const std::vector<std::vector<Tensor>>& l) {
       set_step(step);
-      kernels::adam_step(device, l[0], l[1], l[2], l[3], l[4], args);
+      kernels::adam_step(device, l[0], l[1], l[2], l[3], l[4], l[5], args);
     });
   }
   ++step_count_;

@@ -7,6 +7,7 @@
 #include <tuple>
 #include <vector>
 
+#include "autograd/autocast_mode.h"
 #include "nn/optim/optimizer.h"
 
 namespace lumen::optim {
@@ -38,20 +39,27 @@ bool fused_kernel_applies(const Kernel& kernel, const Tensor& param) {
 }
 
 // Parameters the fused kernels take, batched so that one kernel call (one launch on CUDA)
-// updates all that share a device, a dtype and a per-parameter key (SGD: whether the momentum
-// buffer starts now; Adam: the step count). Each batch holds the parameter and its tensors
-// (gradient, then state), in the optimizer's order.
+// updates all that share a device, a dtype, a per-parameter key (SGD: whether the momentum
+// buffer starts now; Adam: the step count) and the dtype of autocast's 16-bit copy of the
+// parameter, if it has a current one (autograd/autocast_mode.h). Each batch holds the parameter,
+// its tensors (gradient, then state) and last that copy (undefined without one), in the
+// optimizer's order. After the kernels ran, finish() counts the write in every parameter's
+// version and marks the copies written with it current.
 struct FusedBatches {
-  using Key = std::tuple<int, int, int, int64_t>;  // device type, index, dtype, key
+  using Key = std::tuple<int, int, int, int64_t, int>;  // device type, index, dtype, key, copy
   std::map<Key, std::vector<std::vector<Tensor>>> batches;
 
   void add(const Tensor& param, int64_t key, std::vector<Tensor> tensors) {
+    Tensor low = autocast::current_weight_copy(param);
+    const int low_dtype = low.defined() ? static_cast<int>(low.dtype()) : -1;
     tensors.insert(tensors.begin(), param);
-    batches[{param.device().type, param.device().index, static_cast<int>(param.dtype()), key}]
+    tensors.push_back(low);
+    batches[{param.device().type, param.device().index, static_cast<int>(param.dtype()), key,
+             low_dtype}]
         .push_back(std::move(tensors));
   }
   // Calls f(device, key, lists) per batch, lists[k] holding tensor k of every parameter
-  // (lists[0]: the parameters).
+  // (lists[0]: the parameters; the last list: the 16-bit copies), then finish().
   template <class F>
   void run(F f) const {
     for (const auto& [key, rows] : batches) {
@@ -60,6 +68,16 @@ struct FusedBatches {
         for (size_t k = 0; k < row.size(); ++k) lists[k].push_back(row[k]);
       f(rows.front().front().device(), std::get<3>(key), lists);
     }
+    finish();
+  }
+
+ private:
+  void finish() const {
+    for (const auto& [key, rows] : batches)
+      for (const auto& row : rows) {
+        row.front().bump_version();
+        if (row.back().defined()) autocast::weight_copy_updated(row.front());
+      }
   }
 };
 

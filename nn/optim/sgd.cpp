@@ -88,7 +88,7 @@ void SGD::step() {
     }
     fused.run([&](Device device, int64_t first, const std::vector<std::vector<Tensor>>& l) {
       args.first = first != 0;
-      kernels::sgd_step(device, l[0], l[1], l[2], args);
+      kernels::sgd_step(device, l[0], l[1], l[2], l[3], args);
     });
   }
   ++step_count_;
