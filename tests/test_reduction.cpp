@@ -11,6 +11,12 @@ LUMEN_OP_CASES(reduction){{
        return v[0].sum({0, 2}, true);
      }},
     {"sum_leading", {Input::real({7, 33})}, [](const auto& v) { return v[0].sum({0}); }},
+    // Two leading dims reduced, 70 adjacent outputs: CUDA's column kernel over 3 blocks.
+    {"mean_leading_3d",
+     {Input::real({3, 11, 70})},
+     [](const auto& v) {
+       return v[0].mean({0, 1});
+     }},
     {"mean_dim", {Input::real({3, 5})}, [](const auto& v) { return v[0].mean({-1}); }},
     {"mean_all", {Input::real({2, 3, 2})}, [](const auto& v) { return v[0].mean(); }},
     {"amax_dim", {Input::real({4, 6})}, [](const auto& v) { return v[0].max(1); }},

@@ -118,4 +118,19 @@ __device__ void row_max_sum_exp(const RowGroup<kWarp>& grp, const T* xr, int64_t
   s = grp.reduce(s, Plus{});
 }
 
+// Column sums with a (32, 8) block: threadIdx.x picks one of 32 adjacent columns (a warp reads
+// 32 adjacent elements of a row), threadIdx.y every 8th row. Each thread passes its partial sum;
+// threadIdx.y == 0 gets its column's total (the other threads get their own value back). Safe
+// to call several times in one kernel.
+template <class A>
+__device__ A column_block_sum(A v) {
+  __shared__ A part[8][33];  // 33: no bank conflicts between the 8 rows
+  __syncthreads();           // a previous call's readers are done
+  part[threadIdx.y][threadIdx.x] = v;
+  __syncthreads();
+  if (threadIdx.y == 0)
+    for (int k = 1; k < 8; ++k) v += part[k][threadIdx.x];
+  return v;
+}
+
 }  // namespace lumen::cuda

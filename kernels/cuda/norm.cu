@@ -68,14 +68,13 @@ __global__ void layer_norm_backward_kernel(T* gx, const T* gy, const T* x, const
   }
 }
 
-// dw_j = sum_r dy_rj xhat_rj, db_j = sum_r dy_rj. Block (32, 8): threadIdx.x picks the column
-// (adjacent threads read adjacent memory), threadIdx.y every 8th row; shared memory adds the 8.
+// dw_j = sum_r dy_rj xhat_rj, db_j = sum_r dy_rj: column sums, a (32, 8) block per 32 columns
+// (cuda::column_block_sum).
 template <class T>
 __global__ void layer_norm_weight_grad_kernel(T* gw, T* gb, const T* gy, const T* x,
                                               const acc_t<T>* mean, const acc_t<T>* rstd, int64_t m,
                                               int64_t d) {
   using A = acc_t<T>;
-  __shared__ A sw[8][33], sb[8][33];
   const int64_t j = blockIdx.x * 32 + threadIdx.x;
   A aw = 0, ab = 0;
   if (j < d) {
@@ -85,14 +84,9 @@ __global__ void layer_norm_weight_grad_kernel(T* gw, T* gb, const T* gy, const T
       ab += g;
     }
   }
-  sw[threadIdx.y][threadIdx.x] = aw;
-  sb[threadIdx.y][threadIdx.x] = ab;
-  __syncthreads();
+  aw = cuda::column_block_sum(aw);
+  ab = cuda::column_block_sum(ab);
   if (threadIdx.y != 0 || j >= d) return;
-  for (int k = 1; k < 8; ++k) {
-    aw += sw[k][threadIdx.x];
-    ab += sb[k][threadIdx.x];
-  }
   if (gw) gw[j] = T(aw);
   if (gb) gb[j] = T(ab);
 }

@@ -1,4 +1,5 @@
-// CUDA reductions (kernels/reduction.h): one block per output element. The block's threads
+// CUDA reductions (kernels/reduction.h): one block per output element (a sum over leading dims,
+// whose outputs are adjacent in memory, takes a column kernel instead). The block's threads
 // take the reduced elements k = t, t + blockDim, ... (in the order kernels/reduction_plan.h lays
 // them out), each folds its share into a register, and a shuffle reduction
 // (kernels/cuda/block_reduce.cuh) combines the threads. Sums accumulate in acc_t (f32 for f32
@@ -79,6 +80,25 @@ __global__ void sum_kernel(T* out, const T* x, ReduceIndexer ix, int64_t n_out, 
   }
 }
 
+// A sum whose kept elements are adjacent in x (the kept dims merge into one of stride 1): the
+// bias gradient's sum over the rows of [N, C], or any reduction over leading dims. Output c is
+// sum_k x[offset(k) + c]; a (32, 8) block takes 32 adjacent outputs, so a warp reads 32 adjacent
+// elements (one block per output would read them 32 sectors apart).
+template <class T>
+__global__ void column_sum_kernel(T* out, int64_t out_stride, const T* x, ReduceIndexer ix,
+                                  int64_t n_out, int64_t n_in, bool mean) {
+  using S = sum_t<T>;
+  const int64_t c = blockIdx.x * 32 + threadIdx.x;
+  S s = 0;
+  if (c < n_out)
+    for (int64_t k = threadIdx.y; k < n_in; k += 8)
+      s += static_cast<S>(acc_t<T>(x[ix.element_offset(k) + c]));
+  s = cuda::column_block_sum(s);
+  if (threadIdx.y != 0 || c >= n_out) return;
+  if (mean) s /= static_cast<S>(n_in);
+  out[c * out_stride] = T(static_cast<acc_t<T>>(s));
+}
+
 // The better of two candidates: NaN wins (the first NaN among several), then the larger
 // (smaller) value, then the first index, as the CPU kernel's left-to-right scan picks.
 template <class A, bool kMax>
@@ -131,7 +151,11 @@ void reduce_cuda(const Tensor& out, const Tensor& x, ReduceOp op) {
     switch (op) {
       case ReduceOp::Sum:
       case ReduceOp::Mean:
-        sum_kernel<T><<<blocks, cuda::kBlock>>>(po, px, ix, n_out, n_in, op == ReduceOp::Mean);
+        if (plan.outer.size() == 1 && plan.outer_x[0] == 1 && n_out <= 65535 * 32)
+          column_sum_kernel<T><<<static_cast<unsigned>((n_out + 31) / 32), dim3(32, 8)>>>(
+              po, plan.outer_out[0], px, ix, n_out, n_in, op == ReduceOp::Mean);
+        else
+          sum_kernel<T><<<blocks, cuda::kBlock>>>(po, px, ix, n_out, n_in, op == ReduceOp::Mean);
         break;
       case ReduceOp::Max:
       case ReduceOp::ArgMax:
