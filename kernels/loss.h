@@ -2,22 +2,36 @@
 // Loss kernels. The caller checks arguments and passes contiguous tensors (pos_weight excepted:
 // it may be a broadcast view); kernels only compute. Dtypes f32, f64, f16, bf16, computed in
 // acc_t.
+#include <type_traits>
+
 #include "kernels/dispatch.h"
 
 namespace lumen::kernels {
+
+// Calls f.template operator()<L>() with L the element type of a loss over logits of type T:
+// T itself, or float where 16-bit logits give an f32 loss (cross_entropy under autocast).
+template <class T, class F>
+void dispatch_loss_type(DType loss_dtype, F&& f) {
+  if constexpr (std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>) {
+    if (loss_dtype == DType::f32) return f.template operator()<float>();
+  }
+  f.template operator()<T>();
+}
 
 // Cross entropy with class-index targets, log-softmax fused in.
 // logits [N, C, S...] (class dim 1; S = product of the trailing dims, 1 for [N, C]),
 // target i64 [N, S...] with values in [0, C) or == ignore_index (the caller has checked).
 // Per sample, with lse = log sum_c exp(x_c) and smoothing e:
 //   loss = (1 - e) (lse - x_y) + e/C sum_c (lse - x_c) = lse - (1 - e) x_y - e mean_c x_c
-// and 0 where y == ignore_index. `loss` has target's shape and logits' dtype; `lse` has
-// target's shape and dtype acc_t (saved for the backward).
+// and 0 where y == ignore_index. `loss` has target's shape and logits' dtype, or f32 for
+// 16-bit logits (autocast: the 16-bit logits are read as they are, no f32 copy is made); `lse`
+// has target's shape and dtype acc_t (saved for the backward).
 inline constinit OpKernel<void(const Tensor& loss, const Tensor& lse, const Tensor& logits,
                                const Tensor& target, int64_t ignore_index, double smoothing)>
     cross_entropy{"cross_entropy"};
 // d loss / d x_c = softmax_c - (1 - e) [c == y] - e/C, times the sample's incoming gradient
-// grad_loss (target's shape); 0 for ignored samples.
+// grad_loss (target's shape, the loss's dtype); 0 for ignored samples. grad_logits has logits'
+// dtype.
 inline constinit OpKernel<void(const Tensor& grad_logits, const Tensor& grad_loss,
                                const Tensor& logits, const Tensor& target, const Tensor& lse,
                                int64_t ignore_index, double smoothing)>

@@ -74,6 +74,45 @@ TEST(CudaKernels, DropoutMatchesTheCpu) {
   }
 }
 
+// Cross entropy under autocast on the device (16-bit logits read directly, f32 loss) matches
+// the CPU's, forward and backward; and the fused linear epilogues in 16 bits (cuBLASLt) match
+// the CPU's unfused ops within 16-bit rounding.
+TEST(CudaKernels, SixteenBitFusedOpsMatchTheCpu) {
+  if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device";
+  namespace F = nn::functional;
+  for (DType dt : {DType::f16, DType::bf16}) {
+    Tensor logits = (randn({64, 10}) * 3.0).to(dt), target = (rand({64}) * 10.0).to(DType::i64);
+    Tensor a = logits.detach().requires_grad_(true);
+    Tensor b = logits.to(Device::cuda()).detach().requires_grad_(true);
+    Tensor la, lb;
+    {
+      AutocastGuard autocast(dt);
+      la = F::cross_entropy(a, target);
+      lb = F::cross_entropy(b, target.to(Device::cuda()));
+    }
+    EXPECT_EQ(lb.dtype(), DType::f32);
+    EXPECT_NEAR(lb.item(), la.item(), 1e-5 * (1 + std::abs(la.item())));
+    la.backward();
+    lb.backward();
+    std::vector<double> ga = a.grad().to_vector<double>(), gb = b.grad().to_vector<double>();
+    for (size_t i = 0; i < ga.size(); ++i) ASSERT_NEAR(gb[i], ga[i], 1e-2 * std::abs(ga[i]) + 1e-6);
+
+    const double eps = dt == DType::f16 ? 0x1p-10 : 0x1p-7;
+    Tensor x = randn({33, 24}).to(dt), w = randn({16, 24}).to(dt), bias = randn({16}).to(dt);
+    for (F::Activation act : {F::Activation::ReLU, F::Activation::GELUTanh, F::Activation::GELU}) {
+      Tensor got =
+          F::linear(x.to(Device::cuda()), w.to(Device::cuda()), bias.to(Device::cuda()), act);
+      Tensor z = F::linear(x.to(DType::f32), w.to(DType::f32), bias.to(DType::f32));
+      Tensor want = act == F::Activation::ReLU
+                        ? relu(z)
+                        : gelu(z, act == F::Activation::GELU ? "none" : "tanh");
+      std::vector<double> g = got.to_vector<double>(), e = want.to_vector<double>();
+      for (size_t i = 0; i < g.size(); ++i)
+        ASSERT_NEAR(g[i], e[i], 16 * eps * (1 + std::abs(e[i]))) << dtype_name(dt) << " " << i;
+    }
+  }
+}
+
 TEST(Cuda, RandomNumbersMatchTheCpu) {
   if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device";
   for (DType dt : {DType::f32, DType::f64}) {

@@ -167,6 +167,37 @@ TEST(Autocast, KeptWeightCopiesTrainLikeFreshCasts) {
   EXPECT_EQ(train(false), train(true));
 }
 
+// Under autocast, cross entropy reads 16-bit logits as they are and computes in f32: the same
+// loss, bit for bit, as on the logits cast to f32, and the same 16-bit gradient as through the
+// cast, without the f32 copy of the logits.
+TEST(Autocast, CrossEntropyReadsSixteenBitLogitsDirectly) {
+  for (DType dtype : {DType::f16, DType::bf16}) {
+    Tensor base = random({6, 5, 3}, 5) * 4.0;
+    Tensor target =
+        from_vector<int64_t>({0, 4, 2, -100, 1, 3, 3, 2, 0, 1, -100, 4, 2, 2, 1, 0, 4, 3}, {6, 3});
+    nn::functional::CrossEntropyOptions opts{.ignore_index = -100, .label_smoothing = 0.1};
+    for (const char* red : {"mean", "none"}) {
+      opts.reduction = red;
+      Tensor a = base.to(dtype).detach().requires_grad_(true);
+      Tensor b = base.to(dtype).detach().requires_grad_(true);
+      Tensor fused, want;
+      {
+        AutocastGuard autocast(dtype);
+        fused = nn::functional::cross_entropy(a, target, opts);
+      }
+      want = nn::functional::cross_entropy(b.to(DType::f32), target, opts);
+      EXPECT_EQ(fused.dtype(), DType::f32);
+      EXPECT_EQ(fused.to_vector<float>(), want.to_vector<float>()) << dtype_name(dtype) << red;
+      Tensor r = random(fused.shape(), 6);
+      (fused * r).sum().backward();
+      (want * r).sum().backward();
+      EXPECT_EQ(a.grad().dtype(), dtype);
+      EXPECT_EQ(a.grad().to_vector<float>(), b.grad().to_vector<float>())
+          << dtype_name(dtype) << red;
+    }
+  }
+}
+
 TEST(Autocast, ConvAndMatmulRunInSixteenBits) {
   Tensor x = random({2, 3, 6, 6}, 4), w = random({4, 3, 3, 3}, 5).requires_grad_(true);
   AutocastGuard autocast(DType::bf16);

@@ -16,14 +16,14 @@ using loss_math::bce_logits_grads;
 using loss_math::cross_entropy_grad;
 
 // lse = m + log sum_c exp(x_c - m) with m the row max, so no exp overflows.
-template <class T>
+template <class T, class L>
 void cross_entropy_rows(const Tensor& loss, const Tensor& lse, const Tensor& logits,
                         const Tensor& target, int64_t ignore_index, double smoothing) {
   using A = acc_t<T>;
   const Rows rs = rows_of(logits.shape(), 1);
   const T* px = logits.data<T>();
   const int64_t* pt = target.data<int64_t>();
-  T* pl = loss.data<T>();
+  L* pl = loss.data<L>();
   A* plse = lse.data<A>();
   const int64_t c = rs.d, st = rs.inner;
   const A e = A(smoothing);
@@ -42,7 +42,7 @@ void cross_entropy_rows(const Tensor& loss, const Tensor& lse, const Tensor& log
       plse[r] = l;
       const int64_t y = pt[r];
       if (y == ignore_index) {
-        pl[r] = T(0);
+        pl[r] = L(0);
         continue;
       }
       A v = (A(1) - e) * (l - A(xr[y * st]));
@@ -52,19 +52,19 @@ void cross_entropy_rows(const Tensor& loss, const Tensor& lse, const Tensor& log
         for (int64_t j = 0; j < c; ++j) total += l - A(xr[j * st]);
         v += e / A(c) * total;
       }
-      pl[r] = T(v);
+      pl[r] = L(v);
     }
   });
 }
 
-template <class T>
+template <class T, class L>
 void cross_entropy_backward_rows(const Tensor& grad_logits, const Tensor& grad_loss,
                                  const Tensor& logits, const Tensor& target, const Tensor& lse,
                                  int64_t ignore_index, double smoothing) {
   using A = acc_t<T>;
   const Rows rs = rows_of(logits.shape(), 1);
   const T* px = logits.data<T>();
-  const T* pg = grad_loss.data<T>();
+  const L* pg = grad_loss.data<L>();
   const int64_t* pt = target.data<int64_t>();
   const A* plse = lse.data<A>();
   T* po = grad_logits.data<T>();
@@ -147,7 +147,9 @@ void bce_logits_backward_loop(const Tensor& gx, const Tensor& gy, const Tensor& 
 void cross_entropy_cpu(const Tensor& loss, const Tensor& lse, const Tensor& logits,
                        const Tensor& target, int64_t ignore_index, double smoothing) {
   dispatch_dtype<DTypes::FloatAndHalf>(logits.dtype(), "cross_entropy", [&]<class T>() {
-    cross_entropy_rows<T>(loss, lse, logits, target, ignore_index, smoothing);
+    dispatch_loss_type<T>(loss.dtype(), [&]<class L>() {
+      cross_entropy_rows<T, L>(loss, lse, logits, target, ignore_index, smoothing);
+    });
   });
 }
 
@@ -155,8 +157,10 @@ void cross_entropy_backward_cpu(const Tensor& grad_logits, const Tensor& grad_lo
                                 const Tensor& logits, const Tensor& target, const Tensor& lse,
                                 int64_t ignore_index, double smoothing) {
   dispatch_dtype<DTypes::FloatAndHalf>(logits.dtype(), "cross_entropy_backward", [&]<class T>() {
-    cross_entropy_backward_rows<T>(grad_logits, grad_loss, logits, target, lse, ignore_index,
-                                   smoothing);
+    dispatch_loss_type<T>(grad_loss.dtype(), [&]<class L>() {
+      cross_entropy_backward_rows<T, L>(grad_logits, grad_loss, logits, target, lse, ignore_index,
+                                        smoothing);
+    });
   });
 }
 

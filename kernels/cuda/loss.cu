@@ -15,8 +15,8 @@ using cuda::RowGroup;
 
 // lse = m + log sum_c exp(x_c - m) (m the row max: no exp overflows);
 // loss = (1 - e)(lse - x_y) + e/C sum_c (lse - x_c), 0 where y == ignore_index.
-template <class T, bool kWarp>
-__global__ void cross_entropy_kernel(T* loss, acc_t<T>* lse, const T* x, const int64_t* target,
+template <class T, class L, bool kWarp>
+__global__ void cross_entropy_kernel(L* loss, acc_t<T>* lse, const T* x, const int64_t* target,
                                      Rows rs, int64_t ignore_index, acc_t<T> e) {
   using A = acc_t<T>;
   const RowGroup<kWarp> grp;
@@ -35,18 +35,18 @@ __global__ void cross_entropy_kernel(T* loss, acc_t<T>* lse, const T* x, const i
     lse[r] = l;
     const int64_t y = target[r];
     if (y == ignore_index) {
-      loss[r] = T(0);
+      loss[r] = L(0);
       continue;
     }
     A v = (A(1) - e) * (l - A(xr[y * rs.inner]));
     if (e != A(0)) v += e / A(rs.d) * total;
-    loss[r] = T(v);
+    loss[r] = L(v);
   }
 }
 
 // Element (n, c, s) of the logits belongs to row r = n S + s.
-template <class T>
-__global__ void cross_entropy_backward_kernel(int64_t n, T* gx, const T* g, const T* x,
+template <class T, class L>
+__global__ void cross_entropy_backward_kernel(int64_t n, T* gx, const L* g, const T* x,
                                               const int64_t* target, const acc_t<T>* lse, Rows rs,
                                               int64_t ignore_index, acc_t<T> e, acc_t<T> off) {
   using A = acc_t<T>;
@@ -95,11 +95,13 @@ void cross_entropy_cuda(const Tensor& loss, const Tensor& lse, const Tensor& log
   dispatch_dtype<DTypes::FloatAndHalf>(logits.dtype(), "cross_entropy", [&]<class T>() {
     using A = acc_t<T>;
     const unsigned blocks = cuda::row_blocks(rs.count(), rs.d);
-    auto* kernel =
-        rs.d <= cuda::kWarpRowMax ? cross_entropy_kernel<T, true> : cross_entropy_kernel<T, false>;
-    kernel<<<blocks, cuda::kBlock>>>(loss.data<T>(), lse.data<A>(), logits.data<T>(),
-                                     target.data<int64_t>(), rs, ignore_index, A(smoothing));
-    LUMEN_CUDA_CHECK_LAUNCH();
+    dispatch_loss_type<T>(loss.dtype(), [&]<class L>() {
+      auto* kernel = rs.d <= cuda::kWarpRowMax ? cross_entropy_kernel<T, L, true>
+                                               : cross_entropy_kernel<T, L, false>;
+      kernel<<<blocks, cuda::kBlock>>>(loss.data<L>(), lse.data<A>(), logits.data<T>(),
+                                       target.data<int64_t>(), rs, ignore_index, A(smoothing));
+      LUMEN_CUDA_CHECK_LAUNCH();
+    });
   });
 }
 
@@ -112,11 +114,13 @@ void cross_entropy_backward_cuda(const Tensor& grad_logits, const Tensor& grad_l
   LUMEN_CUDA_CHECK(cudaSetDevice(logits.device().index));
   dispatch_dtype<DTypes::FloatAndHalf>(logits.dtype(), "cross_entropy_backward", [&]<class T>() {
     using A = acc_t<T>;
-    cross_entropy_backward_kernel<T><<<cuda::blocks_for(n), cuda::kBlock>>>(
-        n, grad_logits.data<T>(), grad_loss.data<T>(), logits.data<T>(), target.data<int64_t>(),
-        lse.data<A>(), rs, ignore_index, A(smoothing),
-        A(smoothing) / A(std::max<int64_t>(rs.d, 1)));
-    LUMEN_CUDA_CHECK_LAUNCH();
+    dispatch_loss_type<T>(grad_loss.dtype(), [&]<class L>() {
+      cross_entropy_backward_kernel<T, L><<<cuda::blocks_for(n), cuda::kBlock>>>(
+          n, grad_logits.data<T>(), grad_loss.data<L>(), logits.data<T>(), target.data<int64_t>(),
+          lse.data<A>(), rs, ignore_index, A(smoothing),
+          A(smoothing) / A(std::max<int64_t>(rs.d, 1)));
+      LUMEN_CUDA_CHECK_LAUNCH();
+    });
   });
 }
 

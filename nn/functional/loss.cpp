@@ -55,8 +55,12 @@ Shape without_dim1(const Shape& s) {
 
 Tensor cross_entropy(const Tensor& logits_in, const Tensor& target,
                      const CrossEntropyOptions& options) {
-  // Autocast: an f32 op.
-  Tensor logits = autocast::to_f32(logits_in);
+  // Autocast: an f32 op, fused: 16-bit logits are read as they are and the loss computed and
+  // written in f32 (no f32 copy of the logits; their gradient comes back in 16 bits, rounded
+  // once, as through a cast).
+  const bool widen =
+      AutocastMode::is_enabled() && logits_in.defined() && is_16bit_float(logits_in.dtype());
+  const Tensor& logits = logits_in;
   const char* op = "cross_entropy";
   const Reduction red = parse_reduction(op, options.reduction);
   check_float(op, "logits", logits);
@@ -98,18 +102,19 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& target,
   }
 
   Tensor xc = x.contiguous();
-  Tensor loss = empty(t.shape(), {x.dtype(), x.device()});
+  Tensor loss = empty(t.shape(), {widen ? DType::f32 : x.dtype(), x.device()});
   Tensor lse = empty(t.shape(), {acc_dtype(x.dtype()), x.device()});
   const int64_t ignore = options.ignore_index;
   kernels::cross_entropy(x.device(), loss, lse, xc, tc, ignore, e);
-  loss = autograd::record(
-      op, loss, {x},
-      [xs = xc.detach(), tc, lse, ignore, e](const Tensor& g, const autograd::NeedsGrad&) {
-        Tensor gx = empty_like(xs);
-        kernels::cross_entropy_backward(xs.device(), gx, g.to(xs.dtype()).contiguous(), xs, tc, lse,
-                                        ignore, e);
-        return std::vector<Tensor>{gx};
-      });
+  loss = autograd::record(op, loss, {x},
+                          [xs = xc.detach(), tc, lse, ignore, e, loss_dtype = loss.dtype()](
+                              const Tensor& g, const autograd::NeedsGrad&) {
+                            Tensor gx = empty_like(xs);
+                            kernels::cross_entropy_backward(xs.device(), gx,
+                                                            g.to(loss_dtype).contiguous(), xs, tc,
+                                                            lse, ignore, e);
+                            return std::vector<Tensor>{gx};
+                          });
   switch (red) {
     case Reduction::Mean:
       // Over the targets that count: 0 / 0 = NaN when every target is ignored.
