@@ -4,6 +4,7 @@
 // so an op's CPU and CUDA kernels never know about each other, and calling an op on a device
 // with no kernel says so instead of crashing.
 #include <array>
+#include <type_traits>
 
 #include "tensor/tensor.h"
 
@@ -32,6 +33,17 @@ class OpKernel<void(Args...)> {
   const char* name_;
   std::array<Fn, Device::kNumTypes> table_{};
 };
+
+// Calls f.template operator()<W>() with W the element type of the f32 side of an op whose
+// 16-bit input meets f32 outputs (autocast's fused f32 ops: cross entropy's loss, layer norm's
+// output and parameters): float where T is 16-bit and `dtype` is f32, else T itself.
+template <class T, class F>
+void dispatch_widened(DType dtype, F&& f) {
+  if constexpr (std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>) {
+    if (dtype == DType::f32) return f.template operator()<float>();
+  }
+  f.template operator()<T>();
+}
 
 struct KernelRegistrar {
   template <class Op, class Fn>

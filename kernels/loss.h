@@ -2,21 +2,9 @@
 // Loss kernels. The caller checks arguments and passes contiguous tensors (pos_weight excepted:
 // it may be a broadcast view); kernels only compute. Dtypes f32, f64, f16, bf16, computed in
 // acc_t.
-#include <type_traits>
-
 #include "kernels/dispatch.h"
 
 namespace lumen::kernels {
-
-// Calls f.template operator()<L>() with L the element type of a loss over logits of type T:
-// T itself, or float where 16-bit logits give an f32 loss (cross_entropy under autocast).
-template <class T, class F>
-void dispatch_loss_type(DType loss_dtype, F&& f) {
-  if constexpr (std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>) {
-    if (loss_dtype == DType::f32) return f.template operator()<float>();
-  }
-  f.template operator()<T>();
-}
 
 // Cross entropy with class-index targets, log-softmax fused in.
 // logits [N, C, S...] (class dim 1; S = product of the trailing dims, 1 for [N, C]),

@@ -9,7 +9,9 @@ namespace lumen::kernels {
 // Layer norm over the last D elements of x, seen as [M, D]:
 //   mean = sum_j x_j / D, var = sum_j (x_j - mean)^2 / D (biased), rstd = 1 / sqrt(var + eps)
 //   xhat = (x - mean) rstd, y = xhat w + b
-// mean and rstd ([M]) are saved for the backward.
+// mean and rstd ([M]) are saved for the backward. y, weight and bias have x's dtype, or all f32
+// for a 16-bit x (autocast: the input is read in 16 bits, everything else is f32); the
+// backward's grad_y, grad_weight and grad_bias then are f32 too, grad_x x's dtype.
 inline constinit OpKernel<void(const Tensor& y, const Tensor& mean, const Tensor& rstd,
                                const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t D,
                                double eps)>

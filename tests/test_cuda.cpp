@@ -97,6 +97,24 @@ TEST(CudaKernels, SixteenBitFusedOpsMatchTheCpu) {
     std::vector<double> ga = a.grad().to_vector<double>(), gb = b.grad().to_vector<double>();
     for (size_t i = 0; i < ga.size(); ++i) ASSERT_NEAR(gb[i], ga[i], 1e-2 * std::abs(ga[i]) + 1e-6);
 
+    // Layer norm under autocast: 16-bit input, f32 output, weight and gradients.
+    Tensor h = (randn({7, 300}) * 2.0).to(dt), nw = randn({300}), nb = randn({300});
+    Tensor hc = h.detach().requires_grad_(true),
+           hg = h.to(Device::cuda()).detach().requires_grad_(true);
+    Tensor yc, yg;
+    {
+      AutocastGuard autocast(dt);
+      yc = F::layer_norm(hc, {300}, nw, nb);
+      yg = F::layer_norm(hg, {300}, nw.to(Device::cuda()), nb.to(Device::cuda()));
+    }
+    EXPECT_EQ(yg.dtype(), DType::f32);
+    std::vector<double> yv = yg.to_vector<double>(), yw = yc.to_vector<double>();
+    for (size_t i = 0; i < yv.size(); ++i) ASSERT_NEAR(yv[i], yw[i], 1e-4 * (1 + std::abs(yw[i])));
+    yc.sum().backward();
+    yg.sum().backward();
+    std::vector<double> gv = hg.grad().to_vector<double>(), gw = hc.grad().to_vector<double>();
+    for (size_t i = 0; i < gv.size(); ++i) ASSERT_NEAR(gv[i], gw[i], 1e-2 * (1 + std::abs(gw[i])));
+
     const double eps = dt == DType::f16 ? 0x1p-10 : 0x1p-7;
     Tensor x = randn({33, 24}).to(dt), w = randn({16, 24}).to(dt), bias = randn({16}).to(dt);
     for (F::Activation act : {F::Activation::ReLU, F::Activation::GELUTanh, F::Activation::GELU}) {

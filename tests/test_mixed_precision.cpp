@@ -198,6 +198,34 @@ TEST(Autocast, CrossEntropyReadsSixteenBitLogitsDirectly) {
   }
 }
 
+// Layer norm under autocast reads a 16-bit input as it is and computes, and writes, in f32: the
+// values and gradients of the op on the input cast to f32, bit for bit.
+TEST(Autocast, LayerNormReadsSixteenBitInputDirectly) {
+  for (DType dtype : {DType::f16, DType::bf16}) {
+    Tensor base = random({4, 3, 40}, 7) * 2.0 + 1.0;
+    Tensor w1 = random({40}, 8).requires_grad_(true), b1 = random({40}, 9).requires_grad_(true);
+    Tensor w2 = w1.detach().clone().requires_grad_(true),
+           b2 = b1.detach().clone().requires_grad_(true);
+    Tensor a = base.to(dtype).detach().requires_grad_(true);
+    Tensor c = base.to(dtype).detach().requires_grad_(true);
+    Tensor fused;
+    {
+      AutocastGuard autocast(dtype);
+      fused = nn::functional::layer_norm(a, {40}, w1, b1);
+    }
+    Tensor want = nn::functional::layer_norm(c.to(DType::f32), {40}, w2, b2);
+    EXPECT_EQ(fused.dtype(), DType::f32);
+    EXPECT_EQ(fused.to_vector<float>(), want.to_vector<float>()) << dtype_name(dtype);
+    Tensor r = random({4, 3, 40}, 10);
+    (fused * r).sum().backward();
+    (want * r).sum().backward();
+    EXPECT_EQ(a.grad().dtype(), dtype);
+    EXPECT_EQ(a.grad().to_vector<float>(), c.grad().to_vector<float>()) << dtype_name(dtype);
+    EXPECT_EQ(w1.grad().to_vector<float>(), w2.grad().to_vector<float>()) << dtype_name(dtype);
+    EXPECT_EQ(b1.grad().to_vector<float>(), b2.grad().to_vector<float>()) << dtype_name(dtype);
+  }
+}
+
 TEST(Autocast, ConvAndMatmulRunInSixteenBits) {
   Tensor x = random({2, 3, 6, 6}, 4), w = random({4, 3, 3, 3}, 5).requires_grad_(true);
   AutocastGuard autocast(DType::bf16);

@@ -147,7 +147,7 @@ void bce_logits_backward_loop(const Tensor& gx, const Tensor& gy, const Tensor& 
 void cross_entropy_cpu(const Tensor& loss, const Tensor& lse, const Tensor& logits,
                        const Tensor& target, int64_t ignore_index, double smoothing) {
   dispatch_dtype<DTypes::FloatAndHalf>(logits.dtype(), "cross_entropy", [&]<class T>() {
-    dispatch_loss_type<T>(loss.dtype(), [&]<class L>() {
+    dispatch_widened<T>(loss.dtype(), [&]<class L>() {
       cross_entropy_rows<T, L>(loss, lse, logits, target, ignore_index, smoothing);
     });
   });
@@ -157,7 +157,7 @@ void cross_entropy_backward_cpu(const Tensor& grad_logits, const Tensor& grad_lo
                                 const Tensor& logits, const Tensor& target, const Tensor& lse,
                                 int64_t ignore_index, double smoothing) {
   dispatch_dtype<DTypes::FloatAndHalf>(logits.dtype(), "cross_entropy_backward", [&]<class T>() {
-    dispatch_loss_type<T>(grad_loss.dtype(), [&]<class L>() {
+    dispatch_widened<T>(grad_loss.dtype(), [&]<class L>() {
       cross_entropy_backward_rows<T, L>(grad_logits, grad_loss, logits, target, lse, ignore_index,
                                         smoothing);
     });

@@ -16,21 +16,21 @@ int64_t grain_for(int64_t work_per_item) {
 // Statistics accumulate in double on the CPU: a variance is a difference of nearby sums, and
 // rows of 10^5 elements lose digits in float. Two passes (mean, then squared deviations) avoid
 // the cancellation of E[x^2] - E[x]^2.
-template <class T>
+template <class T, class W>
 void layer_norm_impl(const Tensor& y, const Tensor& mean, const Tensor& rstd, const Tensor& x,
                      const Tensor& weight, const Tensor& bias, int64_t d, double eps) {
   using A = acc_t<T>;
   const int64_t m = d == 0 ? 0 : x.numel() / d;
   const T* px = x.data<T>();
-  const T* pw = weight.data_or_null<T>();
-  const T* pb = bias.data_or_null<T>();
-  T* py = y.data<T>();
+  const W* pw = weight.data_or_null<W>();
+  const W* pb = bias.data_or_null<W>();
+  W* py = y.data<W>();
   A* pm = mean.data<A>();
   A* pr = rstd.data<A>();
   cpu::parallel_for(m, grain_for(d), [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
       const T* xr = px + i * d;
-      T* yr = py + i * d;
+      W* yr = py + i * d;
       double s = 0;
       for (int64_t j = 0; j < d; ++j) s += double(A(xr[j]));
       const double mu = s / double(d);
@@ -46,28 +46,29 @@ void layer_norm_impl(const Tensor& y, const Tensor& mean, const Tensor& rstd, co
         A v = (A(xr[j]) - mu_a) * r;
         if (pw) v *= A(pw[j]);
         if (pb) v += A(pb[j]);
-        yr[j] = T(v);
+        yr[j] = W(v);
       }
     }
   });
 }
 
-template <class T>
+template <class T, class W>
 void layer_norm_backward_impl(const Tensor& gx, const Tensor& gw, const Tensor& gb,
                               const Tensor& gy, const Tensor& x, const Tensor& mean,
                               const Tensor& rstd, const Tensor& weight, int64_t d) {
   using A = acc_t<T>;
   const int64_t m = d == 0 ? 0 : x.numel() / d;
   const T* px = x.data<T>();
-  const T* pg = gy.data<T>();
-  const T* pw = weight.data_or_null<T>();
+  const W* pg = gy.data<W>();
+  const W* pw = weight.data_or_null<W>();
   const A* pm = mean.data<A>();
   const A* pr = rstd.data<A>();
   if (gx.defined()) {
     T* po = gx.data<T>();
     cpu::parallel_for(m, grain_for(d), [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
-        const T *xr = px + i * d, *gr = pg + i * d;
+        const T* xr = px + i * d;
+        const W* gr = pg + i * d;
         T* orow = po + i * d;
         const A mu = pm[i], r = pr[i];
         A sg = 0, sgx = 0;  // sum g, sum g xhat
@@ -86,12 +87,13 @@ void layer_norm_backward_impl(const Tensor& gx, const Tensor& gw, const Tensor& 
     });
   }
   if (gw.defined() || gb.defined()) {
-    T* pgw = gw.data_or_null<T>();
-    T* pgb = gb.data_or_null<T>();
+    W* pgw = gw.data_or_null<W>();
+    W* pgb = gb.data_or_null<W>();
     cpu::parallel_for(d, 64, [&](int64_t b, int64_t e) {
       std::vector<A> sw(e - b, A(0)), sb(e - b, A(0));
       for (int64_t i = 0; i < m; ++i) {
-        const T *xr = px + i * d, *gr = pg + i * d;
+        const T* xr = px + i * d;
+        const W* gr = pg + i * d;
         const A mu = pm[i], r = pr[i];
         for (int64_t j = b; j < e; ++j) {
           A g = A(gr[j]);
@@ -100,8 +102,8 @@ void layer_norm_backward_impl(const Tensor& gx, const Tensor& gw, const Tensor& 
         }
       }
       for (int64_t j = b; j < e; ++j) {
-        if (pgw) pgw[j] = T(sw[j - b]);
-        if (pgb) pgb[j] = T(sb[j - b]);
+        if (pgw) pgw[j] = W(sw[j - b]);
+        if (pgb) pgb[j] = W(sb[j - b]);
       }
     });
   }
@@ -223,7 +225,9 @@ void batch_norm_backward_impl(const Tensor& gx, const Tensor& gw, const Tensor& 
 void layer_norm_cpu(const Tensor& y, const Tensor& mean, const Tensor& rstd, const Tensor& x,
                     const Tensor& weight, const Tensor& bias, int64_t d, double eps) {
   dispatch_dtype<DTypes::FloatAndHalf>(x.dtype(), "layer_norm", [&]<class T>() {
-    layer_norm_impl<T>(y, mean, rstd, x, weight, bias, d, eps);
+    dispatch_widened<T>(y.dtype(), [&]<class W>() {
+      layer_norm_impl<T, W>(y, mean, rstd, x, weight, bias, d, eps);
+    });
   });
 }
 
@@ -231,7 +235,9 @@ void layer_norm_backward_cpu(const Tensor& gx, const Tensor& gw, const Tensor& g
                              const Tensor& x, const Tensor& mean, const Tensor& rstd,
                              const Tensor& weight, int64_t d) {
   dispatch_dtype<DTypes::FloatAndHalf>(x.dtype(), "layer_norm_backward", [&]<class T>() {
-    layer_norm_backward_impl<T>(gx, gw, gb, gy, x, mean, rstd, weight, d);
+    dispatch_widened<T>(gy.dtype(), [&]<class W>() {
+      layer_norm_backward_impl<T, W>(gx, gw, gb, gy, x, mean, rstd, weight, d);
+    });
   });
 }
 

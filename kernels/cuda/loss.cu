@@ -95,7 +95,7 @@ void cross_entropy_cuda(const Tensor& loss, const Tensor& lse, const Tensor& log
   dispatch_dtype<DTypes::FloatAndHalf>(logits.dtype(), "cross_entropy", [&]<class T>() {
     using A = acc_t<T>;
     const unsigned blocks = cuda::row_blocks(rs.count(), rs.d);
-    dispatch_loss_type<T>(loss.dtype(), [&]<class L>() {
+    dispatch_widened<T>(loss.dtype(), [&]<class L>() {
       auto* kernel = rs.d <= cuda::kWarpRowMax ? cross_entropy_kernel<T, L, true>
                                                : cross_entropy_kernel<T, L, false>;
       kernel<<<blocks, cuda::kBlock>>>(loss.data<L>(), lse.data<A>(), logits.data<T>(),
@@ -114,7 +114,7 @@ void cross_entropy_backward_cuda(const Tensor& grad_logits, const Tensor& grad_l
   LUMEN_CUDA_CHECK(cudaSetDevice(logits.device().index));
   dispatch_dtype<DTypes::FloatAndHalf>(logits.dtype(), "cross_entropy_backward", [&]<class T>() {
     using A = acc_t<T>;
-    dispatch_loss_type<T>(grad_loss.dtype(), [&]<class L>() {
+    dispatch_widened<T>(grad_loss.dtype(), [&]<class L>() {
       cross_entropy_backward_kernel<T, L><<<cuda::blocks_for(n), cuda::kBlock>>>(
           n, grad_logits.data<T>(), grad_loss.data<L>(), logits.data<T>(), target.data<int64_t>(),
           lse.data<A>(), rs, ignore_index, A(smoothing),

@@ -14,14 +14,15 @@ namespace {
 using cuda::RowGroup;
 
 // mean = sum x / D, rstd = 1 / sqrt(sum (x - mean)^2 / D + eps), y = (x - mean) rstd w + b.
-template <class T, bool kWarp>
-__global__ void layer_norm_kernel(T* y, acc_t<T>* mean, acc_t<T>* rstd, const T* x, const T* w,
-                                  const T* b, int64_t m, int64_t d, acc_t<T> eps) {
+// W: the type of y, w and b (T, or f32 for 16-bit x under autocast).
+template <class T, class W, bool kWarp>
+__global__ void layer_norm_kernel(W* y, acc_t<T>* mean, acc_t<T>* rstd, const T* x, const W* w,
+                                  const W* b, int64_t m, int64_t d, acc_t<T> eps) {
   using A = acc_t<T>;
   const RowGroup<kWarp> grp;
   for (int64_t r = grp.first_row(); r < m; r += grp.row_step()) {
     const T* xr = x + r * d;
-    T* yr = y + r * d;
+    W* yr = y + r * d;
     A s = 0;
     for (int64_t j = grp.lane(); j < d; j += grp.size()) s += A(xr[j]);
     const A mu = grp.reduce(s, cuda::Plus{}) / A(d);
@@ -39,19 +40,20 @@ __global__ void layer_norm_kernel(T* y, acc_t<T>* mean, acc_t<T>* rstd, const T*
       A v = (A(xr[j]) - mu) * rs;
       if (w) v *= A(w[j]);
       if (b) v += A(b[j]);
-      yr[j] = T(v);
+      yr[j] = W(v);
     }
   }
 }
 
 // g = dy w; dx = rstd (g - <g> - xhat <g xhat>), <.> the row mean.
-template <class T, bool kWarp>
-__global__ void layer_norm_backward_kernel(T* gx, const T* gy, const T* x, const acc_t<T>* mean,
-                                           const acc_t<T>* rstd, const T* w, int64_t m, int64_t d) {
+template <class T, class W, bool kWarp>
+__global__ void layer_norm_backward_kernel(T* gx, const W* gy, const T* x, const acc_t<T>* mean,
+                                           const acc_t<T>* rstd, const W* w, int64_t m, int64_t d) {
   using A = acc_t<T>;
   const RowGroup<kWarp> grp;
   for (int64_t r = grp.first_row(); r < m; r += grp.row_step()) {
-    const T *xr = x + r * d, *gr = gy + r * d;
+    const T* xr = x + r * d;
+    const W* gr = gy + r * d;
     const A mu = mean[r], rs = rstd[r];
     A sg = 0, sgx = 0;
     for (int64_t j = grp.lane(); j < d; j += grp.size()) {
@@ -70,8 +72,8 @@ __global__ void layer_norm_backward_kernel(T* gx, const T* gy, const T* x, const
 
 // dw_j = sum_r dy_rj xhat_rj, db_j = sum_r dy_rj: column sums, a (32, 8) block per 32 columns
 // (cuda::column_block_sum).
-template <class T>
-__global__ void layer_norm_weight_grad_kernel(T* gw, T* gb, const T* gy, const T* x,
+template <class T, class W>
+__global__ void layer_norm_weight_grad_kernel(W* gw, W* gb, const W* gy, const T* x,
                                               const acc_t<T>* mean, const acc_t<T>* rstd, int64_t m,
                                               int64_t d) {
   using A = acc_t<T>;
@@ -87,8 +89,8 @@ __global__ void layer_norm_weight_grad_kernel(T* gw, T* gb, const T* gy, const T
   aw = cuda::column_block_sum(aw);
   ab = cuda::column_block_sum(ab);
   if (threadIdx.y != 0 || j >= d) return;
-  if (gw) gw[j] = T(aw);
-  if (gb) gb[j] = T(ab);
+  if (gw) gw[j] = W(aw);
+  if (gb) gb[j] = W(ab);
 }
 
 // x [N, C, S]: element k of channel c (k < N S) is at ((k / S) C + c) S + k % S.
@@ -182,12 +184,14 @@ void layer_norm_cuda(const Tensor& y, const Tensor& mean, const Tensor& rstd, co
   LUMEN_CUDA_CHECK(cudaSetDevice(x.device().index));
   dispatch_dtype<DTypes::FloatAndHalf>(x.dtype(), "layer_norm", [&]<class T>() {
     using A = acc_t<T>;
-    auto* kernel =
-        d <= cuda::kWarpRowMax ? layer_norm_kernel<T, true> : layer_norm_kernel<T, false>;
-    kernel<<<cuda::row_blocks(m, d), cuda::kBlock>>>(y.data<T>(), mean.data<A>(), rstd.data<A>(),
-                                                     x.data<T>(), weight.data_or_null<T>(),
-                                                     bias.data_or_null<T>(), m, d, A(eps));
-    LUMEN_CUDA_CHECK_LAUNCH();
+    dispatch_widened<T>(y.dtype(), [&]<class W>() {
+      auto* kernel =
+          d <= cuda::kWarpRowMax ? layer_norm_kernel<T, W, true> : layer_norm_kernel<T, W, false>;
+      kernel<<<cuda::row_blocks(m, d), cuda::kBlock>>>(y.data<W>(), mean.data<A>(), rstd.data<A>(),
+                                                       x.data<T>(), weight.data_or_null<W>(),
+                                                       bias.data_or_null<W>(), m, d, A(eps));
+      LUMEN_CUDA_CHECK_LAUNCH();
+    });
   });
 }
 
@@ -198,21 +202,23 @@ void layer_norm_backward_cuda(const Tensor& gx, const Tensor& gw, const Tensor& 
   LUMEN_CUDA_CHECK(cudaSetDevice(x.device().index));
   dispatch_dtype<DTypes::FloatAndHalf>(x.dtype(), "layer_norm_backward", [&]<class T>() {
     using A = acc_t<T>;
-    if (gx.defined() && m > 0) {
-      auto* kernel = d <= cuda::kWarpRowMax ? layer_norm_backward_kernel<T, true>
-                                            : layer_norm_backward_kernel<T, false>;
-      kernel<<<cuda::row_blocks(m, d), cuda::kBlock>>>(gx.data<T>(), gy.data<T>(), x.data<T>(),
-                                                       mean.data<A>(), rstd.data<A>(),
-                                                       weight.data_or_null<T>(), m, d);
-      LUMEN_CUDA_CHECK_LAUNCH();
-    }
-    if ((gw.defined() || gb.defined()) && d > 0) {
-      // m == 0 still writes zeros.
-      layer_norm_weight_grad_kernel<T><<<static_cast<unsigned>((d + 31) / 32), dim3(32, 8)>>>(
-          gw.data_or_null<T>(), gb.data_or_null<T>(), gy.data<T>(), x.data<T>(), mean.data<A>(),
-          rstd.data<A>(), m, d);
-      LUMEN_CUDA_CHECK_LAUNCH();
-    }
+    dispatch_widened<T>(gy.dtype(), [&]<class W>() {
+      if (gx.defined() && m > 0) {
+        auto* kernel = d <= cuda::kWarpRowMax ? layer_norm_backward_kernel<T, W, true>
+                                              : layer_norm_backward_kernel<T, W, false>;
+        kernel<<<cuda::row_blocks(m, d), cuda::kBlock>>>(gx.data<T>(), gy.data<W>(), x.data<T>(),
+                                                         mean.data<A>(), rstd.data<A>(),
+                                                         weight.data_or_null<W>(), m, d);
+        LUMEN_CUDA_CHECK_LAUNCH();
+      }
+      if ((gw.defined() || gb.defined()) && d > 0) {
+        // m == 0 still writes zeros.
+        layer_norm_weight_grad_kernel<T, W><<<static_cast<unsigned>((d + 31) / 32), dim3(32, 8)>>>(
+            gw.data_or_null<W>(), gb.data_or_null<W>(), gy.data<W>(), x.data<T>(), mean.data<A>(),
+            rstd.data<A>(), m, d);
+        LUMEN_CUDA_CHECK_LAUNCH();
+      }
+    });
   });
 }
 

@@ -3,6 +3,8 @@
 // backward with the statistics the forward saved.
 #include "nn/functional/norm.h"
 
+#include <optional>
+
 #include "autograd/autocast_mode.h"
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
@@ -14,9 +16,10 @@ namespace {
 
 DType acc_dtype(DType t) { return t == DType::f64 ? DType::f64 : DType::f32; }
 
-// Checks an optional per-feature tensor and returns it in x's dtype (undefined stays so).
+// Checks an optional per-feature tensor and returns it in `dtype` (default: x's; undefined stays
+// so).
 Tensor param_like(const char* op, const char* what, const Tensor& p, const Shape& expected,
-                  const Tensor& x) {
+                  const Tensor& x, std::optional<DType> dtype = std::nullopt) {
   if (!p.defined()) return p;
   LUMEN_CHECK(is_floating(p.dtype()), op, ": ", what, " must be a floating tensor, got dtype ",
               p.dtype(), " of shape ", ShapeStr{p.shape()});
@@ -24,16 +27,18 @@ Tensor param_like(const char* op, const char* what, const Tensor& p, const Shape
               " but input of shape ", ShapeStr{x.shape()}, " needs ", ShapeStr{expected});
   LUMEN_CHECK(p.device() == x.device(), op, ": ", what, " is on ", p.device(),
               " but the input is on ", x.device(), "; move both to one device");
-  return p.to(x.dtype()).contiguous();  // the kernels index weight and bias as plain arrays
+  return p.to(dtype.value_or(x.dtype())).contiguous();  // kernels index them as plain arrays
 }
 
 }  // namespace
 
 Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tensor& weight_in,
                   const Tensor& bias_in, double eps) {
-  // Autocast: an f32 op.
-  Tensor x = autocast::to_f32(input), weight = autocast::to_f32(weight_in),
-         bias = autocast::to_f32(bias_in);
+  // Autocast: an f32 op, fused: a 16-bit input is read as it is (and kept so for the backward)
+  // while the output, weight and bias are f32 and the math is f32.
+  const bool widen = AutocastMode::is_enabled() && input.defined() && is_16bit_float(input.dtype());
+  const Tensor& x = input;
+  Tensor weight = autocast::to_f32(weight_in), bias = autocast::to_f32(bias_in);
   const char* op = "layer_norm";
   LUMEN_CHECK(x.defined(), op, ": input is undefined");
   LUMEN_CHECK(is_floating(x.dtype()), op, ": input must be a floating tensor, got dtype ",
@@ -45,28 +50,30 @@ Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tens
               " must be non-empty and equal the last dims of the input, got input of shape ",
               ShapeStr{x.shape()});
   LUMEN_CHECK(eps >= 0, op, ": eps must be >= 0, got ", eps);
-  Tensor w = param_like(op, "weight", weight, normalized_shape, x);
-  Tensor b = param_like(op, "bias", bias, normalized_shape, x);
+  // The dtype of y, weight, bias and their gradients.
+  const DType wide = widen ? DType::f32 : x.dtype();
+  Tensor w = param_like(op, "weight", weight, normalized_shape, x, wide);
+  Tensor b = param_like(op, "bias", bias, normalized_shape, x, wide);
 
   const int64_t d = numel_of(normalized_shape);
   Shape rows(x.shape().begin(), x.shape().end() - k);
   Tensor xc = x.contiguous();
-  Tensor y = empty(x.shape(), {x.dtype(), x.device()});
+  Tensor y = empty(x.shape(), {wide, x.device()});
   Tensor mean = empty(rows, {acc_dtype(x.dtype()), x.device()});
   Tensor rstd = empty(rows, {acc_dtype(x.dtype()), x.device()});
   kernels::layer_norm(x.device(), y, mean, rstd, xc, w, b, d, eps);
-  return autograd::record(op, y, {x, w, b},
-                          [xs = xc.detach(), ws = w.defined() ? w.detach() : Tensor(), mean, rstd,
-                           d, normalized_shape](const Tensor& g, const autograd::NeedsGrad& needs) {
-                            const TensorOptions opts{xs.dtype(), xs.device()};
-                            Tensor gx = needs[0] ? empty_like(xs) : Tensor();
-                            Tensor gw = needs[1] ? empty(normalized_shape, opts) : Tensor();
-                            Tensor gb = needs[2] ? empty(normalized_shape, opts) : Tensor();
-                            kernels::layer_norm_backward(xs.device(), gx, gw, gb,
-                                                         g.to(xs.dtype()).contiguous(), xs, mean,
-                                                         rstd, ws, d);
-                            return std::vector<Tensor>{gx, gw, gb};
-                          });
+  return autograd::record(
+      op, y, {x, w, b},
+      [xs = xc.detach(), ws = w.defined() ? w.detach() : Tensor(), mean, rstd, d, normalized_shape,
+       wide](const Tensor& g, const autograd::NeedsGrad& needs) {
+        const TensorOptions opts{wide, xs.device()};
+        Tensor gx = needs[0] ? empty_like(xs) : Tensor();
+        Tensor gw = needs[1] ? empty(normalized_shape, opts) : Tensor();
+        Tensor gb = needs[2] ? empty(normalized_shape, opts) : Tensor();
+        kernels::layer_norm_backward(xs.device(), gx, gw, gb, g.to(wide).contiguous(), xs, mean,
+                                     rstd, ws, d);
+        return std::vector<Tensor>{gx, gw, gb};
+      });
 }
 
 Tensor batch_norm(const Tensor& input, const Tensor& running_mean, const Tensor& running_var,
