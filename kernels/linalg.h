@@ -63,4 +63,18 @@ inline bool gemm_layout_ok(const Tensor& t) {
   return row_major || col_major;
 }
 
+// How a BLAS-shaped matrix (the last two dims of t) lies in memory: row- or column-major with
+// leading dimension ld, as every GEMM library takes it. An empty matrix reads as row-major.
+struct GemmLayout {
+  bool row_major;
+  int64_t rows, cols, ld;
+};
+inline GemmLayout gemm_layout(const Tensor& t) {
+  int64_t r = t.size(-2), c = t.size(-1), sr = t.stride(-2), sc = t.stride(-1);
+  if (r == 0 || c == 0) return {true, r, c, std::max<int64_t>(c, 1)};
+  if ((c == 1 || sc == 1) && (r == 1 || sr >= std::max<int64_t>(c, 1)))
+    return {true, r, c, r == 1 ? std::max<int64_t>(c, 1) : sr};
+  return {false, r, c, c == 1 ? std::max<int64_t>(r, 1) : sc};
+}
+
 }  // namespace lumen::kernels

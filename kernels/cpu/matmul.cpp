@@ -17,20 +17,7 @@ template <class T>
 using ColMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
 using Outer = Eigen::OuterStride<>;
 
-// The last two dims of a BLAS-shaped tensor (kernels::gemm_layout_ok): storage order and
-// leading dimension.
-struct Layout {
-  bool row_major;
-  int64_t rows, cols, ld;
-};
-
-Layout layout_of(const Tensor& t) {
-  int64_t r = t.size(-2), c = t.size(-1), sr = t.stride(-2), sc = t.stride(-1);
-  if (r == 0 || c == 0) return {true, r, c, std::max<int64_t>(c, 1)};
-  if ((c == 1 || sc == 1) && (r == 1 || sr >= std::max<int64_t>(c, 1)))
-    return {true, r, c, r == 1 ? std::max<int64_t>(c, 1) : sr};
-  return {false, r, c, c == 1 ? std::max<int64_t>(r, 1) : sc};
-}
+using Layout = GemmLayout;  // kernels/linalg.h
 
 // Calls f with an Eigen map of the matrix at p.
 template <class T, class F>
@@ -100,7 +87,7 @@ void matmul_cpu(const Tensor& out, const Tensor& a, const Tensor& b) {
               ShapeStr{a.strides()}, " and ", ShapeStr{b.strides()}, " for shapes ",
               ShapeStr{a.shape()}, " and ", ShapeStr{b.shape()});
   dispatch_dtype<DTypes::FloatAndHalf>(out.dtype(), "matmul", [&]<class T>() {
-    const Layout la = layout_of(a), lb = layout_of(b);
+    const Layout la = gemm_layout(a), lb = gemm_layout(b);
     T* po = out.data<T>();
     const T* pa = a.data<T>();
     const T* pb = b.data<T>();

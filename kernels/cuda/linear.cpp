@@ -34,18 +34,6 @@ cublasLtHandle_t cublaslt_handle(int device) {
 // Workspace offered to cuBLASLt per call (PyTorch offers 1 MiB; split-K kernels like more).
 constexpr size_t kWorkspaceBytes = size_t{4} << 20;
 
-struct Layout {
-  bool row_major;
-  int64_t ld;
-};
-
-Layout layout_of(const Tensor& t) {
-  const int64_t r = t.size(-2), c = t.size(-1), sr = t.stride(-2), sc = t.stride(-1);
-  if ((c == 1 || sc == 1) && (r == 1 || sr >= std::max<int64_t>(c, 1)))
-    return {true, r == 1 ? std::max<int64_t>(c, 1) : sr};
-  return {false, c == 1 ? std::max<int64_t>(r, 1) : sc};
-}
-
 // The epilogue for this call, or nullopt where cuBLASLt has none that matches.
 std::optional<cublasLtEpilogue_t> epilogue_for(bool bias, std::optional<UnaryArgs> act, bool pre) {
   if (!act) return bias && !pre ? std::optional(CUBLASLT_EPILOGUE_BIAS) : std::nullopt;
@@ -104,7 +92,7 @@ void linear_cuda(const Tensor& out, const Tensor& pre, const Tensor& a, const Te
   const cudaDataType_t type = dt == DType::f32   ? CUDA_R_32F
                               : dt == DType::f16 ? CUDA_R_16F
                                                  : CUDA_R_16BF;
-  const Layout la = layout_of(a), lb = layout_of(b);
+  const GemmLayout la = gemm_layout(a), lb = gemm_layout(b);
   // Column-major: "A" is b ([N, K] as stored, or [K, N] read transposed), "B" is a.
   const cublasOperation_t op_a = lb.row_major ? CUBLAS_OP_N : CUBLAS_OP_T;
   const cublasOperation_t op_b = la.row_major ? CUBLAS_OP_N : CUBLAS_OP_T;

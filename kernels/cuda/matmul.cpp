@@ -24,19 +24,6 @@ cublasHandle_t cublas_handle(int device) {
 namespace lumen::kernels {
 namespace {
 
-// Storage order and leading dimension of a BLAS-shaped matrix (gemm_layout_ok).
-struct Layout {
-  bool row_major;
-  int64_t ld;
-};
-
-Layout layout_of(const Tensor& t) {
-  int64_t r = t.size(-2), c = t.size(-1), sr = t.stride(-2), sc = t.stride(-1);
-  if ((c == 1 || sc == 1) && (r == 1 || sr >= std::max<int64_t>(c, 1)))
-    return {true, r == 1 ? std::max<int64_t>(c, 1) : sr};
-  return {false, c == 1 ? std::max<int64_t>(r, 1) : sc};
-}
-
 struct GemmTypes {
   cudaDataType_t data;
   cublasComputeType_t compute;
@@ -77,7 +64,7 @@ void matmul_cuda(const Tensor& out, const Tensor& a, const Tensor& b) {
     return;
   }
   const GemmTypes ty = gemm_types(out.dtype());
-  const Layout la = layout_of(a), lb = layout_of(b);
+  const GemmLayout la = gemm_layout(a), lb = gemm_layout(b);
   const cublasOperation_t op_a = la.row_major ? CUBLAS_OP_N : CUBLAS_OP_T;
   const cublasOperation_t op_b = lb.row_major ? CUBLAS_OP_N : CUBLAS_OP_T;
   const float alpha_f = 1.0f, beta_f = 0.0f;
