@@ -575,8 +575,11 @@ struct DtypeRecorder : TinyModel {
     hook_grads.push_back(fc1.weight.grad().clone());
   }
   void on_train_batch_end(const Tensor&, const Batch&, int64_t) override {
+    // After the optimizer step: the fused step wrote the weight's 16-bit copy (mixed precision).
+    copy_current.push_back(autocast::current_weight_copy(fc1.weight).defined());
     seen["on_train_batch_end"] = fc1(from_vector<float>({1, 2, 3, 4}, {1, 4})).dtype();
   }
+  std::vector<bool> copy_current;
 };
 
 TrainerOptions quiet(TempDir& dir, const std::string& precision) {
@@ -612,6 +615,10 @@ TEST(TrainerPrecision, StepHooksRunUnderAutocastAndHooksSeeUnscaledGradients) {
     for (const char* hook : {"training_step", "validation_step", "test_step", "predict_step"})
       EXPECT_EQ(model.seen.at(hook), want) << hook;
     EXPECT_EQ(model.seen.at("on_train_batch_end"), DType::f32);  // outside the step
+    ASSERT_FALSE(model.copy_current.empty());
+    for (bool current : model.copy_current) EXPECT_EQ(current, precision != "32");
+    // The stages' teardown dropped the copies.
+    EXPECT_FALSE(autocast::current_weight_copy(model.fc1.weight).defined());
     // The first step's gradient (same initial weights and data in every run) as the hook saw
     // it: unscaled, so within 16-bit rounding of f32's, not 65536 times larger.
     ASSERT_FALSE(model.hook_grads.empty());

@@ -11,6 +11,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "autograd/autocast_mode.h"
 #include "autograd/grad_mode.h"
 #include "dist/world.h"
 #include "io/checkpoint.h"
@@ -663,6 +664,9 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
       data.teardown(stage);
     }
     call_callbacks("teardown", [&](Callback& cb) { cb.teardown(*this, model, stage); });
+    // The 16-bit weight copies autocast kept across this stage's steps go with it, as
+    // torch.autocast's cast cache goes when its region ends.
+    if (L.autocast_dtype) autocast::clear_weight_copies();
     if (L.buckets) L.ddp_stats = L.buckets->stats();
     L.buckets.reset();
     if (is_global_zero())
