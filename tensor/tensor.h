@@ -186,6 +186,12 @@ struct TensorImpl {
   std::weak_ptr<autograd::Node> grad_accumulator;  // a leaf's sink node, shared by its uses
   std::vector<GradHook> hooks;
   std::vector<PostAccumulateGradHook> post_accumulate_hooks;  // removed ones are empty
+
+  // For an integer tensor copied from the host (Tensor::to, prefetch_to): the CPU tensor it was
+  // copied from, valid while neither has been written since (their storage versions are still
+  // the two recorded; host_values).
+  Tensor host_copy;
+  uint64_t host_copy_version = 0, host_copy_source_version = 0;
 };
 
 std::ostream& operator<<(std::ostream& os, const Tensor& t);
@@ -222,5 +228,11 @@ Tensor randn(const Shape& shape, TensorOptions opts = {}, Generator* gen = nullp
 // of devices it is src.to(device), and join_prefetches does nothing.
 Tensor prefetch_to(const Tensor& src, Device device);
 void join_prefetches(Device device);
+
+// The values of `t` in a contiguous CPU tensor, for an op that must check them on the host
+// (class indices against the number of classes). A GPU integer tensor copied from the host and
+// not written since answers from that host copy, without waiting for the device; any other
+// tensor is copied back (which waits).
+Tensor host_values(const Tensor& t);
 
 }  // namespace lumen

@@ -131,6 +131,25 @@ TEST(CudaKernels, SixteenBitFusedOpsMatchTheCpu) {
   }
 }
 
+// An index tensor copied from the host answers host_values from its host copy (no wait for
+// the device) until either side is written; then it is read back from the device.
+TEST(Cuda, HostValuesOfCopiedIndicesComeFromTheHost) {
+  if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device";
+  Tensor host = from_vector<int64_t>({3, 1, 4, 1, 5});
+  Tensor dev = host.to(Device::cuda());
+  EXPECT_EQ(host_values(dev).data_ptr(), host.data_ptr());
+  dev.fill_(2.0);  // written on the device: the host copy is stale
+  EXPECT_EQ(host_values(dev).to_vector<int64_t>(), std::vector<int64_t>(5, 2));
+  Tensor dev2 = prefetch_to(host, Device::cuda());
+  join_prefetches(Device::cuda());
+  EXPECT_EQ(host_values(dev2).data_ptr(), host.data_ptr());
+  host.fill_(7.0);  // the source changed after the copy: the device still holds 3 1 4 1 5
+  EXPECT_EQ(host_values(dev2).to_vector<int64_t>(), (std::vector<int64_t>{3, 1, 4, 1, 5}));
+  // Float tensors keep no host copy.
+  Tensor f = ones({4}).to(Device::cuda());
+  EXPECT_FALSE(f.impl()->host_copy.defined());
+}
+
 TEST(Cuda, RandomNumbersMatchTheCpu) {
   if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device";
   for (DType dt : {DType::f32, DType::f64}) {

@@ -7,6 +7,27 @@
 namespace lumen::testing {
 namespace {
 
+// Every in-place write through the API counts in the storage's version, which views share and
+// copies do not; out-of-place ops leave it alone.
+TEST(Tensor, InPlaceWritesBumpTheStorageVersion) {
+  Tensor t = zeros({3, 4});
+  Tensor view = t.select(0, 1), copy = t.clone();
+  const uint64_t v0 = t.version();
+  t.fill_(1.0);
+  EXPECT_EQ(t.version(), v0 + 1);
+  view.add_(ones({4}));
+  EXPECT_EQ(t.version(), v0 + 2);  // a view's write is the storage's
+  EXPECT_EQ(view.version(), t.version());
+  t.mul_(2.0);
+  t.copy_(ones({3, 4}));
+  EXPECT_EQ(t.version(), v0 + 4);
+  Tensor sum = t + t;
+  EXPECT_EQ(t.version(), v0 + 4);
+  EXPECT_EQ(copy.version(), 0u);
+  // host_values of a CPU tensor is the tensor's values.
+  EXPECT_EQ(host_values(t.t()).to_vector<float>(), t.t().contiguous().to_vector<float>());
+}
+
 TEST(Tensor, FactoriesAndMetadata) {
   Tensor z = zeros({2, 3});
   EXPECT_EQ(z.shape(), (Shape{2, 3}));

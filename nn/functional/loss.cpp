@@ -87,9 +87,10 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& target,
   const int64_t c = x.size(1);
 
   // Validate the indices on the host and count the targets that are not ignored (the mean's
-  // denominator).
+  // denominator). Targets that came from the host (a loader's batch) are read there, so a GPU
+  // step does not wait for the device here.
   Tensor tc = t.contiguous();
-  Tensor th = tc.device().is_cpu() ? tc : tc.to(Device::cpu()).contiguous();
+  Tensor th = host_values(tc);
   const int64_t* pt = th.data<int64_t>();
   int64_t counted = 0;
   for (int64_t i = 0; i < th.numel(); ++i) {

@@ -276,6 +276,30 @@ Tensor Tensor::pin_memory() const {
 
 bool Tensor::is_pinned() const { return defined() && storage().is_pinned(); }
 
+namespace {
+
+// Remembers, on a device tensor copied from the CPU, the host tensor it came from (integer
+// tensors only: indices are what ops check on the host; float data is not kept).
+void keep_host_copy(const Tensor& out, const Tensor& host_src) {
+  if (is_floating(out.dtype()) || !host_src.device().is_cpu()) return;
+  out.impl()->host_copy = host_src.detach();
+  out.impl()->host_copy_version = out.version();
+  out.impl()->host_copy_source_version = host_src.version();
+}
+
+}  // namespace
+
+Tensor host_values(const Tensor& t) {
+  LUMEN_CHECK(t.defined(), "host_values: got an undefined tensor");
+  if (t.device().is_cpu()) return t.contiguous();
+  const TensorImpl& impl = *t.impl();
+  if (impl.host_copy.defined() && impl.host_copy_version == t.version() &&
+      impl.host_copy_source_version == impl.host_copy.version() &&
+      impl.host_copy.shape() == t.shape())
+    return impl.host_copy.contiguous();
+  return t.detach().to(Device::cpu()).contiguous();
+}
+
 Tensor Tensor::to(Device dev) const {
   if (dev == device()) return *this;
   Tensor src = contiguous();
@@ -283,6 +307,7 @@ Tensor Tensor::to(Device dev) const {
   if (numel() > 0)
     device_backend(dev.is_cuda() ? dev : device())
         .copy(out.data_ptr(), dev, src.data_ptr(), device(), numel() * element_size());
+  keep_host_copy(out, src);
   return autograd::record("to", out, {*this},
                           [from = device()](const Tensor& g, const autograd::NeedsGrad&) {
                             return std::vector<Tensor>{g.to(from)};
@@ -297,6 +322,7 @@ Tensor prefetch_to(const Tensor& src, Device dev) {
   if (s.numel() > 0)
     device_backend(dev).copy_ahead(out.data_ptr(), dev.index, s.data_ptr(),
                                    s.numel() * s.element_size());
+  keep_host_copy(out, s);
   return out;
 }
 
