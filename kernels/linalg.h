@@ -25,7 +25,7 @@ inline constinit OpKernel<void(const Tensor& out, const Tensor& a, const Tensor&
 // epilogues on CUDA) instead of in passes of their own. bias may be undefined (none), act
 // nullopt (identity). `pre`, if defined ([M, N], contiguous), also receives the activation's
 // input, which the backward of most activations needs. a and b are 2-D and BLAS-shaped, out
-// contiguous.
+// and bias contiguous.
 inline constinit OpKernel<void(const Tensor& out, const Tensor& pre, const Tensor& a,
                                const Tensor& b, const Tensor& bias, std::optional<UnaryArgs> act)>
     linear{"linear"};

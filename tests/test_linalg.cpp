@@ -48,6 +48,12 @@ LUMEN_OP_CASES(linalg){{
     {"linear_gelu_tanh_odd_width",
      {Input::real({5, 4}), Input::real({3, 4}), Input::real({3})},
      [](const auto& v) { return F::linear(v[0], v[1], v[2], F::Activation::GELUTanh); }},
+    // A transposed weight (column-major) and a strided bias take the same path.
+    {"linear_relu_strided_weight",
+     {Input::real({5, 4}), Input::real({4, 16}), Input::real({16, 2})},
+     [](const auto& v) {
+       return F::linear(v[0], v[1].t(), v[2].select(1, 1), F::Activation::ReLU);
+     }},
     {"linear_relu_no_bias",
      {Input::real({7, 4}), Input::real({3, 4})},
      [](const auto& v) { return F::linear(v[0], v[1], {}, F::Activation::ReLU); }},

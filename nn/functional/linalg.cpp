@@ -155,7 +155,9 @@ Tensor linear(const Tensor& input, const Tensor& weight_in, const Tensor& bias_i
   const Device dev = x.device();
   Tensor y = empty({x2.size(0), out_features}, {x.dtype(), dev});
   Tensor pre = keep_pre ? empty(y.shape(), {x.dtype(), dev}) : Tensor();
-  kernels::linear(dev, y, pre, x2, w.t(), bias.defined() ? bias.detach() : Tensor(), act);
+  // An epilogue reads the bias as a plain vector.
+  kernels::linear(dev, y, pre, x2, gemm_operand(w.t(), {}),
+                  bias.defined() ? bias.detach().contiguous() : Tensor(), act);
   Shape out_shape = x.shape();
   out_shape.back() = out_features;
   Tensor act_input = !act ? Tensor() : keep_pre ? pre : y.detach();
