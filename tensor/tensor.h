@@ -234,5 +234,8 @@ void join_prefetches(Device device);
 // not written since answers from that host copy, without waiting for the device; any other
 // tensor is copied back (which waits).
 Tensor host_values(const Tensor& t);
+// The host copy host_values answers from without waiting (contiguous, t's shape and dtype), or
+// an undefined tensor when there is none.
+Tensor kept_host_copy(const Tensor& t);
 
 }  // namespace lumen

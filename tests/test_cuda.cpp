@@ -138,6 +138,7 @@ TEST(Cuda, HostValuesOfCopiedIndicesComeFromTheHost) {
   Tensor host = from_vector<int64_t>({3, 1, 4, 1, 5});
   Tensor dev = host.to(Device::cuda());
   EXPECT_EQ(host_values(dev).data_ptr(), host.data_ptr());
+  EXPECT_EQ(kept_host_copy(dev).data_ptr(), host.data_ptr());
   dev.fill_(2.0);  // written on the device: the host copy is stale
   EXPECT_EQ(host_values(dev).to_vector<int64_t>(), std::vector<int64_t>(5, 2));
   Tensor dev2 = prefetch_to(host, Device::cuda());
@@ -298,6 +299,14 @@ TEST(CudaKernels, OutOfRangeIndicesGiveTheCpuError) {
   });
   EXPECT_EQ(gpu, message([&] { scatter_add(zeros({4, 5}), 0, gidx, ones({2, 5})); }));
   EXPECT_EQ(dst.sum().item(), 0.0);  // nothing written
+  // The same errors from indices made on the device (no host copy: the device-side check).
+  Tensor on_device = bad.to(Device::cuda()).clone();
+  ASSERT_FALSE(kept_host_copy(on_device).defined());
+  EXPECT_EQ(message([&] { index_select(x.to(Device::cuda()), 0, on_device); }),
+            message([&] { index_select(x, 0, bad); }));
+  Tensor ids_dev = ids.to(Device::cuda()) * 1;
+  EXPECT_EQ(message([&] { F::embedding(ids_dev, w.to(Device::cuda())); }),
+            message([&] { F::embedding(ids, w); }));
 }
 
 // Duplicate indices accumulate on CUDA as on the CPU (embedding_backward, index_add).

@@ -26,6 +26,7 @@ TEST(Tensor, InPlaceWritesBumpTheStorageVersion) {
   EXPECT_EQ(copy.version(), 0u);
   // host_values of a CPU tensor is the tensor's values.
   EXPECT_EQ(host_values(t.t()).to_vector<float>(), t.t().contiguous().to_vector<float>());
+  EXPECT_FALSE(kept_host_copy(t).defined());  // only device tensors keep one
 }
 
 TEST(Tensor, FactoriesAndMetadata) {

@@ -4,9 +4,10 @@
 // index value adds `value * stride(dim)`. Accumulations give each thread a column (o, i) and
 // add its j in increasing order: no atomics, and the same sums as the CPU.
 //
-// Index values are checked on the device before anything is written: a kernel finds the first
-// bad row-major position (atomicMin), one 8-byte copy brings it back, and the error, built
-// from a host copy of the index, reads exactly as the CPU's.
+// Index values are checked before anything is written. An index copied from the host and not
+// written since is checked on that host copy (kept_host_copy), without waiting for the device;
+// otherwise a kernel finds the first bad row-major position (atomicMin) and one 8-byte copy
+// brings it back. The error, built from a host copy of the index, reads exactly as the CPU's.
 #include "kernels/cuda/launch.cuh"
 #include "kernels/index.h"
 #include "kernels/index_check.h"
@@ -32,6 +33,12 @@ template <class I>
 int64_t first_bad(const Tensor& index, int64_t size) {
   const int64_t n = index.numel();
   if (n == 0) return -1;
+  if (const Tensor host = kept_host_copy(index); host.defined()) {
+    const I* p = host.data<I>();  // contiguous: position i is element i
+    for (int64_t i = 0; i < n; ++i)
+      if (p[i] < 0 || p[i] >= size) return i;
+    return -1;
+  }
   Tensor first = full({1}, static_cast<double>(n), {DType::i64, index.device()});
   LUMEN_CUDA_CHECK(cudaSetDevice(index.device().index));
   first_bad_kernel<I><<<cuda::blocks_for(n), cuda::kBlock>>>(

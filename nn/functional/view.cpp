@@ -289,15 +289,22 @@ void keep_host_copy(const Tensor& out, const Tensor& host_src) {
 
 }  // namespace
 
+Tensor kept_host_copy(const Tensor& t) {
+  if (!t.defined() || t.device().is_cpu()) return Tensor();
+  const TensorImpl& impl = *t.impl();
+  const Tensor& h = impl.host_copy;
+  if (h.defined() && impl.host_copy_version == t.version() &&
+      impl.host_copy_source_version == h.version() && h.shape() == t.shape() &&
+      h.dtype() == t.dtype() && h.is_contiguous())
+    return h;
+  return Tensor();
+}
+
 Tensor host_values(const Tensor& t) {
   LUMEN_CHECK(t.defined(), "host_values: got an undefined tensor");
   if (t.device().is_cpu()) return t.contiguous();
-  const TensorImpl& impl = *t.impl();
-  if (impl.host_copy.defined() && impl.host_copy_version == t.version() &&
-      impl.host_copy_source_version == impl.host_copy.version() &&
-      impl.host_copy.shape() == t.shape())
-    return impl.host_copy.contiguous();
-  return t.detach().to(Device::cpu()).contiguous();
+  Tensor h = kept_host_copy(t);
+  return h.defined() ? h : t.detach().to(Device::cpu()).contiguous();
 }
 
 Tensor Tensor::to(Device dev) const {
