@@ -120,10 +120,11 @@ void clear_weight_copies() {
   wc.prune_at = 64;
 }
 
-Tensor to_f32(const Tensor& t) {
-  if (!autocast_on || !t.defined() || !is_16bit_float(t.dtype())) return t;
-  return t.to(DType::f32);
+bool reads_as_f32(const Tensor& t) {
+  return autocast_on && t.defined() && is_16bit_float(t.dtype());
 }
+
+Tensor to_f32(const Tensor& t) { return reads_as_f32(t) ? t.to(DType::f32) : t; }
 
 }  // namespace autocast
 }  // namespace lumen

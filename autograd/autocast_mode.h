@@ -51,6 +51,10 @@ void weight_copy_updated(const Tensor& param);
 void clear_weight_copies();
 // The input of an f32 op: an f16 or bf16 tensor becomes f32 while autocast is on.
 Tensor to_f32(const Tensor& t);
+// Whether an f32 op whose kernels read 16 bits themselves (cross_entropy, layer_norm) takes `t`
+// as it is and computes and writes f32, where another f32 op would call to_f32: autocast is on
+// and t is f16 or bf16.
+bool reads_as_f32(const Tensor& t);
 }  // namespace autocast
 
 }  // namespace lumen

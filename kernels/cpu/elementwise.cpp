@@ -140,21 +140,14 @@ void dropout_cpu(const Tensor& out, const Tensor& x, const Tensor& residual, Dro
     using A = acc_t<T>;
     T* o = out.data<T>();
     const T* px = x.data<T>();
-    if (!residual.defined()) {
-      cpu::StridedLoop<2>({&out, &x}).parallel([&](auto off, auto st, int64_t n) {
-        for (int64_t i = 0; i < n; ++i) {
-          const int64_t pos = off[0] + i * st[0];  // out is contiguous: offset = position
-          o[pos] = T(mask(static_cast<uint64_t>(pos), A(px[off[1] + i * st[1]])));
-        }
-      });
-      return;
-    }
-    const T* pr = residual.data<T>();
-    cpu::StridedLoop<3>({&out, &x, &residual}).parallel([&](auto off, auto st, int64_t n) {
+    const T* pr = residual.data_or_null<T>();  // null: no residual
+    // Without a residual, x stands in for it in the layout (as in the CUDA kernel).
+    const Tensor& r = residual.defined() ? residual : x;
+    cpu::StridedLoop<3>({&out, &x, &r}).parallel([&](auto off, auto st, int64_t n) {
       for (int64_t i = 0; i < n; ++i) {
-        const int64_t pos = off[0] + i * st[0];
-        o[pos] = T(A(pr[off[2] + i * st[2]]) +
-                   mask(static_cast<uint64_t>(pos), A(px[off[1] + i * st[1]])));
+        const int64_t pos = off[0] + i * st[0];  // out is contiguous: offset = position
+        const A v = mask(static_cast<uint64_t>(pos), A(px[off[1] + i * st[1]]));
+        o[pos] = T(pr ? A(pr[off[2] + i * st[2]]) + v : v);
       }
     });
   });

@@ -1,16 +1,16 @@
 // CUDA 2-D convolution through cuDNN (kernels/conv.h): NCHW tensors and filters, cross-
 // correlation, groups set on the descriptor. The algorithm of each (direction, dtype, shapes,
-// parameters) is picked once by cuDNN's heuristics (the first that is supported) and cached;
-// its workspace comes from Lumen's allocator (CUDA's stream-ordered pool) per call. f32 runs in
-// strict f32 (CUDNN_FMA_MATH, no TF32), the 16-bit types on tensor cores with f32 compute.
+// parameters) is picked once by cuDNN's heuristics (the first that is supported) and cached
+// (kernels/cuda/algo_cache.h); its workspace comes from Lumen's allocator (CUDA's stream-ordered
+// pool) per call. f32 runs in strict f32 (CUDNN_FMA_MATH, no TF32), the 16-bit types on tensor
+// cores with f32 compute.
 #include <cudnn.h>
 
 #include <array>
-#include <map>
-#include <mutex>
 #include <tuple>
 
 #include "kernels/conv.h"
+#include "kernels/cuda/algo_cache.h"
 #include "kernels/cuda/library_handle.h"
 #include "tensor/cuda_check.h"
 
@@ -122,22 +122,6 @@ int pick_algo(const char* what, Getter get) {
   detail::throw_error("conv2d (CUDA): cuDNN offers no ", what, " algorithm for this convolution");
 }
 
-// Cached algorithm for (direction, shapes, params); `choose` runs on a miss.
-template <class Choose>
-int cached_algo(const AlgoKey& key, Choose choose) {
-  static std::mutex mutex;
-  static std::map<AlgoKey, int> cache;
-  {
-    std::lock_guard<std::mutex> lock(mutex);
-    auto it = cache.find(key);
-    if (it != cache.end()) return it->second;
-  }
-  const int algo = choose();
-  std::lock_guard<std::mutex> lock(mutex);
-  cache.emplace(key, algo);
-  return algo;
-}
-
 // alpha = 1, beta = 0 (or 1): doubles for f64 descriptors, floats otherwise (cuDNN's rule).
 struct Scalars {
   float f[2] = {1.0f, 0.0f};
@@ -163,7 +147,7 @@ void conv2d_cuda(const Tensor& out, const Tensor& x, const Tensor& w, const Tens
   cudnnHandle_t h = cudnn_handle(dev);
   ConvDescriptors d(x, w, out, p);
   const auto algo = static_cast<cudnnConvolutionFwdAlgo_t>(
-      cached_algo(algo_key(Direction::Forward, x, w, p), [&] {
+      cuda::cached_choice(algo_key(Direction::Forward, x, w, p), [&] {
         return pick_algo<cudnnConvolutionFwdAlgoPerf_t>("forward", [&](int n, int* r, auto* perf) {
           return cudnnGetConvolutionForwardAlgorithm_v7(h, d.x, d.w, d.conv, d.y, n, r, perf);
         });
@@ -201,7 +185,7 @@ void conv2d_backward_input_cuda(const Tensor& gx, const Tensor& gy, const Tensor
   cudnnHandle_t h = cudnn_handle(dev);
   ConvDescriptors d(gx, w, gy, p);
   const auto algo = static_cast<cudnnConvolutionBwdDataAlgo_t>(
-      cached_algo(algo_key(Direction::BackwardData, gx, w, p), [&] {
+      cuda::cached_choice(algo_key(Direction::BackwardData, gx, w, p), [&] {
         return pick_algo<cudnnConvolutionBwdDataAlgoPerf_t>("backward-data", [&](int n, int* r,
                                                                                  auto* perf) {
           return cudnnGetConvolutionBackwardDataAlgorithm_v7(h, d.w, d.y, d.conv, d.x, n, r, perf);
@@ -229,7 +213,7 @@ void conv2d_backward_weight_cuda(const Tensor& gw, const Tensor& gy, const Tenso
   cudnnHandle_t h = cudnn_handle(dev);
   ConvDescriptors d(x, gw, gy, p);
   const auto algo = static_cast<cudnnConvolutionBwdFilterAlgo_t>(
-      cached_algo(algo_key(Direction::BackwardFilter, x, gw, p), [&] {
+      cuda::cached_choice(algo_key(Direction::BackwardFilter, x, gw, p), [&] {
         return pick_algo<cudnnConvolutionBwdFilterAlgoPerf_t>(
             "backward-filter", [&](int n, int* r, auto* perf) {
               return cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, d.x, d.y, d.conv, d.w, n, r,

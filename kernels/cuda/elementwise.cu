@@ -166,11 +166,11 @@ struct PackedBinary {  // f(a, b)
 
 // Runs the packed kernel when out and every input are contiguous, of out's shape, and 16-byte
 // aligned; returns false (nothing launched) otherwise.
+// Whether t's first element sits on a 16-byte boundary (a vector load may start there).
+bool aligned(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; }
+
 template <class T, int K, class F>
 bool try_packed(const Tensor& out, std::array<const Tensor*, K> in, F f) {
-  auto aligned = [](const Tensor& t) {
-    return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
-  };
   if (!out.is_contiguous() || !aligned(out)) return false;
   std::array<const T*, K> ptrs;
   for (int k = 0; k < K; ++k) {
@@ -270,9 +270,6 @@ void where_cuda(const Tensor& out, const Tensor& cond, const Tensor& a, const Te
 }
 
 void copy_cuda(const Tensor& out, const Tensor& src) {
-  auto aligned = [](const Tensor& t) {
-    return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
-  };
   const bool packable = out.is_contiguous() && src.is_contiguous() && out.shape() == src.shape() &&
                         aligned(out) && aligned(src);
   dispatch_dtype<DTypes::All>(out.dtype(), "copy", [&]<class To>() {

@@ -12,10 +12,9 @@
 // axis cuBLASLt broadcasts its bias vector along.
 #include <cublasLt.h>
 
-#include <map>
-#include <mutex>
 #include <tuple>
 
+#include "kernels/cuda/algo_cache.h"
 #include "kernels/cuda/cublas_handle.h"
 #include "kernels/cuda/library_handle.h"
 #include "kernels/linalg.h"
@@ -113,8 +112,6 @@ void linear_cuda(const Tensor& out, const Tensor& pre, const Tensor& a, const Te
   LUMEN_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&d.d, type, n, m, n));
 
   cublasLtHandle_t h = cublaslt_handle(dev.index);
-  static std::mutex mutex;
-  static std::map<AlgoKey, std::optional<cublasLtMatmulAlgo_t>> cache;
   const AlgoKey key{dev.index,
                     static_cast<int>(dt),
                     static_cast<int>(*epilogue),
@@ -125,29 +122,19 @@ void linear_cuda(const Tensor& out, const Tensor& pre, const Tensor& a, const Te
                     lb.row_major,
                     la.ld,
                     lb.ld};
-  std::optional<cublasLtMatmulAlgo_t> algo;
-  bool cached = false;
-  {
-    std::lock_guard<std::mutex> lock(mutex);
-    auto it = cache.find(key);
-    if (it != cache.end()) {
-      algo = it->second;
-      cached = true;
-    }
-  }
-  if (!cached) {
-    LUMEN_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&d.pref));
-    const size_t ws = kWorkspaceBytes;
-    LUMEN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-        d.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
-    cublasLtMatmulHeuristicResult_t result{};
-    int found = 0;
-    const cublasStatus_t st =
-        cublasLtMatmulAlgoGetHeuristic(h, d.op, d.a, d.b, d.d, d.d, d.pref, 1, &result, &found);
-    if (st == CUBLAS_STATUS_SUCCESS && found > 0) algo = result.algo;
-    std::lock_guard<std::mutex> lock(mutex);
-    cache.emplace(key, algo);
-  }
+  const std::optional<cublasLtMatmulAlgo_t> algo =
+      cuda::cached_choice(key, [&]() -> std::optional<cublasLtMatmulAlgo_t> {
+        LUMEN_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&d.pref));
+        const size_t ws = kWorkspaceBytes;
+        LUMEN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+            d.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+        cublasLtMatmulHeuristicResult_t result{};
+        int found = 0;
+        const cublasStatus_t st =
+            cublasLtMatmulAlgoGetHeuristic(h, d.op, d.a, d.b, d.d, d.d, d.pref, 1, &result, &found);
+        if (st == CUBLAS_STATUS_SUCCESS && found > 0) return result.algo;
+        return std::nullopt;
+      });
   if (!algo) return linear_by_parts(dev, out, pre, a, b, bias, act);
 
   Tensor workspace = empty({static_cast<int64_t>(kWorkspaceBytes)}, {DType::u8, dev});

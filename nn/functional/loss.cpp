@@ -58,8 +58,7 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& target,
   // Autocast: an f32 op, fused: 16-bit logits are read as they are and the loss computed and
   // written in f32 (no f32 copy of the logits; their gradient comes back in 16 bits, rounded
   // once, as through a cast).
-  const bool widen =
-      AutocastMode::is_enabled() && logits_in.defined() && is_16bit_float(logits_in.dtype());
+  const bool widen = autocast::reads_as_f32(logits_in);
   const Tensor& logits = logits_in;
   const char* op = "cross_entropy";
   const Reduction red = parse_reduction(op, options.reduction);

@@ -36,7 +36,7 @@ Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tens
                   const Tensor& bias_in, double eps) {
   // Autocast: an f32 op, fused: a 16-bit input is read as it is (and kept so for the backward)
   // while the output, weight and bias are f32 and the math is f32.
-  const bool widen = AutocastMode::is_enabled() && input.defined() && is_16bit_float(input.dtype());
+  const bool widen = autocast::reads_as_f32(input);
   const Tensor& x = input;
   Tensor weight = autocast::to_f32(weight_in), bias = autocast::to_f32(bias_in);
   const char* op = "layer_norm";
