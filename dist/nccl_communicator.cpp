@@ -96,6 +96,7 @@ struct NcclCommunicator::Impl {
       cudaError_t q = cudaEventQuery(done);
       if (q == cudaSuccess) return;
       if (q != cudaErrorNotReady) LUMEN_CUDA_CHECK(q);
+      check_usable(description.c_str());  // aborted by another work's failure: say that one
       ncclResult_t async = ncclSuccess;
       LUMEN_NCCL_CHECK(ncclCommGetAsyncError(comm, &async));
       std::string why;

@@ -2,7 +2,10 @@
 // Normalisation kernels. The caller passes contiguous tensors; x's dtype is T (f32, f64, f16,
 // bf16), per-row or per-channel statistics have dtype acc_t<T> (f32 for the 16-bit types),
 // weight and bias have dtype T and may be undefined (meaning 1 and 0).
+#include <cmath>
+
 #include "kernels/dispatch.h"
+#include "tensor/half.h"
 
 namespace lumen::kernels {
 
@@ -25,12 +28,35 @@ inline constinit OpKernel<void(
     const Tensor& x, const Tensor& mean, const Tensor& rstd, const Tensor& weight, int64_t D)>
     layer_norm_backward{"layer_norm_backward"};
 
-// Batch statistics of x [N, C, S...] per channel c over the M = N * S elements:
-//   mean_c = sum x / M, var_c = sum (x - mean_c)^2 / M (biased)
-// mean and var are [C].
-inline constinit OpKernel<void(const Tensor& mean, const Tensor& var, const Tensor& x)>
-    batch_norm_stats{"batch_norm_stats"};
-// y = (x - mean_c) invstd_c w_c + b_c, x and y [N, C, S...], mean and invstd [C].
+// Training-mode batch norm of x [N, C, S...]: statistics per channel c over the M = N S
+// elements,
+//   mean_c = sum x / M, var_c = sum (x - mean_c)^2 / M (biased), invstd_c = 1 / sqrt(var_c + eps)
+//   y = (x - mean_c) invstd_c w_c + b_c
+// mean and invstd ([C], acc_t<T>) are saved for the backward. The running statistics ([C], T;
+// both undefined when not tracked) move by momentum, the variance unbiased as in PyTorch:
+//   running_mean = (1 - momentum) running_mean + momentum mean_c
+//   running_var  = (1 - momentum) running_var  + momentum var_c M / (M - 1)
+inline constinit OpKernel<void(const Tensor& y, const Tensor& mean, const Tensor& invstd,
+                               const Tensor& running_mean, const Tensor& running_var,
+                               const Tensor& x, const Tensor& weight, const Tensor& bias,
+                               double momentum, double eps)>
+    batch_norm_training{"batch_norm_training"};
+// The per-channel tail of batch_norm_training, shared by the backends' own kernels: var is
+// replaced by invstd, the running statistics (R: T) move when given.
+template <class A, class R>
+LUMEN_HD void batch_norm_finish_channel(A mean, A& var_to_invstd, R* running_mean,
+                                               R* running_var, int64_t count, double momentum,
+                                               double eps) {
+  if (running_mean) {
+    const A m = A(momentum), unbias = A(double(count) / double(count - 1));
+    *running_mean = R(A(*running_mean) * (A(1) - m) + m * mean);
+    *running_var = R(A(*running_var) * (A(1) - m) + m * unbias * var_to_invstd);
+  }
+  using std::sqrt;
+  var_to_invstd = A(1) / sqrt(var_to_invstd + A(eps));
+}
+// Eval-mode batch norm with given statistics: y = (x - mean_c) invstd_c w_c + b_c, x and y
+// [N, C, S...], mean and invstd [C].
 inline constinit OpKernel<void(const Tensor& y, const Tensor& x, const Tensor& mean,
                                const Tensor& invstd, const Tensor& weight, const Tensor& bias)>
     batch_norm_apply{"batch_norm_apply"};
@@ -40,10 +66,12 @@ inline constinit OpKernel<void(const Tensor& y, const Tensor& x, const Tensor& m
 //     dx = w invstd (dy - db_c / M - xhat dw_c / M)
 //   eval (running statistics, constants):
 //     dx = w invstd dy
-// grad_weight and grad_bias have dtype T; any output may be undefined when not needed.
-inline constinit OpKernel<void(
-    const Tensor& grad_x, const Tensor& grad_weight, const Tensor& grad_bias, const Tensor& grad_y,
-    const Tensor& x, const Tensor& mean, const Tensor& invstd, const Tensor& weight, bool training)>
+// grad_weight and grad_bias have dtype T; any output may be undefined when not needed. eps is
+// the forward's (a backend may recompute invstd from it).
+inline constinit OpKernel<void(const Tensor& grad_x, const Tensor& grad_weight,
+                               const Tensor& grad_bias, const Tensor& grad_y, const Tensor& x,
+                               const Tensor& mean, const Tensor& invstd, const Tensor& weight,
+                               bool training, double eps)>
     batch_norm_backward{"batch_norm_backward"};
 
 }  // namespace lumen::kernels

@@ -3,6 +3,7 @@
 // CPU paths work as usual.
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -51,41 +52,71 @@ void stream_wait(cudaStream_t waiter, cudaStream_t signaller) {
   LUMEN_CUDA_CHECK(err);
 }
 
+// A page-locked block's release: an event recorded on the compute stream of the device current
+// when it was freed (events belong to one device), or none (free at once).
+struct PinnedRelease {
+  cudaEvent_t event = nullptr;
+  int device = -1;
+};
+
 struct CudaBackend final : DeviceBackend {
   std::mutex pinned_mutex_;
-  std::map<size_t, std::vector<std::pair<void*, cudaEvent_t>>> free_pinned_;
-  std::map<void*, cudaEvent_t> pinned_events_;  // blocks in use
+  std::map<size_t, std::vector<std::pair<void*, PinnedRelease>>> free_pinned_;
+  std::map<void*, PinnedRelease> pinned_in_use_;
+  // The device memory was last allocated on: loader threads pin memory with it current, so a
+  // process that trains on cuda:1 makes no context on cuda:0.
+  std::atomic<int> last_device_{0};
 
   void* allocate(size_t nbytes, int index) override {
     LUMEN_CUDA_CHECK(cudaSetDevice(index));
+    last_device_.store(index, std::memory_order_relaxed);
     keep_pool_memory(index);
     void* p = nullptr;
     cudaError_t err = cudaMallocAsync(&p, nbytes, 0);
+    if (err == cudaErrorMemoryAllocation) {
+      // The pool keeps freed blocks; none may fit this size. Give them back and retry once.
+      cudaGetLastError();
+      cudaMemPool_t pool;
+      if (cudaStreamSynchronize(0) == cudaSuccess &&
+          cudaDeviceGetDefaultMemPool(&pool, index) == cudaSuccess &&
+          cudaMemPoolTrimTo(pool, 0) == cudaSuccess)
+        err = cudaMallocAsync(&p, nbytes, 0);
+    }
     if (err == cudaErrorMemoryAllocation) {
       cudaGetLastError();
       size_t free_b = 0, total_b = 0;
       cudaMemGetInfo(&free_b, &total_b);
       detail::throw_error("cuda:", index, ": out of memory allocating ", nbytes, " bytes (", free_b,
-                          " bytes free of ", total_b, ")");
+                          " bytes free of ", total_b, ", after returning the pool's cached blocks)");
     }
     LUMEN_CUDA_CHECK(err);
     return p;
   }
   void deallocate(void* p, size_t, int index) override {
-    cudaSetDevice(index);
-    cudaFreeAsync(p, 0);  // no throwing from a deleter
+    // No throwing from a deleter; a failure must not linger as the thread's last error either
+    // (a later launch check would report it as its own).
+    if (cudaSetDevice(index) != cudaSuccess || cudaFreeAsync(p, 0) != cudaSuccess)
+      cudaGetLastError();
   }
   void copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t n) override {
     cudaMemcpyKind kind = src_dev.is_cpu()   ? cudaMemcpyHostToDevice
                           : dst_dev.is_cpu() ? cudaMemcpyDeviceToHost
                                              : cudaMemcpyDeviceToDevice;
+    // Between two GPUs each device has its own compute stream: the source's kernels must have
+    // written src before the copy reads it, and src may be freed on the source's stream once
+    // this returns. Both waits are on the host (a rare path: one process, several GPUs).
+    const bool across = src_dev.is_cuda() && dst_dev.is_cuda() && src_dev.index != dst_dev.index;
+    if (across) {
+      LUMEN_CUDA_CHECK(cudaSetDevice(src_dev.index));
+      LUMEN_CUDA_CHECK(cudaStreamSynchronize(0));
+    }
     LUMEN_CUDA_CHECK(cudaSetDevice(dst_dev.is_cuda() ? dst_dev.index : src_dev.index));
     LUMEN_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, kind, 0));
     // Only the host must wait: a copy to the device is ordered before every later kernel on
     // the stream, and a pageable host source has been staged by the time cudaMemcpyAsync
     // returns (Lumen's host memory is pageable), so it may be freed at once. Not waiting lets
     // the host queue the next kernels while the device works.
-    if (dst_dev.is_cpu()) LUMEN_CUDA_CHECK(cudaStreamSynchronize(0));
+    if (dst_dev.is_cpu() || across) LUMEN_CUDA_CHECK(cudaStreamSynchronize(0));
   }
   // dst came from the pool in compute-stream order: the copy stream first waits for the compute
   // work queued so far (a kernel of the previous step may still read the block's old contents).
@@ -126,33 +157,54 @@ struct CudaBackend final : DeviceBackend {
     std::lock_guard<std::mutex> lock(pinned_mutex_);
     auto& blocks = free_pinned_[nbytes];
     for (auto it = blocks.begin(); it != blocks.end(); ++it) {
-      cudaError_t done = cudaEventQuery(it->second);
-      if (done == cudaErrorNotReady) continue;
-      LUMEN_CUDA_CHECK(done);
+      if (it->second.event) {
+        cudaError_t done = cudaEventQuery(it->second.event);
+        if (done == cudaErrorNotReady) continue;
+        LUMEN_CUDA_CHECK(done);
+      }
       void* p = it->first;
-      pinned_events_[p] = it->second;
+      pinned_in_use_[p] = it->second;
       blocks.erase(it);
       return p;
     }
+    // Called from loader threads, whose current device is CUDA's default: make it the one in
+    // use. Portable: pinned for every device's copies.
+    LUMEN_CUDA_CHECK(cudaSetDevice(last_device_.load(std::memory_order_relaxed)));
     void* p = nullptr;
-    cudaError_t err = cudaHostAlloc(&p, nbytes, cudaHostAllocDefault);
+    cudaError_t err = cudaHostAlloc(&p, nbytes, cudaHostAllocPortable);
     if (err == cudaErrorMemoryAllocation) {
       cudaGetLastError();
       detail::throw_error("pin_memory: out of page-locked host memory allocating ", nbytes,
                           " bytes");
     }
     LUMEN_CUDA_CHECK(err);
-    cudaEvent_t ev;
-    LUMEN_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
-    pinned_events_[p] = ev;
+    pinned_in_use_[p] = PinnedRelease{};
     return p;
   }
   void deallocate_pinned(void* p, size_t nbytes) override {
     std::lock_guard<std::mutex> lock(pinned_mutex_);
-    cudaEvent_t ev = pinned_events_.at(p);
-    pinned_events_.erase(p);
-    cudaEventRecord(ev, 0);  // no throwing from a deleter; a failed record leaves ev complete
-    free_pinned_[nbytes].emplace_back(p, ev);
+    PinnedRelease r = pinned_in_use_.at(p);
+    pinned_in_use_.erase(p);
+    int device = 0;
+    cudaError_t err = cudaGetDevice(&device);
+    if (err == cudaSuccess && r.event && r.device != device) {
+      cudaEventDestroy(r.event);
+      r.event = nullptr;
+    }
+    if (err == cudaSuccess && !r.event)
+      err = cudaEventCreateWithFlags(&r.event, cudaEventDisableTiming);
+    if (err == cudaSuccess) {
+      r.device = device;
+      err = cudaEventRecord(r.event, 0);
+    }
+    if (err != cudaSuccess) {  // no throwing from a deleter: wait here instead, then it is free
+      cudaGetLastError();
+      cudaDeviceSynchronize();
+      cudaGetLastError();
+      if (r.event) cudaEventDestroy(r.event);
+      r = PinnedRelease{};
+    }
+    free_pinned_[nbytes].emplace_back(p, r);
   }
   int device_count() override {
     // Without a driver this is cudaErrorInsufficientDriver (35), not cudaErrorNoDevice.

@@ -131,6 +131,49 @@ TEST(CudaKernels, SixteenBitFusedOpsMatchTheCpu) {
   }
 }
 
+// Training-mode batch norm on CUDA (cuDNN for f32 and f64, Lumen's kernels for 16-bit x):
+// output, saved statistics (through the gradients) and running statistics as on the CPU, with
+// and without weight and bias, for [N, C], [N, C, L] and [N, C, H, W] inputs.
+TEST(CudaKernels, BatchNormTrainingMatchesTheCpu) {
+  if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device";
+  namespace F = nn::functional;
+  for (DType dt : {DType::f32, DType::f64, DType::f16}) {
+    const double tol = dt == DType::f64 ? 1e-10 : dt == DType::f32 ? 1e-4 : 2e-2;
+    for (const Shape& shape : {Shape{37, 5}, Shape{6, 3, 41}, Shape{4, 7, 9, 11}}) {
+      for (bool affine : {true, false}) {
+        const int64_t c = shape[1];
+        Tensor x = (randn(shape) * 3.0 + 1.5).to(dt), dy = randn(shape).to(dt);
+        Tensor w = affine ? (randn({c}) + 1.0).to(dt) : Tensor(),
+               b = affine ? randn({c}).to(dt) : Tensor();
+        Tensor rm = randn({c}).to(dt), rv = (rand({c}) + 0.5).to(dt);
+        Tensor rm_g = rm.to(Device::cuda()), rv_g = rv.to(Device::cuda());
+        Tensor xc = x.detach().requires_grad_(true),
+               xg = x.to(Device::cuda()).detach().requires_grad_(true);
+        Tensor wc = affine ? w.detach().requires_grad_(true) : Tensor(),
+               wg = affine ? w.to(Device::cuda()).detach().requires_grad_(true) : Tensor();
+        Tensor yc = F::batch_norm(xc, rm, rv, wc, b, true, 0.3, 1e-3);
+        Tensor yg = F::batch_norm(xg, rm_g, rv_g, wg, affine ? b.to(Device::cuda()) : Tensor(),
+                                  true, 0.3, 1e-3);
+        (yc * dy).sum().backward();
+        (yg * dy.to(Device::cuda())).sum().backward();
+        const std::string what = std::string(dtype_name(dt)) + " " + shape_str(shape) +
+                                 (affine ? " affine" : " plain");
+        auto near = [&](const Tensor& got, const Tensor& want, const char* name) {
+          std::vector<double> g = got.to_vector<double>(), e = want.to_vector<double>();
+          ASSERT_EQ(g.size(), e.size());
+          for (size_t i = 0; i < g.size(); ++i)
+            ASSERT_NEAR(g[i], e[i], tol * (1 + std::abs(e[i]))) << what << " " << name << " " << i;
+        };
+        near(yg, yc, "y");
+        near(rm_g, rm, "running_mean");
+        near(rv_g, rv, "running_var");
+        near(xg.grad(), xc.grad(), "grad x");
+        if (affine) near(wg.grad(), wc.grad(), "grad weight");
+      }
+    }
+  }
+}
+
 // An index tensor copied from the host answers host_values from its host copy (no wait for
 // the device) until either side is written; then it is read back from the device.
 TEST(Cuda, HostValuesOfCopiedIndicesComeFromTheHost) {

@@ -114,6 +114,34 @@ TEST(Norm, BatchNormTrainingUpdatesRunningStatsLikePyTorch) {
   }
 }
 
+// Running statistics the kernel cannot write in place (another dtype, a strided view) are
+// updated through a copy: the same values as buffers it writes directly.
+TEST(Norm, BatchNormUpdatesRunningStatsOfAnyDtypeAndLayout) {
+  Generator gen(3);
+  Tensor x = randn({6, 3, 4}, {.dtype = DType::f64}, &gen);
+  Tensor rm = from_vector<double>({0.5, -1.0, 2.0}), rv = from_vector<double>({1.0, 2.0, 0.5});
+  Tensor rm_f32 = rm.to(DType::f32), rv_f32 = rv.to(DType::f32);
+  Tensor rm_wide = zeros({3, 2}, {.dtype = DType::f64}), rv_wide = zeros({3, 2}, {.dtype = DType::f64});
+  Tensor rm_view = rm_wide.select(1, 1), rv_view = rv_wide.select(1, 1);  // stride 2
+  rm_view.copy_(rm);
+  rv_view.copy_(rv);
+  const int64_t v0 = rm_view.version();
+  F::batch_norm(x, rm, rv, {}, {}, true);
+  F::batch_norm(x, rm_f32, rv_f32, {}, {}, true);
+  F::batch_norm(x, rm_view, rv_view, {}, {}, true);
+  EXPECT_GT(rm_view.version(), v0);
+  std::vector<double> want_m = rm.to_vector<double>(), want_v = rv.to_vector<double>();
+  EXPECT_NE(want_m[0], 0.5);  // moved
+  EXPECT_EQ(rm_view.to_vector<double>(), want_m);
+  EXPECT_EQ(rv_view.to_vector<double>(), want_v);
+  EXPECT_EQ(rm_wide.select(1, 0).to_vector<double>(), std::vector<double>(3, 0.0));  // untouched
+  EXPECT_EQ(rm_f32.dtype(), DType::f32);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_NEAR(rm_f32.to_vector<double>()[i], want_m[i], 1e-6);
+    EXPECT_NEAR(rv_f32.to_vector<double>()[i], want_v[i], 1e-6);
+  }
+}
+
 TEST(Norm, BatchNormSpatialStatisticsAndEval) {
   // [N=2, C=2, L=3]: channel 0 holds 0..2 and 6..8, channel 1 holds 3..5 and 9..11.
   Tensor x = arange(12, {.dtype = DType::f64}).reshape({2, 2, 3});

@@ -11,21 +11,35 @@ DevicePrefetcher::DevicePrefetcher(DataLoader& loader, Device device, int64_t li
       limit_(limit),
       lookahead_(lookahead.value_or(device.is_cuda())) {}
 
+DevicePrefetcher::~DevicePrefetcher() {
+  if (!ahead_ || !ahead_->batch) return;
+  try {
+    join_prefetches(device_);
+  } catch (...) {  // a destructor does not throw; the device error shows at the next call
+  }
+}
+
 DevicePrefetcher::Ahead DevicePrefetcher::fetch() {
   Ahead a;
   if (taken_ >= limit_) return a;
+  Batch moved;  // outside the try: on an error it must outlive the join below
   try {
     std::optional<Batch> b = loader_.next();
     if (!b) return a;
     ++taken_;
     a.host = std::move(*b);
-    Batch moved;
     for (const Tensor& t : a.host)
       moved.push_back(t.defined() && t.device() != device_ ? prefetch_to(t, device_) : t);
     a.batch = std::move(moved);
   } catch (...) {
-    ++taken_;  // the loader counts a failed batch as consumed
+    if (a.host.empty()) ++taken_;  // the loader counts a failed batch as consumed
     a.error = std::current_exception();
+    if (!moved.empty()) {  // the copies already started finish before their blocks are freed
+      try {
+        join_prefetches(device_);
+      } catch (...) {  // the copy error is a.error's consequence; that one is reported
+      }
+    }
   }
   return a;
 }

@@ -17,6 +17,11 @@ class DevicePrefetcher {
   // `lookahead` (default: on a GPU) keeps one batch ahead.
   DevicePrefetcher(DataLoader& loader, Device device, int64_t limit,
                    std::optional<bool> lookahead = std::nullopt);
+  // Joins a batch still on its way (a loop that stops early, an exception), so its device
+  // blocks go back to the pool, and its host blocks to the loader, only after its copies.
+  ~DevicePrefetcher();
+  DevicePrefetcher(const DevicePrefetcher&) = delete;
+  DevicePrefetcher& operator=(const DevicePrefetcher&) = delete;
 
   // The next batch, its tensors on the device and ready for any kernel queued from now on; or
   // nullopt at the end (of the epoch or the limit). An error loading a batch is rethrown by the

@@ -241,9 +241,23 @@ void layer_norm_backward_cpu(const Tensor& gx, const Tensor& gw, const Tensor& g
   });
 }
 
-void batch_norm_stats_cpu(const Tensor& mean, const Tensor& var, const Tensor& x) {
-  dispatch_dtype<DTypes::FloatAndHalf>(x.dtype(), "batch_norm",
-                                       [&]<class T>() { batch_norm_stats_impl<T>(mean, var, x); });
+void batch_norm_training_cpu(const Tensor& y, const Tensor& mean, const Tensor& invstd,
+                             const Tensor& running_mean, const Tensor& running_var,
+                             const Tensor& x, const Tensor& weight, const Tensor& bias,
+                             double momentum, double eps) {
+  dispatch_dtype<DTypes::FloatAndHalf>(x.dtype(), "batch_norm", [&]<class T>() {
+    using A = acc_t<T>;
+    batch_norm_stats_impl<T>(mean, invstd, x);  // invstd holds the variance until finished
+    const int64_t count = channels_of(x).count();
+    A* pm = mean.data<A>();
+    A* pr = invstd.data<A>();
+    T* rm = running_mean.data_or_null<T>();
+    T* rv = running_var.data_or_null<T>();
+    for (int64_t c = 0; c < mean.numel(); ++c)
+      batch_norm_finish_channel<A, T>(pm[c], pr[c], rm ? rm + c : nullptr, rv ? rv + c : nullptr,
+                                      count, momentum, eps);
+    batch_norm_apply_impl<T>(y, x, mean, invstd, weight, bias);
+  });
 }
 
 void batch_norm_apply_cpu(const Tensor& y, const Tensor& x, const Tensor& mean,
@@ -255,7 +269,7 @@ void batch_norm_apply_cpu(const Tensor& y, const Tensor& x, const Tensor& mean,
 
 void batch_norm_backward_cpu(const Tensor& gx, const Tensor& gw, const Tensor& gb, const Tensor& gy,
                              const Tensor& x, const Tensor& mean, const Tensor& invstd,
-                             const Tensor& weight, bool training) {
+                             const Tensor& weight, bool training, double /*eps*/) {
   dispatch_dtype<DTypes::FloatAndHalf>(x.dtype(), "batch_norm_backward", [&]<class T>() {
     batch_norm_backward_impl<T>(gx, gw, gb, gy, x, mean, invstd, weight, training);
   });
@@ -265,7 +279,7 @@ void batch_norm_backward_cpu(const Tensor& gx, const Tensor& gw, const Tensor& g
 
 LUMEN_REGISTER_KERNEL(layer_norm, CPU, layer_norm_cpu);
 LUMEN_REGISTER_KERNEL(layer_norm_backward, CPU, layer_norm_backward_cpu);
-LUMEN_REGISTER_KERNEL(batch_norm_stats, CPU, batch_norm_stats_cpu);
+LUMEN_REGISTER_KERNEL(batch_norm_training, CPU, batch_norm_training_cpu);
 LUMEN_REGISTER_KERNEL(batch_norm_apply, CPU, batch_norm_apply_cpu);
 LUMEN_REGISTER_KERNEL(batch_norm_backward, CPU, batch_norm_backward_cpu);
 

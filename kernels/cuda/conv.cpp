@@ -4,56 +4,23 @@
 // (kernels/cuda/algo_cache.h); its workspace comes from Lumen's allocator (CUDA's stream-ordered
 // pool) per call. f32 runs in strict f32 (CUDNN_FMA_MATH, no TF32), the 16-bit types on tensor
 // cores with f32 compute.
-#include <cudnn.h>
-
 #include <array>
 #include <tuple>
 
 #include "kernels/conv.h"
 #include "kernels/cuda/algo_cache.h"
-#include "kernels/cuda/library_handle.h"
+#include "kernels/cuda/cudnn_handle.h"
 #include "tensor/cuda_check.h"
-
-#define LUMEN_CUDNN_CHECK(call)                                                              \
-  do {                                                                                       \
-    cudnnStatus_t lumen_st_ = (call);                                                        \
-    if (lumen_st_ != CUDNN_STATUS_SUCCESS)                                                   \
-      ::lumen::detail::throw_error(#call, " failed: ", cudnnGetErrorString(lumen_st_), " (", \
-                                   static_cast<int>(lumen_st_), ")");                        \
-  } while (0)
+#include "tensor/storage.h"
 
 namespace lumen::kernels {
 namespace {
 
-cudnnHandle_t cudnn_handle(int device) {
-  return cuda::per_device_handle<cudnnHandle_t>(device, "cuDNN", [] {
-    cudnnHandle_t h;
-    LUMEN_CUDNN_CHECK(cudnnCreate(&h));
-    LUMEN_CUDNN_CHECK(cudnnSetStream(h, 0));
-    return h;
-  });
-}
+using cuda::cudnn_handle;
+using Scalars = cuda::CudnnScalars;
 
-cudnnDataType_t cudnn_type(DType dt) {
-  switch (dt) {
-    case DType::f32:
-      return CUDNN_DATA_FLOAT;
-    case DType::f64:
-      return CUDNN_DATA_DOUBLE;
-    case DType::f16:
-      return CUDNN_DATA_HALF;
-    case DType::bf16:
-      return CUDNN_DATA_BFLOAT16;
-    default:
-      detail::throw_error("conv2d (CUDA): dtype ", dtype_name(dt),
-                          " is not supported; expected f32, f64, f16 or bf16");
-  }
-}
-
-int as_int(int64_t v) {
-  LUMEN_CHECK(v <= INT32_MAX, "conv2d (CUDA): size ", v, " exceeds cuDNN's int range");
-  return static_cast<int>(v);
-}
+cudnnDataType_t cudnn_type(DType dt) { return cuda::cudnn_type(dt, "conv2d"); }
+int as_int(int64_t v) { return cuda::cudnn_int(v, "conv2d"); }
 
 // The descriptors of one convolution: x [N, Cin, H, W], w [Cout, Cin/g, kH, kW], y [N, Cout,
 // OH, OW], all of one dtype. Destroyed with the object.
@@ -117,23 +84,22 @@ int pick_algo(const char* what, Getter get) {
   std::array<Perf, 16> perf{};
   int returned = 0;
   LUMEN_CUDNN_CHECK(get(static_cast<int>(perf.size()), &returned, perf.data()));
+  // An algorithm whose workspace exceeds the free memory (the device's and the pool's cached
+  // blocks) would fail to allocate it.
+  size_t free_bytes = 0, total_bytes = 0;
+  if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) {
+    cudaGetLastError();
+    free_bytes = SIZE_MAX;
+  } else {
+    int dev = 0;
+    LUMEN_CUDA_CHECK(cudaGetDevice(&dev));
+    free_bytes += device_backend(Device::cuda(dev)).cached_bytes(dev);
+  }
   for (int i = 0; i < returned; ++i)
-    if (perf[i].status == CUDNN_STATUS_SUCCESS) return static_cast<int>(perf[i].algo);
+    if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= free_bytes)
+      return static_cast<int>(perf[i].algo);
   detail::throw_error("conv2d (CUDA): cuDNN offers no ", what, " algorithm for this convolution");
 }
-
-// alpha = 1, beta = 0 (or 1): doubles for f64 descriptors, floats otherwise (cuDNN's rule).
-struct Scalars {
-  float f[2] = {1.0f, 0.0f};
-  double d[2] = {1.0, 0.0};
-  bool f64;
-  explicit Scalars(DType dt, double beta = 0.0) : f64(dt == DType::f64) {
-    f[1] = static_cast<float>(beta);
-    d[1] = beta;
-  }
-  const void* alpha() const { return f64 ? static_cast<const void*>(&d[0]) : &f[0]; }
-  const void* beta() const { return f64 ? static_cast<const void*>(&d[1]) : &f[1]; }
-};
 
 Tensor workspace(size_t bytes, Device device) {
   return empty({static_cast<int64_t>(bytes)}, {DType::u8, device});
@@ -145,6 +111,20 @@ void conv2d_cuda(const Tensor& out, const Tensor& x, const Tensor& w, const Tens
   const int dev = x.device().index;
   LUMEN_CUDA_CHECK(cudaSetDevice(dev));
   cudnnHandle_t h = cudnn_handle(dev);
+  // out += bias broadcast over [N, ., OH, OW].
+  auto add_bias = [&](cudnnTensorDescriptor_t y) {
+    if (!bias.defined()) return;
+    const cuda::CudnnTensor4d bd(cudnn_type(bias.dtype()), 1, bias.numel(), 1, 1, "conv2d");
+    const Scalars add(x.dtype(), 1.0);
+    LUMEN_CUDNN_CHECK(
+        cudnnAddTensor(h, add.alpha(), bd, bias.data_ptr(), add.beta(), y, out.data_ptr()));
+  };
+  if (x.numel() == 0 || w.numel() == 0) {  // no input channels: the bias alone (cuDNN takes no 0)
+    LUMEN_CUDA_CHECK(cudaMemsetAsync(out.data_ptr(), 0, out.numel() * out.element_size(), 0));
+    const cuda::CudnnTensor4d y(cudnn_type(out.dtype()), out.size(0), out.size(1), out.size(2),
+                                out.size(3), "conv2d");
+    return add_bias(y);
+  }
   ConvDescriptors d(x, w, out, p);
   const auto algo = static_cast<cudnnConvolutionFwdAlgo_t>(
       cuda::cached_choice(algo_key(Direction::Forward, x, w, p), [&] {
@@ -160,17 +140,7 @@ void conv2d_cuda(const Tensor& out, const Tensor& x, const Tensor& w, const Tens
   LUMEN_CUDNN_CHECK(cudnnConvolutionForward(h, s.alpha(), d.x, x.data_ptr(), d.w, w.data_ptr(),
                                             d.conv, algo, ws_bytes ? ws.data_ptr() : nullptr,
                                             ws_bytes, s.beta(), d.y, out.data_ptr()));
-  if (!bias.defined()) return;
-  // out += bias broadcast over [N, ., OH, OW].
-  cudnnTensorDescriptor_t bd = nullptr;
-  LUMEN_CUDNN_CHECK(cudnnCreateTensorDescriptor(&bd));
-  cudnnStatus_t st = cudnnSetTensor4dDescriptor(bd, CUDNN_TENSOR_NCHW, cudnn_type(bias.dtype()), 1,
-                                                as_int(bias.numel()), 1, 1);
-  const Scalars add(x.dtype(), 1.0);
-  if (st == CUDNN_STATUS_SUCCESS)
-    st = cudnnAddTensor(h, add.alpha(), bd, bias.data_ptr(), add.beta(), d.y, out.data_ptr());
-  cudnnDestroyTensorDescriptor(bd);
-  LUMEN_CUDNN_CHECK(st);
+  add_bias(d.y);
 }
 
 void conv2d_backward_input_cuda(const Tensor& gx, const Tensor& gy, const Tensor& w,

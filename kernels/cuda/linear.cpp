@@ -12,6 +12,8 @@
 // axis cuBLASLt broadcasts its bias vector along.
 #include <cublasLt.h>
 
+#include <algorithm>
+#include <array>
 #include <tuple>
 
 #include "kernels/cuda/algo_cache.h"
@@ -67,10 +69,17 @@ void set_attr(cublasLtMatmulDesc_t op, cublasLtMatmulDescAttributes_t attr, cons
   LUMEN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, attr, &v, sizeof(v)));
 }
 
-// The cache key: device, dtype, epilogue, M, N, K, both transposes and leading dims. Every
-// pointer on this path is 16-byte aligned, so the heuristic's answer holds for all calls with
-// one key.
-using AlgoKey = std::tuple<int, int, int, int64_t, int64_t, int64_t, bool, bool, int64_t, int64_t>;
+// The cache key: device, dtype, epilogue, M, N, K, both transposes and leading dims, and the
+// alignment class of each pointer. Every pointer on this path is 16-byte aligned; cuBLASLt's
+// heuristic assumes 256 for the matrices unless told otherwise and reads the bias and aux
+// pointers' alignment from their values, so an algorithm chosen for 256-aligned buffers is not
+// reused for a row slice that is only 16-aligned.
+using AlgoKey = std::tuple<int, int, int, int64_t, int64_t, int64_t, bool, bool, int64_t, int64_t,
+                           std::array<uint32_t, 5>>;
+
+uint32_t alignment_class(const Tensor& t) {
+  return !t.defined() || reinterpret_cast<uintptr_t>(t.data_ptr()) % 256 == 0 ? 256 : 16;
+}
 
 void linear_cuda(const Tensor& out, const Tensor& pre, const Tensor& a, const Tensor& b,
                  const Tensor& bias, std::optional<UnaryArgs> act) {
@@ -112,6 +121,9 @@ void linear_cuda(const Tensor& out, const Tensor& pre, const Tensor& a, const Te
   LUMEN_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&d.d, type, n, m, n));
 
   cublasLtHandle_t h = cublaslt_handle(dev.index);
+  // A is b, B is a, C and D are out (column-major view above).
+  const std::array<uint32_t, 5> align{alignment_class(b), alignment_class(a), alignment_class(out),
+                                      alignment_class(bias), alignment_class(pre)};
   const AlgoKey key{dev.index,
                     static_cast<int>(dt),
                     static_cast<int>(*epilogue),
@@ -121,13 +133,20 @@ void linear_cuda(const Tensor& out, const Tensor& pre, const Tensor& a, const Te
                     la.row_major,
                     lb.row_major,
                     la.ld,
-                    lb.ld};
+                    lb.ld,
+                    align};
   const std::optional<cublasLtMatmulAlgo_t> algo =
       cuda::cached_choice(key, [&]() -> std::optional<cublasLtMatmulAlgo_t> {
         LUMEN_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&d.pref));
         const size_t ws = kWorkspaceBytes;
         LUMEN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
             d.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+        const cublasLtMatmulPreferenceAttributes_t min_alignment[4] = {
+            CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+            CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+        for (int i = 0; i < 4; ++i)
+          LUMEN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+              d.pref, min_alignment[i], &align[std::min(i, 2)], sizeof(uint32_t)));
         cublasLtMatmulHeuristicResult_t result{};
         int found = 0;
         const cublasStatus_t st =

@@ -4,6 +4,9 @@
 // Statistics take two passes (mean, then squared deviations) in acc_t, which avoids the
 // cancellation of E[x^2] - E[x]^2.
 #include "kernels/cuda/block_reduce.cuh"
+#if LUMEN_CUDNN
+#include "kernels/cuda/cudnn_batch_norm.h"
+#endif
 #include "kernels/cuda/launch.cuh"
 #include "kernels/norm.h"
 #include "kernels/rows.h"
@@ -222,16 +225,16 @@ void layer_norm_backward_cuda(const Tensor& gx, const Tensor& gw, const Tensor& 
   });
 }
 
-void batch_norm_stats_cuda(const Tensor& mean, const Tensor& var, const Tensor& x) {
-  const Channels ch = channels_of(x);
-  if (ch.c == 0) return;
-  LUMEN_CUDA_CHECK(cudaSetDevice(x.device().index));
-  dispatch_dtype<DTypes::FloatAndHalf>(x.dtype(), "batch_norm", [&]<class T>() {
-    using A = acc_t<T>;
-    batch_norm_stats_kernel<T>
-        <<<channel_blocks(ch.c), cuda::kBlock>>>(mean.data<A>(), var.data<A>(), x.data<T>(), ch);
-    LUMEN_CUDA_CHECK_LAUNCH();
-  });
+// The running statistics and invstd from the batch's mean and variance (kernels/norm.h).
+template <class T>
+__global__ void batch_norm_finish_kernel(int64_t c, const acc_t<T>* mean, acc_t<T>* var_to_invstd,
+                                         T* running_mean, T* running_var, int64_t count,
+                                         double momentum, double eps) {
+  for (int64_t i : cuda::grid_stride(c))
+    batch_norm_finish_channel<acc_t<T>, T>(mean[i], var_to_invstd[i],
+                                           running_mean ? running_mean + i : nullptr,
+                                           running_var ? running_var + i : nullptr, count,
+                                           momentum, eps);
 }
 
 void batch_norm_apply_cuda(const Tensor& y, const Tensor& x, const Tensor& mean,
@@ -248,9 +251,42 @@ void batch_norm_apply_cuda(const Tensor& y, const Tensor& x, const Tensor& mean,
   });
 }
 
+// cuDNN where it takes the input (f32, f64), else statistics, finish and apply kernels.
+void batch_norm_training_cuda(const Tensor& y, const Tensor& mean, const Tensor& invstd,
+                              const Tensor& running_mean, const Tensor& running_var,
+                              const Tensor& x, const Tensor& weight, const Tensor& bias,
+                              double momentum, double eps) {
+#if LUMEN_CUDNN
+  if (cuda::cudnn_batch_norm_training(y, mean, invstd, running_mean, running_var, x, weight, bias,
+                                      momentum, eps))
+    return;
+#endif
+  const Channels ch = channels_of(x);
+  if (ch.c == 0) return;
+  LUMEN_CUDA_CHECK(cudaSetDevice(x.device().index));
+  dispatch_dtype<DTypes::FloatAndHalf>(x.dtype(), "batch_norm", [&]<class T>() {
+    using A = acc_t<T>;
+    batch_norm_stats_kernel<T><<<channel_blocks(ch.c), cuda::kBlock>>>(
+        mean.data<A>(), invstd.data<A>(), x.data<T>(), ch);
+    LUMEN_CUDA_CHECK_LAUNCH();
+    batch_norm_finish_kernel<T><<<cuda::blocks_for(ch.c), cuda::kBlock>>>(
+        ch.c, mean.data<A>(), invstd.data<A>(), running_mean.data_or_null<T>(),
+        running_var.data_or_null<T>(), ch.n * ch.s, momentum, eps);
+    LUMEN_CUDA_CHECK_LAUNCH();
+  });
+  batch_norm_apply_cuda(y, x, mean, invstd, weight, bias);
+}
+
 void batch_norm_backward_cuda(const Tensor& gx, const Tensor& gw, const Tensor& gb,
                               const Tensor& gy, const Tensor& x, const Tensor& mean,
-                              const Tensor& invstd, const Tensor& weight, bool training) {
+                              const Tensor& invstd, const Tensor& weight, bool training,
+                              double eps) {
+#if LUMEN_CUDNN
+  if (training && cuda::cudnn_batch_norm_backward(gx, gw, gb, gy, x, mean, invstd, weight, eps))
+    return;
+#else
+  (void)eps;
+#endif
   const Channels ch = channels_of(x);
   if (ch.c == 0) return;
   LUMEN_CUDA_CHECK(cudaSetDevice(x.device().index));
@@ -267,7 +303,7 @@ void batch_norm_backward_cuda(const Tensor& gx, const Tensor& gw, const Tensor& 
 
 LUMEN_REGISTER_KERNEL(layer_norm, CUDA, layer_norm_cuda);
 LUMEN_REGISTER_KERNEL(layer_norm_backward, CUDA, layer_norm_backward_cuda);
-LUMEN_REGISTER_KERNEL(batch_norm_stats, CUDA, batch_norm_stats_cuda);
+LUMEN_REGISTER_KERNEL(batch_norm_training, CUDA, batch_norm_training_cuda);
 LUMEN_REGISTER_KERNEL(batch_norm_apply, CUDA, batch_norm_apply_cuda);
 LUMEN_REGISTER_KERNEL(batch_norm_backward, CUDA, batch_norm_backward_cuda);
 

@@ -97,10 +97,10 @@ Tensor batch_norm(const Tensor& input, const Tensor& running_mean, const Tensor&
               ": running_mean and running_var must both be given or both be undefined (got ",
               running_mean.defined() ? "running_mean" : "running_var", " only)");
   const bool track = running_mean.defined();
-  if (track) {
-    param_like(op, "running_mean", running_mean, per_channel, x);
-    param_like(op, "running_var", running_var, per_channel, x);
-  }
+  // As x's dtype and contiguous: the training kernel updates them in place (buffers of another
+  // dtype or layout go through a copy that is written back).
+  Tensor rm = param_like(op, "running_mean", running_mean, per_channel, x);
+  Tensor rv = param_like(op, "running_var", running_var, per_channel, x);
   LUMEN_CHECK(training || track, op, ": eval mode (training = false) normalises with the ",
               "running statistics, but running_mean and running_var are undefined (input of ",
               "shape ", ShapeStr{x.shape()}, ")");
@@ -110,37 +110,36 @@ Tensor batch_norm(const Tensor& input, const Tensor& running_mean, const Tensor&
 
   const DType acc = acc_dtype(x.dtype());
   Tensor xc = x.contiguous();
-  Tensor mean, invstd;
-  {
-    NoGradGuard no_grad;
-    if (training) {
-      mean = empty(per_channel, {acc, x.device()});
-      Tensor var = empty(per_channel, {acc, x.device()});
-      kernels::batch_norm_stats(x.device(), mean, var, xc);
-      invstd = 1.0 / (var + eps).sqrt();
-      if (track) {
-        const double unbias = static_cast<double>(count) / static_cast<double>(count - 1);
-        Tensor rm = running_mean, rv = running_var;  // handles to the same storage
-        rm.mul_(1.0 - momentum).add_(mean, momentum);
-        rv.mul_(1.0 - momentum).add_(var, momentum * unbias);
-      }
-    } else {
-      // A copy, so a later in-place update of the running stats leaves the backward's intact.
-      mean = running_mean.to(acc).clone();
-      invstd = 1.0 / (running_var.to(acc) + eps).sqrt();
-    }
-  }
   Tensor y = empty(x.shape(), {x.dtype(), x.device()});
-  kernels::batch_norm_apply(x.device(), y, xc, mean, invstd, w, b);
+  Tensor mean, invstd;
+  if (training) {
+    mean = empty(per_channel, {acc, x.device()});
+    invstd = empty(per_channel, {acc, x.device()});
+    kernels::batch_norm_training(x.device(), y, mean, invstd, rm, rv, xc, w, b, momentum, eps);
+    NoGradGuard no_grad;
+    for (auto [given, updated] : {std::pair{running_mean, rm}, std::pair{running_var, rv}}) {
+      if (!given.defined()) continue;
+      if (updated.data_ptr() == given.data_ptr())
+        given.bump_version();
+      else
+        Tensor(given).copy_(updated);
+    }
+  } else {
+    NoGradGuard no_grad;
+    // A copy, so a later in-place update of the running stats leaves the backward's intact.
+    mean = rm.to(acc).clone();
+    invstd = 1.0 / (rv.to(acc) + eps).sqrt();
+    kernels::batch_norm_apply(x.device(), y, xc, mean, invstd, w, b);
+  }
   return autograd::record(
       op, y, {x, w, b},
-      [xs = xc.detach(), ws = w.defined() ? w.detach() : Tensor(), mean, invstd, training, c](
-          const Tensor& g, const autograd::NeedsGrad& needs) {
+      [xs = xc.detach(), ws = w.defined() ? w.detach() : Tensor(), mean, invstd, training, c,
+       eps](const Tensor& g, const autograd::NeedsGrad& needs) {
         Tensor gx = needs[0] ? empty_like(xs) : Tensor();
         Tensor gw = needs[1] ? empty(Shape{c}, {xs.dtype(), xs.device()}) : Tensor();
         Tensor gb = needs[2] ? empty(Shape{c}, {xs.dtype(), xs.device()}) : Tensor();
         kernels::batch_norm_backward(xs.device(), gx, gw, gb, g.to(xs.dtype()).contiguous(), xs,
-                                     mean, invstd, ws, training);
+                                     mean, invstd, ws, training, eps);
         return std::vector<Tensor>{gx, gw, gb};
       });
 }
