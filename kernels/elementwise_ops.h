@@ -343,6 +343,10 @@ LUMEN_HD To convert_to(From v) {
     return static_cast<acc_t<From>>(v) != acc_t<From>(0);
   } else if constexpr (std::is_same_v<To, Half> || std::is_same_v<To, BFloat16>) {
     return To(static_cast<float>(static_cast<acc_t<From>>(v)));
+  } else if constexpr (std::is_integral_v<To> && !std::is_integral_v<From> && sizeof(To) < 8) {
+    // Through i64, so an out-of-range value wraps the same on every backend (-1.0 -> u8 255);
+    // a direct float -> narrow int conversion saturates on the GPU and wraps on x86.
+    return static_cast<To>(static_cast<int64_t>(static_cast<acc_t<From>>(v)));
   } else {
     return static_cast<To>(static_cast<acc_t<From>>(v));
   }

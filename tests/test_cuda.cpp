@@ -48,6 +48,10 @@ TEST(CudaKernels, CastsMatchTheCpu) {
       }
     }
   }
+  Tensor w = randn({1000}) * 400.0;  // wraps into u8 the same way (through i64)
+  for (DType to : {DType::u8, DType::i32, DType::i64})
+    EXPECT_EQ(w.to(Device::cuda()).to(to).to_vector<int64_t>(), w.to(to).to_vector<int64_t>())
+        << dtype_name(to);
   Tensor m = randn({33, 17});
   EXPECT_EQ(m.t().to(Device::cuda()).to(DType::f16).to_vector<double>(),
             m.t().to(DType::f16).to_vector<double>());

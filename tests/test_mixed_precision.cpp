@@ -330,10 +330,12 @@ TEST(UnscaleGrads, DividesEveryGradientAndFlagsInfAndNan) {
 TEST(UnscaleGradsCuda, MatchesCpu) {
   if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device";
   set_poison_allocations(true);
-  // Sizes across the kernel's chunk boundaries and more tensors than one launch takes.
+  // Sizes across the kernel's chunk boundaries, more tensors than one launch takes, every
+  // floating dtype.
   std::vector<Tensor> cpu, gpu;
   for (int i = 0; i < 70; ++i) {
-    Tensor t = random({(i * 977) % 20000 + 1}, 100 + i, i % 3 == 0 ? DType::f16 : DType::f32);
+    const DType dt = i % 3 == 0 ? DType::f16 : i % 3 == 1 ? DType::f32 : DType::f64;
+    Tensor t = random({(i * 977) % 20000 + 1}, 100 + i, dt);
     cpu.push_back(t);
     gpu.push_back(t.to(Device::cuda()));
   }

@@ -132,6 +132,10 @@ TEST(Tensor, DtypeConversions) {
   std::vector<float> b = x.to(DType::bf16).to_vector<float>();
   EXPECT_EQ(b[0], 1.5f);
   EXPECT_NEAR(b[3], 70000.0, 70000.0 / 128);  // 8 mantissa bits, f32's range
+  // Float to a narrow integer goes through i64 (truncation, then modular wrap) on every backend.
+  Tensor w = from_vector<float>({-1.0f, 300.7f, 2.9f, -129.5f});
+  EXPECT_EQ(w.to(DType::u8).to_vector<int64_t>(), (std::vector<int64_t>{255, 44, 2, 127}));
+  EXPECT_EQ(w.to(DType::i32).to_vector<int64_t>(), (std::vector<int64_t>{-1, 300, 2, -129}));
 }
 
 // Half <-> float against exhaustive properties: every f16 bit pattern round-trips, and

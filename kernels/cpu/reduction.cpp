@@ -15,9 +15,6 @@ using reduction::make_plan;
 using reduction::offset_of;
 using reduction::Plan;
 
-template <class T>
-using sum_t = std::conditional_t<std::is_integral_v<T>, int64_t, double>;
-
 // Visits the reduced elements x[base + ...] in row-major order, calling f(row pointer, first k)
 // for each row of p.cols elements (stride p.cols_x).
 template <class T, class F>

@@ -10,13 +10,13 @@ namespace {
 
 using cuda::TensorLists;
 
-// unscale_grads: g = g * inv_scale; raises found_inf where g is not finite.
+// unscale_grads: g = g * inv_scale in acc_t<T>; raises found_inf where g is not finite.
 template <class T>
 struct UnscaleBody {
-  float inv_scale;
+  acc_t<T> inv_scale;
   __device__ bool operator()(const TensorLists<1>& l, int t, int64_t i) const {
     T* g = static_cast<T*>(l.data[0][t]);
-    const float v = static_cast<float>(g[i]);
+    const acc_t<T> v = static_cast<acc_t<T>>(g[i]);
     g[i] = T(v * inv_scale);
     return !isfinite(v);
   }
@@ -60,19 +60,15 @@ bool lows_are_bf16(const std::vector<Tensor>& lows) {
 
 void unscale_grads_cuda(const std::vector<Tensor>& grads, double inv_scale,
                         const Tensor& found_inf) {
-  // Checked before any launch, so a refused call leaves every gradient as it was.
-  for (const Tensor& g : grads)
-    LUMEN_CHECK(g.dtype() != DType::f64, "unscale_grads (CUDA): f64 gradients are not supported ",
-                "on CUDA; got one of shape ", ShapeStr{g.shape()});
   LUMEN_CUDA_CHECK(cudaSetDevice(found_inf.device().index));
   // One launch (per 48 gradients) for each dtype present.
-  for (DType dt : {DType::f32, DType::f16, DType::bf16}) {
+  for (DType dt : {DType::f32, DType::f64, DType::f16, DType::bf16}) {
     std::vector<std::array<const Tensor*, 1>> same;
     for (const Tensor& g : grads)
       if (g.dtype() == dt) same.push_back({&g});
     if (same.empty()) continue;
     dispatch_dtype<DTypes::FloatAndHalf>(dt, "unscale_grads", [&]<class T>() {
-      cuda::launch_multi_tensor<1>(same, UnscaleBody<T>{static_cast<float>(inv_scale)},
+      cuda::launch_multi_tensor<1>(same, UnscaleBody<T>{static_cast<acc_t<T>>(inv_scale)},
                                    found_inf.data<float>());
     });
   }

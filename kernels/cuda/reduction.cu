@@ -2,8 +2,8 @@
 // whose outputs are adjacent in memory, takes a column kernel instead). The block's threads
 // take the reduced elements k = t, t + blockDim, ... (in the order kernels/reduction_plan.h lays
 // them out), each folds its share into a register, and a shuffle reduction
-// (kernels/cuda/block_reduce.cuh) combines the threads. Sums accumulate in acc_t (f32 for f32
-// and the 16-bit types, f64 for f64, i64 for integers).
+// (kernels/cuda/block_reduce.cuh) combines the threads. Sums accumulate in sum_t (f64 for
+// floating types, i64 for integers), as on the CPU.
 #include <type_traits>
 
 #include "kernels/cuda/block_reduce.cuh"
@@ -60,9 +60,6 @@ struct ReduceIndexer {
     return off;
   }
 };
-
-template <class T>
-using sum_t = std::conditional_t<std::is_integral_v<T>, int64_t, acc_t<T>>;
 
 template <class T>
 __global__ void sum_kernel(T* out, const T* x, ReduceIndexer ix, int64_t n_out, int64_t n_in,
