@@ -291,6 +291,27 @@ TEST(CudaKernels, LongRowsTakeTheBlockPath) {
 }
 
 // Ties take the first index and NaN wins, as on the CPU, whatever thread finds them.
+// Sums of few outputs over many elements take the split (partial sums, then a finishing pass)
+// path; results as on the CPU for full sums, sums over a trailing dim and means, f32 and i64.
+TEST(CudaKernels, LargeSumsMatchTheCpu) {
+  if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device";
+  Tensor x = randn({3, 5, 70001}) + 0.25;
+  Tensor xg = x.to(Device::cuda());
+  auto near = [](const Tensor& got, const Tensor& want, const char* what) {
+    std::vector<double> g = got.to_vector<double>(), e = want.to_vector<double>();
+    ASSERT_EQ(g.size(), e.size()) << what;
+    for (size_t i = 0; i < g.size(); ++i)
+      EXPECT_NEAR(g[i], e[i], 1e-5 * (1 + std::abs(e[i]))) << what << " " << i;
+  };
+  near(xg.sum(), x.sum(), "full sum");
+  near(xg.mean(), x.mean(), "full mean");
+  near(xg.sum({2}), x.sum({2}), "sum over the last dim");
+  near(xg.sum({0, 2}), x.sum({0, 2}), "sum over outer and last dims");
+  near((xg * xg).sum(), (x * x).sum(), "sum of squares");
+  Tensor i = (rand({1 << 20}) * 1000.0).to(DType::i64);
+  EXPECT_EQ(i.to(Device::cuda()).sum().to_vector<int64_t>(), i.sum().to_vector<int64_t>());
+}
+
 TEST(CudaKernels, ArgmaxTiesAndNaNsMatchTheCpu) {
   if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device";
   std::vector<double> v(3 * 2000, 1.0);

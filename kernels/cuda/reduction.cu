@@ -1,9 +1,11 @@
 // CUDA reductions (kernels/reduction.h): one block per output element (a sum over leading dims,
-// whose outputs are adjacent in memory, takes a column kernel instead). The block's threads
+// whose outputs are adjacent in memory, takes a column kernel instead, and a few sums over many
+// elements are split across blocks). The block's threads
 // take the reduced elements k = t, t + blockDim, ... (in the order kernels/reduction_plan.h lays
 // them out), each folds its share into a register, and a shuffle reduction
 // (kernels/cuda/block_reduce.cuh) combines the threads. Sums accumulate in sum_t (f64 for
 // floating types, i64 for integers), as on the CPU.
+#include <algorithm>
 #include <type_traits>
 
 #include "kernels/cuda/block_reduce.cuh"
@@ -96,6 +98,51 @@ __global__ void column_sum_kernel(T* out, int64_t out_stride, const T* x, Reduce
   out[c * out_stride] = T(static_cast<acc_t<T>>(s));
 }
 
+// A few outputs over many elements (a full sum, a gradient norm's sum of squares) would leave
+// all but n_out SMs idle with one block per output: each output's elements are cut into
+// `parts` contiguous ranges of k, one block each, whose sums land in partial[o parts + j]; a
+// second kernel adds each output's parts in order (the result is the same on every run).
+template <class T>
+__global__ void partial_sum_kernel(sum_t<T>* partial, const T* x, ReduceIndexer ix, int64_t n_out,
+                                   int64_t n_in, int64_t parts) {
+  using S = sum_t<T>;
+  const int64_t len = (n_in + parts - 1) / parts;
+  for (int64_t b = blockIdx.x; b < n_out * parts; b += gridDim.x) {
+    const int64_t o = b / parts, j = b - o * parts;
+    int64_t base, ob;
+    ix.outer_offsets(o, base, ob);
+    const int64_t stop = min(n_in, (j + 1) * len);
+    S s = 0;
+    for (int64_t k = j * len + threadIdx.x; k < stop; k += blockDim.x)
+      s += static_cast<S>(acc_t<T>(x[base + ix.element_offset(k)]));
+    s = cuda::block_reduce(s, cuda::Plus{});
+    if (threadIdx.x == 0) partial[b] = s;
+  }
+}
+
+template <class T>
+__global__ void finish_sum_kernel(T* out, const sum_t<T>* partial, ReduceIndexer ix,
+                                  int64_t n_out, int64_t n_in, int64_t parts, bool mean) {
+  using S = sum_t<T>;
+  for (int64_t o = blockIdx.x; o < n_out; o += gridDim.x) {
+    S s = 0;
+    for (int64_t j = threadIdx.x; j < parts; j += blockDim.x) s += partial[o * parts + j];
+    s = cuda::block_reduce(s, cuda::Plus{});
+    if (mean) s /= static_cast<S>(n_in);
+    int64_t base, ob;
+    ix.outer_offsets(o, base, ob);
+    if (threadIdx.x == 0) out[ob] = T(static_cast<acc_t<T>>(s));
+  }
+}
+
+// How many parts each output's elements are cut into: enough blocks for every SM several
+// times over, each part still thousands of elements (1 when one block per output suffices).
+int64_t sum_parts(int64_t n_out, int64_t n_in) {
+  constexpr int64_t kTargetBlocks = 1024, kMinPart = 4096;
+  if (n_out >= kTargetBlocks / 4) return 1;
+  return std::clamp<int64_t>(std::min(kTargetBlocks / n_out, n_in / kMinPart), 1, 1024);
+}
+
 // The better of two candidates: NaN wins (the first NaN among several), then the larger
 // (smaller) value, then the first index, as the CPU kernel's left-to-right scan picks.
 template <class A, bool kMax>
@@ -148,11 +195,21 @@ void reduce_cuda(const Tensor& out, const Tensor& x, ReduceOp op) {
     switch (op) {
       case ReduceOp::Sum:
       case ReduceOp::Mean:
-        if (plan.outer.size() == 1 && plan.outer_x[0] == 1 && n_out <= 65535 * 32)
+        if (plan.outer.size() == 1 && plan.outer_x[0] == 1 && n_out <= 65535 * 32) {
           column_sum_kernel<T><<<static_cast<unsigned>((n_out + 31) / 32), dim3(32, 8)>>>(
               po, plan.outer_out[0], px, ix, n_out, n_in, op == ReduceOp::Mean);
-        else
+        } else if (const int64_t parts = sum_parts(n_out, n_in); parts > 1) {
+          using S = sum_t<T>;
+          Tensor partial = empty({n_out * parts},
+                                 {std::is_integral_v<S> ? DType::i64 : DType::f64, x.device()});
+          partial_sum_kernel<T><<<static_cast<unsigned>(n_out * parts), cuda::kBlock>>>(
+              partial.data<S>(), px, ix, n_out, n_in, parts);
+          LUMEN_CUDA_CHECK_LAUNCH();
+          finish_sum_kernel<T><<<blocks, cuda::kBlock>>>(po, partial.data<S>(), ix, n_out, n_in,
+                                                         parts, op == ReduceOp::Mean);
+        } else {
           sum_kernel<T><<<blocks, cuda::kBlock>>>(po, px, ix, n_out, n_in, op == ReduceOp::Mean);
+        }
         break;
       case ReduceOp::Max:
       case ReduceOp::ArgMax:
