@@ -4,6 +4,7 @@
 #include <functional>
 #include <memory>
 
+#include "kernels/index.h"
 #include "tests/op_harness.h"
 
 namespace lumen::testing {
@@ -392,6 +393,31 @@ TEST(CudaKernels, DuplicateIndicesAccumulate) {
 }
 
 // The fused optimizer kernels match the CPU under every option.
+// The embedding backward sorts rows by index: many rows over a small vocabulary (long runs of
+// one index), a padding index, i32 and i64 indices, a weight gradient that already holds values.
+TEST(CudaKernels, EmbeddingBackwardOfManyRowsMatchesTheCpu) {
+  if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device";
+  for (DType idx_dt : {DType::i64, DType::i32}) {
+    for (int64_t padding : {int64_t{-1}, int64_t{3}}) {
+      Tensor ids = (rand({40, 257}) * 50.0).to(idx_dt);
+      Tensor grad = randn({40, 257, 70});
+      Tensor start = randn({50, 70});
+      Tensor gc = start.clone(), gg = start.to(Device::cuda());
+      kernels::embedding_backward(Device::cpu(), gc, grad, ids, padding);
+      kernels::embedding_backward(Device::cuda(), gg, grad.to(Device::cuda()),
+                                  ids.to(Device::cuda()), padding);
+      std::vector<double> got = gg.to_vector<double>(), want = gc.to_vector<double>();
+      for (size_t i = 0; i < got.size(); ++i)
+        ASSERT_NEAR(got[i], want[i], 1e-4 * (1 + std::abs(want[i])))
+            << dtype_name(idx_dt) << " padding " << padding << " " << i;
+      if (padding == 3) {  // the padding row gets nothing
+        EXPECT_EQ(gg.to(Device::cpu()).select(0, 3).to_vector<double>(),
+                  start.select(0, 3).to_vector<double>());
+      }
+    }
+  }
+}
+
 TEST(CudaKernels, FusedOptimizerStepsMatchTheCpu) {
   if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device";
   auto train = [](Device dev, int kind) {

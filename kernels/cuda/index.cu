@@ -8,6 +8,11 @@
 // written since is checked on that host copy (kept_host_copy), without waiting for the device;
 // otherwise a kernel finds the first bad row-major position (atomicMin) and one 8-byte copy
 // brings it back. The error, built from a host copy of the index, reads exactly as the CPU's.
+// The embedding backward sorts its rows by index instead (many rows share few indices).
+#include <cub/device/device_radix_sort.cuh>
+
+#include <algorithm>
+
 #include "kernels/cuda/launch.cuh"
 #include "kernels/index.h"
 #include "kernels/index_check.h"
@@ -173,21 +178,38 @@ struct EmbeddingBody {
   }
 };
 
-// grad_weight[indices[r], d] += grad[r, d] for r = 0, 1, ... in order, a thread per column d
-// (indices and grad contiguous, as [N] and [N, D]).
+// grad_weight[v, d] += sum of grad[r, d] over the rows r with indices[r] = v, in increasing r.
+// The rows are first sorted by index (a stable radix sort of (index, r) pairs), so each index's
+// rows form one run of `order`; the thread of (run start, column d) sums its run in order and
+// owns its output element: no atomics, the same result on every run. A warp takes 32 adjacent
+// columns of one run, so its reads of grad are coalesced.
+__global__ void iota_kernel(int64_t* p, int64_t n) {
+  for (int64_t i : cuda::grid_stride(n)) p[i] = i;
+}
+
 template <class T, class I>
 __global__ void embedding_backward_kernel(int64_t d_cols, T* gw, int64_t gw_row, int64_t gw_col,
-                                          const T* grad, const I* idx, int64_t n,
-                                          int64_t padding_idx) {
+                                          const T* grad, const I* sorted, const int64_t* order,
+                                          int64_t n, int64_t padding_idx) {
   using A = acc_t<T>;
-  for (int64_t d : cuda::grid_stride(d_cols)) {
-    for (int64_t r = 0; r < n; ++r) {
-      const auto v = static_cast<int64_t>(idx[r]);
-      if (v == padding_idx) continue;
-      T& dst = gw[v * gw_row + d * gw_col];
-      dst = T(A(dst) + A(grad[r * d_cols + d]));
-    }
+  const int64_t d = blockIdx.x * 32 + threadIdx.x;
+  if (d >= d_cols) return;
+  for (int64_t s = blockIdx.y * 8 + threadIdx.y; s < n; s += gridDim.y * 8) {
+    const auto v = static_cast<int64_t>(sorted[s]);
+    if ((s > 0 && static_cast<int64_t>(sorted[s - 1]) == v) || v == padding_idx) continue;
+    A sum = 0;
+    for (int64_t e = s; e < n && static_cast<int64_t>(sorted[e]) == v; ++e)
+      sum += A(grad[order[e] * d_cols + d]);
+    T& dst = gw[v * gw_row + d * gw_col];
+    dst = T(A(dst) + sum);
   }
+}
+
+// The bits a radix sort of indices in [0, rows) has to look at.
+int key_bits(int64_t rows) {
+  int bits = 1;
+  while (bits < 63 && (int64_t{1} << bits) < rows) ++bits;
+  return bits;
 }
 
 template <class I>
@@ -221,10 +243,29 @@ void embedding_backward_cuda(const Tensor& gw, const Tensor& grad, const Tensor&
     const Tensor idx = indices.detach().contiguous();
     const Tensor g = grad.detach().contiguous();
     LUMEN_CUDA_CHECK(cudaSetDevice(gw.device().index));
+    const Device dev = gw.device();
+    Tensor sorted = empty({n}, {indices.dtype(), dev}), order = empty({n}, {DType::i64, dev}),
+           rows = empty({n}, {DType::i64, dev});
+    iota_kernel<<<cuda::blocks_for(n), cuda::kBlock>>>(rows.data<int64_t>(), n);
+    LUMEN_CUDA_CHECK_LAUNCH();
+    // Checked indices lie in [0, V): only their low bits need sorting.
+    const int end_bit = key_bits(gw.size(0));
+    LUMEN_CHECK(n <= INT32_MAX, "embedding_backward (CUDA): ", n, " indices exceed CUB's int range");
+    const int items = static_cast<int>(n);
+    size_t temp_bytes = 0;
+    LUMEN_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, idx.data<I>(),
+                                                     sorted.data<I>(), rows.data<int64_t>(),
+                                                     order.data<int64_t>(), items, 0, end_bit));
+    Tensor temp = empty({static_cast<int64_t>(std::max<size_t>(temp_bytes, 1))}, {DType::u8, dev});
+    LUMEN_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
+        temp.data_ptr(), temp_bytes, idx.data<I>(), sorted.data<I>(), rows.data<int64_t>(),
+        order.data<int64_t>(), items, 0, end_bit));
+    const dim3 grid(static_cast<unsigned>((d_cols + 31) / 32),
+                    static_cast<unsigned>(std::min<int64_t>((n + 7) / 8, 65535)));
     dispatch_dtype<DTypes::FloatAndHalf>(gw.dtype(), "embedding_backward", [&]<class T>() {
-      embedding_backward_kernel<T, I><<<cuda::blocks_for(d_cols), cuda::kBlock>>>(
-          d_cols, gw.data<T>(), gw.stride(0), gw.stride(1), g.data<T>(), idx.data<I>(), n,
-          padding_idx);
+      embedding_backward_kernel<T, I><<<grid, dim3(32, 8)>>>(
+          d_cols, gw.data<T>(), gw.stride(0), gw.stride(1), g.data<T>(), sorted.data<I>(),
+          order.data<int64_t>(), n, padding_idx);
       LUMEN_CUDA_CHECK_LAUNCH();
     });
   });
