@@ -292,6 +292,42 @@ TEST(CudaKernels, LongRowsTakeTheBlockPath) {
 }
 
 // Ties take the first index and NaN wins, as on the CPU, whatever thread finds them.
+// Softmax and cross entropy over dim 1 of [N, C, H, W]: many rows `H W` apart take a thread
+// per row (cuda::row_mode); forward and backward as on the CPU.
+TEST(CudaKernels, InterleavedRowsMatchTheCpu) {
+  if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device";
+  namespace F = nn::functional;
+  Tensor x = randn({8, 5, 64, 64}) * 3.0, dy = randn({8, 5, 64, 64});
+  Tensor target = (rand({8, 64, 64}) * 5.0).to(DType::i64);
+  target.data<int64_t>()[7] = -100;  // ignored
+  auto near = [](const Tensor& got, const Tensor& want, const char* what) {
+    std::vector<double> g = got.to_vector<double>(), e = want.to_vector<double>();
+    ASSERT_EQ(g.size(), e.size()) << what;
+    for (size_t i = 0; i < g.size(); ++i)
+      ASSERT_NEAR(g[i], e[i], 1e-5 * (1 + std::abs(e[i]))) << what << " " << i;
+  };
+  for (int kind = 0; kind < 3; ++kind) {
+    Tensor xc = x.detach().requires_grad_(true),
+           xg = x.to(Device::cuda()).detach().requires_grad_(true);
+    Tensor yc, yg;
+    if (kind == 2) {
+      const F::CrossEntropyOptions opts{.ignore_index = -100, .label_smoothing = 0.1};
+      yc = F::cross_entropy(xc, target, opts);
+      yg = F::cross_entropy(xg, target.to(Device::cuda()), opts);
+      yc.backward();
+      yg.backward();
+    } else {
+      yc = kind == 0 ? softmax(xc, 1) : log_softmax(xc, 1);
+      yg = kind == 0 ? softmax(xg, 1) : log_softmax(xg, 1);
+      (yc * dy).sum().backward();
+      (yg * dy.to(Device::cuda())).sum().backward();
+    }
+    const char* what[] = {"softmax", "log_softmax", "cross_entropy"};
+    near(yg, yc, what[kind]);
+    near(xg.grad(), xc.grad(), what[kind]);
+  }
+}
+
 // Sums of few outputs over many elements take the split (partial sums, then a finishing pass)
 // path; results as on the CPU for full sums, sums over a trailing dim and means, f32 and i64.
 TEST(CudaKernels, LargeSumsMatchTheCpu) {

@@ -63,36 +63,71 @@ struct Plus {
 namespace lumen::cuda {
 
 // Rows (kernels/rows.h) are handled by groups of threads: a warp per row for rows of up to
-// kWarpRowMax elements (kBlock / 32 rows per block), the whole block per row for longer ones.
-// Each group loops over rows first_row(), first_row() + row_step(), ...
+// kWarpRowMax elements (kBlock / 32 rows per block), the whole block per row for longer ones,
+// and a thread per row where rows interleave (`inner` apart, inner >= 32) and are many: then
+// the 32 threads of a warp read 32 adjacent elements, where a warp on one row would read 32
+// elements `inner` apart. Each group loops over rows first_row(), first_row() + row_step(), ...
 constexpr int64_t kWarpRowMax = 1024;
 
-template <bool kWarp>
+enum class RowMode { Thread, Warp, Block };
+
+template <RowMode kMode>
 struct RowGroup {
-  __device__ int lane() const { return kWarp ? threadIdx.x % 32 : threadIdx.x; }
-  __device__ int size() const { return kWarp ? 32 : blockDim.x; }
+  __device__ int lane() const {
+    return kMode == RowMode::Thread ? 0 : kMode == RowMode::Warp ? threadIdx.x % 32 : threadIdx.x;
+  }
+  __device__ int size() const {
+    return kMode == RowMode::Thread ? 1 : kMode == RowMode::Warp ? 32 : blockDim.x;
+  }
   __device__ int64_t first_row() const {
-    return kWarp ? blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + threadIdx.x / 32
-                 : blockIdx.x;
+    const auto block = static_cast<int64_t>(blockIdx.x);
+    return kMode == RowMode::Thread ? block * blockDim.x + threadIdx.x
+           : kMode == RowMode::Warp ? block * (blockDim.x / 32) + threadIdx.x / 32
+                                    : block;
   }
   __device__ int64_t row_step() const {
-    return kWarp ? static_cast<int64_t>(gridDim.x) * (blockDim.x / 32) : gridDim.x;
+    const auto grid = static_cast<int64_t>(gridDim.x);
+    return kMode == RowMode::Thread ? grid * blockDim.x
+           : kMode == RowMode::Warp ? grid * (blockDim.x / 32)
+                                    : grid;
   }
   // op over the group's values, in every thread of the group.
   template <class V, class Op>
   __device__ V reduce(V v, Op op) const {
-    if constexpr (kWarp)
+    if constexpr (kMode == RowMode::Thread)
+      return v;
+    else if constexpr (kMode == RowMode::Warp)
       return __shfl_sync(kFullMask, warp_reduce(v, op), 0);
     else
       return block_reduce(v, op);
   }
 };
 
-// Blocks for `rows` rows of d elements in the group size launch_rows picks.
-inline unsigned row_blocks(int64_t rows, int64_t d) {
-  int64_t per_block = d <= kWarpRowMax ? kBlock / 32 : 1;
-  int64_t b = (rows + per_block - 1) / per_block;
+// The group for `rows` rows of d elements, `inner` apart (1: contiguous rows).
+inline RowMode row_mode(int64_t rows, int64_t d, int64_t inner = 1) {
+  if (inner >= 32 && rows >= 16384) return RowMode::Thread;
+  return d <= kWarpRowMax ? RowMode::Warp : RowMode::Block;
+}
+
+// Blocks of kBlock threads for `rows` rows in groups of `mode`.
+inline unsigned row_blocks(RowMode mode, int64_t rows) {
+  const int64_t per_block = mode == RowMode::Thread ? kBlock : mode == RowMode::Warp ? kBlock / 32 : 1;
+  const int64_t b = (rows + per_block - 1) / per_block;
   return static_cast<unsigned>(b < 65535 * 8 ? (b > 0 ? b : 1) : 65535 * 8);
+}
+
+// Runs f.template operator()<M>() with the mode as a compile-time M (the kernel's template
+// argument).
+template <class F>
+void with_row_mode(RowMode mode, F&& f) {
+  switch (mode) {
+    case RowMode::Thread:
+      return f.template operator()<RowMode::Thread>();
+    case RowMode::Warp:
+      return f.template operator()<RowMode::Warp>();
+    case RowMode::Block:
+      return f.template operator()<RowMode::Block>();
+  }
 }
 
 // max that lets NaN through (a NaN anywhere makes the result NaN).
@@ -106,8 +141,8 @@ struct MaxNan {
 // The log-sum-exp pieces of one row of d elements `stride` apart, in every thread of the group:
 // m = the row max (NaN wins; 0 for a row of all -inf, so the exps give 0 and then NaN, as on
 // the CPU) and s = sum_j exp(x_j - m). Subtracting m keeps every exp argument <= 0.
-template <class A, class T, bool kWarp>
-__device__ void row_max_sum_exp(const RowGroup<kWarp>& grp, const T* xr, int64_t d, int64_t stride,
+template <class A, class T, RowMode kMode>
+__device__ void row_max_sum_exp(const RowGroup<kMode>& grp, const T* xr, int64_t d, int64_t stride,
                                 A& m, A& s) {
   m = -INFINITY;
   for (int64_t j = grp.lane(); j < d; j += grp.size()) m = MaxNan{}(m, A(xr[j * stride]));

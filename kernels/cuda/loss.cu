@@ -1,5 +1,5 @@
 // CUDA loss kernels (kernels/loss.h). Cross entropy's forward gives each sample's row of C
-// logits (kernels/rows.h, class dim 1) a warp or a block; its backward is elementwise given the
+// logits (kernels/rows.h, class dim 1) a warp, a block or a thread (cuda::row_mode); its backward is elementwise given the
 // saved lse. BCE is elementwise over a broadcast layout. The per-element math is shared with the
 // CPU (kernels/loss_math.h).
 #include "kernels/cuda/block_reduce.cuh"
@@ -12,14 +12,15 @@ namespace lumen::kernels {
 namespace {
 
 using cuda::RowGroup;
+using cuda::RowMode;
 
 // lse = m + log sum_c exp(x_c - m) (m the row max: no exp overflows);
 // loss = (1 - e)(lse - x_y) + e/C sum_c (lse - x_c), 0 where y == ignore_index.
-template <class T, class L, bool kWarp>
+template <class T, class L, RowMode kMode>
 __global__ void cross_entropy_kernel(L* loss, acc_t<T>* lse, const T* x, const int64_t* target,
                                      Rows rs, int64_t ignore_index, acc_t<T> e) {
   using A = acc_t<T>;
-  const RowGroup<kWarp> grp;
+  const RowGroup<kMode> grp;
   for (int64_t r = grp.first_row(); r < rs.count(); r += grp.row_step()) {
     const T* xr = x + rs.base(r);
     A m, s;
@@ -94,12 +95,13 @@ void cross_entropy_cuda(const Tensor& loss, const Tensor& lse, const Tensor& log
   LUMEN_CUDA_CHECK(cudaSetDevice(logits.device().index));
   dispatch_dtype<DTypes::FloatAndHalf>(logits.dtype(), "cross_entropy", [&]<class T>() {
     using A = acc_t<T>;
-    const unsigned blocks = cuda::row_blocks(rs.count(), rs.d);
+    const RowMode mode = cuda::row_mode(rs.count(), rs.d, rs.inner);
     dispatch_widened<T>(loss.dtype(), [&]<class L>() {
-      auto* kernel = rs.d <= cuda::kWarpRowMax ? cross_entropy_kernel<T, L, true>
-                                               : cross_entropy_kernel<T, L, false>;
-      kernel<<<blocks, cuda::kBlock>>>(loss.data<L>(), lse.data<A>(), logits.data<T>(),
-                                       target.data<int64_t>(), rs, ignore_index, A(smoothing));
+      cuda::with_row_mode(mode, [&]<RowMode M>() {
+        cross_entropy_kernel<T, L, M><<<cuda::row_blocks(mode, rs.count()), cuda::kBlock>>>(
+            loss.data<L>(), lse.data<A>(), logits.data<T>(), target.data<int64_t>(), rs,
+            ignore_index, A(smoothing));
+      });
       LUMEN_CUDA_CHECK_LAUNCH();
     });
   });

@@ -15,14 +15,15 @@ namespace lumen::kernels {
 namespace {
 
 using cuda::RowGroup;
+using cuda::RowMode;
 
 // mean = sum x / D, rstd = 1 / sqrt(sum (x - mean)^2 / D + eps), y = (x - mean) rstd w + b.
 // W: the type of y, w and b (T, or f32 for 16-bit x under autocast).
-template <class T, class W, bool kWarp>
+template <class T, class W, RowMode kMode>
 __global__ void layer_norm_kernel(W* y, acc_t<T>* mean, acc_t<T>* rstd, const T* x, const W* w,
                                   const W* b, int64_t m, int64_t d, acc_t<T> eps) {
   using A = acc_t<T>;
-  const RowGroup<kWarp> grp;
+  const RowGroup<kMode> grp;
   for (int64_t r = grp.first_row(); r < m; r += grp.row_step()) {
     const T* xr = x + r * d;
     W* yr = y + r * d;
@@ -49,11 +50,11 @@ __global__ void layer_norm_kernel(W* y, acc_t<T>* mean, acc_t<T>* rstd, const T*
 }
 
 // g = dy w; dx = rstd (g - <g> - xhat <g xhat>), <.> the row mean.
-template <class T, class W, bool kWarp>
+template <class T, class W, RowMode kMode>
 __global__ void layer_norm_backward_kernel(T* gx, const W* gy, const T* x, const acc_t<T>* mean,
                                            const acc_t<T>* rstd, const W* w, int64_t m, int64_t d) {
   using A = acc_t<T>;
-  const RowGroup<kWarp> grp;
+  const RowGroup<kMode> grp;
   for (int64_t r = grp.first_row(); r < m; r += grp.row_step()) {
     const T* xr = x + r * d;
     const W* gr = gy + r * d;
@@ -188,11 +189,12 @@ void layer_norm_cuda(const Tensor& y, const Tensor& mean, const Tensor& rstd, co
   dispatch_dtype<DTypes::FloatAndHalf>(x.dtype(), "layer_norm", [&]<class T>() {
     using A = acc_t<T>;
     dispatch_widened<T>(y.dtype(), [&]<class W>() {
-      auto* kernel =
-          d <= cuda::kWarpRowMax ? layer_norm_kernel<T, W, true> : layer_norm_kernel<T, W, false>;
-      kernel<<<cuda::row_blocks(m, d), cuda::kBlock>>>(y.data<W>(), mean.data<A>(), rstd.data<A>(),
-                                                       x.data<T>(), weight.data_or_null<W>(),
-                                                       bias.data_or_null<W>(), m, d, A(eps));
+      const RowMode mode = cuda::row_mode(m, d);
+      cuda::with_row_mode(mode, [&]<RowMode M>() {
+        layer_norm_kernel<T, W, M><<<cuda::row_blocks(mode, m), cuda::kBlock>>>(
+            y.data<W>(), mean.data<A>(), rstd.data<A>(), x.data<T>(), weight.data_or_null<W>(),
+            bias.data_or_null<W>(), m, d, A(eps));
+      });
       LUMEN_CUDA_CHECK_LAUNCH();
     });
   });
@@ -207,11 +209,12 @@ void layer_norm_backward_cuda(const Tensor& gx, const Tensor& gw, const Tensor& 
     using A = acc_t<T>;
     dispatch_widened<T>(gy.dtype(), [&]<class W>() {
       if (gx.defined() && m > 0) {
-        auto* kernel = d <= cuda::kWarpRowMax ? layer_norm_backward_kernel<T, W, true>
-                                              : layer_norm_backward_kernel<T, W, false>;
-        kernel<<<cuda::row_blocks(m, d), cuda::kBlock>>>(gx.data<T>(), gy.data<W>(), x.data<T>(),
-                                                         mean.data<A>(), rstd.data<A>(),
-                                                         weight.data_or_null<W>(), m, d);
+        const RowMode mode = cuda::row_mode(m, d);
+        cuda::with_row_mode(mode, [&]<RowMode M>() {
+          layer_norm_backward_kernel<T, W, M><<<cuda::row_blocks(mode, m), cuda::kBlock>>>(
+              gx.data<T>(), gy.data<W>(), x.data<T>(), mean.data<A>(), rstd.data<A>(),
+              weight.data_or_null<W>(), m, d);
+        });
         LUMEN_CUDA_CHECK_LAUNCH();
       }
       if ((gw.defined() || gb.defined()) && d > 0) {
