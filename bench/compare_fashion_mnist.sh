@@ -21,14 +21,19 @@ source bench/measure.sh
 
 printf '| model | framework | epoch (s, median of %s) | start to first step (s) | test acc |\n' "$epochs"
 printf '|---|---|---|---|---|\n'
+# A failed run (measure prints "-" and the end of its stderr) leaves "-" in its cells.
+f2() { awk -v x="$1" 'BEGIN { print (x ~ /^-?[0-9.]+$/ ? sprintf("%.2f", x) : "-") }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { print (a + 0 && b + 0 ? sprintf("%.2f", a / b) : "-") }'; }
 for model in mlp cnn; do
+  l_first=- l_epoch=- l_acc=- p_first=- p_epoch=- p_acc=-
   read -r l_first l_epoch l_acc _ < <(OMP_NUM_THREADS=$threads measure \
-    "build/fashion_mnist_$model" --bench --epochs "$epochs" --threads "$threads")
+    "build/fashion_mnist_$model" --bench --epochs "$epochs" --threads "$threads") || true
   read -r p_first p_epoch p_acc _ < <(measure "$venv/bin/python" bench/lightning_fashion_mnist.py \
-    "$model" --epochs "$epochs" --threads "$threads")
-  printf '| %s | Lumen | %.2f | %.2f | %s |\n' "$model" "$l_epoch" "$l_first" "$l_acc"
-  printf '| %s | PyTorch + Lightning | %.2f | %.2f | %s |\n' "$model" "$p_epoch" "$p_first" "$p_acc"
-  printf '| %s | ratio Lumen / PyTorch | %.2f | %.2f | |\n' "$model" \
-    "$(echo "$l_epoch / $p_epoch" | bc -l)" "$(echo "$l_first / $p_first" | bc -l)"
+    "$model" --epochs "$epochs" --threads "$threads") || true
+  printf '| %s | Lumen | %s | %s | %s |\n' "$model" "$(f2 "$l_epoch")" "$(f2 "$l_first")" "$l_acc"
+  printf '| %s | PyTorch + Lightning | %s | %s | %s |\n' "$model" "$(f2 "$p_epoch")" \
+    "$(f2 "$p_first")" "$p_acc"
+  printf '| %s | ratio Lumen / PyTorch | %s | %s | |\n' "$model" \
+    "$(ratio "$l_epoch" "$p_epoch")" "$(ratio "$l_first" "$p_first")"
 done
 echo "(stderr of the runs: $errlog)" >&2

@@ -1,10 +1,13 @@
-"""The PyTorch + Lightning twin of examples/fashion_mnist_{mlp,cnn}.cpp, for bench/compare_fashion_mnist.sh.
+"""The PyTorch + Lightning twin of examples/fashion_mnist_{mlp,cnn,wide_mlp}.cpp, for
+bench/compare_fashion_mnist.sh (CPU) and bench/gpu_compare.sh (GPU).
 
-Same data (the Debian dataset-fashion-mnist IDX files, normalised once with mean 0.2860 and
-std 0.3530, 55000/5000 train/val split), same models and initialisation scheme (PyTorch's
-defaults, which Lumen's layers copy), same optimizer (AdamW, lr 1e-3), same batch size and
-thread count. Prints one machine-readable line per epoch and the time of the first training
-step, which the shell script turns into the table in README.md.
+Same data (the Debian dataset-fashion-mnist IDX files, or $FASHION_MNIST_DIR, normalised once
+with mean 0.2860 and std 0.3530, 55000/5000 train/val split), same models and initialisation
+scheme (PyTorch's defaults, which Lumen's layers copy), same optimizer (AdamW, lr 1e-3), same
+batch size (validation and test too, as Lumen's FashionMNIST) and thread count. Prints one
+machine-readable line per epoch and the time of the first training step, which the shell
+scripts turn into tables. On a GPU the epoch timer synchronizes the device at each of its
+marks, so queued kernels are counted in the epoch they belong to.
 """
 import argparse
 import gzip
@@ -77,6 +80,13 @@ class Classifier(L.LightningModule):
         return torch.optim.AdamW(self.parameters(), lr=1e-3)
 
 
+def now(module):
+    """The wall clock once the module's device has finished what was queued on it."""
+    if module.device.type == "cuda":
+        torch.cuda.synchronize(module.device)
+    return time.perf_counter()
+
+
 class EpochTimer(L.Callback):
     """Prints the wall time of each training epoch (validation excluded) and of the first step."""
 
@@ -85,18 +95,18 @@ class EpochTimer(L.Callback):
             print(f"first_step_unix={time.time():.6f}", flush=True)
 
     def on_train_epoch_start(self, trainer, module):
-        self.t0 = time.perf_counter()
+        self.t0 = now(module)
 
     def on_validation_start(self, trainer, module):
         if trainer.training:
-            self.paused = time.perf_counter()
+            self.paused = now(module)
 
     def on_validation_end(self, trainer, module):
         if trainer.training and hasattr(self, "paused"):
-            self.t0 += time.perf_counter() - self.paused
+            self.t0 += now(module) - self.paused
 
     def on_train_epoch_end(self, trainer, module):
-        print(f"epoch={trainer.current_epoch} train_seconds={time.perf_counter() - self.t0:.4f}",
+        print(f"epoch={trainer.current_epoch} train_seconds={now(module) - self.t0:.4f}",
               flush=True)
 
 
@@ -106,6 +116,8 @@ def main():
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--threads", type=int, default=2)
+    # Loader processes; Lumen's FashionMNIST loads with 2 threads (num_workers = 2).
+    p.add_argument("--workers", type=int, default=0)
     p.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu"])
     p.add_argument("--precision", default="32", choices=["32", "16-mixed", "bf16-mixed"])
     a = p.parse_args()
@@ -125,11 +137,14 @@ def main():
                         enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, num_sanity_val_steps=0,
                         callbacks=[EpochTimer()])
-    trainer.fit(model, DataLoader(train, batch_size=a.batch_size, shuffle=True),
-                DataLoader(val, batch_size=512))
-    res = trainer.test(model, DataLoader(test, batch_size=512), verbose=False)
+    gpu = a.accelerator == "gpu"
+    loader = dict(batch_size=a.batch_size, num_workers=a.workers,
+                  persistent_workers=a.workers > 0, pin_memory=gpu)
+    trainer.fit(model, DataLoader(train, shuffle=True, **loader), DataLoader(val, **loader))
+    res = trainer.test(model, DataLoader(test, **loader), verbose=False)
     print(f"test_acc={res[0]['test_acc']:.4f}", flush=True)
-    if a.accelerator == "gpu":
+    if gpu:
+        # Peak over the whole run (training, validation, test), as Lumen's peak_allocated.
         print(f"peak_mem_bytes={torch.cuda.max_memory_allocated()}", flush=True)
 
 

@@ -63,8 +63,7 @@ struct CudaBackend final : DeviceBackend {
   std::mutex pinned_mutex_;
   std::map<size_t, std::vector<std::pair<void*, PinnedRelease>>> free_pinned_;
   std::map<void*, PinnedRelease> pinned_in_use_;
-  // The device memory was last allocated on: loader threads pin memory with it current, so a
-  // process that trains on cuda:1 makes no context on cuda:0.
+  // The device memory was last allocated on (the one a process trains on).
   std::atomic<int> last_device_{0};
 
   void* allocate(size_t nbytes, int index) override {
@@ -153,8 +152,12 @@ struct CudaBackend final : DeviceBackend {
   // loader pins a batch of the same size every step. A freed block carries an event recorded
   // on the stream at its release; it is handed out again only once that event has completed,
   // so an asynchronous copy still reading it is never overwritten.
+  // Loader threads pin and free blocks with CUDA's default device current: both functions make
+  // the device in use current first, so a process that trains on cuda:1 opens no context on
+  // cuda:0 and records its events where its copies run.
   void* allocate_pinned(size_t nbytes) override {
     std::lock_guard<std::mutex> lock(pinned_mutex_);
+    LUMEN_CUDA_CHECK(cudaSetDevice(last_device_.load(std::memory_order_relaxed)));
     auto& blocks = free_pinned_[nbytes];
     for (auto it = blocks.begin(); it != blocks.end(); ++it) {
       if (it->second.event) {
@@ -167,10 +170,7 @@ struct CudaBackend final : DeviceBackend {
       blocks.erase(it);
       return p;
     }
-    // Called from loader threads, whose current device is CUDA's default: make it the one in
-    // use. Portable: pinned for every device's copies.
-    LUMEN_CUDA_CHECK(cudaSetDevice(last_device_.load(std::memory_order_relaxed)));
-    void* p = nullptr;
+    void* p = nullptr;  // portable: pinned for every device's copies
     cudaError_t err = cudaHostAlloc(&p, nbytes, cudaHostAllocPortable);
     if (err == cudaErrorMemoryAllocation) {
       cudaGetLastError();
@@ -185,8 +185,8 @@ struct CudaBackend final : DeviceBackend {
     std::lock_guard<std::mutex> lock(pinned_mutex_);
     PinnedRelease r = pinned_in_use_.at(p);
     pinned_in_use_.erase(p);
-    int device = 0;
-    cudaError_t err = cudaGetDevice(&device);
+    const int device = last_device_.load(std::memory_order_relaxed);
+    cudaError_t err = cudaSetDevice(device);
     if (err == cudaSuccess && r.event && r.device != device) {
       cudaEventDestroy(r.event);
       r.event = nullptr;

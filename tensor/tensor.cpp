@@ -81,7 +81,22 @@ Tensor make_view(const Tensor& base, Shape shape, Shape strides, int64_t offset)
   impl->strides = std::move(strides);
   impl->offset = offset;
   impl->dtype = base.dtype();
-  return Tensor(std::move(impl));
+  Tensor out(std::move(impl));
+  // A contiguous view (reshape, flatten, a slice of rows) of a device tensor that keeps its host
+  // copy keeps the matching view of that copy: the same elements, so host_values still needs
+  // no wait. The base is contiguous from offset 0, so element i of its storage is element i
+  // from the copy's offset.
+  if (base.impl()->host_copy.defined() && base.is_contiguous() && base.offset() == 0 &&
+      out.is_contiguous()) {
+    const Tensor h = kept_host_copy(base);
+    if (h.defined()) {
+      TensorImpl& v = *out.impl();
+      v.host_copy = make_view(h, out.shape(), out.strides(), h.offset() + out.offset());
+      v.host_copy_version = base.impl()->host_copy_version;
+      v.host_copy_source_version = base.impl()->host_copy_source_version;
+    }
+  }
+  return out;
 }
 
 Tensor empty(const Shape& shape, TensorOptions opts) {

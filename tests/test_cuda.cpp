@@ -194,6 +194,19 @@ TEST(Cuda, HostValuesOfCopiedIndicesComeFromTheHost) {
   EXPECT_EQ(host_values(dev2).data_ptr(), host.data_ptr());
   host.fill_(7.0);  // the source changed after the copy: the device still holds 3 1 4 1 5
   EXPECT_EQ(host_values(dev2).to_vector<int64_t>(), (std::vector<int64_t>{3, 1, 4, 1, 5}));
+  // Contiguous views (reshape, a slice of rows) keep the matching view of the host copy; a
+  // transposed one does not; a write through the base makes every view's copy stale.
+  Tensor grid = from_vector<int64_t>({0, 1, 2, 3, 4, 5}, {2, 3});
+  Tensor g = grid.to(Device::cuda());
+  Tensor flat = g.reshape({-1}), row = g.select(0, 1);
+  ASSERT_TRUE(kept_host_copy(flat).defined());
+  EXPECT_EQ(kept_host_copy(flat).to_vector<int64_t>(), (std::vector<int64_t>{0, 1, 2, 3, 4, 5}));
+  ASSERT_TRUE(kept_host_copy(row).defined());
+  EXPECT_EQ(kept_host_copy(row).to_vector<int64_t>(), (std::vector<int64_t>{3, 4, 5}));
+  EXPECT_FALSE(kept_host_copy(g.t()).defined());
+  g.fill_(9.0);
+  EXPECT_FALSE(kept_host_copy(flat).defined());
+  EXPECT_EQ(host_values(row).to_vector<int64_t>(), std::vector<int64_t>(3, 9));
   // Float tensors keep no host copy.
   Tensor f = ones({4}).to(Device::cuda());
   EXPECT_FALSE(f.impl()->host_copy.defined());

@@ -176,7 +176,8 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, DataLoaderOptions
     // Pinned by whoever collates (a worker thread when there are workers).
     options_.collate = [collate = std::move(options_.collate)](const std::vector<Batch>& ex) {
       Batch b = collate(ex);
-      for (Tensor& t : b) t = t.pin_memory();
+      for (Tensor& t : b)  // fields may be undefined or already on a device
+        if (t.defined() && t.device().is_cpu()) t = t.pin_memory();
       return b;
     };
   }

@@ -28,8 +28,17 @@ DevicePrefetcher::Ahead DevicePrefetcher::fetch() {
     if (!b) return a;
     ++taken_;
     a.host = std::move(*b);
-    for (const Tensor& t : a.host)
-      moved.push_back(t.defined() && t.device() != device_ ? prefetch_to(t, device_) : t);
+    for (Tensor& t : a.host) {
+      if (!t.defined() || t.device() == device_) {
+        moved.push_back(t);
+        continue;
+      }
+      // From pageable memory CUDA waits for the copy stream (which waits for the compute
+      // stream) before it stages the copy, so the host would stall until the step in flight
+      // ends; a pinned copy (a host memcpy into a cached block) keeps the copy asynchronous.
+      if (device_.is_cuda() && t.device().is_cpu() && !t.is_pinned()) t = t.pin_memory();
+      moved.push_back(prefetch_to(t, device_));
+    }
     a.batch = std::move(moved);
   } catch (...) {
     if (a.host.empty()) ++taken_;  // the loader counts a failed batch as consumed

@@ -2,7 +2,8 @@
 // Batches of a DataLoader delivered on the training device, the next one already on its way:
 // while batch i trains, batch i + 1 is loaded and copied to the GPU on the copy stream
 // (prefetch_to), so the host-to-device copy overlaps the step's kernels instead of preceding
-// them. On the CPU there is nothing to overlap, and batches are taken one at a time.
+// them. Pageable host tensors are first copied into pinned blocks (otherwise CUDA would make the
+// host wait for the step in flight before staging the copy). On the CPU there is nothing to overlap, and batches are taken one at a time.
 #include <cstdint>
 #include <exception>
 #include <optional>

@@ -14,6 +14,7 @@ struct GradientBuckets::Bucket {
   Tensor flat;
   size_t pending = 0;  // parameters whose gradient has not arrived in this backward
   bool launched = false;
+  bool all_local = true;  // this rank had every gradient of the bucket (so every one is used)
   std::shared_ptr<dist::Work> work;
 };
 
@@ -59,14 +60,30 @@ GradientBuckets::GradientBuckets(std::vector<Tensor> params,
 GradientBuckets::~GradientBuckets() {
   for (size_t k = 0; k < params_.size(); ++k)
     params_[k].remove_post_accumulate_grad_hook(hook_handles_[k]);
+  drain();
+}
+
+// A backward that failed midway leaves all-reduces running (on NCCL's stream): they end before
+// their buckets are packed again or go back to the allocator.
+void GradientBuckets::drain() noexcept {
+  for (auto& b : buckets_) {
+    if (!b->work) continue;
+    try {
+      b->work->wait();
+    } catch (...) {  // the communicator failed; the error was (or will be) reported elsewhere
+    }
+    b->work.reset();
+  }
 }
 
 void GradientBuckets::prepare(bool sync) {
+  drain();
   syncing_ = sync;
   next_launch_ = 0;
   for (auto& b : buckets_) {
     b->pending = b->params.size();
     b->launched = false;
+    b->all_local = true;
     b->work.reset();
   }
 }
@@ -95,6 +112,7 @@ void GradientBuckets::launch(Bucket& b) {
       slot.copy_(g.reshape({p.numel()}));
     else
       slot.zero_();
+    b.all_local = b.all_local && g.defined();
     b.flat.narrow(0, b.numel + static_cast<int64_t>(j), 1).fill_(g.defined() ? 1.0 : 0.0);
   }
   b.launched = true;
@@ -115,8 +133,11 @@ void GradientBuckets::finish() {
 
   NoGradGuard no_grad;
   for (auto& b : buckets_) {
-    std::vector<double> used =
-        b->flat.narrow(0, b->numel, static_cast<int64_t>(b->params.size())).to_vector<double>();
+    // A gradient this rank had is used (its averaged flag is at least 1 / world size); only a
+    // bucket with gradients this rank lacked reads the flags back (a wait on a GPU).
+    const auto n = static_cast<int64_t>(b->params.size());
+    std::vector<double> used = b->all_local ? std::vector<double>(n, 1.0)
+                                            : b->flat.narrow(0, b->numel, n).to_vector<double>();
     for (size_t j = 0; j < b->params.size(); ++j) {
       if (used[j] == 0) continue;  // no rank has a gradient for it
       const Tensor& p = params_[b->params[j]];

@@ -52,6 +52,7 @@ class GradientBuckets {
   void on_gradient(size_t param);
   void launch_ready();
   void launch(Bucket& bucket);
+  void drain() noexcept;  // waits for every all-reduce still running
 
   std::vector<Tensor> params_;
   std::vector<size_t> hook_handles_;
