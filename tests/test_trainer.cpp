@@ -546,6 +546,26 @@ struct GpuParityModel : LightningModule {
   }
 };
 
+// Lightning's self.device: the parameters' device, else the trainer's, else the CPU.
+TEST(TrainerDevice, ModuleAndTrainerSayWhereTheyRun) {
+  GpuParityModel model;
+  EXPECT_EQ(model.device(), Device::cpu());
+  TinyData data({.n_train = 16, .batch_size = 8, .shuffle = false, .with_val = false});
+  TrainerOptions options = quiet({.max_epochs = 1});
+  options.accelerator = "cpu";
+  Trainer trainer(options);
+  EXPECT_EQ(trainer.device(), Device::cpu());
+  trainer.fit(model, data);
+  EXPECT_EQ(trainer.device(), Device::cpu());
+  EXPECT_EQ(model.device(), Device::cpu());
+  struct NoParameters : LightningModule {
+    Tensor training_step(const Batch& batch, int64_t) override { return batch.at(0).sum(); }
+    OptimizerConfig configure_optimizers() override { return {}; }
+  };
+  NoParameters bare;
+  EXPECT_EQ(bare.device(), Device::cpu());
+}
+
 TEST(TrainerCuda, FitOnTheGpuMatchesTheCpu) {
   if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device";
   std::vector<std::vector<double>> params[2];
@@ -559,6 +579,8 @@ TEST(TrainerCuda, FitOnTheGpuMatchesTheCpu) {
     Trainer trainer(options);
     trainer.fit(model, data);
     EXPECT_EQ(model.parameters().at(0).device(), gpu ? Device::cuda() : Device::cpu());
+    EXPECT_EQ(trainer.device(), gpu ? Device::cuda() : Device::cpu());
+    EXPECT_EQ(model.device(), trainer.device());
     for (const Tensor& p : model.parameters())
       params[gpu].push_back(p.to(Device::cpu()).to_vector<double>());
     loss[gpu] = trainer.callback_metrics().at("train_loss");

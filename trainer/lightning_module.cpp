@@ -5,6 +5,12 @@
 
 namespace lumen {
 
+Device LightningModule::device() const {
+  const std::vector<Tensor> params = parameters();
+  if (!params.empty()) return params.front().device();
+  return trainer_ ? trainer_->device() : Device::cpu();
+}
+
 Tensor LightningModule::predict_step(const Batch& batch, int64_t batch_idx) {
   (void)batch;
   (void)batch_idx;

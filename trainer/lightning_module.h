@@ -113,6 +113,10 @@ class LightningModule : public nn::Module {
   const std::map<std::string, AttrValue>& hparams() const { return hparams_; }
 
   Trainer* trainer() const { return trainer_; }
+  // Lightning's self.device: where this module's parameters are (the Trainer moves them to its
+  // device when a stage starts), else the attached Trainer's device, else the CPU. Tensors a
+  // step makes (masks, positions, class weights) go there.
+  Device device() const;
   std::string type_name() const override { return "LightningModule"; }
 
  private:

@@ -248,6 +248,7 @@ int Trainer::global_rank() const { return loop_->comm ? loop_->comm->rank() : 0;
 int Trainer::local_rank() const { return loop_->comm ? loop_->comm->local_rank() : 0; }
 int Trainer::world_size() const { return loop_->comm ? loop_->comm->world_size() : 1; }
 std::string Trainer::strategy() const { return loop_->comm ? "ddp" : "single_device"; }
+Device Trainer::device() const { return loop_->device; }
 const std::shared_ptr<dist::Communicator>& Trainer::communicator() const { return loop_->comm; }
 
 bool Trainer::reduce_boolean_decision(bool decision, bool all) const {

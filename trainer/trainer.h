@@ -146,6 +146,9 @@ class Trainer {
   int local_rank() const;
   int world_size() const;
   std::string strategy() const;  // "single_device" or "ddp"
+  // The device this process runs the module on (Lightning's strategy.root_device): chosen from
+  // `accelerator` when a stage starts (cuda:<local rank> under DDP on GPUs); the CPU before.
+  Device device() const;
   // The communicator of the DDP strategy, or null.
   const std::shared_ptr<dist::Communicator>& communicator() const;
   // Lightning's strategy.reduce_boolean_decision: with all = true, true only if every rank
