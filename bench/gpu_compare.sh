@@ -2,6 +2,9 @@
 # On the GPU machine: the Fashion-MNIST MLP, CNN and wide MLP (4 x 4096) in Lumen and in
 # PyTorch + Lightning, in f32, 16-mixed and bf16-mixed, side by side in one run: median epoch
 # time, step time (epoch / 430 steps of 128), peak GPU memory, test accuracy and the ratios.
+# The epoch leaves out its validation pass on both sides (the EpochTimer callbacks); with 3
+# epochs the median leaves out the slowest, the first (CUDA and cuDNN/cuBLAS start-up, loader
+# start).
 # Both sides compute f32 in strict f32 (no TF32), use batch 128 everywhere, AdamW lr 1e-3, the
 # same host thread count and 2 data-loading workers (Lumen's FashionMNIST loads with 2
 # threads; PyTorch gets 2 loader processes, pinned memory). The PyTorch epoch timer

@@ -88,7 +88,9 @@ def now(module):
 
 
 class EpochTimer(L.Callback):
-    """Prints the wall time of each training epoch (validation excluded) and of the first step."""
+    """Prints the wall time of each training epoch (its validation pass excluded, as in the
+    Lumen examples' EpochTimer) and of the first step. trainer.training is already false in
+    on_validation_start; trainer.state.fn says whether a fit runs."""
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
         if trainer.global_step == 0 and batch_idx == 0:
@@ -98,11 +100,11 @@ class EpochTimer(L.Callback):
         self.t0 = now(module)
 
     def on_validation_start(self, trainer, module):
-        if trainer.training:
+        if trainer.state.fn == "fit":
             self.paused = now(module)
 
     def on_validation_end(self, trainer, module):
-        if trainer.training and hasattr(self, "paused"):
+        if trainer.state.fn == "fit" and hasattr(self, "paused") and hasattr(self, "t0"):
             self.t0 += now(module) - self.paused
 
     def on_train_epoch_end(self, trainer, module):

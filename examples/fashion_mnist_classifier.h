@@ -58,11 +58,13 @@ struct EpochTimer : Callback {
     }
   }
   void on_train_epoch_start(Trainer&, LightningModule&) override { start = Clock::now(); }
+  // The validation inside fit (at the epoch's end) is not training time. training() is already
+  // false in these hooks, as in Lightning; the stage says whether a fit runs.
   void on_validation_start(Trainer& t, LightningModule&) override {
-    if (t.training()) paused = Clock::now();
+    if (t.stage() == "fit") paused = Clock::now();
   }
   void on_validation_end(Trainer& t, LightningModule&) override {
-    if (t.training()) start += Clock::now() - paused;
+    if (t.stage() == "fit") start += Clock::now() - paused;
   }
   void on_train_epoch_end(Trainer& t, LightningModule&) override {
     std::printf("epoch=%lld train_seconds=%.4f\n", static_cast<long long>(t.current_epoch()),
