@@ -67,4 +67,15 @@ inline constinit OpKernel<void(const std::vector<Tensor>& grads, double inv_scal
                                const Tensor& found_inf)>
     unscale_grads{"unscale_grads"};
 
+// The p-norm's inner part over a list of tensors, for clip_grad_norm_ (torch's
+// _foreach_norm + the sum over them): for p = inf
+//   out = max over every element x of every tensor of |x|   (NaN wins)
+// otherwise
+//   out = sum over every element x of every tensor of |x|^p
+// accumulated in f64 in a fixed order (the same result on every run). Tensors: contiguous, one
+// device, f32/f64/f16/bf16 (dtypes may differ); out: a one-element f64 tensor on that device,
+// overwritten (0 for no elements). CUDA: one launch per 48 tensors and one to finish.
+inline constinit OpKernel<void(const Tensor& out, const std::vector<Tensor>& tensors, double p)>
+    norm_power_sum{"norm_power_sum"};
+
 }  // namespace lumen::kernels

@@ -100,4 +100,23 @@ struct AdamUpdate {
   }
 };
 
+// One element's term of norm_power_sum: |x|^p (|x| for p = inf, combined by max).
+struct NormTerm {
+  double p;
+  LUMEN_HD double operator()(double x) const {
+    using std::abs, std::pow;
+    x = abs(x);
+    return p == 2 ? x * x : (p == 1 || p > 1e308) ? x : pow(x, p);  // p > 1e308: infinity
+  }
+};
+
+// How norm_power_sum combines terms: + for a finite p; for p = inf the larger, NaN winning.
+struct NormCombine {
+  bool max;
+  LUMEN_HD double operator()(double a, double b) const {
+    if (!max) return a + b;
+    return a != a ? a : (b != b ? b : (a > b ? a : b));
+  }
+};
+
 }  // namespace lumen::kernels

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "kernels/index.h"
+#include "kernels/optim.h"
 #include "tests/op_harness.h"
 
 namespace lumen::testing {
@@ -464,6 +465,41 @@ TEST(CudaKernels, EmbeddingBackwardOfManyRowsMatchesTheCpu) {
                   start.select(0, 3).to_vector<double>());
       }
     }
+  }
+}
+
+// The fused norm power sum over more tensors than one launch takes, of every floating dtype, and
+// clip_grad_norm_ built on it: the same norm and clipped gradients as on the CPU.
+TEST(CudaKernels, GradientNormAndClippingMatchTheCpu) {
+  if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device";
+  std::vector<Tensor> cpu, gpu;
+  const DType dtypes[] = {DType::f32, DType::f16, DType::f64, DType::bf16};
+  for (int i = 0; i < 70; ++i) {
+    Tensor t = (randn({(i * 7919) % 30000 + 1}) * 0.1).to(dtypes[i % 4]);
+    cpu.push_back(t);
+    gpu.push_back(t.to(Device::cuda()));
+  }
+  for (double p : {1.0, 2.0, 3.0, double(INFINITY)}) {
+    Tensor oc = empty({1}, {.dtype = DType::f64});
+    Tensor og = full({1}, NAN, {DType::f64, Device::cuda()});
+    kernels::norm_power_sum(Device::cpu(), oc, cpu, p);
+    kernels::norm_power_sum(Device::cuda(), og, gpu, p);
+    EXPECT_NEAR(og.item(), oc.item(), 1e-12 * oc.item()) << "p = " << p;
+  }
+  std::vector<Tensor> pc, pg;
+  for (int i = 0; i < 70; ++i) {
+    pc.push_back(zeros(cpu[i].shape(), {.dtype = cpu[i].dtype()}).requires_grad_(true));
+    pc.back().set_grad(cpu[i].clone());
+    pg.push_back(zeros(cpu[i].shape(), {cpu[i].dtype(), Device::cuda()}).requires_grad_(true));
+    pg.back().set_grad(gpu[i].clone());
+  }
+  Tensor nc = optim::clip_grad_norm_(pc, 0.5), ng = optim::clip_grad_norm_(pg, 0.5);
+  EXPECT_EQ(ng.device(), Device::cuda());
+  EXPECT_NEAR(ng.item(), nc.item(), 1e-12 * nc.item());
+  for (int i = 0; i < 70; ++i) {
+    std::vector<double> a = pg[i].grad().to_vector<double>(), b = pc[i].grad().to_vector<double>();
+    for (size_t k = 0; k < a.size(); ++k)
+      ASSERT_NEAR(a[k], b[k], 1e-2 * std::abs(b[k]) + 1e-9) << i << " " << k;
   }
 }
 

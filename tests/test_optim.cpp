@@ -12,6 +12,7 @@
 
 #include "io/checkpoint.h"
 #include "lumen/lumen.h"
+#include "kernels/optim.h"
 #include "tests/op_harness.h"
 #include "trainer/lightning_module.h"
 
@@ -614,7 +615,7 @@ struct Grads {
 
 TEST(OptimClipGradNorm, TwoNormScalesByMaxNormOverTotal) {
   Grads g({3, -4}, {12});  // total sqrt(9 + 16 + 144) = 13
-  double total = optim::clip_grad_norm_(g.all(), 6.5);
+  double total = optim::clip_grad_norm_(g.all(), 6.5).item();
   EXPECT_DOUBLE_EQ(total, 13.0);
   const double coef = 6.5 / (13.0 + 1e-6);
   expect_near_vec(g.p1.grad().to_vector<double>(), {3 * coef, -4 * coef}, 1e-15, "p1");
@@ -625,25 +626,49 @@ TEST(OptimClipGradNorm, TwoNormScalesByMaxNormOverTotal) {
 TEST(OptimClipGradNorm, OtherNorms) {
   {
     Grads g({3, -4}, {12});
-    EXPECT_DOUBLE_EQ(optim::clip_grad_norm_(g.all(), 1.0, INFINITY), 12.0);
+    EXPECT_DOUBLE_EQ(optim::clip_grad_norm_(g.all(), 1.0, INFINITY).item(), 12.0);
     expect_near_vec(g.p2.grad().to_vector<double>(), {12 / (12 + 1e-6)}, 1e-15, "inf");
   }
   {
     Grads g({3, -4}, {12});
-    EXPECT_DOUBLE_EQ(optim::clip_grad_norm_(g.all(), 100.0, 1.0), 19.0);
+    EXPECT_DOUBLE_EQ(optim::clip_grad_norm_(g.all(), 100.0, 1.0).item(), 19.0);
     EXPECT_EQ(g.p1.grad().to_vector<double>(), (Vec{3, -4}));  // under max_norm: unchanged
   }
   {
     Grads g({3, -4}, {12});
-    EXPECT_NEAR(optim::clip_grad_norm_(g.all(), 100.0, 3.0), std::cbrt(27.0 + 64.0 + 1728.0),
+    EXPECT_NEAR(optim::clip_grad_norm_(g.all(), 100.0, 3.0).item(), std::cbrt(27.0 + 64.0 + 1728.0),
                 1e-12);
   }
+}
+
+// The fused power sum over many gradients of mixed dtypes (several chunks each) against an f64
+// sum over the same values; NaN wins the inf-norm's max.
+TEST(OptimClipGradNorm, FusedPowerSumMatchesF64) {
+  Generator gen(21);
+  std::vector<Tensor> ts = {randn({40000}, {}, &gen), randn({3, 777}, {}, &gen).to(DType::f16),
+                            randn({17}, {.dtype = DType::f64}, &gen),
+                            randn({50000}, {}, &gen).to(DType::bf16), zeros({0})};
+  for (double p : {1.0, 2.0, 3.0, double(INFINITY)}) {
+    double want = 0;
+    for (const Tensor& t : ts)
+      for (double v : t.to_vector<double>())
+        want = std::isinf(p) ? std::max(want, std::abs(v)) : want + std::pow(std::abs(v), p);
+    Tensor out = empty({1}, {.dtype = DType::f64});
+    kernels::norm_power_sum(Device::cpu(), out, ts, p);
+    EXPECT_NEAR(out.item(), want, 1e-12 * want) << "p = " << p;
+  }
+  std::vector<Tensor> with_nan = {ones({5}), from_vector<float>({1.0f, NAN, 2.0f})};
+  Tensor out = empty({1}, {.dtype = DType::f64});
+  kernels::norm_power_sum(Device::cpu(), out, with_nan, INFINITY);
+  EXPECT_TRUE(std::isnan(out.item()));
+  kernels::norm_power_sum(Device::cpu(), out, {zeros({0})}, 2.0);
+  EXPECT_EQ(out.item(), 0.0);
 }
 
 TEST(OptimClipGradNorm, NoGradientsGiveZero) {
   Tensor p = zeros({3});
   p.requires_grad_();
-  EXPECT_EQ(optim::clip_grad_norm_({p}, 1.0), 0.0);
+  EXPECT_EQ(optim::clip_grad_norm_({p}, 1.0).item(), 0.0);
 }
 
 TEST(OptimClipGradNorm, NonFinite) {
@@ -656,7 +681,7 @@ TEST(OptimClipGradNorm, NonFinite) {
   {
     // As PyTorch: coef = max_norm / inf = 0, so finite entries become 0 and inf * 0 = NaN.
     Grads g({1, inf}, {2});
-    EXPECT_EQ(optim::clip_grad_norm_(g.all(), 1.0), inf);
+    EXPECT_EQ(optim::clip_grad_norm_(g.all(), 1.0).item(), inf);
     Vec v = g.p1.grad().to_vector<double>();
     EXPECT_EQ(v[0], 0.0);
     EXPECT_TRUE(std::isnan(v[1]));

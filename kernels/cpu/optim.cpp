@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <vector>
 
 #include "kernels/cpu/parallel.h"
 #include "kernels/optim.h"
@@ -99,8 +100,34 @@ void unscale_grads_cpu(const std::vector<Tensor>& grads, double inv_scale,
   if (bad.load()) *found_inf.data<float>() = 1.0f;
 }
 
+// Fixed chunks of kGrain elements, each summed in order, the chunks then combined in order:
+// the same result for any number of threads.
+void norm_power_sum_cpu(const Tensor& out, const std::vector<Tensor>& tensors, double p) {
+  const NormTerm term{p};
+  const NormCombine combine{std::isinf(p)};
+  double total = 0;
+  for (const Tensor& t : tensors) {
+    dispatch_dtype<DTypes::FloatAndHalf>(t.dtype(), "norm_power_sum", [&]<class T>() {
+      const T* x = t.data<T>();
+      const int64_t n = t.numel(), chunks = (n + kGrain - 1) / kGrain;
+      std::vector<double> part(chunks, 0.0);
+      cpu::parallel_for(chunks, 1, [&](int64_t cb, int64_t ce) {
+        for (int64_t c = cb; c < ce; ++c) {
+          double s = 0;
+          for (int64_t i = c * kGrain; i < std::min(n, (c + 1) * kGrain); ++i)
+            s = combine(s, term(static_cast<double>(static_cast<acc_t<T>>(x[i]))));
+          part[c] = s;
+        }
+      });
+      for (double s : part) total = combine(total, s);
+    });
+  }
+  *out.data<double>() = total;
+}
+
 }  // namespace
 
+LUMEN_REGISTER_KERNEL(norm_power_sum, CPU, norm_power_sum_cpu);
 LUMEN_REGISTER_KERNEL(sgd_step, CPU, sgd_step_cpu);
 LUMEN_REGISTER_KERNEL(adam_step, CPU, adam_step_cpu);
 LUMEN_REGISTER_KERNEL(unscale_grads, CPU, unscale_grads_cpu);

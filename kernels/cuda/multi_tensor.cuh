@@ -25,27 +25,34 @@ struct TensorLists {
   int count = 0;
 };
 
+// Calls f(t, i) for element i of group t, for every element of the flat range this block owns
+// that this thread takes.
 template <int K, class F>
-__global__ void multi_tensor_kernel(TensorLists<K> lists, F f, float* flag) {
+__device__ void for_block_chunk(const TensorLists<K>& lists, F&& f) {
   const int64_t begin = blockIdx.x * kChunk;
   const int64_t stop = min(begin + kChunk, lists.end[lists.count - 1]);
-  bool raised = false;
   int t = 0;
   while (lists.end[t] <= begin) ++t;
   for (; t < lists.count; ++t) {
     const int64_t first = t == 0 ? 0 : lists.end[t - 1];
     if (first >= stop) break;
     const int64_t lo = max(begin, first), hi = min(stop, lists.end[t]);
-    for (int64_t i = lo + threadIdx.x; i < hi; i += blockDim.x) raised |= f(lists, t, i - first);
+    for (int64_t i = lo + threadIdx.x; i < hi; i += blockDim.x) f(t, i - first);
   }
+}
+
+template <int K, class F>
+__global__ void multi_tensor_kernel(TensorLists<K> lists, F f, float* flag) {
+  bool raised = false;
+  for_block_chunk(lists, [&](int t, int64_t i) { raised |= f(lists, t, i); });
   if (flag != nullptr && __syncthreads_or(raised) && threadIdx.x == 0) *flag = 1.0f;
 }
 
-// One launch per kMaxGroups groups of K tensors each (the tensors of a group have one numel;
-// an undefined tensor passes nullptr), on the current device.
-template <int K, class F>
-void launch_multi_tensor(const std::vector<std::array<const Tensor*, K>>& groups, F f,
-                         float* flag = nullptr) {
+// Packs groups of K tensors (the tensors of a group have one numel; an undefined tensor passes
+// nullptr) into lists of up to kMaxGroups, skipping empty groups, and calls
+// launch(lists, blocks) for each, blocks = the number of kChunk chunks it covers.
+template <int K, class Launch>
+void pack_multi_tensor(const std::vector<std::array<const Tensor*, K>>& groups, Launch launch) {
   for (size_t first = 0; first < groups.size(); first += kMaxGroups) {
     TensorLists<K> lists;
     int64_t total = 0;
@@ -58,10 +65,18 @@ void launch_multi_tensor(const std::vector<std::array<const Tensor*, K>>& groups
       lists.end[lists.count++] = total;
     }
     if (total == 0) continue;
-    const auto blocks = static_cast<unsigned>((total + kChunk - 1) / kChunk);
+    launch(lists, static_cast<unsigned>((total + kChunk - 1) / kChunk));
+  }
+}
+
+// One multi_tensor_kernel launch per kMaxGroups groups, on the current device.
+template <int K, class F>
+void launch_multi_tensor(const std::vector<std::array<const Tensor*, K>>& groups, F f,
+                         float* flag = nullptr) {
+  pack_multi_tensor<K>(groups, [&](const TensorLists<K>& lists, unsigned blocks) {
     multi_tensor_kernel<K, F><<<blocks, kBlock>>>(lists, f, flag);
     LUMEN_CUDA_CHECK_LAUNCH();
-  }
+  });
 }
 
 }  // namespace lumen::cuda

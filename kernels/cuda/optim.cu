@@ -1,6 +1,9 @@
 // CUDA optimizer kernels (kernels/optim.h), multi-tensor (kernels/cuda/multi_tensor.cuh): one
 // launch updates up to 48 parameters, each element with the math shared with the CPU
 // (kernels/optim_update.h).
+#include <cmath>
+
+#include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/multi_tensor.cuh"
 #include "kernels/optim.h"
 #include "kernels/optim_update.h"
@@ -74,6 +77,60 @@ void unscale_grads_cuda(const std::vector<Tensor>& grads, double inv_scale,
   }
 }
 
+// norm_power_sum: each block folds its chunk's terms into partial[block] (launches of
+// successive dtypes and tensor lists fill successive ranges), then one block combines the
+// partials in order: no atomics, the same result on every run.
+template <class T>
+__global__ void norm_power_kernel(TensorLists<1> lists, NormTerm term, NormCombine combine,
+                                  double* partial) {
+  double s = 0;
+  cuda::for_block_chunk(lists, [&](int t, int64_t i) {
+    s = combine(s, term(static_cast<double>(static_cast<acc_t<T>>(
+                       static_cast<const T*>(lists.data[0][t])[i]))));
+  });
+  s = cuda::block_reduce(s, combine);
+  if (threadIdx.x == 0) partial[blockIdx.x] = s;
+}
+
+__global__ void combine_partials_kernel(double* out, const double* partial, int64_t n,
+                                        NormCombine combine) {
+  double s = 0;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) s = combine(s, partial[i]);
+  s = cuda::block_reduce(s, combine);
+  if (threadIdx.x == 0) *out = s;
+}
+
+void norm_power_sum_cuda(const Tensor& out, const std::vector<Tensor>& tensors, double p) {
+  LUMEN_CUDA_CHECK(cudaSetDevice(out.device().index));
+  const NormTerm term{p};
+  const NormCombine combine{std::isinf(p)};
+  int64_t blocks = 0;
+  for (const Tensor& t : tensors) blocks += (t.numel() + cuda::kChunk - 1) / cuda::kChunk;
+  if (blocks == 0) {
+    LUMEN_CUDA_CHECK(cudaMemsetAsync(out.data_ptr(), 0, sizeof(double), 0));
+    return;
+  }
+  Tensor partial = empty({blocks}, {DType::f64, out.device()});
+  int64_t done = 0;
+  for (DType dt : {DType::f32, DType::f64, DType::f16, DType::bf16}) {
+    std::vector<std::array<const Tensor*, 1>> same;
+    for (const Tensor& t : tensors)
+      if (t.dtype() == dt) same.push_back({&t});
+    if (same.empty()) continue;
+    dispatch_dtype<DTypes::FloatAndHalf>(dt, "norm_power_sum", [&]<class T>() {
+      cuda::pack_multi_tensor<1>(same, [&](const TensorLists<1>& lists, unsigned n) {
+        norm_power_kernel<T><<<n, cuda::kBlock>>>(lists, term, combine,
+                                                  partial.data<double>() + done);
+        LUMEN_CUDA_CHECK_LAUNCH();
+        done += n;
+      });
+    });
+  }
+  combine_partials_kernel<<<1, cuda::kBlock>>>(out.data<double>(), partial.data<double>(), done,
+                                               combine);
+  LUMEN_CUDA_CHECK_LAUNCH();
+}
+
 void sgd_step_cuda(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
                    const std::vector<Tensor>& buffers, const std::vector<Tensor>& lows,
                    SgdStepArgs args) {
@@ -108,6 +165,7 @@ void adam_step_cuda(const std::vector<Tensor>& params, const std::vector<Tensor>
 
 }  // namespace
 
+LUMEN_REGISTER_KERNEL(norm_power_sum, CUDA, norm_power_sum_cuda);
 LUMEN_REGISTER_KERNEL(sgd_step, CUDA, sgd_step_cuda);
 LUMEN_REGISTER_KERNEL(adam_step, CUDA, adam_step_cuda);
 LUMEN_REGISTER_KERNEL(unscale_grads, CUDA, unscale_grads_cuda);

@@ -5,13 +5,14 @@
 #include <limits>
 
 #include "autograd/grad_mode.h"
+#include "kernels/optim.h"
 #include "nn/functional/elementwise.h"
 #include "nn/functional/index.h"
 #include "nn/functional/reduction.h"
 
 namespace lumen::optim {
 
-double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm, double norm_type,
+Tensor clip_grad_norm_(const std::vector<Tensor>& params, double max_norm, double norm_type,
                        bool error_if_nonfinite) {
   LUMEN_CHECK(norm_type > 0, "clip_grad_norm_: norm_type must be positive or infinity, got ",
               norm_type);
@@ -22,36 +23,40 @@ double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm, doubl
     LUMEN_CHECK(p.defined(), "clip_grad_norm_: got an undefined parameter");
     if (p.grad().defined()) grads.push_back(p.grad());
   }
-  if (grads.empty()) return 0.0;
+  if (grads.empty()) return scalar_tensor(0.0, {.dtype = DType::f64});
   const bool inf_norm = std::isinf(norm_type);
-  // Each gradient's contribution is reduced in its own dtype (as torch's vector_norm), the
-  // contributions are combined in f64. They come back to the host together (one wait for a
-  // GPU, not one per parameter) when they live on one device.
+  // sum |g|^p (max |g| for p = inf) over every gradient: one fused kernel per device, in f64.
+  // Nothing comes back to the host: on a GPU the step goes on without waiting.
+  const Device home = grads.front().device();
+  std::vector<Device> devices;
+  for (const Tensor& g : grads)
+    if (std::find(devices.begin(), devices.end(), g.device()) == devices.end())
+      devices.push_back(g.device());
   std::vector<Tensor> parts;
-  for (const Tensor& g : grads) {
-    if (g.numel() == 0) continue;
-    Tensor part = inf_norm         ? abs(g).max()
-                  : norm_type == 2 ? sum(g * g)
-                  : norm_type == 1 ? sum(abs(g))
-                                   : sum(pow(abs(g), norm_type));
-    parts.push_back(part);
+  for (Device dev : devices) {
+    std::vector<Tensor> on_dev;
+    for (const Tensor& g : grads)
+      if (g.device() == dev) on_dev.push_back(g.contiguous());
+    Tensor part = empty({1}, {DType::f64, dev});
+    kernels::norm_power_sum(dev, part, on_dev, norm_type);
+    parts.push_back(part.to(home));
   }
-  const std::vector<double> values = scalar_values(parts);
-  double acc = 0;
-  for (double v : values) acc = inf_norm ? std::max(acc, v) : acc + v;
-  const double total = inf_norm         ? acc
-                       : norm_type == 2 ? std::sqrt(acc)
-                       : norm_type == 1 ? acc
-                                        : std::pow(acc, 1.0 / norm_type);
-  LUMEN_CHECK(!error_if_nonfinite || std::isfinite(total), "clip_grad_norm_: the total norm of ",
-              "order ", norm_type, " for gradients from `parameters` is non-finite (", total,
-              "), so it cannot be clipped. To disable this error and scale the gradients by the ",
-              "non-finite norm anyway, set error_if_nonfinite = false");
-  const double coef = max_norm / (total + 1e-6);
-  // PyTorch multiplies by min(coef, 1); a coefficient of 1 changes nothing, so skip it. NaN
-  // (a NaN total) still multiplies, as PyTorch's clamp passes NaN through.
-  if (!(coef >= 1.0))
-    for (const Tensor& g : grads) g.mul_(coef);
+  Tensor acc = parts.size() == 1 ? parts[0] : cat(parts);
+  acc = parts.size() == 1 ? acc.reshape({}) : inf_norm ? acc.max() : acc.sum();
+  const Tensor total = inf_norm || norm_type == 1 ? acc
+                       : norm_type == 2           ? acc.sqrt()
+                                                  : pow(acc, 1.0 / norm_type);
+  if (error_if_nonfinite) {  // the one case that reads the norm on the host, as in PyTorch
+    const double t = total.item();
+    LUMEN_CHECK(std::isfinite(t), "clip_grad_norm_: the total norm of order ", norm_type,
+                " for gradients from `parameters` is non-finite (", t,
+                "), so it cannot be clipped. To disable this error and scale the gradients by "
+                "the non-finite norm anyway, set error_if_nonfinite = false");
+  }
+  // coef = min(max_norm / (total + 1e-6), 1) (NaN passes through, as PyTorch's clamp); every
+  // gradient is multiplied, by 1 when under max_norm (which leaves it as it was).
+  const Tensor coef = clamp(max_norm / (total + 1e-6), std::nullopt, 1.0);
+  for (const Tensor& g : grads) g.mul_(coef.to(g.device()).to(g.dtype()));
   return total;
 }
 
