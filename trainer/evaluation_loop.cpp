@@ -81,15 +81,20 @@ void Trainer::evaluation_loop(const std::string& kind, int64_t max_batches) {
       call_callbacks("on_validation_batch_end",
                      [&](Callback& cb) { cb.on_validation_batch_end(*this, model, batch, i); });
     }
-    refresh_metrics();
+    // As in the fit loop, the step values reach the progress bar when something reads them, so
+    // a GPU metric is not waited for after every batch.
+    L.refresh_pending = true;
     // Lightning's update_eval_step_metrics: values logged with on_step go to the loggers at
-    // a step counting evaluation batches.
+    // a step counting evaluation batches (only then are this batch's values read).
     if (!L.sanity_checking) {
-      std::map<std::string, double> step_log = results.metrics(true).log;
-      if (!step_log.empty()) log_to_loggers(std::move(step_log), L.eval_batches_logged);
+      if (results.logs_steps()) {
+        std::map<std::string, double> step_log = results.metrics(true).log;
+        if (!step_log.empty()) log_to_loggers(std::move(step_log), L.eval_batches_logged);
+      }
       ++L.eval_batches_logged;
     }
   }
+  flush_refresh();  // the last batch's step values, before the epoch values replace them
 
   // Epoch end: hooks (callbacks first), then the epoch values are published and logged (not
   // during the sanity check), then on_*_end, where ModelCheckpoint reads them.

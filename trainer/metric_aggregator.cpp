@@ -74,6 +74,12 @@ void MetricAggregator::resolve() const {
   pending_.clear();
 }
 
+bool MetricAggregator::logs_steps() const {
+  for (const auto& [key, e] : entries_)
+    if (e.meta.on_step && e.meta.logger) return true;
+  return false;
+}
+
 double MetricAggregator::epoch_value(const Entry& e) {
   return e.meta.reduce == "mean" ? e.accumulated / e.weight : e.accumulated;
 }

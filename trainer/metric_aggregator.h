@@ -59,6 +59,9 @@ class MetricAggregator {
     pending_.clear();
   }
   bool empty() const { return entries_.empty(); }
+  // Whether any metric goes to the loggers per step (on_step with logger): only then does a
+  // step's view have anything for them.
+  bool logs_steps() const;
 
   // The running reductions, so a run resumed mid-epoch ends the epoch with the same
   // aggregates as one that never stopped. Names may contain '/', so entries are numbered.
