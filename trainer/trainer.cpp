@@ -8,6 +8,7 @@
 #include <cmath>
 #include <exception>
 #include <iostream>
+#include <map>
 #include <type_traits>
 #include <utility>
 
@@ -15,6 +16,7 @@
 #include "autograd/grad_mode.h"
 #include "dist/world.h"
 #include "io/checkpoint.h"
+#include "nn/functional/index.h"
 #include "tensor/error.h"
 #include "tensor/generator.h"
 #include "tensor/storage.h"
@@ -719,23 +721,34 @@ void Trainer::use_gpu_per_process() {
 #endif
 }
 
-// DDP: rank 0's parameters (unless buffers_only) and buffers, broadcast to every rank.
+// DDP: rank 0's parameters (unless buffers_only) and buffers, broadcast to every rank: one
+// broadcast per dtype, the tensors packed end to end and unpacked in place (buffers go every
+// step, three per batch norm: one call each would be one round trip each).
 void Trainer::broadcast_module_state(bool buffers_only) {
   Loop& L = *loop_;
   NoGradGuard no_grad;
-  auto send = [&](const Tensor& t) {
-    if (t.is_contiguous()) {
-      L.device_comm->broadcast(t, 0);
-      t.bump_version();  // written in place (autocast's weight copies are stale)
-    } else {
-      Tensor c = t.contiguous();
-      L.device_comm->broadcast(c, 0);
-      t.copy_(c);
-    }
-  };
+  std::map<DType, std::vector<Tensor>> by_dtype;
   if (!buffers_only)
-    for (const auto& [name, p] : L.model->named_parameters()) send(p);
-  for (const auto& [name, b] : L.model->named_buffers()) send(b);
+    for (const auto& [name, p] : L.model->named_parameters())
+      if (p.numel() > 0) by_dtype[p.dtype()].push_back(p);
+  for (const auto& [name, b] : L.model->named_buffers())
+    if (b.numel() > 0) by_dtype[b.dtype()].push_back(b);
+  for (const auto& [dtype, tensors] : by_dtype) {
+    if (tensors.size() == 1 && tensors[0].is_contiguous()) {
+      L.device_comm->broadcast(tensors[0], 0);
+      tensors[0].bump_version();  // written in place (autocast's weight copies are stale)
+      continue;
+    }
+    std::vector<Tensor> flat_parts;
+    for (const Tensor& t : tensors) flat_parts.push_back(t.reshape({-1}));
+    Tensor flat = cat(flat_parts);
+    L.device_comm->broadcast(flat, 0);
+    int64_t offset = 0;
+    for (const Tensor& t : tensors) {
+      Tensor(t).copy_(flat.narrow(0, offset, t.numel()).view(t.shape()));  // bumps its version
+      offset += t.numel();
+    }
+  }
 }
 
 void Trainer::fit(LightningModule& model, DataModule& data, const std::string& ckpt_path) {
