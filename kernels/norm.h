@@ -44,9 +44,8 @@ inline constinit OpKernel<void(const Tensor& y, const Tensor& mean, const Tensor
 // The per-channel tail of batch_norm_training, shared by the backends' own kernels: var is
 // replaced by invstd, the running statistics (R: T) move when given.
 template <class A, class R>
-LUMEN_HD void batch_norm_finish_channel(A mean, A& var_to_invstd, R* running_mean,
-                                               R* running_var, int64_t count, double momentum,
-                                               double eps) {
+LUMEN_HD void batch_norm_finish_channel(A mean, A& var_to_invstd, R* running_mean, R* running_var,
+                                        int64_t count, double momentum, double eps) {
   if (running_mean) {
     const A m = A(momentum), unbias = A(double(count) / double(count - 1));
     *running_mean = R(A(*running_mean) * (A(1) - m) + m * mean);

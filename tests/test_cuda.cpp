@@ -162,8 +162,8 @@ TEST(CudaKernels, BatchNormTrainingMatchesTheCpu) {
                                   true, 0.3, 1e-3);
         (yc * dy).sum().backward();
         (yg * dy.to(Device::cuda())).sum().backward();
-        const std::string what = std::string(dtype_name(dt)) + " " + shape_str(shape) +
-                                 (affine ? " affine" : " plain");
+        const std::string what =
+            std::string(dtype_name(dt)) + " " + shape_str(shape) + (affine ? " affine" : " plain");
         auto near = [&](const Tensor& got, const Tensor& want, const char* name) {
           std::vector<double> g = got.to_vector<double>(), e = want.to_vector<double>();
           ASSERT_EQ(g.size(), e.size());

@@ -121,7 +121,8 @@ TEST(Norm, BatchNormUpdatesRunningStatsOfAnyDtypeAndLayout) {
   Tensor x = randn({6, 3, 4}, {.dtype = DType::f64}, &gen);
   Tensor rm = from_vector<double>({0.5, -1.0, 2.0}), rv = from_vector<double>({1.0, 2.0, 0.5});
   Tensor rm_f32 = rm.to(DType::f32), rv_f32 = rv.to(DType::f32);
-  Tensor rm_wide = zeros({3, 2}, {.dtype = DType::f64}), rv_wide = zeros({3, 2}, {.dtype = DType::f64});
+  Tensor rm_wide = zeros({3, 2}, {.dtype = DType::f64}),
+         rv_wide = zeros({3, 2}, {.dtype = DType::f64});
   Tensor rm_view = rm_wide.select(1, 1), rv_view = rv_wide.select(1, 1);  // stride 2
   rm_view.copy_(rm);
   rv_view.copy_(rv);

@@ -11,8 +11,8 @@
 #include <gtest/gtest.h>
 
 #include "io/checkpoint.h"
-#include "lumen/lumen.h"
 #include "kernels/optim.h"
+#include "lumen/lumen.h"
 #include "tests/op_harness.h"
 #include "trainer/lightning_module.h"
 

@@ -3,7 +3,8 @@
 // while batch i trains, batch i + 1 is loaded and copied to the GPU on the copy stream
 // (prefetch_to), so the host-to-device copy overlaps the step's kernels instead of preceding
 // them. Pageable host tensors are first copied into pinned blocks (otherwise CUDA would make the
-// host wait for the step in flight before staging the copy). On the CPU there is nothing to overlap, and batches are taken one at a time.
+// host wait for the step in flight before staging the copy). On the CPU there is nothing to
+// overlap, and batches are taken one at a time.
 #include <cstdint>
 #include <exception>
 #include <optional>

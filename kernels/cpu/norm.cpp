@@ -242,9 +242,9 @@ void layer_norm_backward_cpu(const Tensor& gx, const Tensor& gw, const Tensor& g
 }
 
 void batch_norm_training_cpu(const Tensor& y, const Tensor& mean, const Tensor& invstd,
-                             const Tensor& running_mean, const Tensor& running_var,
-                             const Tensor& x, const Tensor& weight, const Tensor& bias,
-                             double momentum, double eps) {
+                             const Tensor& running_mean, const Tensor& running_var, const Tensor& x,
+                             const Tensor& weight, const Tensor& bias, double momentum,
+                             double eps) {
   dispatch_dtype<DTypes::FloatAndHalf>(x.dtype(), "batch_norm", [&]<class T>() {
     using A = acc_t<T>;
     batch_norm_stats_impl<T>(mean, invstd, x);  // invstd holds the variance until finished

@@ -111,7 +111,9 @@ inline RowMode row_mode(int64_t rows, int64_t d, int64_t inner = 1) {
 
 // Blocks of kBlock threads for `rows` rows in groups of `mode`.
 inline unsigned row_blocks(RowMode mode, int64_t rows) {
-  const int64_t per_block = mode == RowMode::Thread ? kBlock : mode == RowMode::Warp ? kBlock / 32 : 1;
+  const int64_t per_block = mode == RowMode::Thread ? kBlock
+                            : mode == RowMode::Warp ? kBlock / 32
+                                                    : 1;
   const int64_t b = (rows + per_block - 1) / per_block;
   return static_cast<unsigned>(b < 65535 * 8 ? (b > 0 ? b : 1) : 65535 * 8);
 }

@@ -65,7 +65,8 @@ bool cudnn_batch_norm_backward(const Tensor& grad_x, const Tensor& grad_weight,
   const BatchNormDescriptors d(x);
   const Tensor w = or_filled(weight, x, 1.0);
   // cuDNN writes both parameter gradients: scratch where they are not wanted.
-  const Tensor gw = grad_weight.defined() ? grad_weight : empty({x.size(1)}, {x.dtype(), x.device()});
+  const Tensor gw =
+      grad_weight.defined() ? grad_weight : empty({x.size(1)}, {x.dtype(), x.device()});
   const Tensor gb = grad_bias.defined() ? grad_bias : empty({x.size(1)}, {x.dtype(), x.device()});
   const CudnnScalars s(x.dtype());
   LUMEN_CUDNN_CHECK(cudnnBatchNormalizationBackward(

@@ -38,8 +38,8 @@ CudnnTensor4d::CudnnTensor4d(cudnnDataType_t dt, int64_t n, int64_t c, int64_t h
                              const char* op) {
   const int dims[4] = {cudnn_int(n, op), cudnn_int(c, op), cudnn_int(h, op), cudnn_int(w, op)};
   LUMEN_CUDNN_CHECK(cudnnCreateTensorDescriptor(&desc));
-  const cudnnStatus_t st = cudnnSetTensor4dDescriptor(desc, CUDNN_TENSOR_NCHW, dt, dims[0],
-                                                      dims[1], dims[2], dims[3]);
+  const cudnnStatus_t st =
+      cudnnSetTensor4dDescriptor(desc, CUDNN_TENSOR_NCHW, dt, dims[0], dims[1], dims[2], dims[3]);
   if (st != CUDNN_STATUS_SUCCESS) cudnnDestroyTensorDescriptor(desc);
   LUMEN_CUDNN_CHECK(st);
 }

@@ -250,22 +250,23 @@ void embedding_backward_cuda(const Tensor& gw, const Tensor& grad, const Tensor&
     LUMEN_CUDA_CHECK_LAUNCH();
     // Checked indices lie in [0, V): only their low bits need sorting.
     const int end_bit = key_bits(gw.size(0));
-    LUMEN_CHECK(n <= INT32_MAX, "embedding_backward (CUDA): ", n, " indices exceed CUB's int range");
+    LUMEN_CHECK(n <= INT32_MAX, "embedding_backward (CUDA): ", n,
+                " indices exceed CUB's int range");
     const int items = static_cast<int>(n);
     size_t temp_bytes = 0;
     LUMEN_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, idx.data<I>(),
                                                      sorted.data<I>(), rows.data<int64_t>(),
                                                      order.data<int64_t>(), items, 0, end_bit));
     Tensor temp = empty({static_cast<int64_t>(std::max<size_t>(temp_bytes, 1))}, {DType::u8, dev});
-    LUMEN_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
-        temp.data_ptr(), temp_bytes, idx.data<I>(), sorted.data<I>(), rows.data<int64_t>(),
-        order.data<int64_t>(), items, 0, end_bit));
+    LUMEN_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp.data_ptr(), temp_bytes, idx.data<I>(),
+                                                     sorted.data<I>(), rows.data<int64_t>(),
+                                                     order.data<int64_t>(), items, 0, end_bit));
     const dim3 grid(static_cast<unsigned>((d_cols + 31) / 32),
                     static_cast<unsigned>(std::min<int64_t>((n + 7) / 8, 65535)));
     dispatch_dtype<DTypes::FloatAndHalf>(gw.dtype(), "embedding_backward", [&]<class T>() {
-      embedding_backward_kernel<T, I><<<grid, dim3(32, 8)>>>(
-          d_cols, gw.data<T>(), gw.stride(0), gw.stride(1), g.data<T>(), sorted.data<I>(),
-          order.data<int64_t>(), n, padding_idx);
+      embedding_backward_kernel<T, I>
+          <<<grid, dim3(32, 8)>>>(d_cols, gw.data<T>(), gw.stride(0), gw.stride(1), g.data<T>(),
+                                  sorted.data<I>(), order.data<int64_t>(), n, padding_idx);
       LUMEN_CUDA_CHECK_LAUNCH();
     });
   });

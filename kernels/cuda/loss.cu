@@ -1,7 +1,7 @@
 // CUDA loss kernels (kernels/loss.h). Cross entropy's forward gives each sample's row of C
-// logits (kernels/rows.h, class dim 1) a warp, a block or a thread (cuda::row_mode); its backward is elementwise given the
-// saved lse. BCE is elementwise over a broadcast layout. The per-element math is shared with the
-// CPU (kernels/loss_math.h).
+// logits (kernels/rows.h, class dim 1) a warp, a block or a thread (cuda::row_mode); its backward
+// is elementwise given the saved lse. BCE is elementwise over a broadcast layout. The per-element
+// math is shared with the CPU (kernels/loss_math.h).
 #include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/loss.h"

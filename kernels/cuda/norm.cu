@@ -234,10 +234,9 @@ __global__ void batch_norm_finish_kernel(int64_t c, const acc_t<T>* mean, acc_t<
                                          T* running_mean, T* running_var, int64_t count,
                                          double momentum, double eps) {
   for (int64_t i : cuda::grid_stride(c))
-    batch_norm_finish_channel<acc_t<T>, T>(mean[i], var_to_invstd[i],
-                                           running_mean ? running_mean + i : nullptr,
-                                           running_var ? running_var + i : nullptr, count,
-                                           momentum, eps);
+    batch_norm_finish_channel<acc_t<T>, T>(
+        mean[i], var_to_invstd[i], running_mean ? running_mean + i : nullptr,
+        running_var ? running_var + i : nullptr, count, momentum, eps);
 }
 
 void batch_norm_apply_cuda(const Tensor& y, const Tensor& x, const Tensor& mean,
@@ -269,8 +268,8 @@ void batch_norm_training_cuda(const Tensor& y, const Tensor& mean, const Tensor&
   LUMEN_CUDA_CHECK(cudaSetDevice(x.device().index));
   dispatch_dtype<DTypes::FloatAndHalf>(x.dtype(), "batch_norm", [&]<class T>() {
     using A = acc_t<T>;
-    batch_norm_stats_kernel<T><<<channel_blocks(ch.c), cuda::kBlock>>>(
-        mean.data<A>(), invstd.data<A>(), x.data<T>(), ch);
+    batch_norm_stats_kernel<T>
+        <<<channel_blocks(ch.c), cuda::kBlock>>>(mean.data<A>(), invstd.data<A>(), x.data<T>(), ch);
     LUMEN_CUDA_CHECK_LAUNCH();
     batch_norm_finish_kernel<T><<<cuda::blocks_for(ch.c), cuda::kBlock>>>(
         ch.c, mean.data<A>(), invstd.data<A>(), running_mean.data_or_null<T>(),

@@ -85,8 +85,8 @@ __global__ void norm_power_kernel(TensorLists<1> lists, NormTerm term, NormCombi
                                   double* partial) {
   double s = 0;
   cuda::for_block_chunk(lists, [&](int t, int64_t i) {
-    s = combine(s, term(static_cast<double>(static_cast<acc_t<T>>(
-                       static_cast<const T*>(lists.data[0][t])[i]))));
+    s = combine(s, term(static_cast<double>(
+                       static_cast<acc_t<T>>(static_cast<const T*>(lists.data[0][t])[i]))));
   });
   s = cuda::block_reduce(s, combine);
   if (threadIdx.x == 0) partial[blockIdx.x] = s;
@@ -119,8 +119,8 @@ void norm_power_sum_cuda(const Tensor& out, const std::vector<Tensor>& tensors, 
     if (same.empty()) continue;
     dispatch_dtype<DTypes::FloatAndHalf>(dt, "norm_power_sum", [&]<class T>() {
       cuda::pack_multi_tensor<1>(same, [&](const TensorLists<1>& lists, unsigned n) {
-        norm_power_kernel<T><<<n, cuda::kBlock>>>(lists, term, combine,
-                                                  partial.data<double>() + done);
+        norm_power_kernel<T>
+            <<<n, cuda::kBlock>>>(lists, term, combine, partial.data<double>() + done);
         LUMEN_CUDA_CHECK_LAUNCH();
         done += n;
       });

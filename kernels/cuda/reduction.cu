@@ -121,8 +121,8 @@ __global__ void partial_sum_kernel(sum_t<T>* partial, const T* x, ReduceIndexer 
 }
 
 template <class T>
-__global__ void finish_sum_kernel(T* out, const sum_t<T>* partial, ReduceIndexer ix,
-                                  int64_t n_out, int64_t n_in, int64_t parts, bool mean) {
+__global__ void finish_sum_kernel(T* out, const sum_t<T>* partial, ReduceIndexer ix, int64_t n_out,
+                                  int64_t n_in, int64_t parts, bool mean) {
   using S = sum_t<T>;
   for (int64_t o = blockIdx.x; o < n_out; o += gridDim.x) {
     S s = 0;
@@ -200,8 +200,8 @@ void reduce_cuda(const Tensor& out, const Tensor& x, ReduceOp op) {
               po, plan.outer_out[0], px, ix, n_out, n_in, op == ReduceOp::Mean);
         } else if (const int64_t parts = sum_parts(n_out, n_in); parts > 1) {
           using S = sum_t<T>;
-          Tensor partial = empty({n_out * parts},
-                                 {std::is_integral_v<S> ? DType::i64 : DType::f64, x.device()});
+          Tensor partial =
+              empty({n_out * parts}, {std::is_integral_v<S> ? DType::i64 : DType::f64, x.device()});
           partial_sum_kernel<T><<<static_cast<unsigned>(n_out * parts), cuda::kBlock>>>(
               partial.data<S>(), px, ix, n_out, n_in, parts);
           LUMEN_CUDA_CHECK_LAUNCH();

@@ -133,8 +133,8 @@ Tensor batch_norm(const Tensor& input, const Tensor& running_mean, const Tensor&
   }
   return autograd::record(
       op, y, {x, w, b},
-      [xs = xc.detach(), ws = w.defined() ? w.detach() : Tensor(), mean, invstd, training, c,
-       eps](const Tensor& g, const autograd::NeedsGrad& needs) {
+      [xs = xc.detach(), ws = w.defined() ? w.detach() : Tensor(), mean, invstd, training, c, eps](
+          const Tensor& g, const autograd::NeedsGrad& needs) {
         Tensor gx = needs[0] ? empty_like(xs) : Tensor();
         Tensor gw = needs[1] ? empty(Shape{c}, {xs.dtype(), xs.device()}) : Tensor();
         Tensor gb = needs[2] ? empty(Shape{c}, {xs.dtype(), xs.device()}) : Tensor();
