@@ -61,20 +61,28 @@ bool lows_are_bf16(const std::vector<Tensor>& lows) {
   return false;
 }
 
+// Calls f.template operator()<T>(groups) for each floating dtype T present in `tensors`, with
+// that dtype's tensors as one-tensor multi-tensor groups (a launch takes one dtype).
+template <class F>
+void for_each_dtype(const std::vector<Tensor>& tensors, const char* op, F f) {
+  for (DType dt : {DType::f32, DType::f64, DType::f16, DType::bf16}) {
+    std::vector<std::array<const Tensor*, 1>> same;
+    for (const Tensor& t : tensors)
+      if (t.dtype() == dt) same.push_back({&t});
+    if (same.empty()) continue;
+    dispatch_dtype<DTypes::FloatAndHalf>(dt, op,
+                                         [&]<class T>() { f.template operator()<T>(same); });
+  }
+}
+
 void unscale_grads_cuda(const std::vector<Tensor>& grads, double inv_scale,
                         const Tensor& found_inf) {
   LUMEN_CUDA_CHECK(cudaSetDevice(found_inf.device().index));
   // One launch (per 48 gradients) for each dtype present.
-  for (DType dt : {DType::f32, DType::f64, DType::f16, DType::bf16}) {
-    std::vector<std::array<const Tensor*, 1>> same;
-    for (const Tensor& g : grads)
-      if (g.dtype() == dt) same.push_back({&g});
-    if (same.empty()) continue;
-    dispatch_dtype<DTypes::FloatAndHalf>(dt, "unscale_grads", [&]<class T>() {
-      cuda::launch_multi_tensor<1>(same, UnscaleBody<T>{static_cast<acc_t<T>>(inv_scale)},
-                                   found_inf.data<float>());
-    });
-  }
+  for_each_dtype(grads, "unscale_grads", [&]<class T>(const auto& groups) {
+    cuda::launch_multi_tensor<1>(groups, UnscaleBody<T>{static_cast<acc_t<T>>(inv_scale)},
+                                 found_inf.data<float>());
+  });
 }
 
 // norm_power_sum: each block folds its chunk's terms into partial[block] (launches of
@@ -112,20 +120,14 @@ void norm_power_sum_cuda(const Tensor& out, const std::vector<Tensor>& tensors, 
   }
   Tensor partial = empty({blocks}, {DType::f64, out.device()});
   int64_t done = 0;
-  for (DType dt : {DType::f32, DType::f64, DType::f16, DType::bf16}) {
-    std::vector<std::array<const Tensor*, 1>> same;
-    for (const Tensor& t : tensors)
-      if (t.dtype() == dt) same.push_back({&t});
-    if (same.empty()) continue;
-    dispatch_dtype<DTypes::FloatAndHalf>(dt, "norm_power_sum", [&]<class T>() {
-      cuda::pack_multi_tensor<1>(same, [&](const TensorLists<1>& lists, unsigned n) {
-        norm_power_kernel<T>
-            <<<n, cuda::kBlock>>>(lists, term, combine, partial.data<double>() + done);
-        LUMEN_CUDA_CHECK_LAUNCH();
-        done += n;
-      });
+  for_each_dtype(tensors, "norm_power_sum", [&]<class T>(const auto& groups) {
+    cuda::pack_multi_tensor<1>(groups, [&](const TensorLists<1>& lists, unsigned n) {
+      norm_power_kernel<T>
+          <<<n, cuda::kBlock>>>(lists, term, combine, partial.data<double>() + done);
+      LUMEN_CUDA_CHECK_LAUNCH();
+      done += n;
     });
-  }
+  });
   combine_partials_kernel<<<1, cuda::kBlock>>>(out.data<double>(), partial.data<double>(), done,
                                                combine);
   LUMEN_CUDA_CHECK_LAUNCH();
