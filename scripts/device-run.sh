@@ -19,6 +19,8 @@ import glob, os, site
 paths = site.getsitepackages() + [site.getusersitepackages()]
 print(":".join(d for p in paths for d in sorted(glob.glob(os.path.join(p, "nvidia", "*", "lib")))))
 ' 2>/dev/null || true)"
+[ -n "$nvidia_libs" ] || echo "device-run.sh: no nvidia/*/lib under Python's site-packages;" \
+  "cuBLAS, cuDNN and NCCL must then come from the system library path" >&2
 export LUMEN_BUNDLE="$unpacked"
 export PATH="$unpacked/bin:$here:$PATH"
 export LD_LIBRARY_PATH="$unpacked/bin:$unpacked/lib${nvidia_libs:+:$nvidia_libs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
