@@ -40,7 +40,8 @@ inline constinit OpKernel<void(const Tensor& out, const Tensor& weight, const Te
     embedding{"embedding"};
 
 // grad_weight[indices[n], :] += grad[n, :] for every n whose index is not padding_idx (negative:
-// none); grad has shape indices.shape + [D]. Each row sums its contributions in increasing n.
+// none); grad has shape indices.shape + [D]. Each row sums its contributions in increasing n
+// (for 16-bit weights the CPU rounds after each addition, CUDA sums in f32 and rounds once).
 inline constinit OpKernel<void(const Tensor& grad_weight, const Tensor& grad, const Tensor& indices,
                                int64_t padding_idx)>
     embedding_backward{"embedding_backward"};

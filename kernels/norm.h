@@ -32,8 +32,9 @@ inline constinit OpKernel<void(
 // elements,
 //   mean_c = sum x / M, var_c = sum (x - mean_c)^2 / M (biased), invstd_c = 1 / sqrt(var_c + eps)
 //   y = (x - mean_c) invstd_c w_c + b_c
-// mean and invstd ([C], acc_t<T>) are saved for the backward. The running statistics ([C], T;
-// both undefined when not tracked) move by momentum, the variance unbiased as in PyTorch:
+// mean and invstd ([C], acc_t<T>) are saved for the backward. The running statistics ([C],
+// acc_t<T>: f32 for a 16-bit x, as the buffers of a mixed model are; both undefined when not
+// tracked) move by momentum, the variance unbiased as in PyTorch:
 //   running_mean = (1 - momentum) running_mean + momentum mean_c
 //   running_var  = (1 - momentum) running_var  + momentum var_c M / (M - 1)
 inline constinit OpKernel<void(const Tensor& y, const Tensor& mean, const Tensor& invstd,
@@ -42,14 +43,14 @@ inline constinit OpKernel<void(const Tensor& y, const Tensor& mean, const Tensor
                                double momentum, double eps)>
     batch_norm_training{"batch_norm_training"};
 // The per-channel tail of batch_norm_training, shared by the backends' own kernels: var is
-// replaced by invstd, the running statistics (R: T) move when given.
-template <class A, class R>
-LUMEN_HD void batch_norm_finish_channel(A mean, A& var_to_invstd, R* running_mean, R* running_var,
+// replaced by invstd, the running statistics move when given.
+template <class A>
+LUMEN_HD void batch_norm_finish_channel(A mean, A& var_to_invstd, A* running_mean, A* running_var,
                                         int64_t count, double momentum, double eps) {
   if (running_mean) {
     const A m = A(momentum), unbias = A(double(count) / double(count - 1));
-    *running_mean = R(A(*running_mean) * (A(1) - m) + m * mean);
-    *running_var = R(A(*running_var) * (A(1) - m) + m * unbias * var_to_invstd);
+    *running_mean = *running_mean * (A(1) - m) + m * mean;
+    *running_var = *running_var * (A(1) - m) + m * unbias * var_to_invstd;
   }
   using std::sqrt;
   var_to_invstd = A(1) / sqrt(var_to_invstd + A(eps));

@@ -311,8 +311,8 @@ TEST(CudaKernels, LongRowsTakeTheBlockPath) {
 TEST(CudaKernels, InterleavedRowsMatchTheCpu) {
   if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device";
   namespace F = nn::functional;
-  Tensor x = randn({8, 5, 64, 64}) * 3.0, dy = randn({8, 5, 64, 64});
-  Tensor target = (rand({8, 64, 64}) * 5.0).to(DType::i64);
+  Tensor x = randn({16, 5, 64, 64}) * 3.0, dy = randn({16, 5, 64, 64});  // 65536 rows
+  Tensor target = (rand({16, 64, 64}) * 5.0).to(DType::i64);
   target.data<int64_t>()[7] = -100;  // ignored
   auto near = [](const Tensor& got, const Tensor& want, const char* what) {
     std::vector<double> g = got.to_vector<double>(), e = want.to_vector<double>();
@@ -359,6 +359,7 @@ TEST(CudaKernels, LargeSumsMatchTheCpu) {
   near(xg.sum({2}), x.sum({2}), "sum over the last dim");
   near(xg.sum({0, 2}), x.sum({0, 2}), "sum over outer and last dims");
   near((xg * xg).sum(), (x * x).sum(), "sum of squares");
+  near(xg.reshape({-1, 5}).sum({0}), x.reshape({-1, 5}).sum({0}), "sum over rows of [N, 5]");
   Tensor i = (rand({1 << 20}) * 1000.0).to(DType::i64);
   EXPECT_EQ(i.to(Device::cuda()).sum().to_vector<int64_t>(), i.sum().to_vector<int64_t>());
 }

@@ -251,11 +251,11 @@ void batch_norm_training_cpu(const Tensor& y, const Tensor& mean, const Tensor& 
     const int64_t count = channels_of(x).count();
     A* pm = mean.data<A>();
     A* pr = invstd.data<A>();
-    T* rm = running_mean.data_or_null<T>();
-    T* rv = running_var.data_or_null<T>();
+    A* rm = running_mean.data_or_null<A>();
+    A* rv = running_var.data_or_null<A>();
     for (int64_t c = 0; c < mean.numel(); ++c)
-      batch_norm_finish_channel<A, T>(pm[c], pr[c], rm ? rm + c : nullptr, rv ? rv + c : nullptr,
-                                      count, momentum, eps);
+      batch_norm_finish_channel<A>(pm[c], pr[c], rm ? rm + c : nullptr, rv ? rv + c : nullptr,
+                                   count, momentum, eps);
     batch_norm_apply_impl<T>(y, x, mean, invstd, weight, bias);
   });
 }

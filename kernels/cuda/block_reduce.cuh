@@ -64,7 +64,7 @@ namespace lumen::cuda {
 
 // Rows (kernels/rows.h) are handled by groups of threads: a warp per row for rows of up to
 // kWarpRowMax elements (kBlock / 32 rows per block), the whole block per row for longer ones,
-// and a thread per row where rows interleave (`inner` apart, inner >= 32) and are many: then
+// and a thread per row where short rows interleave (`inner` apart, inner >= 32) and are many: then
 // the 32 threads of a warp read 32 adjacent elements, where a warp on one row would read 32
 // elements `inner` apart. Each group loops over rows first_row(), first_row() + row_step(), ...
 constexpr int64_t kWarpRowMax = 1024;
@@ -104,8 +104,10 @@ struct RowGroup {
 };
 
 // The group for `rows` rows of d elements, `inner` apart (1: contiguous rows).
+// A thread per row only for short rows (a thread walks its row alone) and enough of them to
+// fill the GPU's SMs several times over.
 inline RowMode row_mode(int64_t rows, int64_t d, int64_t inner = 1) {
-  if (inner >= 32 && rows >= 16384) return RowMode::Thread;
+  if (inner >= 32 && d <= 256 && rows >= 65536) return RowMode::Thread;
   return d <= kWarpRowMax ? RowMode::Warp : RowMode::Block;
 }
 

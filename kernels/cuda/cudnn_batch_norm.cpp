@@ -11,7 +11,10 @@ namespace {
 
 constexpr const char* kOp = "batch_norm";
 
-bool takes(const Tensor& x) { return x.dtype() == DType::f32 || x.dtype() == DType::f64; }
+// cuDNN's descriptors hold int sizes and strides (the N stride is C S).
+bool takes(const Tensor& x) {
+  return (x.dtype() == DType::f32 || x.dtype() == DType::f64) && x.numel() <= INT32_MAX;
+}
 
 int64_t spatial_size(const Tensor& x) {
   int64_t s = 1;

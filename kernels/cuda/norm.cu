@@ -231,10 +231,10 @@ void layer_norm_backward_cuda(const Tensor& gx, const Tensor& gw, const Tensor& 
 // The running statistics and invstd from the batch's mean and variance (kernels/norm.h).
 template <class T>
 __global__ void batch_norm_finish_kernel(int64_t c, const acc_t<T>* mean, acc_t<T>* var_to_invstd,
-                                         T* running_mean, T* running_var, int64_t count,
-                                         double momentum, double eps) {
+                                         acc_t<T>* running_mean, acc_t<T>* running_var,
+                                         int64_t count, double momentum, double eps) {
   for (int64_t i : cuda::grid_stride(c))
-    batch_norm_finish_channel<acc_t<T>, T>(
+    batch_norm_finish_channel<acc_t<T>>(
         mean[i], var_to_invstd[i], running_mean ? running_mean + i : nullptr,
         running_var ? running_var + i : nullptr, count, momentum, eps);
 }
@@ -272,8 +272,8 @@ void batch_norm_training_cuda(const Tensor& y, const Tensor& mean, const Tensor&
         <<<channel_blocks(ch.c), cuda::kBlock>>>(mean.data<A>(), invstd.data<A>(), x.data<T>(), ch);
     LUMEN_CUDA_CHECK_LAUNCH();
     batch_norm_finish_kernel<T><<<cuda::blocks_for(ch.c), cuda::kBlock>>>(
-        ch.c, mean.data<A>(), invstd.data<A>(), running_mean.data_or_null<T>(),
-        running_var.data_or_null<T>(), ch.n * ch.s, momentum, eps);
+        ch.c, mean.data<A>(), invstd.data<A>(), running_mean.data_or_null<A>(),
+        running_var.data_or_null<A>(), ch.n * ch.s, momentum, eps);
     LUMEN_CUDA_CHECK_LAUNCH();
   });
   batch_norm_apply_cuda(y, x, mean, invstd, weight, bias);

@@ -195,10 +195,7 @@ void reduce_cuda(const Tensor& out, const Tensor& x, ReduceOp op) {
     switch (op) {
       case ReduceOp::Sum:
       case ReduceOp::Mean:
-        if (plan.outer.size() == 1 && plan.outer_x[0] == 1 && n_out <= 65535 * 32) {
-          column_sum_kernel<T><<<static_cast<unsigned>((n_out + 31) / 32), dim3(32, 8)>>>(
-              po, plan.outer_out[0], px, ix, n_out, n_in, op == ReduceOp::Mean);
-        } else if (const int64_t parts = sum_parts(n_out, n_in); parts > 1) {
+        if (const int64_t parts = sum_parts(n_out, n_in); parts > 1) {
           using S = sum_t<T>;
           Tensor partial =
               empty({n_out * parts}, {std::is_integral_v<S> ? DType::i64 : DType::f64, x.device()});
@@ -207,6 +204,9 @@ void reduce_cuda(const Tensor& out, const Tensor& x, ReduceOp op) {
           LUMEN_CUDA_CHECK_LAUNCH();
           finish_sum_kernel<T><<<blocks, cuda::kBlock>>>(po, partial.data<S>(), ix, n_out, n_in,
                                                          parts, op == ReduceOp::Mean);
+        } else if (plan.outer.size() == 1 && plan.outer_x[0] == 1 && n_out <= 65535 * 32) {
+          column_sum_kernel<T><<<static_cast<unsigned>((n_out + 31) / 32), dim3(32, 8)>>>(
+              po, plan.outer_out[0], px, ix, n_out, n_in, op == ReduceOp::Mean);
         } else {
           sum_kernel<T><<<blocks, cuda::kBlock>>>(po, px, ix, n_out, n_in, op == ReduceOp::Mean);
         }

@@ -97,10 +97,10 @@ Tensor batch_norm(const Tensor& input, const Tensor& running_mean, const Tensor&
               ": running_mean and running_var must both be given or both be undefined (got ",
               running_mean.defined() ? "running_mean" : "running_var", " only)");
   const bool track = running_mean.defined();
-  // As x's dtype and contiguous: the training kernel updates them in place (buffers of another
-  // dtype or layout go through a copy that is written back).
-  Tensor rm = param_like(op, "running_mean", running_mean, per_channel, x);
-  Tensor rv = param_like(op, "running_var", running_var, per_channel, x);
+  // In x's accumulation dtype (f32 for a 16-bit x) and contiguous: the training kernel updates
+  // them in place (buffers of another dtype or layout go through a copy that is written back).
+  Tensor rm = param_like(op, "running_mean", running_mean, per_channel, x, acc_dtype(x.dtype()));
+  Tensor rv = param_like(op, "running_var", running_var, per_channel, x, acc_dtype(x.dtype()));
   LUMEN_CHECK(training || track, op, ": eval mode (training = false) normalises with the ",
               "running statistics, but running_mean and running_var are undefined (input of ",
               "shape ", ShapeStr{x.shape()}, ")");

@@ -56,7 +56,14 @@ Tensor clip_grad_norm_(const std::vector<Tensor>& params, double max_norm, doubl
   // coef = min(max_norm / (total + 1e-6), 1) (NaN passes through, as PyTorch's clamp); every
   // gradient is multiplied, by 1 when under max_norm (which leaves it as it was).
   const Tensor coef = clamp(max_norm / (total + 1e-6), std::nullopt, 1.0);
-  for (const Tensor& g : grads) g.mul_(coef.to(g.device()).to(g.dtype()));
+  std::vector<Tensor> coefs;  // coef on each gradient's device and in its dtype, made once
+  for (const Tensor& g : grads) {
+    auto it = std::find_if(coefs.begin(), coefs.end(), [&](const Tensor& c) {
+      return c.device() == g.device() && c.dtype() == g.dtype();
+    });
+    if (it == coefs.end()) it = coefs.insert(coefs.end(), coef.to(g.device()).to(g.dtype()));
+    g.mul_(*it);
+  }
   return total;
 }
 
