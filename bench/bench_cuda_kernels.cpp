@@ -1,9 +1,12 @@
 // CUDA kernel micro-benchmarks: elementwise GB/s (every byte read and written counted once)
 // beside the device-to-device copy, the bandwidth bound they are measured against; softmax and
-// cross entropy rows; GEMM TFLOP/s through cuBLAS in f32, f16 and bf16. Each iteration waits for
+// cross entropy rows; GEMM TFLOP/s through cuBLAS in f32, f16 and bf16; batch norm, embedding
+// backward, full sums and gradient clipping (bench/gpu_compare.sh prints PyTorch's figures for
+// the same work). Each iteration waits for
 // the device. Skips without a GPU; has no benchmark in a build without CUDA.
 #include <benchmark/benchmark.h>
 
+#include "kernels/index.h"
 #include "lumen/lumen.h"
 #if LUMEN_CUDA
 #include <cuda_runtime.h>
@@ -176,6 +179,79 @@ void BM_CudaDropoutAdd(benchmark::State& state) {
   set_gbps(state, 3.0 * n * sizeof(float));
 }
 BENCHMARK(BM_CudaDropoutAdd)->Arg(1 << 26)->UseRealTime();
+
+// Training-mode batch norm forward and backward (cuDNN for f32) on [256, 64, 32, 32] with
+// weight, bias and running statistics, as a BatchNorm2d layer of a CNN runs it.
+void BM_CudaBatchNormTrain(benchmark::State& state) {
+  if (!have_gpu(state)) return;
+  Tensor x = on_gpu({256, 64, 32, 32}).requires_grad_(true), dy = on_gpu({256, 64, 32, 32});
+  Tensor w = on_gpu({64}).requires_grad_(true), b = on_gpu({64}).requires_grad_(true);
+  Tensor rm = zeros({64}, {DType::f32, Device::cuda()}),
+         rv = ones({64}, {DType::f32, Device::cuda()});
+  for (auto _ : state) {
+    Tensor y = nn::functional::batch_norm(x, rm, rv, w, b, true);
+    (y * dy).sum().backward();
+    cudaDeviceSynchronize();
+  }
+  state.SetLabel("forward + backward, f32");
+}
+BENCHMARK(BM_CudaBatchNormTrain)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// The embedding backward of 16384 tokens over a 32000 x 768 table (a language model's input
+// layer): rows sorted by index, each run summed in order.
+void BM_CudaEmbeddingBackward(benchmark::State& state) {
+  if (!have_gpu(state)) return;
+  Tensor ids = (rand({16384}) * 32000.0).to(DType::i64).to(Device::cuda());
+  Tensor grad = on_gpu({16384, 768}), gw = zeros({32000, 768}, {DType::f32, Device::cuda()});
+  for (auto _ : state) {
+    kernels::embedding_backward(Device::cuda(), gw, grad, ids, -1);
+    cudaDeviceSynchronize();
+  }
+  set_gbps(state, 2.0 * 16384 * 768 * sizeof(float));
+}
+BENCHMARK(BM_CudaEmbeddingBackward)->UseRealTime();
+
+// Softmax over the class dim of [32, 21, 128, 128] (segmentation logits): rows 16384 apart,
+// a thread per row.
+void BM_CudaSoftmaxChannels(benchmark::State& state) {
+  if (!have_gpu(state)) return;
+  Tensor x = on_gpu({32, 21, 128, 128});
+  for (auto _ : state) {
+    Tensor y = softmax(x, 1);
+    cudaDeviceSynchronize();
+  }
+  set_gbps(state, 2.0 * x.numel() * sizeof(float));
+}
+BENCHMARK(BM_CudaSoftmaxChannels)->UseRealTime();
+
+// A full sum (one output, split across blocks).
+void BM_CudaSumAll(benchmark::State& state) {
+  if (!have_gpu(state)) return;
+  Tensor x = on_gpu({state.range(0)});
+  for (auto _ : state) {
+    Tensor y = x.sum();
+    cudaDeviceSynchronize();
+  }
+  set_gbps(state, 1.0 * x.numel() * sizeof(float));
+}
+BENCHMARK(BM_CudaSumAll)->Arg(1 << 26)->UseRealTime();
+
+// clip_grad_norm_ over 64 gradients of 1 M elements: one fused norm kernel, then one scaling
+// pass per gradient.
+void BM_CudaClipGradNorm(benchmark::State& state) {
+  if (!have_gpu(state)) return;
+  std::vector<Tensor> params;
+  for (int i = 0; i < 64; ++i) {
+    params.push_back(zeros({1 << 20}, {DType::f32, Device::cuda()}).requires_grad_(true));
+    params.back().set_grad(on_gpu({1 << 20}));
+  }
+  for (auto _ : state) {
+    optim::clip_grad_norm_(params, 1e9);  // a coefficient of 1: the gradients stay as they are
+    cudaDeviceSynchronize();
+  }
+  set_gbps(state, 3.0 * 64 * (1 << 20) * sizeof(float));  // read for the norm, read + write
+}
+BENCHMARK(BM_CudaClipGradNorm)->UseRealTime();
 #endif
 
 }  // namespace

@@ -104,6 +104,30 @@ for n, dt in ((4096, torch.float32), (4096, torch.float16), (4096, torch.bfloat1
     s = bench(lambda: torch.matmul(a, b))
     print(f"| GEMM {str(dt)[6:]} | {n}^3 | {s * 1e3:.4f} | {2 * n ** 3 / s / 1e12:.1f} TFLOP/s |")
     del a, b
+# The same work as bench_cuda_kernels' batch norm, embedding, softmax, sum and clipping rows.
+F = torch.nn.functional
+x = torch.randn(256, 64, 32, 32, device="cuda", requires_grad=True)
+dy = torch.randn_like(x)
+w = torch.randn(64, device="cuda", requires_grad=True); b = torch.randn(64, device="cuda", requires_grad=True)
+rm = torch.zeros(64, device="cuda"); rv = torch.ones(64, device="cuda")
+s = bench(lambda: (F.batch_norm(x, rm, rv, w, b, True) * dy).sum().backward())
+print(f"| batch norm train fwd+bwd f32 | [256, 64, 32, 32] | {s * 1e3:.4f} | |")
+del x, dy
+ids = torch.randint(0, 32000, (16384,), device="cuda"); g = torch.randn(16384, 768, device="cuda")
+s = bench(lambda: torch.ops.aten.embedding_dense_backward(g, ids, 32000, -1, False))
+print(f"| embedding backward | 16384 x 768, V 32000 | {s * 1e3:.4f} | {2 * 4 * g.numel() / s / 1e9:.0f} GB/s |")
+del g
+x = torch.randn(32, 21, 128, 128, device="cuda")
+s = bench(lambda: torch.softmax(x, 1))
+print(f"| softmax dim 1 | [32, 21, 128, 128] | {s * 1e3:.4f} | {2 * 4 * x.numel() / s / 1e9:.0f} GB/s |")
+x = torch.randn(1 << 26, device="cuda")
+s = bench(lambda: x.sum())
+print(f"| full sum f32 | {1 << 26} | {s * 1e3:.4f} | {4 * x.numel() / s / 1e9:.0f} GB/s |")
+del x
+ps = [torch.zeros(1 << 20, device="cuda", requires_grad=True) for _ in range(64)]
+for p in ps: p.grad = torch.randn(1 << 20, device="cuda")
+s = bench(lambda: torch.nn.utils.clip_grad_norm_(ps, 1e9))
+print(f"| clip_grad_norm_ | 64 x 2^20 | {s * 1e3:.4f} | {3 * 4 * 64 * (1 << 20) / s / 1e9:.0f} GB/s |")
 EOF
 fi
 
