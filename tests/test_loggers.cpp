@@ -9,15 +9,20 @@
 #include <sstream>
 
 #include "op_harness.h"
-#include "trainer/crc32c.h"
+#include "io/crc32c.h"
 #include "trainer/csv_logger.h"
-#include "trainer/event_file_writer.h"
+#include "io/event_file_writer.h"
 #include "trainer/hparams_yaml.h"
 #include "trainer/python_float_format.h"
 #include "trainer/tensorboard_logger.h"
 
 namespace lumen {
 namespace {
+
+using io::crc32c;
+using io::EventFileWriter;
+using io::masked_crc32c;
+using io::wall_time_now;
 
 namespace fs = std::filesystem;
 

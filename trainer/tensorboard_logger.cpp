@@ -7,6 +7,10 @@
 
 namespace lumen {
 
+using io::EventFileWriter;
+using io::ProtoEncoder;
+using io::wall_time_now;
+
 namespace fs = std::filesystem;
 
 namespace {

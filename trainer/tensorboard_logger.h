@@ -8,7 +8,7 @@
 #include <memory>
 #include <string>
 
-#include "trainer/event_file_writer.h"
+#include "io/event_file_writer.h"
 #include "trainer/log_version.h"
 #include "trainer/logger.h"
 
@@ -40,11 +40,11 @@ class TensorBoardLogger : public Logger {
   void save() override;
 
  private:
-  EventFileWriter& writer();
+  io::EventFileWriter& writer();
 
   TensorBoardLoggerOptions options_;
   mutable std::string version_;
-  std::unique_ptr<EventFileWriter> writer_;
+  std::unique_ptr<io::EventFileWriter> writer_;
   std::map<std::string, AttrValue> hparams_;
 };
 

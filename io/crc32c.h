@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <string_view>
 
-namespace lumen {
+namespace lumen::io {
 
 // crc32c("123456789") == 0xE3069283 (the standard check value).
 uint32_t crc32c(const void* data, size_t size);
@@ -15,4 +15,4 @@ inline uint32_t crc32c(std::string_view s) { return crc32c(s.data(), s.size()); 
 // rotate right by 15 bits, then add 0xA282EAD8 (mod 2^32).
 uint32_t masked_crc32c(const void* data, size_t size);
 
-}  // namespace lumen
+}  // namespace lumen::io

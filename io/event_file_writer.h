@@ -12,7 +12,7 @@
 #include <string>
 #include <string_view>
 
-namespace lumen {
+namespace lumen::io {
 
 // Protocol-buffer wire format (proto3): each field is a varint key (field << 3 | wire type)
 // followed by a varint (type 0), 8 little-endian bytes (1), a varint length and the bytes
@@ -63,4 +63,4 @@ class EventFileWriter {
 
 double wall_time_now();  // seconds since the Unix epoch
 
-}  // namespace lumen
+}  // namespace lumen::io

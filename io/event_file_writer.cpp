@@ -1,4 +1,4 @@
-#include "trainer/event_file_writer.h"
+#include "io/event_file_writer.h"
 
 #include <unistd.h>
 
@@ -9,9 +9,9 @@
 #include <filesystem>
 
 #include "tensor/error.h"
-#include "trainer/crc32c.h"
+#include "io/crc32c.h"
 
-namespace lumen {
+namespace lumen::io {
 
 namespace {
 
@@ -121,4 +121,4 @@ void EventFileWriter::flush() {
   LUMEN_CHECK(file_.good(), "EventFileWriter: flushing '", path_, "' failed");
 }
 
-}  // namespace lumen
+}  // namespace lumen::io

@@ -1,8 +1,8 @@
-#include "trainer/crc32c.h"
+#include "io/crc32c.h"
 
 #include <array>
 
-namespace lumen {
+namespace lumen::io {
 
 namespace {
 
@@ -34,4 +34,4 @@ uint32_t masked_crc32c(const void* data, size_t size) {
   return ((c >> 15) | (c << 17)) + 0xA282EAD8u;
 }
 
-}  // namespace lumen
+}  // namespace lumen::io
