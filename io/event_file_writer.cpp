@@ -8,8 +8,8 @@
 #include <cstring>
 #include <filesystem>
 
-#include "tensor/error.h"
 #include "io/crc32c.h"
+#include "tensor/error.h"
 
 namespace lumen::io {
 

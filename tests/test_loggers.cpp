@@ -8,10 +8,10 @@
 #include <fstream>
 #include <sstream>
 
-#include "op_harness.h"
 #include "io/crc32c.h"
-#include "trainer/csv_logger.h"
 #include "io/event_file_writer.h"
+#include "op_harness.h"
+#include "trainer/csv_logger.h"
 #include "trainer/hparams_yaml.h"
 #include "trainer/python_float_format.h"
 #include "trainer/tensorboard_logger.h"
