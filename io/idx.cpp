@@ -67,7 +67,7 @@ class ByteReader {
   size_t read_plain(void* dst, size_t n) {
     auto* out = static_cast<unsigned char*>(dst);
     size_t got = std::min(n, in_len_ - in_pos_);
-    std::memcpy(out, in_.data() + in_pos_, got);
+    if (got > 0) std::memcpy(out, in_.data() + in_pos_, got);  // dst is null for 0 elements
     in_pos_ += got;
     if (got < n) {
       // The rest straight into the destination: one copy from the page cache.
