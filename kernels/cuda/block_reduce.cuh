@@ -121,12 +121,16 @@ inline unsigned row_blocks(RowMode mode, int64_t rows) {
 }
 
 // Runs f.template operator()<M>() with the mode as a compile-time M (the kernel's template
-// argument).
-template <class F>
+// argument). kThreadRows = false for callers whose rows are always contiguous (inner = 1, never
+// RowMode::Thread), so no kernel is instantiated for that mode.
+template <bool kThreadRows = true, class F>
 void with_row_mode(RowMode mode, F&& f) {
   switch (mode) {
     case RowMode::Thread:
-      return f.template operator()<RowMode::Thread>();
+      if constexpr (kThreadRows)
+        return f.template operator()<RowMode::Thread>();
+      else
+        detail::throw_error("with_row_mode: a thread per row for contiguous rows");
     case RowMode::Warp:
       return f.template operator()<RowMode::Warp>();
     case RowMode::Block:

@@ -190,7 +190,7 @@ void layer_norm_cuda(const Tensor& y, const Tensor& mean, const Tensor& rstd, co
     using A = acc_t<T>;
     dispatch_widened<T>(y.dtype(), [&]<class W>() {
       const RowMode mode = cuda::row_mode(m, d);
-      cuda::with_row_mode(mode, [&]<RowMode M>() {
+      cuda::with_row_mode<false>(mode, [&]<RowMode M>() {
         layer_norm_kernel<T, W, M><<<cuda::row_blocks(mode, m), cuda::kBlock>>>(
             y.data<W>(), mean.data<A>(), rstd.data<A>(), x.data<T>(), weight.data_or_null<W>(),
             bias.data_or_null<W>(), m, d, A(eps));
@@ -210,7 +210,7 @@ void layer_norm_backward_cuda(const Tensor& gx, const Tensor& gw, const Tensor& 
     dispatch_widened<T>(gy.dtype(), [&]<class W>() {
       if (gx.defined() && m > 0) {
         const RowMode mode = cuda::row_mode(m, d);
-        cuda::with_row_mode(mode, [&]<RowMode M>() {
+        cuda::with_row_mode<false>(mode, [&]<RowMode M>() {
           layer_norm_backward_kernel<T, W, M><<<cuda::row_blocks(mode, m), cuda::kBlock>>>(
               gx.data<T>(), gy.data<W>(), x.data<T>(), mean.data<A>(), rstd.data<A>(),
               weight.data_or_null<W>(), m, d);
