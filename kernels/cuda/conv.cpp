@@ -22,45 +22,47 @@ using Scalars = cuda::CudnnScalars;
 cudnnDataType_t cudnn_type(DType dt) { return cuda::cudnn_type(dt, "conv2d"); }
 int as_int(int64_t v) { return cuda::cudnn_int(v, "conv2d"); }
 
-// The descriptors of one convolution: x [N, Cin, H, W], w [Cout, Cin/g, kH, kW], y [N, Cout,
-// OH, OW], all of one dtype. Destroyed with the object.
-struct ConvDescriptors {
-  cudnnTensorDescriptor_t x = nullptr, y = nullptr;
-  cudnnFilterDescriptor_t w = nullptr;
-  cudnnConvolutionDescriptor_t conv = nullptr;
+// A filter and a convolution descriptor, destroyed with the object.
+struct CudnnFilter {
+  cudnnFilterDescriptor_t desc = nullptr;
+  CudnnFilter() { LUMEN_CUDNN_CHECK(cudnnCreateFilterDescriptor(&desc)); }
+  CudnnFilter(const CudnnFilter&) = delete;
+  CudnnFilter& operator=(const CudnnFilter&) = delete;
+  ~CudnnFilter() { cudnnDestroyFilterDescriptor(desc); }
+  operator cudnnFilterDescriptor_t() const { return desc; }
+};
+struct CudnnConvolution {
+  cudnnConvolutionDescriptor_t desc = nullptr;
+  CudnnConvolution() { LUMEN_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&desc)); }
+  CudnnConvolution(const CudnnConvolution&) = delete;
+  CudnnConvolution& operator=(const CudnnConvolution&) = delete;
+  ~CudnnConvolution() { cudnnDestroyConvolutionDescriptor(desc); }
+  operator cudnnConvolutionDescriptor_t() const { return desc; }
+};
 
-  ConvDescriptors(const Tensor& x_t, const Tensor& w_t, const Tensor& y_t, const Conv2dParams& p) {
+// The descriptors of one convolution: x [N, Cin, H, W], w [Cout, Cin/g, kH, kW], y [N, Cout,
+// OH, OW], all of one dtype. Each member is destroyed with the object (also when a later one
+// fails to be made).
+struct ConvDescriptors {
+  cuda::CudnnTensor4d x, y;
+  CudnnFilter w;
+  CudnnConvolution conv;
+
+  ConvDescriptors(const Tensor& x_t, const Tensor& w_t, const Tensor& y_t, const Conv2dParams& p)
+      : x(x_t, "conv2d"), y(y_t, "conv2d") {
     const cudnnDataType_t dt = cudnn_type(x_t.dtype());
-    LUMEN_CUDNN_CHECK(cudnnCreateTensorDescriptor(&x));
-    LUMEN_CUDNN_CHECK(cudnnCreateTensorDescriptor(&y));
-    LUMEN_CUDNN_CHECK(cudnnCreateFilterDescriptor(&w));
-    LUMEN_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&conv));
-    LUMEN_CUDNN_CHECK(cudnnSetTensor4dDescriptor(x, CUDNN_TENSOR_NCHW, dt, as_int(x_t.size(0)),
-                                                 as_int(x_t.size(1)), as_int(x_t.size(2)),
-                                                 as_int(x_t.size(3))));
-    LUMEN_CUDNN_CHECK(cudnnSetTensor4dDescriptor(y, CUDNN_TENSOR_NCHW, dt, as_int(y_t.size(0)),
-                                                 as_int(y_t.size(1)), as_int(y_t.size(2)),
-                                                 as_int(y_t.size(3))));
-    LUMEN_CUDNN_CHECK(cudnnSetFilter4dDescriptor(w, dt, CUDNN_TENSOR_NCHW, as_int(w_t.size(0)),
+    LUMEN_CUDNN_CHECK(cudnnSetFilter4dDescriptor(w.desc, dt, CUDNN_TENSOR_NCHW, as_int(w_t.size(0)),
                                                  as_int(w_t.size(1)), as_int(w_t.size(2)),
                                                  as_int(w_t.size(3))));
     const bool f64 = x_t.dtype() == DType::f64;
     LUMEN_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(
-        conv, as_int(p.pad_h), as_int(p.pad_w), as_int(p.stride_h), as_int(p.stride_w),
+        conv.desc, as_int(p.pad_h), as_int(p.pad_w), as_int(p.stride_h), as_int(p.stride_w),
         as_int(p.dilation_h), as_int(p.dilation_w), CUDNN_CROSS_CORRELATION,
         f64 ? CUDNN_DATA_DOUBLE : CUDNN_DATA_FLOAT));
-    LUMEN_CUDNN_CHECK(cudnnSetConvolutionGroupCount(conv, as_int(p.groups)));
+    LUMEN_CUDNN_CHECK(cudnnSetConvolutionGroupCount(conv.desc, as_int(p.groups)));
     const bool half = x_t.dtype() == DType::f16 || x_t.dtype() == DType::bf16;
     LUMEN_CUDNN_CHECK(cudnnSetConvolutionMathType(
-        conv, half ? CUDNN_TENSOR_OP_MATH : (f64 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH)));
-  }
-  ConvDescriptors(const ConvDescriptors&) = delete;
-  ConvDescriptors& operator=(const ConvDescriptors&) = delete;
-  ~ConvDescriptors() {
-    cudnnDestroyTensorDescriptor(x);
-    cudnnDestroyTensorDescriptor(y);
-    cudnnDestroyFilterDescriptor(w);
-    cudnnDestroyConvolutionDescriptor(conv);
+        conv.desc, half ? CUDNN_TENSOR_OP_MATH : (f64 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH)));
   }
 };
 
@@ -121,8 +123,7 @@ void conv2d_cuda(const Tensor& out, const Tensor& x, const Tensor& w, const Tens
   };
   if (x.numel() == 0 || w.numel() == 0) {  // no input channels: the bias alone (cuDNN takes no 0)
     LUMEN_CUDA_CHECK(cudaMemsetAsync(out.data_ptr(), 0, out.numel() * out.element_size(), 0));
-    const cuda::CudnnTensor4d y(cudnn_type(out.dtype()), out.size(0), out.size(1), out.size(2),
-                                out.size(3), "conv2d");
+    const cuda::CudnnTensor4d y(out, "conv2d");
     return add_bias(y);
   }
   ConvDescriptors d(x, w, out, p);

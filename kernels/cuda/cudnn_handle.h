@@ -5,6 +5,7 @@
 
 #include "tensor/cuda_check.h"
 #include "tensor/dtype.h"
+#include "tensor/tensor.h"
 
 #define LUMEN_CUDNN_CHECK(call)                                                              \
   do {                                                                                       \
@@ -41,6 +42,9 @@ struct CudnnScalars {
 struct CudnnTensor4d {
   cudnnTensorDescriptor_t desc = nullptr;
   CudnnTensor4d(cudnnDataType_t dt, int64_t n, int64_t c, int64_t h, int64_t w, const char* op);
+  // A contiguous 4-d tensor's own dtype and shape.
+  CudnnTensor4d(const Tensor& t, const char* op)
+      : CudnnTensor4d(cudnn_type(t.dtype(), op), t.size(0), t.size(1), t.size(2), t.size(3), op) {}
   CudnnTensor4d(const CudnnTensor4d&) = delete;
   CudnnTensor4d& operator=(const CudnnTensor4d&) = delete;
   ~CudnnTensor4d() { cudnnDestroyTensorDescriptor(desc); }
