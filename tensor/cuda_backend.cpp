@@ -52,8 +52,9 @@ void stream_wait(cudaStream_t waiter, cudaStream_t signaller) {
   LUMEN_CUDA_CHECK(err);
 }
 
-// A page-locked block's release: an event recorded on the compute stream of the device current
-// when it was freed (events belong to one device), or none (free at once).
+// A page-locked block's release: an event recorded on the compute stream of the training
+// device (last_device_) when it was freed, that device's (events belong to one), or none (free
+// at once).
 struct PinnedRelease {
   cudaEvent_t event = nullptr;
   int device = -1;

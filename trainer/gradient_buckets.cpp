@@ -84,7 +84,6 @@ void GradientBuckets::prepare(bool sync) {
     b->pending = b->params.size();
     b->launched = false;
     b->all_local = true;
-    b->work.reset();
   }
 }
 
