@@ -22,7 +22,7 @@ LUMEN_HD void store_low_copy(void* low, bool bf16, int64_t i, T p) {
 template <class T>
 struct SgdUpdate {
   T lr, wd, mom, one_minus_damp;
-  bool has_wd, has_buf, first, nesterov, maximize;
+  bool has_wd, first, nesterov, maximize;
 
   explicit SgdUpdate(const SgdStepArgs& a)
       : lr(T(a.lr)),
@@ -30,16 +30,16 @@ struct SgdUpdate {
         mom(T(a.momentum)),
         one_minus_damp(T(1.0 - a.dampening)),
         has_wd(a.weight_decay != 0),
-        has_buf(a.momentum != 0),
         first(a.first),
         nesterov(a.nesterov),
         maximize(a.maximize) {}
 
-  // Element i: p and buf (when has_buf) are updated in place.
+  // Element i: p and, with momentum, its buffer element *buf are updated in place (buf is
+  // nullptr without momentum; a loop that passes a literal nullptr compiles without the branch).
   LUMEN_HD void operator()(T& p, T g, T* buf) const {
     T d = maximize ? -g : g;
     if (has_wd) d = d + wd * p;
-    if (has_buf) {
+    if (buf) {
       T b = first ? d : *buf * mom + one_minus_damp * d;
       *buf = b;
       d = nesterov ? d + mom * b : b;
@@ -59,7 +59,7 @@ LUMEN_HD T lerp(T self, T end, T w) {
 template <class T>
 struct AdamUpdate {
   T wd, decay, w1, b2, w2, eps, bc2_sqrt, neg_step;
-  bool has_wd, decoupled, amsgrad, maximize;
+  bool has_wd, decoupled, maximize;
 
   explicit AdamUpdate(const AdamStepArgs& a)
       : wd(T(a.weight_decay)),
@@ -72,10 +72,11 @@ struct AdamUpdate {
         neg_step(T(-a.step_size)),
         has_wd(a.weight_decay != 0),
         decoupled(a.decoupled_weight_decay),
-        amsgrad(a.amsgrad),
         maximize(a.maximize) {}
 
-  // Element i: p, m, v and vmax (when amsgrad) are updated in place.
+  // Element i: p, m, v and, with amsgrad, the running max *vmax are updated in place (vmax is
+  // nullptr without amsgrad: a loop that passes a literal nullptr has no load to guard, so the
+  // CPU loop vectorises).
   LUMEN_HD void operator()(T& p, T g, T& m, T& v, T* vmax) const {
     using std::sqrt;
     T gi = maximize ? -g : g;
@@ -91,7 +92,7 @@ struct AdamUpdate {
     vi = vi + w2 * gi * gi;
     m = mi;
     v = vi;
-    if (amsgrad) {
+    if (vmax) {
       vi = *vmax < vi ? vi : *vmax;  // std::max's choice, NaN included
       *vmax = vi;
     }

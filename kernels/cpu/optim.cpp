@@ -27,6 +27,28 @@ const Tensor& low_copy(const std::vector<Tensor>& lows, size_t i) {
   return i < lows.size() ? lows[i] : none;
 }
 
+// The loops below take the update by value and the arrays as __restrict parameters, and test the
+// optional array once outside the loop: the update's scalars then stay in registers, its flags
+// are loop-invariant, and the compiler vectorises the loop (with the update as a member of a
+// captured object and possibly aliasing pointers it ran one element at a time, about 4x slower).
+template <class T>
+void sgd_range(const SgdUpdate<T> u, T* __restrict p, const T* __restrict g, T* __restrict buf,
+               int64_t n) {
+  if (buf)
+    for (int64_t i = 0; i < n; ++i) u(p[i], g[i], buf + i);
+  else
+    for (int64_t i = 0; i < n; ++i) u(p[i], g[i], nullptr);
+}
+
+template <class T>
+void adam_range(const AdamUpdate<T> u, T* __restrict p, const T* __restrict g, T* __restrict m,
+                T* __restrict v, T* __restrict vmax, int64_t n) {
+  if (vmax)
+    for (int64_t i = 0; i < n; ++i) u(p[i], g[i], m[i], v[i], vmax + i);
+  else
+    for (int64_t i = 0; i < n; ++i) u(p[i], g[i], m[i], v[i], nullptr);
+}
+
 template <class T>
 void sgd_step_typed(const Tensor& param, const Tensor& grad, const Tensor& buffer,
                     const Tensor& low, const SgdStepArgs& a) {
@@ -35,7 +57,7 @@ void sgd_step_typed(const Tensor& param, const Tensor& grad, const Tensor& buffe
   T* buf = a.momentum != 0 ? buffer.data<T>() : nullptr;
   const SgdUpdate<T> update(a);
   cpu::parallel_for(param.numel(), kGrain, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) update(p[i], g[i], buf ? buf + i : nullptr);
+    sgd_range(update, p + begin, g + begin, buf ? buf + begin : nullptr, end - begin);
     store_low_chunk(low, p, begin, end);
   });
 }
@@ -62,7 +84,8 @@ void adam_step_typed(const Tensor& param, const Tensor& grad, const Tensor& exp_
   T* vmax = a.amsgrad ? max_exp_avg_sq.data<T>() : nullptr;
   const AdamUpdate<T> update(a);
   cpu::parallel_for(param.numel(), kGrain, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) update(p[i], g[i], m[i], v[i], vmax ? vmax + i : nullptr);
+    adam_range(update, p + begin, g + begin, m + begin, v + begin, vmax ? vmax + begin : nullptr,
+               end - begin);
     store_low_chunk(low, p, begin, end);
   });
 }
