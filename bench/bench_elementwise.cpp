@@ -73,6 +73,23 @@ void BM_TransposeCopy(benchmark::State& state) {
 }
 BENCHMARK(BM_TransposeCopy)->Arg(512)->Arg(2048)->UseRealTime();
 
+// Casts between f32 and the 16-bit types (mixed precision's conversions): 4 + 2 bytes per element.
+void BM_Cast(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  const DType from = static_cast<DType>(state.range(1)), to = static_cast<DType>(state.range(2));
+  Tensor a = randn({n}).to(from);
+  for (auto _ : state) {
+    Tensor c = a.to(to);
+    benchmark::DoNotOptimize(c.data_ptr());
+  }
+  state.SetLabel(std::string(dtype_name(from)) + " -> " + dtype_name(to));
+  set_gbps(state, double(n) * double(dtype_size(from) + dtype_size(to)));
+}
+BENCHMARK(BM_Cast)
+    ->ArgsProduct({{1 << 20}, {int64_t(DType::f32)}, {int64_t(DType::f16), int64_t(DType::bf16)}})
+    ->ArgsProduct({{1 << 20}, {int64_t(DType::f16), int64_t(DType::bf16)}, {int64_t(DType::f32)}})
+    ->UseRealTime();
+
 }  // namespace
 
 BENCHMARK_MAIN();

@@ -39,7 +39,7 @@ class OpKernel<void(Args...)> {
 // output and parameters): float where T is 16-bit and `dtype` is f32, else T itself.
 template <class T, class F>
 void dispatch_widened(DType dtype, F&& f) {
-  if constexpr (std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>) {
+  if constexpr (is_16bit_float_v<T>) {
     if (dtype == DType::f32) return f.template operator()<float>();
   }
   f.template operator()<T>();

@@ -3,6 +3,7 @@
 // convert (round-to-nearest-even), which is all the CPU needs and what the CUDA kernels share.
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 // Host code built for x86-64-v3 (or any target with F16C) converts f16 with one instruction
 // (vcvtps2ph / vcvtph2ps, IEEE round-to-nearest-even like the portable code below, which
@@ -108,5 +109,38 @@ struct BFloat16 {
     return static_cast<uint16_t>(x >> 16);
   }
 };
+
+template <class T>
+inline constexpr bool is_16bit_float_v = std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>;
+
+#if !defined(__CUDACC__)
+// Conversions of n contiguous elements on the host. A loop over the scalar F16C conversions
+// above does not vectorise (GCC keeps one vcvtph2ps per element): these convert 8 per
+// instruction. bf16 is integer arithmetic, which the compiler vectorises by itself. Results are
+// those of the scalar conversions, bit for bit.
+template <class T>
+inline void widen_n(const T* in, float* out, int64_t n) {
+  int64_t i = 0;
+#if defined(LUMEN_F16C)
+  if constexpr (std::is_same_v<T, Half>)
+    for (; i + 8 <= n; i += 8)
+      _mm256_storeu_ps(out + i,
+                       _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i))));
+#endif
+  for (; i < n; ++i) out[i] = static_cast<float>(in[i]);
+}
+
+template <class T>
+inline void narrow_n(const float* in, T* out, int64_t n) {
+  int64_t i = 0;
+#if defined(LUMEN_F16C)
+  if constexpr (std::is_same_v<T, Half>)
+    for (; i + 8 <= n; i += 8)
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i),
+                       _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT));
+#endif
+  for (; i < n; ++i) out[i] = T(in[i]);
+}
+#endif
 
 }  // namespace lumen

@@ -1,4 +1,6 @@
+#include <array>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <sstream>
 
@@ -185,6 +187,70 @@ TEST(Tensor, PortableHalfConversionMatchesTheHosts) {
     else
       EXPECT_EQ(Half::from_float(x), Half::from_float_portable(x)) << b;
   }
+}
+
+// The span conversions (8 per F16C instruction) give the scalar conversions' bits, for every
+// f16 pattern and for floats at f16 and bf16 rounding boundaries; lengths leave a scalar tail.
+TEST(Tensor, SpanConversionsMatchTheScalarOnes) {
+  std::vector<Half> all(0x10000 + 5);
+  for (size_t i = 0; i < all.size(); ++i) all[i].bits = static_cast<uint16_t>(i);
+  std::vector<float> wide(all.size());
+  widen_n(all.data(), wide.data(), static_cast<int64_t>(all.size()));
+  for (size_t i = 0; i < all.size(); ++i) {
+    float f = Half::to_float(all[i].bits);
+    if (std::isnan(f))
+      EXPECT_TRUE(std::isnan(wide[i])) << i;
+    else
+      EXPECT_EQ(float_bits(wide[i]), float_bits(f)) << i;
+  }
+  std::mt19937 rng(5);
+  std::vector<float> x(4099);
+  for (size_t i = 0; i < x.size(); ++i)  // random bits, then f16 and bf16 ties and neighbours
+    x[i] = i % 3 == 0   ? bits_float(rng())
+           : i % 3 == 1 ? bits_float(float_bits(Half::to_float(rng() & 0xffffu)) + 0x0fffu + i % 2)
+                        : bits_float((rng() & 0xffff0000u) + 0x7fffu + i % 2);
+  std::vector<Half> h(x.size());
+  std::vector<BFloat16> b(x.size());
+  narrow_n(x.data(), h.data(), static_cast<int64_t>(x.size()));
+  narrow_n(x.data(), b.data(), static_cast<int64_t>(x.size()));
+  for (size_t i = 0; i < x.size(); ++i) {
+    EXPECT_EQ(h[i].bits, Half::from_float(x[i])) << x[i];
+    EXPECT_EQ(b[i].bits, BFloat16::from_float(x[i])) << x[i];
+  }
+  // Tensor::to takes them for contiguous tensors.
+  Tensor t = from_vector<float>(x);
+  std::vector<uint16_t> th(x.size());
+  Tensor t16 = t.to(DType::f16);
+  std::memcpy(th.data(), t16.data_ptr(), th.size() * 2);
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_EQ(th[i], h[i].bits) << x[i];
+}
+
+// Permuted tensors made contiguous (with and without a dtype change): every element where index
+// arithmetic on the source says it goes, with outer dims on both sides of the source's
+// contiguous one.
+TEST(Tensor, PermutedCopiesMatchIndexArithmetic) {
+  const Shape shape = {3, 37, 70};
+  Tensor x = randn(shape);
+  std::vector<float> v = x.to_vector<float>();
+  auto at = [&](int64_t i, int64_t j, int64_t k) { return v[(i * 37 + j) * 70 + k]; };
+  for (const Shape& perm : {Shape{2, 0, 1}, Shape{0, 2, 1}, Shape{1, 2, 0}, Shape{2, 1, 0}}) {
+    for (DType to : {DType::f32, DType::f64}) {
+      Tensor y = x.permute(perm).to(to).contiguous();
+      ASSERT_TRUE(y.is_contiguous());
+      std::vector<double> got = y.to_vector<double>();
+      int64_t n = 0;
+      std::array<int64_t, 3> idx{};  // the source index of y's element n
+      for (idx[perm[0]] = 0; idx[perm[0]] < shape[perm[0]]; ++idx[perm[0]])
+        for (idx[perm[1]] = 0; idx[perm[1]] < shape[perm[1]]; ++idx[perm[1]])
+          for (idx[perm[2]] = 0; idx[perm[2]] < shape[perm[2]]; ++idx[perm[2]])
+            ASSERT_EQ(got[n++], double(at(idx[0], idx[1], idx[2])))
+                << ShapeStr{perm} << " " << to << " at " << n - 1;
+    }
+  }
+  Tensor m = randn({65, 33});
+  std::vector<float> mv = m.to_vector<float>(), tv = m.t().contiguous().to_vector<float>();
+  for (int64_t i = 0; i < 65; ++i)
+    for (int64_t j = 0; j < 33; ++j) ASSERT_EQ(tv[j * 65 + i], mv[i * 33 + j]);
 }
 
 TEST(Tensor, RandomIsSeededAndCounterBased) {

@@ -106,7 +106,12 @@ void copy_cpu(const Tensor& out, const Tensor& src) {
         To* po = o + off[0];
         const From* ps = s + off[1];
         if (st[0] == 1 && st[1] == 1) {
-          for (int64_t i = 0; i < n; ++i) po[i] = convert_to<To>(ps[i]);
+          if constexpr (std::is_same_v<To, float> && is_16bit_float_v<From>)
+            widen_n(ps, po, n);
+          else if constexpr (is_16bit_float_v<To> && std::is_same_v<From, float>)
+            narrow_n(ps, po, n);
+          else
+            for (int64_t i = 0; i < n; ++i) po[i] = convert_to<To>(ps[i]);
         } else {
           for (int64_t i = 0; i < n; ++i) po[i * st[0]] = convert_to<To>(ps[i * st[1]]);
         }

@@ -63,22 +63,32 @@ void gemm_one(T* c, const T* a, const Layout& la, const T* b, const Layout& lb) 
            [&](const auto& A) { with_map(b, lb, [&](const auto& B) { C.noalias() = A * B; }); });
 }
 
-// 16-bit types: widen both operands to float, multiply in float, round once.
+// 16-bit types: widen both operands to float (keeping each one's layout, so every row or
+// column converts as one contiguous run), multiply in float, round once.
 template <class T>
 void gemm_one_half(T* c, const T* a, const Layout& la, const T* b, const Layout& lb) {
-  auto widen = [](const T* p, const Layout& l) {
-    RowMat<float> m(l.rows, l.cols);
-    int64_t sr = l.row_major ? l.ld : 1, sc = l.row_major ? 1 : l.ld;
-    for (int64_t i = 0; i < l.rows; ++i)
-      for (int64_t j = 0; j < l.cols; ++j) m(i, j) = static_cast<float>(p[i * sr + j * sc]);
-    return m;
+  auto widen = [](const T* p, const Layout& l, auto& m) {
+    m.resize(l.rows, l.cols);
+    const int64_t lines = l.row_major ? l.rows : l.cols, len = l.row_major ? l.cols : l.rows;
+    for (int64_t i = 0; i < lines; ++i) widen_n(p + i * l.ld, m.data() + i * len, len);
   };
   RowMat<float> C(la.rows, lb.cols);
-  if (la.cols == 0)
+  if (la.cols == 0) {
     C.setZero();
-  else
-    C.noalias() = widen(a, la) * widen(b, lb);
-  for (int64_t i = 0; i < C.size(); ++i) c[i] = T(C.data()[i]);
+  } else {
+    RowMat<float> ar, br;
+    ColMat<float> ac, bc;
+    la.row_major ? widen(a, la, ar) : widen(a, la, ac);
+    lb.row_major ? widen(b, lb, br) : widen(b, lb, bc);
+    auto product = [&](const auto& A) {
+      if (lb.row_major)
+        C.noalias() = A * br;
+      else
+        C.noalias() = A * bc;
+    };
+    la.row_major ? product(ar) : product(ac);
+  }
+  narrow_n(C.data(), c, C.size());
 }
 
 void matmul_cpu(const Tensor& out, const Tensor& a, const Tensor& b) {

@@ -17,9 +17,16 @@ constexpr int64_t kGrain = 16384;
 template <class T>
 void store_low_chunk(const Tensor& low, const T* p, int64_t begin, int64_t end) {
   if (!low.defined()) return;
-  void* lo = low.data_ptr();
-  const bool bf16 = low.dtype() == DType::bf16;
-  for (int64_t i = begin; i < end; ++i) store_low_copy(lo, bf16, i, p[i]);
+  if constexpr (std::is_same_v<T, float>) {
+    if (low.dtype() == DType::bf16)
+      narrow_n(p + begin, low.data<BFloat16>() + begin, end - begin);
+    else
+      narrow_n(p + begin, low.data<Half>() + begin, end - begin);
+  } else {
+    void* lo = low.data_ptr();
+    const bool bf16 = low.dtype() == DType::bf16;
+    for (int64_t i = begin; i < end; ++i) store_low_copy(lo, bf16, i, p[i]);
+  }
 }
 
 const Tensor& low_copy(const std::vector<Tensor>& lows, size_t i) {

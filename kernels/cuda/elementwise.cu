@@ -212,8 +212,7 @@ __global__ void packed_cast_kernel(int64_t n, To* out, const From* in) {
 }
 
 template <class T>
-constexpr bool kFloatType =
-    std::is_same_v<T, float> || std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>;
+constexpr bool kFloatType = std::is_same_v<T, float> || is_16bit_float_v<T>;
 
 void unary_cuda(const Tensor& out, const Tensor& x, UnaryArgs args) {
   dispatch_dtype<DTypes::FloatAndHalf>(out.dtype(), "unary", [&]<class T>() {
