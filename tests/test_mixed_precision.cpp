@@ -366,6 +366,42 @@ struct OneParam {
   void set_grad(std::vector<float> g) { p.set_grad(from_vector<float>(std::move(g), {4})); }
 };
 
+// The fused unscale kernel: every gradient times inv_scale (against f64), and found_inf set by
+// one inf, -inf or NaN anywhere (in a vector lane or in a loop's tail, in any dtype), left
+// alone when all are finite (f32's max and subnormals included).
+TEST(GradScaler, UnscaleKernelMultipliesAndFindsEveryNonFinite) {
+  const float fmax = std::numeric_limits<float>::max(), tiny = 1e-40f;
+  for (DType dt : {DType::f32, DType::f64, DType::f16, DType::bf16}) {
+    std::vector<Tensor> grads = {randn({1000}).to(dt), randn({37}).to(dt)};
+    std::vector<std::vector<double>> before;
+    for (const Tensor& g : grads) before.push_back(g.to_vector<double>());
+    Tensor found_inf = zeros({1});
+    kernels::unscale_grads(Device::cpu(), grads, 0.25, found_inf);
+    EXPECT_EQ(found_inf.item(), 0.0) << dt;
+    for (size_t t = 0; t < grads.size(); ++t) {
+      std::vector<double> after = grads[t].to_vector<double>();
+      for (size_t i = 0; i < after.size(); ++i)  // exact but where f16 goes subnormal (2^-24)
+        ASSERT_NEAR(after[i], before[t][i] * 0.25, 6e-8) << dt << " " << i;
+    }
+    if (dt == DType::f32) {
+      std::vector<Tensor> big = {from_vector<float>({fmax, -fmax, tiny, -tiny, 0.0f})};
+      kernels::unscale_grads(Device::cpu(), big, 1.0, found_inf);
+      EXPECT_EQ(found_inf.item(), 0.0);
+    }
+    for (double bad : {double(INFINITY), -double(INFINITY), double(NAN)}) {
+      for (int64_t at : {0, 9, 999, 1036}) {  // a lane, a lane, the first tensor's tail, the last
+        std::vector<double> v(1037, 1.0);
+        v[at] = bad;
+        std::vector<Tensor> g = {from_vector<double>({v.begin(), v.begin() + 1000}).to(dt),
+                                 from_vector<double>({v.begin() + 1000, v.end()}).to(dt)};
+        found_inf = zeros({1});
+        kernels::unscale_grads(Device::cpu(), g, 0.5, found_inf);
+        EXPECT_EQ(found_inf.item(), 1.0) << dt << " " << bad << " at " << at;
+      }
+    }
+  }
+}
+
 TEST(GradScaler, ScalesTheLossInF32) {
   optim::GradScaler scaler;
   EXPECT_EQ(scaler.get_scale(), 65536.0);
