@@ -283,11 +283,12 @@ ModelCheckpoint::CheckpointWriter ModelCheckpoint::trainer_writer(Trainer& train
   };
 }
 
-void ModelCheckpoint::save_at_epoch_boundary(Trainer& trainer) {
+// One save point: top-k when due (`topk_due`), then "last".
+void ModelCheckpoint::save(Trainer& trainer, bool topk_due) {
   if (dirpath_.empty()) dirpath_ = dirpath(trainer);
   auto candidates = monitor_candidates(trainer);
   auto write = trainer_writer(trainer);
-  if (every_n_epochs_ >= 1 && (trainer.current_epoch() + 1) % every_n_epochs_ == 0) {
+  if (topk_due) {
     if (!options_.monitor.empty() && options_.save_top_k != 0 &&
         !candidates.count(options_.monitor) && !validation_has_run_) {
       // Lightning warns (instead of failing) while validation has not run yet: the metric may
@@ -302,22 +303,15 @@ void ModelCheckpoint::save_at_epoch_boundary(Trainer& trainer) {
   save_last_checkpoint(candidates, write);
 }
 
+void ModelCheckpoint::save_at_epoch_boundary(Trainer& trainer) {
+  save(trainer, every_n_epochs_ >= 1 && (trainer.current_epoch() + 1) % every_n_epochs_ == 0);
+}
+
 void ModelCheckpoint::on_train_batch_end(Trainer& trainer, LightningModule&, const Tensor&,
                                          const Batch&, int64_t) {
   if (should_skip_saving(trainer)) return;
   if (every_n_train_steps_ < 1 || trainer.global_step() % every_n_train_steps_ != 0) return;
-  if (dirpath_.empty()) dirpath_ = dirpath(trainer);
-  auto candidates = monitor_candidates(trainer);
-  auto write = trainer_writer(trainer);
-  if (!options_.monitor.empty() && options_.save_top_k != 0 &&
-      !candidates.count(options_.monitor) && !validation_has_run_) {
-    if (!warned_missing_monitor_)
-      std::cerr << "Warning: " << missing_monitor_message(candidates) << "\n";
-    warned_missing_monitor_ = true;
-  } else {
-    save_topk(candidates, write);
-  }
-  save_last_checkpoint(candidates, write);
+  save(trainer, true);
 }
 
 void ModelCheckpoint::on_train_epoch_end(Trainer& trainer, LightningModule&) {

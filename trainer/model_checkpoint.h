@@ -99,6 +99,7 @@ class ModelCheckpoint : public Callback {
   bool should_skip_saving(const Trainer& trainer) const;
   bool should_save_on_train_epoch_end(const Trainer& trainer) const;
   std::map<std::string, double> monitor_candidates(const Trainer& trainer) const;
+  void save(Trainer& trainer, bool topk_due);
   void save_at_epoch_boundary(Trainer& trainer);
   CheckpointWriter trainer_writer(Trainer& trainer);
   std::string missing_monitor_message(const std::map<std::string, double>& candidates) const;
