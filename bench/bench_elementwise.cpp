@@ -48,18 +48,54 @@ void BM_AddBroadcastColumn(benchmark::State& state) {
 }
 BENCHMARK(BM_AddBroadcastColumn)->Args({4096, 1024})->UseRealTime();
 
-template <Tensor (*Op)(const Tensor&)>
-void BM_Unary(benchmark::State& state) {
+// One unary op over n floats: read n, write n.
+void BM_Unary(benchmark::State& state, Tensor (*op)(const Tensor&)) {
   const int64_t n = state.range(0);
   Tensor a = randn({n});
   for (auto _ : state) {
-    Tensor c = Op(a);
+    Tensor c = op(a);
     benchmark::DoNotOptimize(c.data_ptr());
   }
   set_gbps(state, 2.0 * n * sizeof(float));
 }
-BENCHMARK(BM_Unary<lumen::exp>)->Name("BM_Exp")->Arg(1 << 20)->Arg(1 << 24)->UseRealTime();
-BENCHMARK(BM_Unary<lumen::relu>)->Name("BM_Relu")->Arg(1 << 20)->Arg(1 << 24)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Unary, relu, lumen::relu)->Arg(1 << 20)->Arg(1 << 24)->UseRealTime();
+// The transcendental ones (kernels/simd_math.h); bench/pytorch_elementwise.py times the same.
+BENCHMARK_CAPTURE(BM_Unary, exp, lumen::exp)->Arg(1 << 20)->Arg(1 << 24)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Unary, sigmoid, lumen::sigmoid)->Arg(1 << 20)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Unary, tanh, lumen::tanh)->Arg(1 << 20)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Unary, gelu, [](const Tensor& x) { return gelu(x); })
+    ->Arg(1 << 20)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_Unary, gelu_tanh, [](const Tensor& x) { return gelu(x, "tanh"); })
+    ->Arg(1 << 20)
+    ->UseRealTime();
+
+// Softmax over rows of `cols`: read and write rows * cols floats.
+void BM_Rows(benchmark::State& state, Tensor (*op)(const Tensor&, int64_t)) {
+  const int64_t rows = state.range(0), cols = state.range(1);
+  Tensor a = randn({rows, cols});
+  for (auto _ : state) {
+    Tensor c = op(a, 1);
+    benchmark::DoNotOptimize(c.data_ptr());
+  }
+  set_gbps(state, 2.0 * rows * cols * sizeof(float));
+}
+BENCHMARK_CAPTURE(BM_Rows, softmax, lumen::softmax)->Args({4096, 256})->UseRealTime();
+BENCHMARK_CAPTURE(BM_Rows, log_softmax, lumen::log_softmax)->Args({4096, 256})->UseRealTime();
+
+// GELU forward and backward (a training step's share): reads x and the gradient, writes y and
+// the input gradient.
+void BM_GeluTrain(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  Tensor x = randn({n}).requires_grad_(true), g = randn({n});
+  for (auto _ : state) {
+    x.set_grad(Tensor());
+    gelu(x).backward(g);
+    benchmark::DoNotOptimize(x.grad().data_ptr());
+  }
+  set_gbps(state, 4.0 * n * sizeof(float));
+}
+BENCHMARK(BM_GeluTrain)->Arg(1 << 20)->UseRealTime();
 
 // A transpose made contiguous: reads with a large stride, writes in order.
 void BM_TransposeCopy(benchmark::State& state) {

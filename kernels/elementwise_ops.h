@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "kernels/simd_math.h"
 #include "tensor/dtype.h"
 #include "tensor/generator.h"
 
@@ -73,13 +74,13 @@ enum class BinaryOp : uint8_t { Add, Sub, Mul, Div, Pow, Maximum, Minimum };
 enum class CompareOp : uint8_t { Eq, Ne, Lt, Le, Gt, Ge };
 
 namespace ew {
+using math::erfc;  // float on the CPU: versions that vectorise (kernels/simd_math.h)
+using math::exp;
+using math::tanh;
 using std::abs;
-using std::erf;
-using std::exp;
 using std::log;
 using std::pow;
 using std::sqrt;
-using std::tanh;
 
 struct Neg {
   template <class T>
@@ -141,16 +142,17 @@ struct Relu {  // max(x, 0); gradient 0 at 0
     return x > T(0) ? g : T(0);
   }
 };
-// gelu(x) = x Phi(x) = x/2 (1 + erf(x/sqrt 2));  gelu'(x) = Phi(x) + x phi(x),
+// gelu(x) = x Phi(x), Phi(x) = (1 + erf(x/sqrt 2))/2 = erfc(-x/sqrt 2)/2 (erfc keeps its
+// relative accuracy for x << 0, where 1 + erf cancels);  gelu'(x) = Phi(x) + x phi(x),
 // phi(x) = exp(-x^2/2) / sqrt(2 pi).
 struct GeluErf {
   template <class T>
   LUMEN_HD T operator()(T x) const {
-    return T(0.5) * x * (T(1) + erf(x * T(0.70710678118654752440)));
+    return x * (T(0.5) * erfc(x * T(-0.70710678118654752440)));
   }
   template <class T>
   LUMEN_HD T backward(T g, T x) const {
-    T cdf = T(0.5) * (T(1) + erf(x * T(0.70710678118654752440)));
+    T cdf = T(0.5) * erfc(x * T(-0.70710678118654752440));
     T pdf = exp(T(-0.5) * x * x) * T(0.39894228040143267794);
     return g * (cdf + x * pdf);
   }
@@ -172,13 +174,13 @@ struct GeluTanh {
     return g * (T(0.5) * (T(1) + th) + T(0.5) * x * (T(1) - th * th) * du);
   }
 };
-// sigmoid(x) = 1 / (1 + e^-x), evaluated without overflow for large |x|; s' = s (1 - s).
+// sigmoid(x) = 1 / (1 + e^-x) for x >= 0 and e^x / (1 + e^x) below, both from e = e^-|x| <= 1
+// so nothing overflows (one exp and a select: the CPU loop vectorises); s' = s (1 - s).
 struct Sigmoid {
   template <class T>
   LUMEN_HD T operator()(T x) const {
-    if (x >= T(0)) return T(1) / (T(1) + exp(-x));
-    T e = exp(x);
-    return e / (T(1) + e);
+    const T e = exp(-abs(x)), s = T(1) / (T(1) + e);
+    return x >= T(0) ? s : e * s;
   }
   template <class T>
   LUMEN_HD T backward(T g, T x) const {

@@ -3,6 +3,7 @@
 // kernels/cuda/loss.cu). A is the accumulation type.
 #include <cmath>
 
+#include "kernels/simd_math.h"
 #include "tensor/half.h"
 
 namespace lumen::kernels::loss_math {
@@ -10,17 +11,16 @@ namespace lumen::kernels::loss_math {
 // sp(z) = log(1 + e^z) for z = -x, as max(-x, 0) + log1p(e^-|x|): the exp never overflows.
 template <class A>
 LUMEN_HD A softplus_neg(A x) {
-  using std::abs, std::exp, std::log1p;
+  using math::exp, std::abs, std::log1p;
   return (-x > A(0) ? -x : A(0)) + log1p(exp(-abs(x)));
 }
 
-// sigmoid(-x) without overflow.
+// sigmoid(-x) without overflow, from e = e^-|x| as ew::Sigmoid.
 template <class A>
 LUMEN_HD A sigmoid_neg(A x) {
-  using std::exp;
-  if (x <= A(0)) return A(1) / (A(1) + exp(x));
-  A z = exp(-x);
-  return z / (A(1) + z);
+  using math::exp, std::abs;
+  const A e = exp(-abs(x)), s = A(1) / (A(1) + e);
+  return x <= A(0) ? s : e * s;
 }
 
 // BCE with logits x, target y, pos_weight p: l = (1 - y) x + (1 + (p - 1) y) sp(-x).
@@ -51,7 +51,7 @@ LUMEN_HD BceGrads<A> bce_logits_grads(A g, A x, A y, A p, bool targets) {
 // smoothing e over C classes: softmax_c - (1 - e) [c == y] - e / C (`off` = e / C).
 template <class A>
 LUMEN_HD A cross_entropy_grad(A x_c, A lse, bool is_target, A e, A off) {
-  using std::exp;
+  using math::exp;
   A p = exp(x_c - lse) - off;
   if (is_target) p -= A(1) - e;
   return p;

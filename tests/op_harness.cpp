@@ -120,42 +120,54 @@ TEST_P(OpHarness, CudaMatchesCpu) {
   if (!missing.empty()) GTEST_SKIP() << c.name << " has no CUDA kernel yet: " << missing;
 }
 
-// Each op on f16 and bf16 inputs against the same op in f32 on the same (rounded) inputs,
-// forward and backward, within a few units of the 16-bit type's rounding (eps = 2^-10 for f16,
-// 2^-7 for bf16, scaled by the result's largest magnitude: a sum of rounded terms errs by
-// that much in absolute terms, not relative to a small total).
+// The op on `low` inputs against the same op on the same (rounded) inputs widened to `wide`,
+// forward and backward, within `ulps` units of low's rounding eps, relative and scaled by the
+// result's largest magnitude (a sum of rounded terms errs by that much in absolute terms, not
+// relative to a small total).
+void compare_precisions(const OpCase& c, DType low_dtype, DType wide_dtype, double eps,
+                        double ulps) {
+  std::vector<Tensor> low = make_inputs(c, low_dtype, false, 11), wide;
+  for (const Tensor& t : low) {
+    Tensor w = t.dtype() == low_dtype ? t.detach().to(wide_dtype) : t;
+    if (t.requires_grad()) w.requires_grad_(true);
+    wide.push_back(w);
+  }
+  Tensor want = c.fn(wide), got = c.fn(low);
+  auto tol = [&](const Tensor& ref) {
+    double scale = 0.0;
+    for (double v : ref.to_vector<double>()) scale = std::max(scale, std::abs(v));
+    return ulps * eps * std::max(scale, 1.0);
+  };
+  EXPECT_TRUE(close(got.to(wide_dtype), want, ulps * eps, tol(want))) << c.name << " forward";
+  if (!c.gradcheck || !want.requires_grad()) return;
+  Generator gen(5);
+  Tensor r = randn(want.shape(), {.dtype = low_dtype}, &gen).to(wide_dtype);
+  (want * r).sum().backward();
+  (got.to(wide_dtype) * r).sum().backward();
+  for (size_t i = 0; i < low.size(); ++i) {
+    if (!low[i].requires_grad()) continue;
+    ASSERT_TRUE(low[i].grad().defined()) << c.name << " gradient of input " << i;
+    EXPECT_EQ(low[i].grad().dtype(), low_dtype) << c.name << " gradient of input " << i;
+    EXPECT_TRUE(
+        close(low[i].grad().to(wide_dtype), wide[i].grad(), ulps * eps, tol(wide[i].grad())))
+        << c.name << " gradient of input " << i;
+  }
+}
+
+// f16 and bf16 against f32: within 8 units of the 16-bit type's eps (2^-10 for f16, 2^-7 for
+// bf16).
 TEST_P(OpHarness, HalfMatchesF32) {
-  const OpCase& c = GetParam();
   for (DType dtype : {DType::f16, DType::bf16}) {
     SCOPED_TRACE(dtype_name(dtype));
-    std::vector<Tensor> low = make_inputs(c, dtype, false, 11), wide;
-    for (const Tensor& t : low) {
-      Tensor w = is_16bit_float(t.dtype()) ? t.detach().to(DType::f32) : t;
-      if (t.requires_grad()) w.requires_grad_(true);
-      wide.push_back(w);
-    }
-    Tensor want = c.fn(wide), got = c.fn(low);
-    double eps = dtype == DType::f16 ? 0x1p-10 : 0x1p-7;
-    auto tol = [&](const Tensor& ref) {
-      double scale = 0.0;
-      for (double v : ref.to_vector<double>()) scale = std::max(scale, std::abs(v));
-      return 8.0 * eps * std::max(scale, 1.0);
-    };
-    EXPECT_TRUE(close(got.to(DType::f32), want, 8.0 * eps, tol(want))) << c.name << " forward";
-    if (!c.gradcheck || !want.requires_grad()) continue;
-    Generator gen(5);
-    Tensor r = randn(want.shape(), {.dtype = dtype}, &gen).to(DType::f32);
-    (want * r).sum().backward();
-    (got.to(DType::f32) * r).sum().backward();
-    for (size_t i = 0; i < low.size(); ++i) {
-      if (!low[i].requires_grad()) continue;
-      ASSERT_TRUE(low[i].grad().defined()) << c.name << " gradient of input " << i;
-      EXPECT_EQ(low[i].grad().dtype(), dtype) << c.name << " gradient of input " << i;
-      EXPECT_TRUE(
-          close(low[i].grad().to(DType::f32), wide[i].grad(), 8.0 * eps, tol(wide[i].grad())))
-          << c.name << " gradient of input " << i;
-    }
+    compare_precisions(GetParam(), dtype, DType::f32, dtype == DType::f16 ? 0x1p-10 : 0x1p-7, 8.0);
   }
+}
+
+// f32 against f64, within 16 units of 2^-23 (the gradient check runs in f64 only): a coarse
+// net for f32-only code such as kernels/simd_math.h, which has its own ulp sweep
+// (tests/test_simd_math.cpp).
+TEST_P(OpHarness, F32MatchesF64) {
+  compare_precisions(GetParam(), DType::f32, DType::f64, 0x1p-23, 16.0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Ops, OpHarness, ::testing::ValuesIn(op_cases()),

@@ -4,7 +4,9 @@
 //   - a numerical gradient check in f64 on the CPU, with contiguous and with non-contiguous
 //     inputs (every float input that is not marked no_grad);
 //   - CPU vs CUDA in f32 on the same random inputs, forward and backward (skipped without a
-//     GPU), with fresh allocations poisoned so unwritten outputs show.
+//     GPU), with fresh allocations poisoned so unwritten outputs show;
+//   - on the CPU, f16 and bf16 against f32, and f32 against f64, on the same rounded inputs,
+//     forward and backward, within a few units of the narrower type's rounding.
 // A new op is one entry here plus its kernels and its autograd node.
 #include <functional>
 #include <string>

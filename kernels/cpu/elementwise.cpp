@@ -1,5 +1,7 @@
 // CPU elementwise kernels: a StridedLoop over out and its inputs, the functor from
 // kernels/elementwise_ops.h in the inner loop. 16-bit types load to float and store back.
+// The loop bodies are flattened: every call in them is inlined (GELU's backward is too big for
+// GCC's own limits), or the loop would not vectorise.
 #include "kernels/elementwise.h"
 #include "kernels/cpu/strided_loop.h"
 
@@ -11,7 +13,7 @@ void unary_loop(const Tensor& out, const Tensor& x, const F& f) {
   using A = acc_t<T>;
   T* o = out.data<T>();
   const T* a = x.data<T>();
-  cpu::StridedLoop<2>({&out, &x}).parallel([&](auto off, auto st, int64_t n) {
+  cpu::StridedLoop<2>({&out, &x}).parallel([&](auto off, auto st, int64_t n) LUMEN_FLATTEN {
     T* po = o + off[0];
     const T* pa = a + off[1];
     if (st[0] == 1 && st[1] == 1) {
@@ -28,7 +30,7 @@ void binary_loop(const Tensor& out, const Tensor& x, const Tensor& y, const F& f
   T* o = out.data<T>();
   const T* a = x.data<T>();
   const T* b = y.data<T>();
-  cpu::StridedLoop<3>({&out, &x, &y}).parallel([&](auto off, auto st, int64_t n) {
+  cpu::StridedLoop<3>({&out, &x, &y}).parallel([&](auto off, auto st, int64_t n) LUMEN_FLATTEN {
     T* po = o + off[0];
     const T* pa = a + off[1];
     const T* pb = b + off[2];

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "kernels/cpu/parallel.h"
+#include "kernels/cpu/row_loops.h"
 #include "kernels/cpu/strided_loop.h"
 #include "kernels/loss.h"
 #include "kernels/loss_math.h"
@@ -25,35 +26,26 @@ void cross_entropy_rows(const Tensor& loss, const Tensor& lse, const Tensor& log
   const int64_t* pt = target.data<int64_t>();
   L* pl = loss.data<L>();
   A* plse = lse.data<A>();
-  const int64_t c = rs.d, st = rs.inner;
+  const int64_t c = rs.d;
   const A e = A(smoothing);
-  cpu::parallel_for(rs.count(), row_grain(c), [&](int64_t b, int64_t end) {
-    for (int64_t r = b; r < end; ++r) {
-      const T* xr = px + rs.base(r);
-      A m = -INFINITY;
-      for (int64_t j = 0; j < c; ++j) {
-        A v = A(xr[j * st]);
-        if (v > m || v != v) m = v;
-      }
-      if (std::isinf(m) && m < 0) m = A(0);
-      A sum = 0;
-      for (int64_t j = 0; j < c; ++j) sum += std::exp(A(xr[j * st]) - m);
-      const A l = m + std::log(sum);
-      plse[r] = l;
-      const int64_t y = pt[r];
-      if (y == ignore_index) {
-        pl[r] = L(0);
-        continue;
-      }
-      A v = (A(1) - e) * (l - A(xr[y * st]));
-      // Only with smoothing: e * mean would turn a -inf logit into NaN even for e = 0.
-      if (smoothing != 0) {
-        A total = 0;
-        for (int64_t j = 0; j < c; ++j) total += l - A(xr[j * st]);
-        v += e / A(c) * total;
-      }
-      pl[r] = L(v);
+  cpu::for_each_row(rs, [&](int64_t r, auto st) {
+    const T* xr = px + rs.base(r);
+    const A m = cpu::row_max(xr, c, st);
+    const A l = m + std::log(cpu::sum_exp(xr, c, st, m));
+    plse[r] = l;
+    const int64_t y = pt[r];
+    if (y == ignore_index) {
+      pl[r] = L(0);
+      return;
     }
+    A v = (A(1) - e) * (l - A(xr[y * st]));
+    // Only with smoothing: e * mean would turn a -inf logit into NaN even for e = 0.
+    if (smoothing != 0) {
+      A total = 0;
+      for (int64_t j = 0; j < c; ++j) total += l - A(xr[j * st]);
+      v += e / A(c) * total;
+    }
+    pl[r] = L(v);
   });
 }
 
@@ -68,23 +60,20 @@ void cross_entropy_backward_rows(const Tensor& grad_logits, const Tensor& grad_l
   const int64_t* pt = target.data<int64_t>();
   const A* plse = lse.data<A>();
   T* po = grad_logits.data<T>();
-  const int64_t c = rs.d, st = rs.inner;
+  const int64_t c = rs.d;
   const A e = A(smoothing), off = A(smoothing) / A(std::max<int64_t>(c, 1));
-  cpu::parallel_for(rs.count(), row_grain(c), [&](int64_t b, int64_t end) {
-    for (int64_t r = b; r < end; ++r) {
-      const int64_t o = rs.base(r);
-      const T* xr = px + o;
-      T* gr = po + o;
-      const int64_t y = pt[r];
-      if (y == ignore_index) {
-        for (int64_t j = 0; j < c; ++j) gr[j * st] = T(0);
-        continue;
-      }
-      const A g = A(pg[r]), l = plse[r];
-      for (int64_t j = 0; j < c; ++j) {
-        gr[j * st] = T(g * cross_entropy_grad(A(xr[j * st]), l, j == y, e, off));
-      }
+  cpu::for_each_row(rs, [&](int64_t r, auto st) {
+    const int64_t o = rs.base(r);
+    const T* xr = px + o;
+    T* gr = po + o;
+    const int64_t y = pt[r];
+    if (y == ignore_index) {
+      for (int64_t j = 0; j < c; ++j) gr[j * st] = T(0);
+      return;
     }
+    const A g = A(pg[r]), l = plse[r];
+    for (int64_t j = 0; j < c; ++j)
+      gr[j * st] = T(g * cross_entropy_grad(A(xr[j * st]), l, j == y, e, off));
   });
 }
 

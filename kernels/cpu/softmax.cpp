@@ -1,54 +1,35 @@
 // CPU softmax and log-softmax over rows (kernels/rows.h) of the softmax dim; threads take
-// rows.
+// rows (kernels/cpu/row_loops.h).
 #include <cmath>
 
-#include "kernels/cpu/parallel.h"
-#include "kernels/rows.h"
+#include "kernels/cpu/row_loops.h"
 #include "kernels/softmax.h"
 
 namespace lumen::kernels {
 namespace {
 
-// Subtracting the row max keeps every exp argument <= 0: no overflow, and the largest term is
-// exactly 1, so the sum is >= 1 and its log is safe.
 template <class T>
 void softmax_rows(const Tensor& out, const Tensor& x, int64_t dim, bool log) {
   using A = acc_t<T>;
   const Rows rs = rows_of(x.shape(), dim);
   const T* px = x.data<T>();
   T* py = out.data<T>();
-  const int64_t st = rs.inner, d = rs.d;
-  cpu::parallel_for(rs.count(), row_grain(d), [&](int64_t b, int64_t e) {
-    for (int64_t r = b; r < e; ++r) {
-      const T* xr = px + rs.base(r);
-      T* yr = py + rs.base(r);
-      A m = -INFINITY;
-      for (int64_t j = 0; j < d; ++j) {
-        A v = A(xr[j * st]);
-        if (v > m || v != v) m = v;  // NaN propagates to the whole row
-      }
-      // A row of all -inf has no finite max; shifting by 0 gives exp(-inf) = 0 and then NaN
-      // from 0/0, as PyTorch.
-      if (std::isinf(m) && m < 0) m = A(0);
-      A sum = 0;
-      if (log) {
-        for (int64_t j = 0; j < d; ++j) sum += std::exp(A(xr[j * st]) - m);
-        A shift = m + std::log(sum);
-        for (int64_t j = 0; j < d; ++j) yr[j * st] = T(A(xr[j * st]) - shift);
-      } else {
-        for (int64_t j = 0; j < d; ++j) {
-          A ev = std::exp(A(xr[j * st]) - m);
-          yr[j * st] = T(ev);
-          sum += ev;
-        }
-        // Normalise the stored exponentials; for 16-bit T recompute them in A so the rounding
-        // happens once.
-        A inv = A(1) / sum;
-        for (int64_t j = 0; j < d; ++j) {
-          A ev = std::is_same_v<T, A> ? A(yr[j * st]) : std::exp(A(xr[j * st]) - m);
-          yr[j * st] = T(ev * inv);
-        }
-      }
+  const int64_t d = rs.d;
+  cpu::for_each_row(rs, [&](int64_t r, auto st) {
+    const T* xr = px + rs.base(r);
+    T* yr = py + rs.base(r);
+    const A m = cpu::row_max(xr, d, st);
+    if (log) {
+      const A shift = m + std::log(cpu::sum_exp(xr, d, st, m));
+      for (int64_t j = 0; j < d; ++j) yr[j * st] = T(A(xr[j * st]) - shift);
+    } else if constexpr (std::is_same_v<T, A>) {
+      // Store the exponentials, then scale them.
+      const A inv = A(1) / cpu::sum_exp(xr, d, st, m, yr);
+      for (int64_t j = 0; j < d; ++j) yr[j * st] *= inv;
+    } else {
+      // 16-bit T: recompute the exponentials in A so the result is rounded once.
+      const A inv = A(1) / cpu::sum_exp(xr, d, st, m);
+      for (int64_t j = 0; j < d; ++j) yr[j * st] = T(math::exp(A(xr[j * st]) - m) * inv);
     }
   });
 }
@@ -61,21 +42,21 @@ void softmax_backward_rows(const Tensor& gx, const Tensor& gy, const Tensor& y, 
   const T* pg = gy.data<T>();
   const T* py = y.data<T>();
   T* po = gx.data<T>();
-  const int64_t st = rs.inner, d = rs.d;
-  cpu::parallel_for(rs.count(), row_grain(d), [&](int64_t b, int64_t e) {
-    for (int64_t r = b; r < e; ++r) {
-      const int64_t o = rs.base(r);
-      const T *gr = pg + o, *yr = py + o;
-      T* xr = po + o;
-      A dot = 0;
-      if (log) {
-        for (int64_t j = 0; j < d; ++j) dot += A(gr[j * st]);
-        for (int64_t j = 0; j < d; ++j)
-          xr[j * st] = T(A(gr[j * st]) - std::exp(A(yr[j * st])) * dot);
-      } else {
-        for (int64_t j = 0; j < d; ++j) dot += A(gr[j * st]) * A(yr[j * st]);
-        for (int64_t j = 0; j < d; ++j) xr[j * st] = T(A(yr[j * st]) * (A(gr[j * st]) - dot));
-      }
+  const int64_t d = rs.d;
+  cpu::for_each_row(rs, [&](int64_t r, auto st) {
+    const int64_t o = rs.base(r);
+    const T *gr = pg + o, *yr = py + o;
+    T* xr = po + o;
+    A dot = 0;
+    if (log) {
+#pragma omp simd reduction(+ : dot)
+      for (int64_t j = 0; j < d; ++j) dot += A(gr[j * st]);
+      for (int64_t j = 0; j < d; ++j)
+        xr[j * st] = T(A(gr[j * st]) - math::exp(A(yr[j * st])) * dot);
+    } else {
+#pragma omp simd reduction(+ : dot)
+      for (int64_t j = 0; j < d; ++j) dot += A(gr[j * st]) * A(yr[j * st]);
+      for (int64_t j = 0; j < d; ++j) xr[j * st] = T(A(yr[j * st]) * (A(gr[j * st]) - dot));
     }
   });
 }

@@ -5,6 +5,10 @@
 #include "kernels/broadcast_layout.h"
 #include "kernels/cpu/parallel.h"
 
+// On a loop body (a lambda: `[&](...) LUMEN_FLATTEN {...}`): inline every call in it, however
+// large, so an inner loop that calls a functor still vectorises.
+#define LUMEN_FLATTEN __attribute__((flatten))
+
 namespace lumen::cpu {
 
 template <int N>
