@@ -48,10 +48,10 @@ void BM_AddBroadcastColumn(benchmark::State& state) {
 }
 BENCHMARK(BM_AddBroadcastColumn)->Args({4096, 1024})->UseRealTime();
 
-// One unary op over n floats: read n, write n.
-void BM_Unary(benchmark::State& state, Tensor (*op)(const Tensor&)) {
+// One unary op over n floats (positive ones for `positive`): read n, write n.
+void BM_Unary(benchmark::State& state, Tensor (*op)(const Tensor&), bool positive = false) {
   const int64_t n = state.range(0);
-  Tensor a = randn({n});
+  Tensor a = positive ? abs(randn({n})) : randn({n});
   for (auto _ : state) {
     Tensor c = op(a);
     benchmark::DoNotOptimize(c.data_ptr());
@@ -61,6 +61,7 @@ void BM_Unary(benchmark::State& state, Tensor (*op)(const Tensor&)) {
 BENCHMARK_CAPTURE(BM_Unary, relu, lumen::relu)->Arg(1 << 20)->Arg(1 << 24)->UseRealTime();
 // The transcendental ones (kernels/simd_math.h); bench/pytorch_elementwise.py times the same.
 BENCHMARK_CAPTURE(BM_Unary, exp, lumen::exp)->Arg(1 << 20)->Arg(1 << 24)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Unary, log, lumen::log, true)->Arg(1 << 20)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Unary, sigmoid, lumen::sigmoid)->Arg(1 << 20)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Unary, tanh, lumen::tanh)->Arg(1 << 20)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Unary, gelu, [](const Tensor& x) { return gelu(x); })

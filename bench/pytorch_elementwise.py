@@ -1,4 +1,4 @@
-"""PyTorch's CPU exp, sigmoid, tanh, GELU (erf and tanh forms), softmax and log-softmax over
+"""PyTorch's CPU exp, log, sigmoid, tanh, GELU (erf and tanh forms), softmax and log-softmax over
 rows, and GELU forward + backward, on bench_elementwise's shapes with 2 threads: the figures
 bench/RESULTS.md sets beside
 `OMP_NUM_THREADS=2 build/bench_elementwise --benchmark_filter='Unary|Rows|Gelu'`.
@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 torch.set_num_threads(2)
 x = torch.randn(1 << 20)
+positive = x.abs()
 rows = torch.randn(4096, 256)
 xg = torch.randn(1 << 20, requires_grad=True)
 g = torch.randn(1 << 20)
@@ -22,6 +23,7 @@ def gelu_train():
 
 cases = [
     ("exp", lambda: torch.exp(x)),
+    ("log", lambda: torch.log(positive)),
     ("sigmoid", lambda: torch.sigmoid(x)),
     ("tanh", lambda: torch.tanh(x)),
     ("gelu", lambda: F.gelu(x)),

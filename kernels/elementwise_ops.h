@@ -76,9 +76,9 @@ enum class CompareOp : uint8_t { Eq, Ne, Lt, Le, Gt, Ge };
 namespace ew {
 using math::erfc;  // float on the CPU: versions that vectorise (kernels/simd_math.h)
 using math::exp;
+using math::log;
 using math::tanh;
 using std::abs;
-using std::log;
 using std::pow;
 using std::sqrt;
 

@@ -11,7 +11,7 @@ namespace lumen::kernels::loss_math {
 // sp(z) = log(1 + e^z) for z = -x, as max(-x, 0) + log1p(e^-|x|): the exp never overflows.
 template <class A>
 LUMEN_HD A softplus_neg(A x) {
-  using math::exp, std::abs, std::log1p;
+  using math::exp, math::log1p, std::abs;
   return (-x > A(0) ? -x : A(0)) + log1p(exp(-abs(x)));
 }
 

@@ -1,15 +1,15 @@
 #pragma once
-// exp, tanh and erfc in single precision without branches or library calls, so the CPU loops
-// that call them vectorise. glibc's expf, tanhf and erfcf are scalar calls, and one in a loop
+// exp, tanh, erfc, log and log1p in single precision without branches or library calls, so the
+// CPU loops that call them vectorise. glibc's are scalar calls, and one in a loop
 // keeps GCC from vectorising the whole loop (exp ran at 2.5 GB/s where ReLU runs at 110).
 // Each is a range reduction plus a polynomial, computed on every lane; selects replace
 // branches. NaN propagates, +-inf give the limits. Error against a double reference, measured
 // in tests/test_simd_math.cpp over a sweep of float bit patterns through each range: exp
-// <= 1.0 ulp, tanh <= 1.3 ulp, erfc <= 6.7 ulp with FMA and 8.1 without (near |x| = 1, where
-// 1 - erf x cancels). glibc's are within 1 ulp.
+// <= 1.0 ulp, tanh <= 1.3, erfc <= 6.7 with FMA and 8.1 without (near |x| = 1, where 1 - erf x
+// cancels), log <= 0.8, log1p <= 2.4. glibc's are within 1 ulp.
 //
-// kernels::math::exp/tanh/erfc are what the shared functors call: these versions for float
-// in host code, the standard functions for double and in CUDA device code.
+// kernels::math::exp/tanh/erfc/log/log1p are what the shared functors call: these versions for
+// float in host code, the standard functions for double and in CUDA device code.
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
@@ -90,6 +90,36 @@ LUMEN_SIMD_INLINE float erfc(float x) {
   return x < 0.0f ? 2.0f - r : r;
 }
 
+// ln x = e ln 2 + ln m for x = 2^e m with m in [sqrt(1/2), sqrt 2): ln m = f - f^2/2 + f^3 P(f),
+// f = m - 1 (Cephes' logf), ln 2 in two parts as in exp. A subnormal x is scaled by 2^25
+// first. Selects give ln 0 = -inf, ln inf = inf, and NaN below 0 and for NaN.
+LUMEN_SIMD_INLINE float log(float x) {
+  const bool subnormal = x < 0x1p-126f;
+  const uint32_t b = float_bits(subnormal ? x * 0x1p25f : x);
+  int32_t e = static_cast<int32_t>((b >> 23) & 0xff) - (subnormal ? 126 + 25 : 126);
+  float m = bits_float((b & 0x007fffffu) | 0x3f000000u);  // in [1/2, 1)
+  const bool low = m < 0.707106781f;
+  e = low ? e - 1 : e;
+  const float f = low ? m + m - 1.0f : m - 1.0f, z = f * f;
+  static constexpr float p[] = {3.3333331174e-1f,  -2.4999993993e-1f, 2.0000714765e-1f,
+                                -1.6668057665e-1f, 1.4249322787e-1f,  -1.2420140846e-1f,
+                                1.1676998740e-1f,  -1.1514610310e-1f, 7.0376836292e-2f};
+  const float fe = static_cast<float>(e);
+  float y = polynomial(p, f) * f * z + fe * -2.12194440e-4f - 0.5f * z;
+  float r = f + y + fe * 0.693359375f;
+  r = x == 0.0f ? -INFINITY : r;
+  r = x == INFINITY ? INFINITY : r;
+  return x < 0.0f || x != x ? NAN : r;
+}
+
+// ln(1 + x) = ln u * x / (u - 1) with u = 1 + x rounded: the factor x / (u - 1) corrects for
+// u's rounding (Goldberg), and u = 1 means ln(1 + x) = x to float precision.
+LUMEN_SIMD_INLINE float log1p(float x) {
+  const float u = 1.0f + x, d = u - 1.0f;
+  const float r = d == 0.0f ? x : log(u) * (x / d);
+  return x == INFINITY ? INFINITY : r;
+}
+
 }  // namespace lumen::simd_math
 
 // The dispatching wrappers must inline too, on the host as on the device.
@@ -121,6 +151,20 @@ LUMEN_MATH_INLINE T erfc(T x) {
   if constexpr (std::is_same_v<T, float>) return simd_math::erfc(x);
 #endif
   return std::erfc(x);
+}
+template <class T>
+LUMEN_MATH_INLINE T log(T x) {
+#if !defined(__CUDA_ARCH__)
+  if constexpr (std::is_same_v<T, float>) return simd_math::log(x);
+#endif
+  return std::log(x);
+}
+template <class T>
+LUMEN_MATH_INLINE T log1p(T x) {
+#if !defined(__CUDA_ARCH__)
+  if constexpr (std::is_same_v<T, float>) return simd_math::log1p(x);
+#endif
+  return std::log1p(x);
 }
 
 }  // namespace lumen::kernels::math

@@ -1,6 +1,6 @@
-// The vectorisable float exp, tanh and erfc (kernels/simd_math.h) against the double-precision
-// library functions, in units in the last place of the float result, over a sweep of float bit
-// patterns through each function's whole range, and at the special values.
+// The vectorisable float exp, tanh, erfc, log and log1p (kernels/simd_math.h) against the
+// double-precision library functions, in units in the last place of the float result, over a sweep
+// of float bit patterns through each function's whole range, and at the special values.
 #include <cmath>
 #include <limits>
 
@@ -28,12 +28,13 @@ struct Sweep {
   int64_t count = 0;
 };
 
-// Every `step`-th float bit pattern with magnitude up to `limit`, both signs.
+// Every `step`-th float bit pattern with magnitude up to `limit`, both signs (or positive only).
 template <class F, class Ref>
-Sweep sweep(F f, Ref ref, float limit, uint32_t step) {
+Sweep sweep(F f, Ref ref, float limit, uint32_t step, bool positive_only = false) {
   Sweep s;
   const uint32_t top = float_bits(limit);
   for (uint32_t sign : {0u, 0x80000000u}) {
+    if (positive_only && sign) break;
     for (uint32_t b = 0; b <= top; b += step) {
       const float x = bits_float(b | sign);
       const double e = ulp_error(f(x), ref(static_cast<double>(x)));
@@ -64,6 +65,25 @@ TEST(SimdMath, ErfcWithinNineUlp) {
   EXPECT_LE(s.worst, 9.0) << "at x = " << s.at;
 }
 
+// Every exponent, subnormals included.
+TEST(SimdMath, LogWithinOneUlpOfPositiveFloats) {
+  Sweep s = sweep(
+      simd_math::log, [](double x) { return std::log(x); }, std::numeric_limits<float>::max(), 97,
+      true);
+  EXPECT_GT(s.count, 20'000'000);
+  EXPECT_LE(s.worst, 1.0) << "at x = " << s.at;
+}
+
+TEST(SimdMath, Log1pWithinTwoAndAHalfUlp) {
+  // Down to -1 (the pole), and positive values up to 1e30.
+  Sweep neg = sweep(
+      simd_math::log1p, [](double x) { return std::log1p(x); }, 1.0f, 97);
+  Sweep pos = sweep(
+      simd_math::log1p, [](double x) { return std::log1p(x); }, 1e30f, 97, true);
+  EXPECT_LE(neg.worst, 2.5) << "at x = " << neg.at;
+  EXPECT_LE(pos.worst, 2.5) << "at x = " << pos.at;
+}
+
 TEST(SimdMath, SpecialValues) {
   const float inf = std::numeric_limits<float>::infinity();
   const float nan = std::numeric_limits<float>::quiet_NaN();
@@ -88,6 +108,22 @@ TEST(SimdMath, SpecialValues) {
   EXPECT_EQ(simd_math::erfc(-inf), 2.0f);
   EXPECT_EQ(simd_math::erfc(11.0f), 0.0f);
   EXPECT_TRUE(std::isnan(simd_math::erfc(nan)));
+
+  EXPECT_EQ(simd_math::log(1.0f), 0.0f);
+  EXPECT_EQ(simd_math::log(0.0f), -inf);
+  EXPECT_EQ(simd_math::log(-0.0f), -inf);
+  EXPECT_EQ(simd_math::log(inf), inf);
+  EXPECT_TRUE(std::isnan(simd_math::log(-1.0f)));
+  EXPECT_TRUE(std::isnan(simd_math::log(-inf)));
+  EXPECT_TRUE(std::isnan(simd_math::log(nan)));
+  EXPECT_NEAR(simd_math::log(0x1p-149f), -149 * std::log(2.0), 1e-4);  // smallest subnormal
+
+  EXPECT_EQ(simd_math::log1p(0.0f), 0.0f);
+  EXPECT_EQ(simd_math::log1p(1e-30f), 1e-30f);
+  EXPECT_EQ(simd_math::log1p(-1.0f), -inf);
+  EXPECT_EQ(simd_math::log1p(inf), inf);
+  EXPECT_TRUE(std::isnan(simd_math::log1p(-2.0f)));
+  EXPECT_TRUE(std::isnan(simd_math::log1p(nan)));
 }
 
 // The dispatch: float takes these versions, double the library's.
@@ -95,6 +131,8 @@ TEST(SimdMath, DoubleKeepsTheLibraryFunctions) {
   EXPECT_EQ(kernels::math::exp(0.3), std::exp(0.3));
   EXPECT_EQ(kernels::math::tanh(0.3), std::tanh(0.3));
   EXPECT_EQ(kernels::math::erfc(0.3), std::erfc(0.3));
+  EXPECT_EQ(kernels::math::log(0.3), std::log(0.3));
+  EXPECT_EQ(kernels::math::log1p(0.3), std::log1p(0.3));
   EXPECT_EQ(kernels::math::exp(0.3f), simd_math::exp(0.3f));
 }
 
