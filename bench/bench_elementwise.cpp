@@ -83,6 +83,16 @@ void BM_Rows(benchmark::State& state, Tensor (*op)(const Tensor&, int64_t)) {
 }
 BENCHMARK_CAPTURE(BM_Rows, softmax, lumen::softmax)->Args({4096, 256})->UseRealTime();
 BENCHMARK_CAPTURE(BM_Rows, log_softmax, lumen::log_softmax)->Args({4096, 256})->UseRealTime();
+BENCHMARK_CAPTURE(BM_Rows, layer_norm,
+                  [](const Tensor& x, int64_t) {
+                    return nn::functional::layer_norm(x, {x.size(1)});
+                  })
+    ->Args({4096, 256})
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_Unary, dropout,
+                  [](const Tensor& x) { return nn::functional::dropout(x, 0.1); })
+    ->Arg(1 << 20)
+    ->UseRealTime();
 
 // GELU forward and backward (a training step's share): reads x and the gradient, writes y and
 // the input gradient.
@@ -97,6 +107,20 @@ void BM_GeluTrain(benchmark::State& state) {
   set_gbps(state, 4.0 * n * sizeof(float));
 }
 BENCHMARK(BM_GeluTrain)->Arg(1 << 20)->UseRealTime();
+
+// Layer norm over rows of 256 with weight and bias, forward and backward.
+void BM_LayerNormTrain(benchmark::State& state) {
+  const int64_t rows = state.range(0), cols = state.range(1);
+  Tensor x = randn({rows, cols}).requires_grad_(true), g = randn({rows, cols});
+  Tensor w = randn({cols}).requires_grad_(true), b = randn({cols}).requires_grad_(true);
+  for (auto _ : state) {
+    for (Tensor* t : {&x, &w, &b}) t->set_grad(Tensor());
+    nn::functional::layer_norm(x, {cols}, w, b).backward(g);
+    benchmark::DoNotOptimize(x.grad().data_ptr());
+  }
+  set_gbps(state, 4.0 * rows * cols * sizeof(float));
+}
+BENCHMARK(BM_LayerNormTrain)->Args({4096, 256})->UseRealTime();
 
 // A transpose made contiguous: reads with a large stride, writes in order.
 void BM_TransposeCopy(benchmark::State& state) {

@@ -1,6 +1,7 @@
 // CPU normalisation kernels. Layer norm: threads take rows for the statistics and dx, and
 // columns for dw and db (each thread sums whole columns over all rows, so the result does not
-// depend on the thread count). Batch norm: threads take channels.
+// depend on the thread count); a row's sums run in vector lanes (`omp simd`: a fixed order,
+// not a serial chain of dependent adds). Batch norm: threads take channels.
 #include <cmath>
 
 #include "kernels/cpu/parallel.h"
@@ -32,9 +33,11 @@ void layer_norm_impl(const Tensor& y, const Tensor& mean, const Tensor& rstd, co
       const T* xr = px + i * d;
       W* yr = py + i * d;
       double s = 0;
+#pragma omp simd reduction(+ : s)
       for (int64_t j = 0; j < d; ++j) s += double(A(xr[j]));
       const double mu = s / double(d);
       double ss = 0;
+#pragma omp simd reduction(+ : ss)
       for (int64_t j = 0; j < d; ++j) {
         double dv = double(A(xr[j])) - mu;
         ss += dv * dv;
@@ -52,6 +55,27 @@ void layer_norm_impl(const Tensor& y, const Tensor& mean, const Tensor& rstd, co
   });
 }
 
+// dx of one row: with g_j = dy_j w_j and xhat_j = (x_j - mu) r,
+//   dx_j = r (g_j - mean(g) - xhat_j mean(g xhat)).
+// The weight's presence is a template parameter: a conditional load in the loop, or a lambda's
+// captures, keep GCC from vectorising it.
+template <bool kWeighted, class T, class W, class A>
+void layer_norm_dx_row(T* __restrict dx, const T* __restrict x, const W* __restrict dy,
+                       const W* __restrict w, A mu, A r, int64_t d) {
+  A sg = 0, sgx = 0;
+#pragma omp simd reduction(+ : sg, sgx)
+  for (int64_t j = 0; j < d; ++j) {
+    const A g = kWeighted ? A(dy[j]) * A(w[j]) : A(dy[j]);
+    sg += g;
+    sgx += g * (A(x[j]) - mu) * r;
+  }
+  const A mg = sg / A(d), mgx = sgx / A(d);
+  for (int64_t j = 0; j < d; ++j) {
+    const A g = kWeighted ? A(dy[j]) * A(w[j]) : A(dy[j]);
+    dx[j] = T(r * (g - mg - (A(x[j]) - mu) * r * mgx));
+  }
+}
+
 template <class T, class W>
 void layer_norm_backward_impl(const Tensor& gx, const Tensor& gw, const Tensor& gb,
                               const Tensor& gy, const Tensor& x, const Tensor& mean,
@@ -67,22 +91,11 @@ void layer_norm_backward_impl(const Tensor& gx, const Tensor& gw, const Tensor& 
     T* po = gx.data<T>();
     cpu::parallel_for(m, grain_for(d), [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
-        const T* xr = px + i * d;
-        const W* gr = pg + i * d;
-        T* orow = po + i * d;
-        const A mu = pm[i], r = pr[i];
-        A sg = 0, sgx = 0;  // sum g, sum g xhat
-        for (int64_t j = 0; j < d; ++j) {
-          A g = A(gr[j]) * (pw ? A(pw[j]) : A(1));
-          sg += g;
-          sgx += g * (A(xr[j]) - mu) * r;
-        }
-        const A mg = sg / A(d), mgx = sgx / A(d);
-        for (int64_t j = 0; j < d; ++j) {
-          A g = A(gr[j]) * (pw ? A(pw[j]) : A(1));
-          A xh = (A(xr[j]) - mu) * r;
-          orow[j] = T(r * (g - mg - xh * mgx));
-        }
+        const int64_t o = i * d;
+        if (pw)
+          layer_norm_dx_row<true>(po + o, px + o, pg + o, pw, pm[i], pr[i], d);
+        else
+          layer_norm_dx_row<false>(po + o, px + o, pg + o, pw, pm[i], pr[i], d);
       }
     });
   }
@@ -95,6 +108,8 @@ void layer_norm_backward_impl(const Tensor& gx, const Tensor& gw, const Tensor& 
         const T* xr = px + i * d;
         const W* gr = pg + i * d;
         const A mu = pm[i], r = pr[i];
+        // Columns are independent (GCC cannot prove sw and sb do not alias the inputs).
+#pragma omp simd
         for (int64_t j = b; j < e; ++j) {
           A g = A(gr[j]);
           sw[j - b] += g * (A(xr[j]) - mu) * r;
