@@ -36,9 +36,11 @@ LUMEN_HD PhiloxOut philox4x32(uint64_t counter, uint64_t key) {
 
 // The i-th number of a draw that starts at Philox block `offset`.
 // Uniform f32 uses one 32-bit word per element (4 per block): u = (w >> 8) * 2^-24 in [0, 1).
+LUMEN_HD float philox_word_to_f32(uint32_t w) {
+  return static_cast<float>(w >> 8) * 5.9604644775390625e-8f;
+}
 LUMEN_HD float philox_uniform_f32(uint64_t seed, uint64_t offset, uint64_t i) {
-  return static_cast<float>(philox4x32(offset + i / 4, seed).w[i % 4] >> 8) *
-         5.9604644775390625e-8f;
+  return philox_word_to_f32(philox4x32(offset + i / 4, seed).w[i % 4]);
 }
 // Uniform f64 uses two words per element (2 per block): 53 random bits * 2^-53 in [0, 1).
 LUMEN_HD double philox_uniform_f64(uint64_t seed, uint64_t offset, uint64_t i) {

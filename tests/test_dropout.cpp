@@ -30,19 +30,23 @@ LUMEN_OP_CASES(dropout){{
 
 // The mask is Bernoulli(1 - p) drawn from the generator's stream as rand() draws it: element i
 // is kept iff the i-th uniform of the same (seed, offset) is below 1 - p, and the generator
-// moves on by as much, so the next draw matches too.
+// moves on by as much, so the next draw matches too. Rows of odd length, and a tensor large
+// enough to be split across threads, start runs in the middle of a Philox block (the CPU
+// kernel draws a block once per four elements).
 TEST(Dropout, MaskIsTheGeneratorsUniformsBelowKeepProbability) {
   const double p = 0.35;
-  Generator a(17), b(17);
-  Tensor x = ones({2, 1001});
-  for (int draw = 0; draw < 2; ++draw) {
-    std::vector<float> got = dropout(x, p, true, &a).to_vector<float>();
-    std::vector<float> u = rand({2, 1001}, {}, &b).to_vector<float>();
-    for (size_t i = 0; i < got.size(); ++i)
-      ASSERT_EQ(got[i], u[i] < 1.0 - p ? static_cast<float>(1.0 / (1.0 - p)) : 0.0f)
-          << "draw " << draw << " element " << i;
+  for (Shape shape : {Shape{2, 1001}, Shape{3, 40001}}) {
+    Generator a(17), b(17);
+    Tensor x = ones(shape);
+    for (int draw = 0; draw < 2; ++draw) {
+      std::vector<float> got = dropout(x, p, true, &a).to_vector<float>();
+      std::vector<float> u = rand(shape, {}, &b).to_vector<float>();
+      for (size_t i = 0; i < got.size(); ++i)
+        ASSERT_EQ(got[i], u[i] < 1.0 - p ? static_cast<float>(1.0 / (1.0 - p)) : 0.0f)
+            << shape_str(shape) << " draw " << draw << " element " << i;
+    }
+    EXPECT_EQ(a.offset(), b.offset());
   }
-  EXPECT_EQ(a.offset(), b.offset());
 }
 
 // Element positions are row-major positions in x's shape whatever its memory layout, so a

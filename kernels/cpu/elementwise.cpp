@@ -142,6 +142,8 @@ void random_fill_cpu(const Tensor& out, RandomKind kind, double param, uint64_t 
   });
 }
 
+// Element pos keeps word pos % 4 of Philox block offset + pos / 4. Runs with unit strides
+// draw each block once for its four elements; others draw per element.
 void dropout_cpu(const Tensor& out, const Tensor& x, const Tensor& residual, DropoutMask mask) {
   dispatch_dtype<DTypes::FloatAndHalf>(out.dtype(), "dropout", [&]<class T>() {
     using A = acc_t<T>;
@@ -151,10 +153,20 @@ void dropout_cpu(const Tensor& out, const Tensor& x, const Tensor& residual, Dro
     // Without a residual, x stands in for it in the layout (as in the CUDA kernel).
     const Tensor& r = residual.defined() ? residual : x;
     cpu::StridedLoop<3>({&out, &x, &r}).parallel([&](auto off, auto st, int64_t n) {
-      for (int64_t i = 0; i < n; ++i) {
-        const int64_t pos = off[0] + i * st[0];  // out is contiguous: offset = position
-        const A v = mask(static_cast<uint64_t>(pos), A(px[off[1] + i * st[1]]));
-        o[pos] = T(pr ? A(pr[off[2] + i * st[2]]) + v : v);
+      // out is contiguous: its offset is the element's position.
+      auto put = [&](int64_t i, A v) { o[off[0] + i] = T(pr ? A(pr[off[2] + i * st[2]]) + v : v); };
+      if (st[1] != 1) {
+        for (int64_t i = 0; i < n; ++i)
+          put(i, mask(static_cast<uint64_t>(off[0] + i), A(px[off[1] + i * st[1]])));
+        return;
+      }
+      const T* xs = px + off[1];
+      for (int64_t i = 0; i < n;) {
+        const uint64_t pos = static_cast<uint64_t>(off[0] + i);
+        const PhiloxOut block = philox4x32(mask.offset + pos / 4, mask.seed);
+        const int64_t lane = static_cast<int64_t>(pos % 4), k = std::min<int64_t>(4 - lane, n - i);
+        for (int64_t j = 0; j < k; ++j) put(i + j, mask.from_word(block.w[lane + j], A(xs[i + j])));
+        i += k;
       }
     });
   });
