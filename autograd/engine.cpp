@@ -51,11 +51,18 @@ struct AccumulateGrad final : Node {
       if (r.defined()) g = r;
     }
     Tensor t(impl);
-    // A fresh tensor each time, so a later in-place update of grad() can't alias the graph
+    // grad() never aliases another tensor, so a later in-place update of it (an optimizer's,
+    // clipping's) reaches nothing else. The first gradient is taken over when nothing else can
+    // see it, as PyTorch does: the engine's reference (and ours, if no hook replaced it) are
+    // the only ones to it and to its memory, which it spans densely. Otherwise it is copied
     // (contiguous() of a strided gradient is already a fresh copy).
     Tensor fresh;
     if (impl->grad.defined()) {
       fresh = impl->grad + g;
+    } else if (g.impl_ptr().use_count() == (g.same(grad) ? 2 : 1) && g.storage().is_sole_owner() &&
+               g.is_contiguous() && g.offset() == 0 &&
+               g.storage().nbytes() == static_cast<size_t>(g.numel()) * g.element_size()) {
+      fresh = g;
     } else {
       fresh = g.contiguous();
       if (fresh.same(g)) fresh = g.clone();

@@ -81,6 +81,8 @@ class Storage {
   bool defined() const { return data_ != nullptr || nbytes_ == 0; }
   bool same(const Storage& o) const { return data_ == o.data_; }
   bool is_pinned() const { return pinned_; }
+  // No other Storage (a view's, a copy's) shares this memory.
+  bool is_sole_owner() const { return data_.use_count() == 1; }
   // Counts the in-place writes to this storage made through Lumen's API (Tensor's fill_, copy_,
   // add_, mul_, the optimizers, the Trainer's parameter broadcast), shared by every copy
   // of the Storage, as PyTorch's version counter: a value derived from the storage (autocast's

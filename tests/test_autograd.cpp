@@ -73,6 +73,37 @@ TEST(Autograd, LeafHooks) {
   EXPECT_THROW_MSG(y.register_hook([](const Tensor& g) { return g; }), "register_hook", "leaf");
 }
 
+// A leaf's gradient is its own memory: AccumulateGrad takes a gradient over only when nothing
+// else holds it, so updating one grad() in place never changes another tensor.
+TEST(Autograd, GradientsNeverAliasAnotherTensor) {
+  // Add's backward hands one gradient tensor to both inputs.
+  Tensor a = zeros({3}, {.requires_grad = true}), b = zeros({3}, {.requires_grad = true});
+  (a + b).backward(ones({3}));
+  EXPECT_NE(a.grad().data_ptr(), b.grad().data_ptr());
+  a.grad().mul_(scalar_tensor(5.0f));
+  EXPECT_EQ(b.grad().to_vector<float>(), (std::vector<float>{1, 1, 1}));
+
+  // A hook that keeps the gradient it was given.
+  Tensor x = zeros({4}, {.requires_grad = true}), kept;
+  x.register_hook([&](const Tensor& g) {
+    kept = g;
+    return Tensor();
+  });
+  (x * 2.0).sum().backward();
+  EXPECT_NE(x.grad().data_ptr(), kept.data_ptr());
+  x.grad().mul_(scalar_tensor(3.0f));
+  EXPECT_EQ(kept.to_vector<float>(), (std::vector<float>{2, 2, 2, 2}));
+
+  // The gradient given to backward, reaching a leaf unchanged (as x itself), and a view.
+  Tensor y = zeros({2, 3}, {.requires_grad = true}), given = ones({2, 3});
+  y.backward(given);
+  EXPECT_NE(y.grad().data_ptr(), given.data_ptr());
+  Tensor z = zeros({2, 3}, {.requires_grad = true});
+  z.t().sum().backward();  // the transpose's backward hands back a view
+  z.grad().mul_(scalar_tensor(2.0f));
+  EXPECT_EQ(z.grad().to_vector<float>(), (std::vector<float>(6, 2.0f)));
+}
+
 TEST(Autograd, BranchWithoutGradientStillReleases) {
   // b only reaches the loss through an integer path: no gradient, and no hang.
   Tensor a = ones({3}, {.dtype = DType::f64, .requires_grad = true});
