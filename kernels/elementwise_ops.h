@@ -65,13 +65,12 @@ struct DropoutMask {
       : keep_prob(1.0 - p), scale(p < 1.0 ? 1.0 / (1.0 - p) : 0.0), seed(seed), offset(offset) {}
   template <class A>
   LUMEN_HD A operator()(uint64_t i, A x) const {
-    return from_word(philox4x32(offset + i / 4, seed).w[i % 4], x);
+    return given(philox_uniform_f32(seed, offset, i), x);
   }
-  // The same from element i's Philox word (word i % 4 of block offset + i / 4), for loops that
-  // draw a block once for four elements.
+  // The same given u_i, for loops that draw a Philox block once for four elements.
   template <class A>
-  LUMEN_HD A from_word(uint32_t word, A x) const {
-    return static_cast<double>(philox_word_to_f32(word)) < keep_prob ? x * A(scale) : A(0);
+  LUMEN_HD A given(float u, A x) const {
+    return static_cast<double>(u) < keep_prob ? x * A(scale) : A(0);
   }
 };
 

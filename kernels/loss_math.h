@@ -3,6 +3,7 @@
 // kernels/cuda/loss.cu). A is the accumulation type.
 #include <cmath>
 
+#include "kernels/elementwise_ops.h"
 #include "kernels/simd_math.h"
 #include "tensor/half.h"
 
@@ -15,12 +16,10 @@ LUMEN_HD A softplus_neg(A x) {
   return (-x > A(0) ? -x : A(0)) + log1p(exp(-abs(x)));
 }
 
-// sigmoid(-x) without overflow, from e = e^-|x| as ew::Sigmoid.
+// sigmoid(-x), by the elementwise op's overflow-free form.
 template <class A>
 LUMEN_HD A sigmoid_neg(A x) {
-  using math::exp, std::abs;
-  const A e = exp(-abs(x)), s = A(1) / (A(1) + e);
-  return x <= A(0) ? s : e * s;
+  return ew::Sigmoid{}(-x);
 }
 
 // BCE with logits x, target y, pos_weight p: l = (1 - y) x + (1 + (p - 1) y) sp(-x).

@@ -129,42 +129,33 @@ LUMEN_SIMD_INLINE float log1p(float x) {
 #define LUMEN_MATH_INLINE LUMEN_SIMD_INLINE
 #endif
 
+// math::name(x): simd_math::name for float in host code, std::name otherwise (double, and every
+// type in CUDA device code, where __CUDA_ARCH__ is defined).
+#if defined(__CUDA_ARCH__)
+#define LUMEN_MATH_FUNCTION(name) \
+  template <class T>              \
+  LUMEN_MATH_INLINE T name(T x) { \
+    return std::name(x);          \
+  }
+#else
+#define LUMEN_MATH_FUNCTION(name)           \
+  template <class T>                        \
+  LUMEN_MATH_INLINE T name(T x) {           \
+    if constexpr (std::is_same_v<T, float>) \
+      return simd_math::name(x);            \
+    else                                    \
+      return std::name(x);                  \
+  }
+#endif
+
 namespace lumen::kernels::math {
 
-template <class T>
-LUMEN_MATH_INLINE T exp(T x) {
-#if !defined(__CUDA_ARCH__)
-  if constexpr (std::is_same_v<T, float>) return simd_math::exp(x);
-#endif
-  return std::exp(x);
-}
-template <class T>
-LUMEN_MATH_INLINE T tanh(T x) {
-#if !defined(__CUDA_ARCH__)
-  if constexpr (std::is_same_v<T, float>) return simd_math::tanh(x);
-#endif
-  return std::tanh(x);
-}
-template <class T>
-LUMEN_MATH_INLINE T erfc(T x) {
-#if !defined(__CUDA_ARCH__)
-  if constexpr (std::is_same_v<T, float>) return simd_math::erfc(x);
-#endif
-  return std::erfc(x);
-}
-template <class T>
-LUMEN_MATH_INLINE T log(T x) {
-#if !defined(__CUDA_ARCH__)
-  if constexpr (std::is_same_v<T, float>) return simd_math::log(x);
-#endif
-  return std::log(x);
-}
-template <class T>
-LUMEN_MATH_INLINE T log1p(T x) {
-#if !defined(__CUDA_ARCH__)
-  if constexpr (std::is_same_v<T, float>) return simd_math::log1p(x);
-#endif
-  return std::log1p(x);
-}
+LUMEN_MATH_FUNCTION(exp)
+LUMEN_MATH_FUNCTION(tanh)
+LUMEN_MATH_FUNCTION(erfc)
+LUMEN_MATH_FUNCTION(log)
+LUMEN_MATH_FUNCTION(log1p)
 
 }  // namespace lumen::kernels::math
+
+#undef LUMEN_MATH_FUNCTION

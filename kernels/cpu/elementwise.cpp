@@ -165,7 +165,8 @@ void dropout_cpu(const Tensor& out, const Tensor& x, const Tensor& residual, Dro
         const uint64_t pos = static_cast<uint64_t>(off[0] + i);
         const PhiloxOut block = philox4x32(mask.offset + pos / 4, mask.seed);
         const int64_t lane = static_cast<int64_t>(pos % 4), k = std::min<int64_t>(4 - lane, n - i);
-        for (int64_t j = 0; j < k; ++j) put(i + j, mask.from_word(block.w[lane + j], A(xs[i + j])));
+        for (int64_t j = 0; j < k; ++j)
+          put(i + j, mask.given(philox_word_to_f32(block.w[lane + j]), A(xs[i + j])));
         i += k;
       }
     });
