@@ -112,7 +112,13 @@ struct CudaBackend final : DeviceBackend {
       LUMEN_CUDA_CHECK(cudaStreamSynchronize(0));
     }
     LUMEN_CUDA_CHECK(cudaSetDevice(dst_dev.is_cuda() ? dst_dev.index : src_dev.index));
-    LUMEN_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, kind, 0));
+    // Pool memory (cudaMallocAsync) is accessible from its own device only, unless
+    // cudaMemPoolSetAccess grants more: between GPUs only the peer copy works (as in PyTorch's
+    // cudaMallocAsync backend).
+    if (across)
+      LUMEN_CUDA_CHECK(cudaMemcpyPeerAsync(dst, dst_dev.index, src, src_dev.index, n, 0));
+    else
+      LUMEN_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, kind, 0));
     // Only the host must wait: a copy to the device is ordered before every later kernel on
     // the stream, and a pageable host source has been staged by the time cudaMemcpyAsync
     // returns (Lumen's host memory is pageable), so it may be freed at once. Not waiting lets

@@ -50,6 +50,8 @@ LUMEN_HD double philox_uniform_f64(uint64_t seed, uint64_t offset, uint64_t i) {
 }
 // Standard normal by Box-Muller: block i/2 gives u1 in (0, 1] (words 0, 1) and u2 (words 2, 3);
 // element 2k is r cos(2 pi u2), element 2k+1 is r sin(2 pi u2), with r = sqrt(-2 ln u1).
+// log, sin and cos are the platform's (glibc on the host, CUDA's on a device), which may differ
+// in the last bit: f64 normals agree across devices to a few ulp, f32 ones (rounded) exactly.
 LUMEN_HD double philox_normal(uint64_t seed, uint64_t offset, uint64_t i) {
   PhiloxOut o = philox4x32(offset + i / 2, seed);
   uint64_t b1 = ((static_cast<uint64_t>(o.w[0]) << 32) | o.w[1]) >> 11;

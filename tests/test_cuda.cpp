@@ -217,8 +217,19 @@ TEST(Cuda, RandomNumbersMatchTheCpu) {
   if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device";
   for (DType dt : {DType::f32, DType::f64}) {
     Generator a(11), b(11);
-    EXPECT_EQ(randn({1001}, {.dtype = dt, .device = Device::cuda()}, &a).to_vector<double>(),
-              randn({1001}, {.dtype = dt}, &b).to_vector<double>());
+    // Box-Muller's log, sin and cos are CUDA's on the device and glibc's on the host, which
+    // differ in the last bit for some inputs (a review emulating CUDA's libdevice on the CPU found
+    // 139 of these 1001 f64 values off, by at most 2.7e-16 relative): equal once rounded to f32,
+    // within a few f64 ulp otherwise.
+    const std::vector<double> gpu =
+        randn({1001}, {.dtype = dt, .device = Device::cuda()}, &a).to_vector<double>();
+    const std::vector<double> cpu = randn({1001}, {.dtype = dt}, &b).to_vector<double>();
+    ASSERT_EQ(gpu.size(), cpu.size());
+    if (dt == DType::f32)
+      EXPECT_EQ(gpu, cpu);
+    else
+      for (size_t i = 0; i < gpu.size(); ++i)
+        ASSERT_NEAR(gpu[i], cpu[i], 1e-14 * (1 + std::abs(cpu[i]))) << "element " << i;
     EXPECT_EQ(rand({1001}, {.dtype = dt, .device = Device::cuda()}, &a).to_vector<double>(),
               rand({1001}, {.dtype = dt}, &b).to_vector<double>());
   }

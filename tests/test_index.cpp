@@ -89,6 +89,9 @@ LUMEN_OP_CASES(index){{
     {"embedding_1d_indices",
      {Input::index({9}, 4), Input::real({4, 3})},
      [](const auto& v) { return embedding(v[0], v[1]); }},
+    {"embedding_0d_index",
+     {Input::index({}, 4), Input::real({4, 3})},
+     [](const auto& v) { return embedding(v[0], v[1]); }},
     // The padding row (never indexed here, so its numerical gradient is 0 too) gets none.
     {"embedding_padding",
      {Input::index({3, 5}, 4), Input::real({5, 3})},

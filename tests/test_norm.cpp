@@ -7,9 +7,11 @@ namespace {
 
 namespace F = nn::functional;
 
-// Running stats made inside the case, so every call starts from the same state.
+// Running stats made inside the case (on the input's device), so every call starts from the
+// same state.
 Tensor bn_train(const std::vector<Tensor>& v, int64_t c) {
-  Tensor rm = zeros({c}, {.dtype = v[0].dtype()}), rv = ones({c}, {.dtype = v[0].dtype()});
+  Tensor rm = zeros({c}, {v[0].dtype(), v[0].device()});
+  Tensor rv = ones({c}, {v[0].dtype(), v[0].device()});
   return F::batch_norm(v[0], rm, rv, v.size() > 1 ? v[1] : Tensor(), v.size() > 2 ? v[2] : Tensor(),
                        true);
 }
@@ -41,8 +43,8 @@ LUMEN_OP_CASES(norm){{
     {"batch_norm_eval",
      {Input::real({4, 3, 2}), Input::real({3}), Input::real({3})},
      [](const auto& v) {
-       Tensor rm = from_vector<double>({0.5, -1.0, 0.0}).to(v[0].dtype());
-       Tensor rv = from_vector<double>({2.0, 0.5, 1.0}).to(v[0].dtype());
+       Tensor rm = from_vector<double>({0.5, -1.0, 0.0}).to(v[0].dtype()).to(v[0].device());
+       Tensor rv = from_vector<double>({2.0, 0.5, 1.0}).to(v[0].dtype()).to(v[0].device());
        return F::batch_norm(v[0], rm, rv, v[1], v[2], false);
      }},
 }};

@@ -181,6 +181,11 @@ TEST(Pool, ErrorsNameShapes) {
   EXPECT_THROW_MSG(F::max_pool2d(zeros({1, 1, 4, 4}), {2, 2}, {}, {2, 0}), "max_pool2d",
                    "padding [2, 0]", "half");
   EXPECT_THROW_MSG(F::max_pool2d(zeros({4, 4}), {2, 2}), "max_pool2d", "[4, 4]", "4-D");
+  // A zero height or width (which the padding alone would let through) has no window to pool.
+  EXPECT_THROW_MSG(F::max_pool2d(zeros({1, 1, 0, 4}), {2, 2}, {}, {1, 1}), "max_pool2d",
+                   "non-empty height and width", "[1, 1, 0, 4]");
+  EXPECT_THROW_MSG(F::avg_pool2d(zeros({1, 1, 4, 0}), {2, 2}, {}, {1, 1}), "avg_pool2d",
+                   "non-empty height and width", "[1, 1, 4, 0]");
   EXPECT_THROW_MSG(F::avg_pool2d(zeros({1, 1, 4, 4}), {2, 2}, {{0, 1}}), "avg_pool2d",
                    "stride [0, 1]");
   EXPECT_THROW_MSG(F::max_pool2d(zeros({1, 1, 4, 4}, {.dtype = DType::i64}), {2, 2}), "max_pool2d",

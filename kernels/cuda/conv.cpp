@@ -10,6 +10,7 @@
 #include "kernels/conv.h"
 #include "kernels/cuda/algo_cache.h"
 #include "kernels/cuda/cudnn_handle.h"
+#include "kernels/elementwise.h"
 #include "tensor/cuda_check.h"
 #include "tensor/storage.h"
 
@@ -113,18 +114,15 @@ void conv2d_cuda(const Tensor& out, const Tensor& x, const Tensor& w, const Tens
   const int dev = x.device().index;
   LUMEN_CUDA_CHECK(cudaSetDevice(dev));
   cudnnHandle_t h = cudnn_handle(dev);
-  // out += bias broadcast over [N, ., OH, OW].
-  auto add_bias = [&](cudnnTensorDescriptor_t y) {
-    if (!bias.defined()) return;
-    const cuda::CudnnTensor4d bd(cudnn_type(bias.dtype()), 1, bias.numel(), 1, 1, "conv2d");
-    const Scalars add(x.dtype(), 1.0);
-    LUMEN_CUDNN_CHECK(
-        cudnnAddTensor(h, add.alpha(), bd, bias.data_ptr(), add.beta(), y, out.data_ptr()));
+  // out += bias broadcast over [N, ., OH, OW], by our broadcasting add (cuDNN 9 deprecates
+  // cudnnAddTensor, and its bf16 support is not documented).
+  auto add_bias = [&] {
+    if (bias.defined())
+      binary(out.device(), out, out, bias.view({bias.numel(), 1, 1}), BinaryOp::Add);
   };
   if (x.numel() == 0 || w.numel() == 0) {  // no input channels: the bias alone (cuDNN takes no 0)
     LUMEN_CUDA_CHECK(cudaMemsetAsync(out.data_ptr(), 0, out.numel() * out.element_size(), 0));
-    const cuda::CudnnTensor4d y(out, "conv2d");
-    return add_bias(y);
+    return add_bias();
   }
   ConvDescriptors d(x, w, out, p);
   const auto algo = static_cast<cudnnConvolutionFwdAlgo_t>(
@@ -141,7 +139,7 @@ void conv2d_cuda(const Tensor& out, const Tensor& x, const Tensor& w, const Tens
   LUMEN_CUDNN_CHECK(cudnnConvolutionForward(h, s.alpha(), d.x, x.data_ptr(), d.w, w.data_ptr(),
                                             d.conv, algo, ws_bytes ? ws.data_ptr() : nullptr,
                                             ws_bytes, s.beta(), d.y, out.data_ptr()));
-  add_bias(d.y);
+  add_bias();
 }
 
 void conv2d_backward_input_cuda(const Tensor& gx, const Tensor& gy, const Tensor& w,

@@ -11,9 +11,12 @@ namespace {
 
 constexpr const char* kOp = "batch_norm";
 
-// cuDNN's descriptors hold int sizes and strides (the N stride is C S).
+// cuDNN's descriptors hold int sizes and strides (the N stride is C S). PyTorch also keeps
+// batches over 880801 off cuDNN's spatial batch norm (32-bit limits inside some of its kernels,
+// _select_batch_norm_backend); those take our own kernels, as 16-bit inputs do.
 bool takes(const Tensor& x) {
-  return (x.dtype() == DType::f32 || x.dtype() == DType::f64) && x.numel() <= INT32_MAX;
+  return (x.dtype() == DType::f32 || x.dtype() == DType::f64) && x.numel() <= INT32_MAX &&
+         x.size(0) <= 880801;
 }
 
 int64_t spatial_size(const Tensor& x) {

@@ -25,15 +25,12 @@ cudnnDataType_t cudnn_type(DType dt, const char* op);
 // An int argument of a cuDNN call; a larger size is an error naming `op`.
 int cudnn_int(int64_t v, const char* op);
 
-// alpha = 1, beta = 0 (or 1): doubles for f64 tensors, floats otherwise (cuDNN's rule).
+// alpha = 1, beta = 0: doubles for f64 tensors, floats otherwise (cuDNN's rule).
 struct CudnnScalars {
   float f[2] = {1.0f, 0.0f};
   double d[2] = {1.0, 0.0};
   bool f64;
-  explicit CudnnScalars(DType dt, double beta = 0.0) : f64(dt == DType::f64) {
-    f[1] = static_cast<float>(beta);
-    d[1] = beta;
-  }
+  explicit CudnnScalars(DType dt) : f64(dt == DType::f64) {}
   const void* alpha() const { return f64 ? static_cast<const void*>(&d[0]) : &f[0]; }
   const void* beta() const { return f64 ? static_cast<const void*>(&d[1]) : &f[1]; }
 };

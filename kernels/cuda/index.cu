@@ -166,7 +166,8 @@ void scatter_add_cuda(const Tensor& out, int64_t dim, const Tensor& index, const
 }
 
 // Embedding: the layout is out's [..., D] with the index broadcast over D (op 1) and weight's
-// column offsets (op 2: weight.narrow(0, 0, 1), broadcast over the index dims).
+// column offsets (op 2: weight.select(0, 0), broadcast over the index dims; 0-d indices give a
+// [D] out).
 template <class T, class I>
 struct EmbeddingBody {
   T* out;
@@ -226,7 +227,7 @@ void embedding_cuda(const Tensor& out, const Tensor& weight, const Tensor& indic
     check_embedding<I>("embedding", indices, weight);
     if (out.numel() == 0) return;
     const Tensor iv = indices.detach().unsqueeze(-1).expand(out.shape());
-    const Tensor wv = weight.detach().narrow(0, 0, 1).expand(out.shape());
+    const Tensor wv = weight.detach().select(0, 0).expand(out.shape());
     dispatch_dtype<DTypes::All>(out.dtype(), "embedding", [&]<class T>() {
       launch_strided<3>({&out, &iv, &wv}, EmbeddingBody<T, I>{out.data<T>(), weight.data<T>(),
                                                               indices.data<I>(), weight.stride(0)});

@@ -25,6 +25,8 @@ std::pair<kernels::Pool2dParams, Shape> plan(const char* op, const Tensor& x, Si
               ": padding [", pad[0], ", ", pad[1], "] must be non-negative and at most half the ",
               "kernel [", k[0], ", ", k[1], "]");
   const int64_t H = x.size(-2), W = x.size(-1);
+  LUMEN_CHECK(H > 0 && W > 0, op, ": expected a non-empty height and width, got input of shape ",
+              ShapeStr{x.shape()});
   const int64_t eh = dil[0] * (k[0] - 1) + 1, ew = dil[1] * (k[1] - 1) + 1;
   LUMEN_CHECK(eh <= H + 2 * pad[0] && ew <= W + 2 * pad[1], op, ": kernel [", k[0], ", ", k[1],
               "] (", eh, "x", ew, " with dilation) is larger than the padded input [",
