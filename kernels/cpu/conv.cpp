@@ -63,6 +63,29 @@ std::pair<int64_t, int64_t> valid_range(int64_t n_in, int64_t n_out, int64_t s, 
   return {lo, std::max(lo, hi)};
 }
 
+// One row (c, kh, kw) of col: col[oh, ow] = xc[ih, iw] with ih = oh sh - ph + kh dh and
+// iw = ow sw - pw + kw dw, 0 where (ih, iw) falls in the padding ([oh0, oh1) and [ow0, ow1) are
+// the valid ranges). The runs are a row of a small image (tens of elements): plain loops, kept
+// from becoming memcpy/memset calls (CMake: -fno-tree-loop-distribute-patterns for this
+// file), whose fixed cost per call exceeded the copy itself (a fifth of a forward pass).
+template <bool kUnitStride, class T>
+void im2col_row(const T* __restrict xc, T* __restrict dst, const Geom& g, int64_t kh, int64_t kw) {
+  const auto [oh0, oh1] = valid_range(g.H, g.OH, g.p.stride_h, g.p.pad_h, kh * g.p.dilation_h);
+  const auto [ow0, ow1] = valid_range(g.W, g.OW, g.p.stride_w, g.p.pad_w, kw * g.p.dilation_w);
+  const int64_t OW = g.OW, sw = kUnitStride ? 1 : g.p.stride_w;
+  const int64_t shift = kw * g.p.dilation_w - g.p.pad_w;
+  for (int64_t oh = 0; oh < g.OH; ++oh, dst += OW) {
+    if (oh < oh0 || oh >= oh1) {
+      for (int64_t ow = 0; ow < OW; ++ow) dst[ow] = T(0);
+      continue;
+    }
+    const T* xr = xc + (oh * g.p.stride_h - g.p.pad_h + kh * g.p.dilation_h) * g.W + shift;
+    for (int64_t ow = 0; ow < ow0; ++ow) dst[ow] = T(0);
+    for (int64_t ow = ow0; ow < ow1; ++ow) dst[ow] = xr[ow * sw];
+    for (int64_t ow = ow1; ow < OW; ++ow) dst[ow] = T(0);
+  }
+}
+
 // col[(c, kh, kw), (oh, ow)] = x[c, oh sh - ph + kh dh, ow sw - pw + kw dw] (0 outside), for the
 // Cg channels starting at x.
 template <class T>
@@ -70,26 +93,12 @@ void im2col(const T* x, T* col, const Geom& g) {
   const int64_t KK = g.KH * g.KW, L = g.l();
   cpu::parallel_for(g.ckk(), 4, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
-      int64_t c = r / KK, kh = (r / g.KW) % g.KH, kw = r % g.KW;
-      const T* xc = x + c * g.H * g.W;
-      T* dst = col + r * L;
-      auto [ow0, ow1] = valid_range(g.W, g.OW, g.p.stride_w, g.p.pad_w, kw * g.p.dilation_w);
-      for (int64_t oh = 0; oh < g.OH; ++oh) {
-        T* d = dst + oh * g.OW;
-        int64_t ih = oh * g.p.stride_h - g.p.pad_h + kh * g.p.dilation_h;
-        if (ih < 0 || ih >= g.H) {
-          std::fill(d, d + g.OW, T(0));
-          continue;
-        }
-        const T* xr = xc + ih * g.W;
-        const int64_t shift = kw * g.p.dilation_w - g.p.pad_w;
-        std::fill(d, d + ow0, T(0));
-        if (g.p.stride_w == 1)  // the common case: a contiguous run, copied as one
-          std::copy(xr + ow0 + shift, xr + ow1 + shift, d + ow0);
-        else
-          for (int64_t ow = ow0; ow < ow1; ++ow) d[ow] = xr[ow * g.p.stride_w + shift];
-        std::fill(d + ow1, d + g.OW, T(0));
-      }
+      const T* xc = x + (r / KK) * g.H * g.W;
+      const int64_t kh = (r / g.KW) % g.KH, kw = r % g.KW;
+      if (g.p.stride_w == 1)
+        im2col_row<true>(xc, col + r * L, g, kh, kw);
+      else
+        im2col_row<false>(xc, col + r * L, g, kh, kw);
     }
   });
 }
