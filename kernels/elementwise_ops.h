@@ -37,18 +37,34 @@ struct UnaryArgs {
 enum class RandomKind : uint8_t { Uniform, Normal, Bernoulli };
 
 // Element i of a random fill is a function of (seed, offset, i) alone, so every backend draws
-// the same numbers (tensor/generator.h).
+// the same numbers (tensor/generator.h): Philox block offset + i / k holds elements
+// [k (i / k), k (i / k) + k), with k = random_per_block (a 32-bit word each, or two words for a
+// uniform f64 and for a Box-Muller pair).
+template <class T>
+LUMEN_HD constexpr int random_per_block(RandomKind kind) {
+  return kind == RandomKind::Normal || (kind == RandomKind::Uniform && std::is_same_v<T, double>)
+             ? 2
+             : 4;
+}
+// Element j of the block o.
+template <class T>
+LUMEN_HD T random_in_block(RandomKind kind, double param, const PhiloxOut& o, int j) {
+  double v;
+  if (kind == RandomKind::Uniform) {
+    v = std::is_same_v<T, double> ? philox_words_to_f64(o.w[2 * j], o.w[2 * j + 1])
+                                  : philox_word_to_f32(o.w[j]);
+  } else if (kind == RandomKind::Normal) {
+    const PhiloxPolar p = philox_normal_polar(o);
+    v = j == 0 ? p.r * std::cos(p.angle) : p.r * std::sin(p.angle);
+  } else {
+    v = philox_word_to_f32(o.w[j]) < param ? 1.0 : 0.0;
+  }
+  return T(static_cast<acc_t<T>>(v));
+}
 template <class T>
 LUMEN_HD T random_value(RandomKind kind, double param, uint64_t seed, uint64_t offset, uint64_t i) {
-  double v;
-  if (kind == RandomKind::Uniform)
-    v = std::is_same_v<T, double> ? philox_uniform_f64(seed, offset, i)
-                                  : philox_uniform_f32(seed, offset, i);
-  else if (kind == RandomKind::Normal)
-    v = philox_normal(seed, offset, i);
-  else
-    v = philox_uniform_f32(seed, offset, i) < param ? 1.0 : 0.0;
-  return T(static_cast<acc_t<T>>(v));
+  const uint64_t k = random_per_block<T>(kind);
+  return random_in_block<T>(kind, param, philox4x32(offset + i / k, seed), static_cast<int>(i % k));
 }
 
 // Inverted dropout of element i (row-major position in the tensor):

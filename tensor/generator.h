@@ -43,24 +43,21 @@ LUMEN_HD float philox_uniform_f32(uint64_t seed, uint64_t offset, uint64_t i) {
   return philox_word_to_f32(philox4x32(offset + i / 4, seed).w[i % 4]);
 }
 // Uniform f64 uses two words per element (2 per block): 53 random bits * 2^-53 in [0, 1).
-LUMEN_HD double philox_uniform_f64(uint64_t seed, uint64_t offset, uint64_t i) {
-  PhiloxOut o = philox4x32(offset + i / 2, seed);
-  uint64_t hi = o.w[2 * (i % 2)], lo = o.w[2 * (i % 2) + 1];
-  return static_cast<double>(((hi << 32) | lo) >> 11) * 1.1102230246251565e-16;
+LUMEN_HD double philox_words_to_f64(uint32_t hi, uint32_t lo) {
+  return static_cast<double>(((static_cast<uint64_t>(hi) << 32) | lo) >> 11) *
+         1.1102230246251565e-16;
 }
-// Standard normal by Box-Muller: block i/2 gives u1 in (0, 1] (words 0, 1) and u2 (words 2, 3);
-// element 2k is r cos(2 pi u2), element 2k+1 is r sin(2 pi u2), with r = sqrt(-2 ln u1).
+// Standard normals by Box-Muller, a pair per block: u1 in (0, 1] (words 0, 1) and u2 (words 2,
+// 3) give r = sqrt(-2 ln u1) and the angle 2 pi u2; the pair is (r cos, r sin) of the angle.
 // log, sin and cos are the platform's (glibc on the host, CUDA's on a device), which may differ
 // in the last bit: f64 normals agree across devices to a few ulp, f32 ones (rounded) exactly.
-LUMEN_HD double philox_normal(uint64_t seed, uint64_t offset, uint64_t i) {
-  PhiloxOut o = philox4x32(offset + i / 2, seed);
-  uint64_t b1 = ((static_cast<uint64_t>(o.w[0]) << 32) | o.w[1]) >> 11;
-  uint64_t b2 = ((static_cast<uint64_t>(o.w[2]) << 32) | o.w[3]) >> 11;
-  double u1 = (static_cast<double>(b1) + 1.0) * 1.1102230246251565e-16;
-  double u2 = static_cast<double>(b2) * 1.1102230246251565e-16;
-  double r = std::sqrt(-2.0 * std::log(u1));
-  double a = 6.283185307179586 * u2;
-  return (i % 2 == 0) ? r * std::cos(a) : r * std::sin(a);
+struct PhiloxPolar {
+  double r, angle;
+};
+LUMEN_HD PhiloxPolar philox_normal_polar(const PhiloxOut& o) {
+  double u1 = philox_words_to_f64(o.w[0], o.w[1]) + 1.1102230246251565e-16;
+  double u2 = philox_words_to_f64(o.w[2], o.w[3]);
+  return {std::sqrt(-2.0 * std::log(u1)), 6.283185307179586 * u2};
 }
 // Philox blocks consumed by n draws of each kind, so a generator can skip past them.
 inline uint64_t philox_blocks_uniform_f32(uint64_t n) { return (n + 3) / 4; }

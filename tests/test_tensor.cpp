@@ -4,6 +4,7 @@
 #include <random>
 #include <sstream>
 
+#include "kernels/elementwise.h"
 #include "tests/op_harness.h"
 
 namespace lumen::testing {
@@ -275,6 +276,59 @@ TEST(Tensor, RandomIsSeededAndCounterBased) {
   EXPECT_EQ(k.w[1], 0xe169c58du);
   EXPECT_EQ(k.w[2], 0xbc57ac4cu);
   EXPECT_EQ(k.w[3], 0x9b00dbd8u);
+}
+
+// Every element of rand, randn and a Bernoulli fill against Philox's words turned into numbers
+// here, element by element (the CPU fills a block's elements together): odd lengths, a draw
+// that does not start at offset 0, thread chunks, every floating dtype.
+TEST(Tensor, RandomFillsFollowThePhiloxFormulas) {
+  const double two53 = 1.1102230246251565e-16;  // 2^-53
+  auto f64_of = [&](uint32_t hi, uint32_t lo) {
+    return static_cast<double>(((uint64_t{hi} << 32) | lo) >> 11) * two53;
+  };
+  auto expected = [&](kernels::RandomKind kind, DType dt, uint64_t seed, uint64_t offset,
+                      uint64_t i) {
+    if (kind == kernels::RandomKind::Normal) {
+      PhiloxOut o = philox4x32(offset + i / 2, seed);
+      double r = std::sqrt(-2.0 * std::log(f64_of(o.w[0], o.w[1]) + two53));
+      double a = 6.283185307179586 * f64_of(o.w[2], o.w[3]);
+      return i % 2 == 0 ? r * std::cos(a) : r * std::sin(a);
+    }
+    if (kind == kernels::RandomKind::Uniform && dt == DType::f64) {
+      PhiloxOut o = philox4x32(offset + i / 2, seed);
+      return f64_of(o.w[2 * (i % 2)], o.w[2 * (i % 2) + 1]);
+    }
+    const double u = (philox4x32(offset + i / 4, seed).w[i % 4] >> 8) * 0x1p-24;
+    return kind == kernels::RandomKind::Uniform ? u : (u < 0.3 ? 1.0 : 0.0);
+  };
+  for (DType dt : {DType::f32, DType::f64, DType::f16, DType::bf16}) {
+    for (int64_t n : {int64_t{1}, int64_t{7}, int64_t{40001}}) {
+      Generator g(21);
+      rand({3}, {}, &g);  // the next draw starts past block 0
+      for (auto kind : {kernels::RandomKind::Uniform, kernels::RandomKind::Normal,
+                        kernels::RandomKind::Bernoulli}) {
+        const uint64_t seed = g.seed(), offset = g.offset();
+        Tensor t;
+        if (kind == kernels::RandomKind::Uniform) {
+          t = rand({n}, {.dtype = dt}, &g);
+        } else if (kind == kernels::RandomKind::Normal) {
+          t = randn({n}, {.dtype = dt}, &g);
+        } else {
+          t = empty({n}, {.dtype = dt});
+          kernels::random_fill(t.device(), t, kind, 0.3, seed, offset);
+        }
+        // Rounded to dt as the fill rounds its double: through f32 for f32, f16 and bf16.
+        std::vector<double> v(n);
+        for (int64_t i = 0; i < n; ++i) {
+          v[i] = expected(kind, dt, seed, offset, i);
+          if (dt != DType::f64) v[i] = static_cast<float>(v[i]);
+        }
+        Tensor want = from_vector<double>(v).to(dt);
+        ASSERT_EQ(t.to_vector<double>(), want.to_vector<double>())
+            << dt << " n " << n << " kind " << static_cast<int>(kind);
+      }
+    }
+  }
 }
 
 TEST(Tensor, Printing) {

@@ -132,13 +132,39 @@ void fill_cpu(const Tensor& out, double value) {
   });
 }
 
+// Block by block (random_value's layout): each Philox block is drawn once for its K elements,
+// and a full block's values are computed side by side, where the compiler shares a normal
+// pair's log and sqrt between its two elements. Same numbers as random_value per element.
+template <class T, RandomKind kind>
+void random_fill_blocks(T* o, int64_t n, double param, uint64_t seed, uint64_t offset) {
+  constexpr int K = random_per_block<T>(kind);
+  const int64_t blocks = (n + K - 1) / K;
+  cpu::parallel_for(blocks, 4096, [&](int64_t b, int64_t e) {
+    for (int64_t blk = b; blk < e; ++blk) {
+      const PhiloxOut w = philox4x32(offset + static_cast<uint64_t>(blk), seed);
+      T* dst = o + blk * K;
+      if (blk * K + K <= n) {
+        T v[K];
+        for (int j = 0; j < K; ++j) v[j] = random_in_block<T>(kind, param, w, j);
+        for (int j = 0; j < K; ++j) dst[j] = v[j];
+      } else {
+        for (int j = 0; j < n - blk * K; ++j) dst[j] = random_in_block<T>(kind, param, w, j);
+      }
+    }
+  });
+}
+
 void random_fill_cpu(const Tensor& out, RandomKind kind, double param, uint64_t seed,
                      uint64_t offset) {
   dispatch_dtype<DTypes::FloatAndHalf>(out.dtype(), "random_fill", [&]<class T>() {
     T* o = out.data<T>();
-    cpu::parallel_for(out.numel(), 16384, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) o[i] = random_value<T>(kind, param, seed, offset, i);
-    });
+    const int64_t n = out.numel();
+    if (kind == RandomKind::Uniform)
+      random_fill_blocks<T, RandomKind::Uniform>(o, n, param, seed, offset);
+    else if (kind == RandomKind::Normal)
+      random_fill_blocks<T, RandomKind::Normal>(o, n, param, seed, offset);
+    else
+      random_fill_blocks<T, RandomKind::Bernoulli>(o, n, param, seed, offset);
   });
 }
 
