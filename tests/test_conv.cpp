@@ -35,6 +35,13 @@ LUMEN_OP_CASES(conv){{
     conv_case("conv2d_pointwise", {2, 4, 3, 5, 3, 1, 1, {1, 1}, {0, 0}, {1, 1}, 1, true}),
     conv_case("conv2d_pointwise_groups", {1, 4, 3, 3, 6, 1, 1, {1, 1}, {0, 0}, {1, 1}, 2, true}),
     conv_case("conv2d_1x1_strided", {2, 3, 5, 5, 2, 1, 1, {2, 2}, {1, 0}, {1, 1}, 1, false}),
+    // Enough channels for Winograd (kernels/cpu/conv_winograd.h): in the forward pass (16 in,
+    // 8 out; odd output sizes leave half tiles), in the input's gradient (16 out, padding 0 and
+    // 2 there), in both.
+    conv_case("conv2d_winograd", {2, 16, 5, 7, 8, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, true}),
+    conv_case("conv2d_winograd_input_grad",
+              {2, 8, 6, 5, 16, 3, 3, {1, 1}, {0, 2}, {1, 1}, 1, false}),
+    conv_case("conv2d_winograd_both", {1, 16, 4, 3, 16, 3, 3, {1, 1}, {2, 1}, {1, 1}, 1, true}),
     {"conv2d_unbatched",
      {Input::real({2, 5, 4}), Input::real({3, 2, 2, 2}), Input::real({3})},
      [](const auto& v) {
@@ -78,6 +85,9 @@ TEST(Conv2d, MatchesNaiveDirectConvolution) {
       {4, 3, 9, 7, 2, 1, 1, {2, 3}, {0, 1}, {1, 1}, 1, false},  // 1x1 but strided and padded
       {1, 2, 3, 3, 3, 5, 4, {1, 1}, {2, 2}, {1, 1}, 1, true},   // kernel larger than the image
       {2, 3, 13, 12, 5, 4, 3, {3, 2}, {0, 1}, {3, 1}, 1, true},
+      {3, 16, 9, 11, 8, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, true},    // Winograd, half tiles
+      {2, 20, 6, 5, 9, 3, 3, {1, 1}, {0, 2}, {1, 1}, 1, false},    // Winograd, uneven padding
+      {5, 32, 14, 14, 64, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, true},  // the Fashion CNN's second
   };
   for (size_t k = 0; k < configs.size(); ++k) {
     const ConvConfig& c = configs[k];
@@ -94,9 +104,13 @@ TEST(Conv2d, MatchesNaiveDirectConvolution) {
       std::vector<double> want = naive_conv(c, x.to_vector<double>(), w.to_vector<double>(),
                                             b.to_vector<double>(), OH, OW);
       std::vector<double> got = y.to_vector<double>();
+      // Relative to the size of a typical output, sqrt(C/groups kH kW) for unit normal inputs: an
+      // output near 0 is a sum that cancelled, with the rounding of its terms (Winograd's
+      // transformed terms are larger than im2col's: up to 1.2e-5 at 288 terms in f32).
+      const double scale = std::sqrt(static_cast<double>(c.C / c.groups * c.KH * c.KW));
       double tol = dt == DType::f64 ? 1e-12 : 1e-5;
       for (size_t i = 0; i < want.size(); ++i)
-        ASSERT_NEAR(got[i], want[i], tol * (1 + std::abs(want[i])))
+        ASSERT_NEAR(got[i], want[i], tol * (1 + std::abs(want[i]) + scale))
             << "config " << k << " dtype " << dt << " element " << i;
     }
   }

@@ -4,7 +4,9 @@
 //   forward        Y_g  = W_g col                 [Og, OH OW]
 //   grad input     col  = W_g^T dY_g, then col2im  (scatter-add back to the image)
 //   grad weight    dW_g = sum_n dY_g col^T
-// A 1x1 convolution with unit stride and no padding needs no unrolling: col is the image.
+// A 1x1 convolution with unit stride and no padding needs no unrolling: col is the image. A 3x3
+// one with unit stride and dilation, one group and enough channels takes Winograd's F(2x2, 3x3)
+// instead (conv_winograd.cpp: 2.25x fewer multiplies), forward and for the input's gradient.
 // Batches of at least one image per thread run one image per thread (each thread owns its
 // col buffer and Eigen runs single-threaded inside); smaller batches let im2col and Eigen's
 // GEMM use the threads.
@@ -12,6 +14,7 @@
 #include "kernels/cpu/eigen.h"
 
 #include "kernels/conv.h"
+#include "kernels/cpu/conv_winograd.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/elementwise.h"
 
@@ -49,6 +52,11 @@ struct Geom {
     return KH == 1 && KW == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0;
   }
   bool per_image() const { return N > 1 && N >= cpu::num_threads(); }
+  // 3x3, unit stride and dilation, one group: Winograd's shape.
+  bool winograd_shape() const {
+    return KH == 3 && KW == 3 && p.stride_h == 1 && p.stride_w == 1 && p.dilation_h == 1 &&
+           p.dilation_w == 1 && G == 1;
+  }
 };
 
 // floor(a / b) for b > 0.
@@ -166,6 +174,8 @@ void forward(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& 
   const T* pw = w.data<T>();
   const T* pb = bias.data_or_null<T>();
   T* po = out.data<T>();
+  if (g.winograd_shape() && winograd_pays(g.C, g.O))
+    return winograd_conv3x3(px, pw, pb, po, {g.N, g.C, g.H, g.W, g.O, g.p.pad_h, g.p.pad_w});
   for_each_image<T>(g, [&](int64_t n, RowMat<T>& col) {
     for (int64_t grp = 0; grp < g.G; ++grp) {
       ConstMap<T> Wg(pw + grp * g.og() * g.ckk(), g.og(), g.ckk());
@@ -182,6 +192,12 @@ void backward_input(const Tensor& gx, const Tensor& gy, const Tensor& w, const G
   const T* pgy = gy.data<T>();
   const T* pw = w.data<T>();
   T* pgx = gx.data<T>();
+  // The input's gradient is grad_out convolved with the filters transposed and rotated by 180
+  // degrees, padded by 2 - pad (a 3x3 window of grad_out around each input position).
+  if (g.winograd_shape() && g.p.pad_h <= 2 && g.p.pad_w <= 2 && winograd_pays(g.O, g.C))
+    return winograd_conv3x3(
+        pgy, pw, static_cast<const T*>(nullptr), pgx,
+        {g.N, g.O, g.OH, g.OW, g.C, 2 - g.p.pad_h, 2 - g.p.pad_w, /*flipped=*/true});
   for_each_image<T>(g, [&](int64_t n, RowMat<T>& col) {
     for (int64_t grp = 0; grp < g.G; ++grp) {
       ConstMap<T> Wg(pw + grp * g.og() * g.ckk(), g.og(), g.ckk());

@@ -1,0 +1,221 @@
+// Winograd F(2x2, 3x3). Each 2x2 block of outputs (a tile) of output channel o is
+//   Y = A^T [ sum_c (G g_oc G^T) * (B^T d_c B) ] A
+// where d_c is the 4x4 input patch under the tile in channel c (rows 2 ty - pad_h .. + 3,
+// columns 2 tx - pad_w .. + 3, zero in the padding), g_oc the 3x3 filter, * the elementwise
+// product, and
+//   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]
+//   G   = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]
+//   A^T = [1 1 1 0; 0 1 -1 -1].
+// For each position xi of the 4x4 transformed tile, the sum over c for all tiles at once is a
+// GEMM: M_xi [O, tiles] = U_xi [O, C] V_xi [C, tiles]. That is 16 C O multiplies per 4 outputs
+// where im2col's GEMM does 36 C O. The transforms' entries are 0, +-1 and +-1/2, so the result
+// stays within a few ulp of the direct sum (tests/test_conv.cpp checks it against one).
+#include "kernels/cpu/conv_winograd.h"
+
+#include <algorithm>
+#include <memory>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "kernels/cpu/eigen.h"
+#include "kernels/cpu/parallel.h"
+
+namespace lumen::kernels {
+namespace {
+
+template <class T>
+using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <class T>
+using Strided = Eigen::Map<RowMat<T>, 0, Eigen::OuterStride<>>;
+template <class T>
+using ConstStrided = Eigen::Map<const RowMat<T>, 0, Eigen::OuterStride<>>;
+
+struct Tiles {
+  int64_t OH, OW;  // output size
+  int64_t TH, TW;  // tiles down and across (the last ones may hang over the output)
+  int64_t n;       // tiles per image
+  explicit Tiles(const Winograd3x3& s)
+      : OH(s.H + 2 * s.pad_h - 2),
+        OW(s.W + 2 * s.pad_w - 2),
+        TH((OH + 1) / 2),
+        TW((OW + 1) / 2),
+        n(TH * TW) {}
+};
+
+// U_xi[o, c] = (G g G^T)[xi] for the filter g of output o and input c.
+template <class T>
+void transform_filters(const T* w, T* U, const Winograd3x3& s) {
+  for (int64_t o = 0; o < s.O; ++o) {
+    for (int64_t c = 0; c < s.C; ++c) {
+      T g[3][3];
+      for (int p = 0; p < 3; ++p)
+        for (int q = 0; q < 3; ++q)
+          g[p][q] = s.flipped ? w[((c * s.O + o) * 3 + 2 - p) * 3 + 2 - q]
+                              : w[((o * s.C + c) * 3 + p) * 3 + q];
+      T t[4][3];  // G g
+      for (int q = 0; q < 3; ++q) {
+        t[0][q] = g[0][q];
+        t[1][q] = T(0.5) * (g[0][q] + g[1][q] + g[2][q]);
+        t[2][q] = T(0.5) * (g[0][q] - g[1][q] + g[2][q]);
+        t[3][q] = g[2][q];
+      }
+      for (int i = 0; i < 4; ++i) {  // (G g) G^T
+        const T u[4] = {t[i][0], T(0.5) * (t[i][0] + t[i][1] + t[i][2]),
+                        T(0.5) * (t[i][0] - t[i][1] + t[i][2]), t[i][2]};
+        for (int j = 0; j < 4; ++j) U[((i * 4 + j) * s.O + o) * s.C + c] = u[j];
+      }
+    }
+  }
+}
+
+// One channel's zero-padded rows split into even and odd columns, so that a row of tiles reads
+// contiguous runs: even[r][k] = x[r - pad_h, 2k - pad_w], odd[r][k] = x[r - pad_h, 2k + 1 - pad_w].
+// Positions in the padding are the same for every channel: zeroed once, never written.
+template <class T>
+struct SplitPlane {
+  int64_t rows, cols;
+  int64_t r0, r1, e0, e1, o0, o1;  // the rows, even and odd columns that read the image
+  std::vector<T> even, odd;
+
+  SplitPlane(const Winograd3x3& s, const Tiles& t)
+      : rows(2 * t.TH + 2), cols(t.TW + 1), even(rows * cols, T(0)), odd(rows * cols, T(0)) {
+    // [lo, hi): the k in [0, n) whose index(k) lies in [0, size) (a contiguous run).
+    auto valid = [](int64_t n, int64_t size, auto index) {
+      int64_t lo = n, hi = 0;
+      for (int64_t k = 0; k < n; ++k)
+        if (index(k) >= 0 && index(k) < size) lo = std::min(lo, k), hi = k + 1;
+      return std::pair{lo, std::max(lo, hi)};
+    };
+    std::tie(r0, r1) = valid(rows, s.H, [&](int64_t r) { return r - s.pad_h; });
+    std::tie(e0, e1) = valid(cols, s.W, [&](int64_t k) { return 2 * k - s.pad_w; });
+    std::tie(o0, o1) = valid(cols, s.W, [&](int64_t k) { return 2 * k + 1 - s.pad_w; });
+  }
+
+  void load(const T* xc, const Winograd3x3& s) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const T* xr = xc + (r - s.pad_h) * s.W - s.pad_w;
+      T* er = even.data() + r * cols;
+      T* orow = odd.data() + r * cols;
+      for (int64_t k = e0; k < e1; ++k) er[k] = xr[2 * k];
+      for (int64_t k = o0; k < o1; ++k) orow[k] = xr[2 * k + 1];
+    }
+  }
+};
+
+// V_xi[., tile] for one row of TW tiles: e and o point at the row's first padded row, the 16
+// outputs are `plane` apart. Columns 2t .. 2t + 3 of the patch are even[t], odd[t], even[t + 1],
+// odd[t + 1].
+template <class T>
+void transform_input_row(const T* __restrict e, const T* __restrict o, int64_t cols, int64_t TW,
+                         T* __restrict v, int64_t plane) {
+  const T *e0 = e, *e1 = e + cols, *e2 = e + 2 * cols, *e3 = e + 3 * cols;
+  const T *o0 = o, *o1 = o + cols, *o2 = o + 2 * cols, *o3 = o + 3 * cols;
+  // The 16 output rows never overlap the inputs or each other: omp simd says so (GCC would
+  // otherwise give up on checking 16 store streams at run time).
+#pragma omp simd
+  for (int64_t t = 0; t < TW; ++t) {
+    // B^T d, one patch column at a time.
+    const T c0[4] = {e0[t] - e2[t], e1[t] + e2[t], e2[t] - e1[t], e1[t] - e3[t]};
+    const T c1[4] = {o0[t] - o2[t], o1[t] + o2[t], o2[t] - o1[t], o1[t] - o3[t]};
+    const T c2[4] = {e0[t + 1] - e2[t + 1], e1[t + 1] + e2[t + 1], e2[t + 1] - e1[t + 1],
+                     e1[t + 1] - e3[t + 1]};
+    const T c3[4] = {o0[t + 1] - o2[t + 1], o1[t + 1] + o2[t + 1], o2[t + 1] - o1[t + 1],
+                     o1[t + 1] - o3[t + 1]};
+    // (B^T d) B: the same combination of the columns.
+    for (int i = 0; i < 4; ++i) {
+      v[(4 * i + 0) * plane + t] = c0[i] - c2[i];
+      v[(4 * i + 1) * plane + t] = c1[i] + c2[i];
+      v[(4 * i + 2) * plane + t] = c2[i] - c1[i];
+      v[(4 * i + 3) * plane + t] = c1[i] - c3[i];
+    }
+  }
+}
+
+// A row of TW tiles of one output channel: m points at M_0[o, first tile], the 16 inputs are
+// `plane` apart; out[a][b][t] is output (2 ty + a, 2t + b) plus the bias.
+template <class T>
+void transform_output_row(const T* __restrict m, int64_t plane, int64_t TW, T bias,
+                          T* __restrict top_even, T* __restrict top_odd, T* __restrict bottom_even,
+                          T* __restrict bottom_odd) {
+#pragma omp simd
+  for (int64_t t = 0; t < TW; ++t) {
+    T s0[4], s1[4];  // A^T m
+    for (int j = 0; j < 4; ++j) {
+      const T m0 = m[j * plane + t], m1 = m[(4 + j) * plane + t];
+      const T m2 = m[(8 + j) * plane + t], m3 = m[(12 + j) * plane + t];
+      s0[j] = m0 + m1 + m2;
+      s1[j] = m1 - m2 - m3;
+    }
+    // (A^T m) A
+    top_even[t] = s0[0] + s0[1] + s0[2] + bias;
+    top_odd[t] = s0[1] - s0[2] - s0[3] + bias;
+    bottom_even[t] = s1[0] + s1[1] + s1[2] + bias;
+    bottom_odd[t] = s1[1] - s1[2] - s1[3] + bias;
+  }
+}
+
+// An output row from its even and odd columns.
+template <class T>
+void interleave(const T* __restrict even, const T* __restrict odd, int64_t OW, T* __restrict y) {
+  for (int64_t t = 0; t < OW / 2; ++t) {
+    y[2 * t] = even[t];
+    y[2 * t + 1] = odd[t];
+  }
+  if (OW % 2) y[OW - 1] = even[OW / 2];
+}
+
+}  // namespace
+
+template <class T>
+void winograd_conv3x3(const T* x, const T* w, const T* bias, T* y, const Winograd3x3& s) {
+  const Tiles t(s);
+  std::vector<T> U(16 * s.O * s.C);
+  transform_filters(w, U.data(), s);
+  // Images per block of GEMMs: about a hundred tiles or more keep Eigen's panels busy; more
+  // images would spill the transformed blocks out of L2.
+  const int64_t B = std::clamp<int64_t>(128 / t.n, 1, 4), blocks = (s.N + B - 1) / B;
+  cpu::parallel_for(blocks, 1, [&](int64_t blk0, int64_t blk1) {
+    SplitPlane<T> split(s, t);
+    // Written in full before they are read: no zeroing.
+    auto V = std::make_unique_for_overwrite<T[]>(16 * s.C * B * t.n);
+    auto M = std::make_unique_for_overwrite<T[]>(16 * s.O * B * t.n);
+    auto rows = std::make_unique_for_overwrite<T[]>(4 * t.TW);
+    T *te = rows.get(), *to = te + t.TW, *be = to + t.TW, *bo = be + t.TW;
+    for (int64_t blk = blk0; blk < blk1; ++blk) {
+      const int64_t n0 = blk * B, nb = std::min(B, s.N - n0), L = nb * t.n;
+      for (int64_t b = 0; b < nb; ++b) {
+        for (int64_t c = 0; c < s.C; ++c) {
+          split.load(x + ((n0 + b) * s.C + c) * s.H * s.W, s);
+          for (int64_t ty = 0; ty < t.TH; ++ty)
+            transform_input_row(split.even.data() + 2 * ty * split.cols,
+                                split.odd.data() + 2 * ty * split.cols, split.cols, t.TW,
+                                V.get() + c * L + b * t.n + ty * t.TW, s.C * L);
+        }
+      }
+      for (int xi = 0; xi < 16; ++xi) {
+        Strided<T>(M.get() + xi * s.O * L, s.O, L, Eigen::OuterStride<>(L)).noalias() =
+            ConstStrided<T>(U.data() + xi * s.O * s.C, s.O, s.C, Eigen::OuterStride<>(s.C)) *
+            ConstStrided<T>(V.get() + xi * s.C * L, s.C, L, Eigen::OuterStride<>(L));
+      }
+      for (int64_t b = 0; b < nb; ++b) {
+        for (int64_t o = 0; o < s.O; ++o) {
+          T* yo = y + ((n0 + b) * s.O + o) * t.OH * t.OW;
+          for (int64_t ty = 0; ty < t.TH; ++ty) {
+            transform_output_row(M.get() + o * L + b * t.n + ty * t.TW, s.O * L, t.TW,
+                                 bias ? bias[o] : T(0), te, to, be, bo);
+            interleave(te, to, t.OW, yo + 2 * ty * t.OW);
+            if (2 * ty + 1 < t.OH) interleave(be, bo, t.OW, yo + (2 * ty + 1) * t.OW);
+          }
+        }
+      }
+    }
+  });
+}
+
+template void winograd_conv3x3<float>(const float*, const float*, const float*, float*,
+                                      const Winograd3x3&);
+template void winograd_conv3x3<double>(const double*, const double*, const double*, double*,
+                                       const Winograd3x3&);
+
+}  // namespace lumen::kernels
