@@ -116,6 +116,30 @@ TEST(Conv2d, MatchesNaiveDirectConvolution) {
   }
 }
 
+// The Fashion CNN's second convolution (Winograd on the CPU for all three passes): its f32
+// gradients against f64 ones, within 1e-5 of each gradient's largest entry. The gradient
+// check covers the math on small cases; this covers the rounding of long sums.
+TEST(Conv2d, F32GradientsMatchF64AtTheCnnShape) {
+  Generator gen(3);
+  Tensor x = randn({6, 32, 14, 14}, {.dtype = DType::f64}, &gen);
+  Tensor w = randn({64, 32, 3, 3}, {.dtype = DType::f64}, &gen);
+  Tensor gy = randn({6, 64, 14, 14}, {.dtype = DType::f64}, &gen);
+  std::vector<std::vector<double>> grads[2];
+  for (int k = 0; k < 2; ++k) {
+    const DType dt = k == 0 ? DType::f64 : DType::f32;
+    Tensor xd = x.to(dt).detach().requires_grad_(), wd = w.to(dt).detach().requires_grad_();
+    F::conv2d(xd, wd, {}, {1, 1}, {1, 1}).backward(gy.to(dt));
+    grads[k] = {xd.grad().to_vector<double>(), wd.grad().to_vector<double>()};
+  }
+  for (int g = 0; g < 2; ++g) {
+    double scale = 0;
+    for (double v : grads[0][g]) scale = std::max(scale, std::abs(v));
+    for (size_t i = 0; i < grads[0][g].size(); ++i)
+      ASSERT_NEAR(grads[1][g][i], grads[0][g][i], 1e-5 * scale)
+          << (g == 0 ? "input" : "weight") << " gradient, element " << i;
+  }
+}
+
 TEST(Conv2d, HandComputedValues) {
   // x = 1..9 in a 3x3 image, w = [[1, 0], [0, -1]]: y[i, j] = x[i, j] - x[i+1, j+1] = -4.
   Tensor x = arange(1, 10, 1, {.dtype = DType::f64}).reshape({1, 1, 3, 3});

@@ -6,7 +6,7 @@
 //   grad weight    dW_g = sum_n dY_g col^T
 // A 1x1 convolution with unit stride and no padding needs no unrolling: col is the image. A 3x3
 // one with unit stride and dilation, one group and enough channels takes Winograd's F(2x2, 3x3)
-// instead (conv_winograd.cpp: 2.25x fewer multiplies), forward and for the input's gradient.
+// instead (conv_winograd.cpp: 2.25x fewer multiplies), forward and for both gradients.
 // Batches of at least one image per thread run one image per thread (each thread owns its
 // col buffer and Eigen runs single-threaded inside); smaller batches let im2col and Eigen's
 // GEMM use the threads.
@@ -221,6 +221,9 @@ template <class T>
 void backward_weight(const Tensor& gw, const Tensor& gy, const Tensor& x, const Geom& g) {
   const T* pgy = gy.data<T>();
   const T* px = x.data<T>();
+  if (g.winograd_shape() && winograd_pays(g.C, g.O))
+    return winograd_conv3x3_backward_weight(px, pgy, gw.data<T>(),
+                                            {g.N, g.C, g.H, g.W, g.O, g.p.pad_h, g.p.pad_w});
   Map<T> dW(gw.data<T>(), g.O, g.ckk());
   int64_t P = g.per_image() ? std::min<int64_t>(g.N, cpu::num_threads()) : 1;
   std::vector<RowMat<T>> partial(P);

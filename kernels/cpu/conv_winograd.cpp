@@ -165,6 +165,51 @@ void interleave(const T* __restrict even, const T* __restrict odd, int64_t OW, T
   if (OW % 2) y[OW - 1] = even[OW / 2];
 }
 
+// V_xi[c, b n + tile] for images n0 .. n0 + nb - 1 of x (L = nb n columns).
+template <class T>
+void transform_input_block(const T* x, int64_t n0, int64_t nb, const Winograd3x3& s, const Tiles& t,
+                           SplitPlane<T>& split, T* V) {
+  const int64_t L = nb * t.n;
+  for (int64_t b = 0; b < nb; ++b) {
+    for (int64_t c = 0; c < s.C; ++c) {
+      split.load(x + ((n0 + b) * s.C + c) * s.H * s.W, s);
+      for (int64_t ty = 0; ty < t.TH; ++ty)
+        transform_input_row(split.even.data() + 2 * ty * split.cols,
+                            split.odd.data() + 2 * ty * split.cols, split.cols, t.TW,
+                            V + c * L + b * t.n + ty * t.TW, s.C * L);
+    }
+  }
+}
+
+// Z_xi[., tile] = (A dy A^T)[xi] for one row of TW tiles of grad_out: the tile's 2x2 block is
+// (top even, top odd; bottom even, bottom odd)[t], zero past the output's edge. A (p, q) pair
+// times A is (p, p + q, p - q, -q), once down and once across.
+template <class T>
+void transform_grad_row(const T* __restrict te, const T* __restrict to, const T* __restrict be,
+                        const T* __restrict bo, int64_t TW, T* __restrict z, int64_t plane) {
+#pragma omp simd
+  for (int64_t t = 0; t < TW; ++t) {
+    const T even[4] = {te[t], te[t] + be[t], te[t] - be[t], -be[t]};  // A dy, column 2t
+    const T odd[4] = {to[t], to[t] + bo[t], to[t] - bo[t], -bo[t]};   // column 2t + 1
+    for (int i = 0; i < 4; ++i) {
+      z[(4 * i + 0) * plane + t] = even[i];
+      z[(4 * i + 1) * plane + t] = even[i] + odd[i];
+      z[(4 * i + 2) * plane + t] = even[i] - odd[i];
+      z[(4 * i + 3) * plane + t] = -odd[i];
+    }
+  }
+}
+
+// An output row's even and odd columns, zero past OW (the last tile's odd column when OW is odd).
+template <class T>
+void deinterleave(const T* __restrict y, int64_t OW, int64_t TW, T* __restrict even,
+                  T* __restrict odd) {
+  for (int64_t t = 0; t < TW; ++t) {
+    even[t] = y[2 * t];
+    odd[t] = 2 * t + 1 < OW ? y[2 * t + 1] : T(0);
+  }
+}
+
 }  // namespace
 
 template <class T>
@@ -184,15 +229,7 @@ void winograd_conv3x3(const T* x, const T* w, const T* bias, T* y, const Winogra
     T *te = rows.get(), *to = te + t.TW, *be = to + t.TW, *bo = be + t.TW;
     for (int64_t blk = blk0; blk < blk1; ++blk) {
       const int64_t n0 = blk * B, nb = std::min(B, s.N - n0), L = nb * t.n;
-      for (int64_t b = 0; b < nb; ++b) {
-        for (int64_t c = 0; c < s.C; ++c) {
-          split.load(x + ((n0 + b) * s.C + c) * s.H * s.W, s);
-          for (int64_t ty = 0; ty < t.TH; ++ty)
-            transform_input_row(split.even.data() + 2 * ty * split.cols,
-                                split.odd.data() + 2 * ty * split.cols, split.cols, t.TW,
-                                V.get() + c * L + b * t.n + ty * t.TW, s.C * L);
-        }
-      }
+      transform_input_block(x, n0, nb, s, t, split, V.get());
       for (int xi = 0; xi < 16; ++xi) {
         Strided<T>(M.get() + xi * s.O * L, s.O, L, Eigen::OuterStride<>(L)).noalias() =
             ConstStrided<T>(U.data() + xi * s.O * s.C, s.O, s.C, Eigen::OuterStride<>(s.C)) *
@@ -213,9 +250,79 @@ void winograd_conv3x3(const T* x, const T* w, const T* bias, T* y, const Winogra
   });
 }
 
+// The weights' gradient: with d the input tiles and dy the grad_out tiles, Y = A^T [U * V] A
+// gives dL/dU_xi = sum over tiles of (A dy A^T)[xi] V_xi, a GEMM per xi, dU_xi [O, C] =
+// Z_xi [O, tiles] V_xi^T, and dL/dg = G^T dU G. Images are split into P fixed chunks (P from N
+// and the thread count only) whose dU are added in chunk order: the same result on every run.
+template <class T>
+void winograd_conv3x3_backward_weight(const T* x, const T* gy, T* gw, const Winograd3x3& s) {
+  const Tiles t(s);
+  const int64_t B = std::clamp<int64_t>(128 / t.n, 1, 4), blocks = (s.N + B - 1) / B;
+  const int64_t P = std::min<int64_t>(blocks, cpu::num_threads()), U = 16 * s.O * s.C;
+  std::vector<T> dU(P * U, T(0));
+  cpu::parallel_for(P, 1, [&](int64_t p0, int64_t p1) {
+    SplitPlane<T> split(s, t);
+    auto V = std::make_unique_for_overwrite<T[]>(16 * s.C * B * t.n);
+    auto Z = std::make_unique_for_overwrite<T[]>(16 * s.O * B * t.n);
+    auto rows = std::make_unique_for_overwrite<T[]>(4 * t.TW);
+    T *te = rows.get(), *to = te + t.TW, *be = to + t.TW, *bo = be + t.TW;
+    for (int64_t p = p0; p < p1; ++p) {
+      T* acc = dU.data() + p * U;
+      for (int64_t blk = blocks * p / P; blk < blocks * (p + 1) / P; ++blk) {
+        const int64_t n0 = blk * B, nb = std::min(B, s.N - n0), L = nb * t.n;
+        transform_input_block(x, n0, nb, s, t, split, V.get());
+        for (int64_t b = 0; b < nb; ++b) {
+          for (int64_t o = 0; o < s.O; ++o) {
+            const T* g = gy + ((n0 + b) * s.O + o) * t.OH * t.OW;
+            for (int64_t ty = 0; ty < t.TH; ++ty) {
+              deinterleave(g + 2 * ty * t.OW, t.OW, t.TW, te, to);
+              if (2 * ty + 1 < t.OH)
+                deinterleave(g + (2 * ty + 1) * t.OW, t.OW, t.TW, be, bo);
+              else
+                std::fill(be, be + 2 * t.TW, T(0));  // be and bo
+              transform_grad_row(te, to, be, bo, t.TW, Z.get() + o * L + b * t.n + ty * t.TW,
+                                 s.O * L);
+            }
+          }
+        }
+        for (int xi = 0; xi < 16; ++xi) {
+          Strided<T>(acc + xi * s.O * s.C, s.O, s.C, Eigen::OuterStride<>(s.C)).noalias() +=
+              ConstStrided<T>(Z.get() + xi * s.O * L, s.O, L, Eigen::OuterStride<>(L)) *
+              ConstStrided<T>(V.get() + xi * s.C * L, s.C, L, Eigen::OuterStride<>(L)).transpose();
+        }
+      }
+    }
+  });
+  for (int64_t p = 1; p < P; ++p)
+    for (int64_t i = 0; i < U; ++i) dU[i] += dU[p * U + i];
+  // dg = G^T dU G with G^T = [1 1/2 1/2 0; 0 1/2 -1/2 0; 0 1/2 1/2 1].
+  for (int64_t o = 0; o < s.O; ++o) {
+    for (int64_t c = 0; c < s.C; ++c) {
+      T d[4][4];
+      for (int xi = 0; xi < 16; ++xi) d[xi / 4][xi % 4] = dU[(xi * s.O + o) * s.C + c];
+      T r[3][4];  // G^T d
+      for (int j = 0; j < 4; ++j) {
+        r[0][j] = d[0][j] + T(0.5) * (d[1][j] + d[2][j]);
+        r[1][j] = T(0.5) * (d[1][j] - d[2][j]);
+        r[2][j] = T(0.5) * (d[1][j] + d[2][j]) + d[3][j];
+      }
+      T* g = gw + (o * s.C + c) * 9;
+      for (int i = 0; i < 3; ++i) {  // (G^T d) G
+        g[i * 3 + 0] = r[i][0] + T(0.5) * (r[i][1] + r[i][2]);
+        g[i * 3 + 1] = T(0.5) * (r[i][1] - r[i][2]);
+        g[i * 3 + 2] = T(0.5) * (r[i][1] + r[i][2]) + r[i][3];
+      }
+    }
+  }
+}
+
 template void winograd_conv3x3<float>(const float*, const float*, const float*, float*,
                                       const Winograd3x3&);
 template void winograd_conv3x3<double>(const double*, const double*, const double*, double*,
                                        const Winograd3x3&);
+template void winograd_conv3x3_backward_weight<float>(const float*, const float*, float*,
+                                                      const Winograd3x3&);
+template void winograd_conv3x3_backward_weight<double>(const double*, const double*, double*,
+                                                       const Winograd3x3&);
 
 }  // namespace lumen::kernels

@@ -1,8 +1,8 @@
 #pragma once
 // 3x3 convolutions with unit stride and dilation, one group, by Winograd's F(2x2, 3x3) (Lavin
 // and Gray, "Fast Algorithms for Convolutional Neural Networks", 2015). conv.cpp takes this path
-// for the forward pass and, as a convolution of grad_out with the flipped filters, for the
-// gradient of the input.
+// for the forward pass, as a convolution of grad_out with the flipped filters for the gradient
+// of the input, and for the gradient of the weights.
 #include <cstdint>
 
 namespace lumen::kernels {
@@ -23,5 +23,10 @@ inline bool winograd_pays(int64_t in_channels, int64_t out_channels) {
 
 template <class T>
 void winograd_conv3x3(const T* x, const T* w, const T* bias, T* y, const Winograd3x3& s);
+
+// grad_w [O, C, 3, 3] (overwritten) of the forward convolution s (not flipped) from its input x
+// and grad_out gy [N, O, OH, OW].
+template <class T>
+void winograd_conv3x3_backward_weight(const T* x, const T* gy, T* gw, const Winograd3x3& s);
 
 }  // namespace lumen::kernels
