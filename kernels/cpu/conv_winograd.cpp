@@ -210,6 +210,29 @@ void deinterleave(const T* __restrict y, int64_t OW, int64_t TW, T* __restrict e
   }
 }
 
+// Images per block of GEMMs: about a hundred tiles or more keep Eigen's panels busy; more
+// images would spill the transformed blocks out of L2.
+int64_t images_per_block(const Tiles& t) { return std::clamp<int64_t>(128 / t.n, 1, 4); }
+
+// A thread's buffers for blocks of B images: the split input plane, the transformed inputs V
+// [16, C, B tiles], the 16 planes of O rows (the GEMMs' M, or grad_out's Z), four output rows.
+// All are written in full before they are read: no zeroing.
+template <class T>
+struct Workspace {
+  SplitPlane<T> split;
+  std::unique_ptr<T[]> V, M, rows;
+  T *top_even, *top_odd, *bottom_even, *bottom_odd;
+  Workspace(const Winograd3x3& s, const Tiles& t, int64_t B)
+      : split(s, t),
+        V(std::make_unique_for_overwrite<T[]>(16 * s.C * B * t.n)),
+        M(std::make_unique_for_overwrite<T[]>(16 * s.O * B * t.n)),
+        rows(std::make_unique_for_overwrite<T[]>(4 * t.TW)),
+        top_even(rows.get()),
+        top_odd(top_even + t.TW),
+        bottom_even(top_odd + t.TW),
+        bottom_odd(bottom_even + t.TW) {}
+};
+
 }  // namespace
 
 template <class T>
@@ -217,29 +240,24 @@ void winograd_conv3x3(const T* x, const T* w, const T* bias, T* y, const Winogra
   const Tiles t(s);
   std::vector<T> U(16 * s.O * s.C);
   transform_filters(w, U.data(), s);
-  // Images per block of GEMMs: about a hundred tiles or more keep Eigen's panels busy; more
-  // images would spill the transformed blocks out of L2.
-  const int64_t B = std::clamp<int64_t>(128 / t.n, 1, 4), blocks = (s.N + B - 1) / B;
+  const int64_t B = images_per_block(t), blocks = (s.N + B - 1) / B;
   cpu::parallel_for(blocks, 1, [&](int64_t blk0, int64_t blk1) {
-    SplitPlane<T> split(s, t);
-    // Written in full before they are read: no zeroing.
-    auto V = std::make_unique_for_overwrite<T[]>(16 * s.C * B * t.n);
-    auto M = std::make_unique_for_overwrite<T[]>(16 * s.O * B * t.n);
-    auto rows = std::make_unique_for_overwrite<T[]>(4 * t.TW);
-    T *te = rows.get(), *to = te + t.TW, *be = to + t.TW, *bo = be + t.TW;
+    Workspace<T> ws(s, t, B);
+    T *V = ws.V.get(), *M = ws.M.get();
+    T *te = ws.top_even, *to = ws.top_odd, *be = ws.bottom_even, *bo = ws.bottom_odd;
     for (int64_t blk = blk0; blk < blk1; ++blk) {
       const int64_t n0 = blk * B, nb = std::min(B, s.N - n0), L = nb * t.n;
-      transform_input_block(x, n0, nb, s, t, split, V.get());
+      transform_input_block(x, n0, nb, s, t, ws.split, V);
       for (int xi = 0; xi < 16; ++xi) {
-        Strided<T>(M.get() + xi * s.O * L, s.O, L, Eigen::OuterStride<>(L)).noalias() =
+        Strided<T>(M + xi * s.O * L, s.O, L, Eigen::OuterStride<>(L)).noalias() =
             ConstStrided<T>(U.data() + xi * s.O * s.C, s.O, s.C, Eigen::OuterStride<>(s.C)) *
-            ConstStrided<T>(V.get() + xi * s.C * L, s.C, L, Eigen::OuterStride<>(L));
+            ConstStrided<T>(V + xi * s.C * L, s.C, L, Eigen::OuterStride<>(L));
       }
       for (int64_t b = 0; b < nb; ++b) {
         for (int64_t o = 0; o < s.O; ++o) {
           T* yo = y + ((n0 + b) * s.O + o) * t.OH * t.OW;
           for (int64_t ty = 0; ty < t.TH; ++ty) {
-            transform_output_row(M.get() + o * L + b * t.n + ty * t.TW, s.O * L, t.TW,
+            transform_output_row(M + o * L + b * t.n + ty * t.TW, s.O * L, t.TW,
                                  bias ? bias[o] : T(0), te, to, be, bo);
             interleave(te, to, t.OW, yo + 2 * ty * t.OW);
             if (2 * ty + 1 < t.OH) interleave(be, bo, t.OW, yo + (2 * ty + 1) * t.OW);
@@ -257,20 +275,18 @@ void winograd_conv3x3(const T* x, const T* w, const T* bias, T* y, const Winogra
 template <class T>
 void winograd_conv3x3_backward_weight(const T* x, const T* gy, T* gw, const Winograd3x3& s) {
   const Tiles t(s);
-  const int64_t B = std::clamp<int64_t>(128 / t.n, 1, 4), blocks = (s.N + B - 1) / B;
+  const int64_t B = images_per_block(t), blocks = (s.N + B - 1) / B;
   const int64_t P = std::min<int64_t>(blocks, cpu::num_threads()), U = 16 * s.O * s.C;
   std::vector<T> dU(P * U, T(0));
   cpu::parallel_for(P, 1, [&](int64_t p0, int64_t p1) {
-    SplitPlane<T> split(s, t);
-    auto V = std::make_unique_for_overwrite<T[]>(16 * s.C * B * t.n);
-    auto Z = std::make_unique_for_overwrite<T[]>(16 * s.O * B * t.n);
-    auto rows = std::make_unique_for_overwrite<T[]>(4 * t.TW);
-    T *te = rows.get(), *to = te + t.TW, *be = to + t.TW, *bo = be + t.TW;
+    Workspace<T> ws(s, t, B);
+    T *V = ws.V.get(), *Z = ws.M.get();
+    T *te = ws.top_even, *to = ws.top_odd, *be = ws.bottom_even, *bo = ws.bottom_odd;
     for (int64_t p = p0; p < p1; ++p) {
       T* acc = dU.data() + p * U;
       for (int64_t blk = blocks * p / P; blk < blocks * (p + 1) / P; ++blk) {
         const int64_t n0 = blk * B, nb = std::min(B, s.N - n0), L = nb * t.n;
-        transform_input_block(x, n0, nb, s, t, split, V.get());
+        transform_input_block(x, n0, nb, s, t, ws.split, V);
         for (int64_t b = 0; b < nb; ++b) {
           for (int64_t o = 0; o < s.O; ++o) {
             const T* g = gy + ((n0 + b) * s.O + o) * t.OH * t.OW;
@@ -280,15 +296,14 @@ void winograd_conv3x3_backward_weight(const T* x, const T* gy, T* gw, const Wino
                 deinterleave(g + (2 * ty + 1) * t.OW, t.OW, t.TW, be, bo);
               else
                 std::fill(be, be + 2 * t.TW, T(0));  // be and bo
-              transform_grad_row(te, to, be, bo, t.TW, Z.get() + o * L + b * t.n + ty * t.TW,
-                                 s.O * L);
+              transform_grad_row(te, to, be, bo, t.TW, Z + o * L + b * t.n + ty * t.TW, s.O * L);
             }
           }
         }
         for (int xi = 0; xi < 16; ++xi) {
           Strided<T>(acc + xi * s.O * s.C, s.O, s.C, Eigen::OuterStride<>(s.C)).noalias() +=
-              ConstStrided<T>(Z.get() + xi * s.O * L, s.O, L, Eigen::OuterStride<>(L)) *
-              ConstStrided<T>(V.get() + xi * s.C * L, s.C, L, Eigen::OuterStride<>(L)).transpose();
+              ConstStrided<T>(Z + xi * s.O * L, s.O, L, Eigen::OuterStride<>(L)) *
+              ConstStrided<T>(V + xi * s.C * L, s.C, L, Eigen::OuterStride<>(L)).transpose();
         }
       }
     }
