@@ -3,10 +3,10 @@ layer norm over rows, GELU and layer norm forward + backward, and dropout, on
 bench_elementwise's shapes with 2 threads: the figures bench/RESULTS.md sets beside
 `OMP_NUM_THREADS=2 build/bench_elementwise --benchmark_filter='Unary|Rows|Train'`.
 Run with bench/.venv/bin/python (bench/compare_fashion_mnist.sh creates it)."""
-import time
-
 import torch
 import torch.nn.functional as F
+
+from torch_timing import median_ms  # bench/torch_timing.py
 
 torch.set_num_threads(2)
 x = torch.randn(1 << 20)
@@ -47,12 +47,4 @@ cases = [
     ("dropout p=0.1", lambda: F.dropout(x, 0.1, True)),
 ]
 for name, run in cases:
-    for _ in range(20):
-        run()
-    times = []
-    for _ in range(201):
-        t = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t)
-    times.sort()
-    print(f"{name}: median {times[100] * 1e3:.3f} ms")
+    print(f"{name}: median {median_ms(run, 201, 20):.3f} ms")

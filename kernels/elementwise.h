@@ -47,10 +47,11 @@ inline constinit OpKernel<void(const Tensor& out, const Tensor& x, const Tensor&
 }  // namespace lumen::kernels
 
 namespace lumen::kernels {
-// Philox blocks a random_fill of n elements consumes (how far the generator must advance).
+// Philox blocks a random_fill of n elements consumes (how far the generator must advance):
+// random_per_block's layout (f16 and bf16 draw as f32).
 inline uint64_t random_fill_blocks(RandomKind kind, DType dtype, uint64_t n) {
-  bool two_words =
-      kind == RandomKind::Normal || (kind == RandomKind::Uniform && dtype == DType::f64);
-  return two_words ? philox_blocks_two_words(n) : philox_blocks_uniform_f32(n);
+  const uint64_t k =
+      dtype == DType::f64 ? random_per_block<double>(kind) : random_per_block<float>(kind);
+  return (n + k - 1) / k;
 }
 }  // namespace lumen::kernels

@@ -59,9 +59,6 @@ LUMEN_HD PhiloxPolar philox_normal_polar(const PhiloxOut& o) {
   double u2 = philox_words_to_f64(o.w[2], o.w[3]);
   return {std::sqrt(-2.0 * std::log(u1)), 6.283185307179586 * u2};
 }
-// Philox blocks consumed by n draws of each kind, so a generator can skip past them.
-inline uint64_t philox_blocks_uniform_f32(uint64_t n) { return (n + 3) / 4; }
-inline uint64_t philox_blocks_two_words(uint64_t n) { return (n + 1) / 2; }
 
 // A seed and a position in the Philox stream. Every draw reserves its blocks (advances
 // `offset`) under a lock, so draws from several threads never overlap.

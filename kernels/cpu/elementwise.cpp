@@ -136,7 +136,7 @@ void fill_cpu(const Tensor& out, double value) {
 // and a full block's values are computed side by side, where the compiler shares a normal
 // pair's log and sqrt between its two elements. Same numbers as random_value per element.
 template <class T, RandomKind kind>
-void random_fill_blocks(T* o, int64_t n, double param, uint64_t seed, uint64_t offset) {
+void random_fill_by_block(T* o, int64_t n, double param, uint64_t seed, uint64_t offset) {
   constexpr int K = random_per_block<T>(kind);
   const int64_t blocks = (n + K - 1) / K;
   cpu::parallel_for(blocks, 4096, [&](int64_t b, int64_t e) {
@@ -160,11 +160,11 @@ void random_fill_cpu(const Tensor& out, RandomKind kind, double param, uint64_t 
     T* o = out.data<T>();
     const int64_t n = out.numel();
     if (kind == RandomKind::Uniform)
-      random_fill_blocks<T, RandomKind::Uniform>(o, n, param, seed, offset);
+      random_fill_by_block<T, RandomKind::Uniform>(o, n, param, seed, offset);
     else if (kind == RandomKind::Normal)
-      random_fill_blocks<T, RandomKind::Normal>(o, n, param, seed, offset);
+      random_fill_by_block<T, RandomKind::Normal>(o, n, param, seed, offset);
     else
-      random_fill_blocks<T, RandomKind::Bernoulli>(o, n, param, seed, offset);
+      random_fill_by_block<T, RandomKind::Bernoulli>(o, n, param, seed, offset);
   });
 }
 
