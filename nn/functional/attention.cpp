@@ -1,0 +1,97 @@
+#include "nn/functional/attention.h"
+
+#include <cmath>
+#include <limits>
+
+#include "autograd/grad_mode.h"
+#include "nn/functional/dropout.h"
+#include "nn/functional/elementwise.h"
+#include "nn/functional/linalg.h"
+#include "nn/functional/reduction.h"
+#include "nn/functional/softmax.h"
+
+namespace lumen::nn::functional {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// The batch dims of q, k and v broadcast; the result's are those of the scores [..., L, S].
+Shape scores_shape(const Tensor& q, const Tensor& k, const Tensor& v) {
+  const char* op = "scaled_dot_product_attention";
+  LUMEN_CHECK(q.defined() && k.defined() && v.defined(), op, ": got an undefined q, k or v");
+  LUMEN_CHECK(q.dim() >= 2 && k.dim() >= 2 && v.dim() >= 2, op,
+              ": q, k and v must have at least 2 dims ([..., L, E], [..., S, E], [..., S, Ev]), "
+              "got shapes ",
+              ShapeStr{q.shape()}, ", ", ShapeStr{k.shape()}, ", ", ShapeStr{v.shape()});
+  LUMEN_CHECK(is_floating(q.dtype()) && k.dtype() == q.dtype() && v.dtype() == q.dtype(), op,
+              ": q, k and v must share one floating dtype, got ", q.dtype(), ", ", k.dtype(), ", ",
+              v.dtype());
+  LUMEN_CHECK(k.device() == q.device() && v.device() == q.device(), op,
+              ": q, k and v must be on one device, got ", q.device(), ", ", k.device(), ", ",
+              v.device());
+  LUMEN_CHECK(k.size(-1) == q.size(-1), op, ": k's last dim (", k.size(-1),
+              ") must equal q's embedding size E = ", q.size(-1), " (q ", ShapeStr{q.shape()},
+              ", k ", ShapeStr{k.shape()}, ")");
+  LUMEN_CHECK(v.size(-2) == k.size(-2), op, ": v must have as many rows as k (S = ", k.size(-2),
+              "), got v ", ShapeStr{v.shape()});
+  auto batch = [](const Tensor& t) { return Shape(t.shape().begin(), t.shape().end() - 2); };
+  Shape b = broadcast_shapes(broadcast_shapes(batch(q), batch(k), op), batch(v), op);
+  b.push_back(q.size(-2));
+  b.push_back(k.size(-2));
+  return b;
+}
+
+}  // namespace
+
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                    const AttentionOptions& o) {
+  const char* op = "scaled_dot_product_attention";
+  const Shape shape = scores_shape(q, k, v);
+  const Tensor& mask = o.attn_mask;
+  LUMEN_CHECK(!(o.is_causal && mask.defined()), op,
+              ": give either is_causal or attn_mask, not both");
+  if (mask.defined()) {
+    LUMEN_CHECK(mask.dtype() == DType::boolean || mask.dtype() == q.dtype(), op,
+                ": attn_mask must be bool or of q's dtype ", q.dtype(), ", got ", mask.dtype());
+    LUMEN_CHECK(mask.device() == q.device(), op, ": attn_mask is on ", mask.device(), ", q on ",
+                q.device());
+    bool fits = mask.dim() <= static_cast<int64_t>(shape.size());
+    for (int64_t d = 1; fits && d <= mask.dim(); ++d)
+      fits = mask.size(-d) == 1 || mask.size(-d) == shape[shape.size() - d];
+    LUMEN_CHECK(fits, op, ": attn_mask of shape ", ShapeStr{mask.shape()},
+                " must broadcast to the scores' shape [..., L, S] = ", ShapeStr{shape});
+  }
+  LUMEN_CHECK(o.dropout_p >= 0 && o.dropout_p < 1, op, ": dropout_p must lie in [0, 1), got ",
+              o.dropout_p);
+  const double scale = o.scale.value_or(1.0 / std::sqrt(static_cast<double>(q.size(-1))));
+  LUMEN_CHECK(std::isfinite(scale), op, ": scale must be finite, got ", scale);
+
+  // sqrt(|scale|) on each side, as PyTorch's math path: 16-bit scores stay in range.
+  const double root = std::sqrt(std::abs(scale));
+  Tensor s = matmul(q * (scale < 0 ? -root : root), k.transpose(-2, -1) * root);
+  Tensor excluded;  // bool, true where the query does not attend to the key
+  if (o.is_causal) {
+    const int64_t L = q.size(-2), S = k.size(-2);
+    Tensor i = arange(static_cast<double>(L), {DType::i64, q.device()}).view({L, 1});
+    Tensor j = arange(static_cast<double>(S), {DType::i64, q.device()}).view({1, S});
+    excluded = gt(j, i);
+  } else if (mask.defined() && mask.dtype() == DType::boolean) {
+    excluded = eq(mask, scalar_tensor(0, {DType::boolean, mask.device()}));
+  } else if (mask.defined()) {
+    s = s + mask;
+  }
+  if (excluded.defined()) s = masked_fill(s, excluded, -kInf);
+  Tensor dead;  // rows with every key excluded: zeros out, no gradient
+  if (mask.defined() || o.is_causal) {
+    NoGradGuard no_grad;
+    dead = eq(amax(s, {-1}, true), scalar_tensor(-kInf, {s.dtype(), s.device()}));
+  }
+  // A dead row's scores become 0 so softmax stays finite (its backward would spread NaN).
+  if (dead.defined()) s = masked_fill(s, dead, 0.0);
+  Tensor p = softmax(s, -1);
+  if (dead.defined()) p = masked_fill(p, dead, 0.0);
+  if (o.dropout_p > 0) p = dropout(p, o.dropout_p, true, o.generator);
+  return matmul(p, v);
+}
+
+}  // namespace lumen::nn::functional

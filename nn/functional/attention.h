@@ -1,0 +1,31 @@
+#pragma once
+// Scaled dot-product attention (Vaswani et al., 2017), as
+// torch.nn.functional.scaled_dot_product_attention:
+//   out = dropout(softmax(q k^T * scale + mask)) v
+// with q [..., L, E], k [..., S, E], v [..., S, Ev] and out [..., L, Ev]; the leading (batch)
+// dims broadcast. A row whose every key is masked out gives zeros (PyTorch's math path does
+// the same since 2.5), and no gradient.
+#include <optional>
+
+#include "tensor/generator.h"
+#include "tensor/tensor.h"
+
+namespace lumen::nn::functional {
+
+struct AttentionOptions {
+  // Broadcast to [..., L, S]. bool: true where the query may attend to the key (PyTorch's
+  // SDPA convention; nn::MultiheadAttention's masks mean the opposite). Floating, of q's dtype:
+  // added to the scores (-inf excludes).
+  Tensor attn_mask = {};
+  double dropout_p = 0.0;  // applied to the attention weights; in [0, 1)
+  // Query i attends to keys j <= i (the top-left aligned lower triangle, also when L != S).
+  // Not together with attn_mask.
+  bool is_causal = false;
+  std::optional<double> scale = std::nullopt;  // default 1 / sqrt(E)
+  Generator* generator = nullptr;              // dropout's; default the global one
+};
+
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                    const AttentionOptions& options = {});
+
+}  // namespace lumen::nn::functional

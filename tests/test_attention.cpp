@@ -1,0 +1,337 @@
+// Scaled dot-product attention and MultiheadAttention against naive f64 loops written here,
+// numerical gradients (the harness cases), and their error paths.
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "lumen/lumen.h"
+#include "tests/op_harness.h"
+
+namespace lumen::testing {
+namespace {
+
+namespace F = nn::functional;
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+Tensor sdpa(const std::vector<Tensor>& v, F::AttentionOptions o = {}) {
+  return F::scaled_dot_product_attention(v[0], v[1], v[2], o);
+}
+
+LUMEN_OP_CASES(attention){{
+    {"sdpa",
+     {Input::real({2, 3, 5, 4}), Input::real({2, 3, 6, 4}), Input::real({2, 3, 6, 3})},
+     [](const auto& v) { return sdpa(v); }},
+    {"sdpa_2d",
+     {Input::real({7, 8}), Input::real({9, 8}), Input::real({9, 5})},
+     [](const auto& v) { return sdpa(v, {.scale = 0.7}); }},
+    {"sdpa_causal",
+     {Input::real({2, 6, 4}), Input::real({2, 4, 4}), Input::real({2, 4, 5})},
+     [](const auto& v) { return sdpa(v, {.is_causal = true}); }},
+    {"sdpa_causal_wide",
+     {Input::real({3, 4, 8}), Input::real({3, 7, 8}), Input::real({3, 7, 2})},
+     [](const auto& v) { return sdpa(v, {.is_causal = true}); }},
+    // Random bool masks leave some rows with no key at all (zeros, no gradient).
+    {"sdpa_bool_mask",
+     {Input::real({2, 2, 5, 3}), Input::real({2, 2, 4, 3}), Input::real({2, 2, 4, 3}),
+      Input::mask({2, 1, 5, 4})},
+     [](const auto& v) { return sdpa(v, {.attn_mask = v[3]}); }},
+    {"sdpa_float_mask",
+     {Input::real({2, 5, 3}), Input::real({2, 6, 3}), Input::real({2, 6, 4}),
+      Input::constant({5, 6}), Input::mask({5, 6})},
+     [](const auto& v) { return sdpa(v, {.attn_mask = masked_fill(v[3], v[4], -kInf)}); }},
+    // k and v shared by every head: their gradients sum over the heads.
+    {"sdpa_broadcast",
+     {Input::real({2, 3, 5, 4}), Input::real({2, 1, 6, 4}), Input::real({1, 6, 3})},
+     [](const auto& v) { return sdpa(v); }},
+}};
+
+struct Reference {
+  std::vector<double> q, k, v;  // [B, L, E], [B, S, E], [B, S, Ev], row-major
+  int64_t B, L, S, E, Ev;
+  // allowed(b, i, j) and bias(b, i, j): the mask as the loops see it.
+  std::function<bool(int64_t, int64_t, int64_t)> allowed = [](int64_t, int64_t, int64_t) {
+    return true;
+  };
+  std::function<double(int64_t, int64_t, int64_t)> bias = [](int64_t, int64_t, int64_t) {
+    return 0.0;
+  };
+  double scale = 1.0;
+
+  // softmax over the allowed keys (a row with none is 0), times v.
+  std::vector<double> out() const {
+    std::vector<double> o(B * L * Ev, 0.0);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t i = 0; i < L; ++i) {
+        std::vector<double> s(S, -kInf);
+        double m = -kInf;
+        for (int64_t j = 0; j < S; ++j) {
+          if (!allowed(b, i, j)) continue;
+          double dot = 0;
+          for (int64_t e = 0; e < E; ++e) dot += q[(b * L + i) * E + e] * k[(b * S + j) * E + e];
+          s[j] = dot * scale + bias(b, i, j);
+          m = std::max(m, s[j]);
+        }
+        if (m == -kInf) continue;
+        double z = 0;
+        for (int64_t j = 0; j < S; ++j) z += std::exp(s[j] - m);
+        for (int64_t j = 0; j < S; ++j)
+          for (int64_t e = 0; e < Ev; ++e)
+            o[(b * L + i) * Ev + e] += std::exp(s[j] - m) / z * v[(b * S + j) * Ev + e];
+      }
+    return o;
+  }
+};
+
+void expect_near(const Tensor& got, const std::vector<double>& want, double tol) {
+  std::vector<double> g = got.to_vector<double>();
+  ASSERT_EQ(g.size(), want.size());
+  for (size_t i = 0; i < g.size(); ++i)
+    EXPECT_NEAR(g[i], want[i], tol * (1 + std::abs(want[i]))) << "element " << i;
+}
+
+TEST(Attention, MatchesLoopsWithCausalMaskAndScale) {
+  Generator gen(1);
+  const int64_t B = 3, L = 5, S = 7, E = 4, Ev = 6;
+  Tensor q = randn({B, L, E}, {}, &gen), k = randn({B, S, E}, {}, &gen),
+         v = randn({B, S, Ev}, {}, &gen);
+  Reference ref{
+      q.to_vector<double>(), k.to_vector<double>(), v.to_vector<double>(), B, L, S, E, Ev};
+  ref.scale = 1 / std::sqrt(4.0);
+  expect_near(F::scaled_dot_product_attention(q, k, v), ref.out(), 1e-5);
+  ref.allowed = [](int64_t, int64_t i, int64_t j) { return j <= i; };
+  ref.scale = 0.3;
+  expect_near(F::scaled_dot_product_attention(q, k, v, {.is_causal = true, .scale = 0.3}),
+              ref.out(), 1e-5);
+}
+
+TEST(Attention, BoolMaskTrueAttendsAndFullyMaskedRowsGiveZeros) {
+  Generator gen(2);
+  const int64_t B = 2, L = 4, S = 5, E = 3, Ev = 2;
+  Tensor q = randn({B, L, E}, {}, &gen), k = randn({B, S, E}, {}, &gen),
+         v = randn({B, S, Ev}, {}, &gen);
+  // Per batch and query: row 1 of batch 0 masks every key.
+  std::vector<uint8_t> m(B * L * S);
+  for (int64_t t = 0; t < B * L * S; ++t) m[t] = (t * 7 % 3) != 0;
+  for (int64_t j = 0; j < S; ++j) m[1 * S + j] = 0;
+  Tensor mask = from_vector<uint8_t>(m, {B, L, S}).to(DType::boolean);
+  Reference ref{
+      q.to_vector<double>(), k.to_vector<double>(), v.to_vector<double>(), B, L, S, E, Ev};
+  ref.scale = 1 / std::sqrt(3.0);
+  ref.allowed = [&](int64_t b, int64_t i, int64_t j) { return m[(b * L + i) * S + j] != 0; };
+  q.requires_grad_(true);
+  Tensor out = F::scaled_dot_product_attention(q, k, v, {.attn_mask = mask});
+  expect_near(out, ref.out(), 1e-5);
+  out.sum().backward();
+  // The dead row has no gradient, and nothing is NaN.
+  std::vector<double> gq = q.grad().to_vector<double>();
+  for (int64_t e = 0; e < E; ++e) EXPECT_EQ(gq[1 * E + e], 0.0);
+  for (double g : gq) EXPECT_TRUE(std::isfinite(g));
+}
+
+TEST(Attention, FloatMaskIsAddedToTheScores) {
+  Generator gen(3);
+  const int64_t B = 2, L = 3, S = 4, E = 5, Ev = 3;
+  Tensor q = randn({B, L, E}, {}, &gen), k = randn({B, S, E}, {}, &gen),
+         v = randn({B, S, Ev}, {}, &gen), bias = randn({L, S}, {}, &gen);
+  std::vector<double> bv = bias.to_vector<double>();
+  Reference ref{
+      q.to_vector<double>(), k.to_vector<double>(), v.to_vector<double>(), B, L, S, E, Ev};
+  ref.scale = 1 / std::sqrt(5.0);
+  ref.bias = [&](int64_t, int64_t i, int64_t j) { return bv[i * S + j]; };
+  expect_near(F::scaled_dot_product_attention(q, k, v, {.attn_mask = bias}), ref.out(), 1e-5);
+}
+
+TEST(Attention, DropoutDropsAttentionWeightsWithDropoutsMask) {
+  Generator gen(4);
+  Tensor q = randn({2, 6, 4}, {}, &gen), k = randn({2, 5, 4}, {}, &gen),
+         v = randn({2, 5, 3}, {}, &gen);
+  Generator a(99), b(99);
+  Tensor got = F::scaled_dot_product_attention(q, k, v, {.dropout_p = 0.3, .generator = &a});
+  Tensor p = softmax(matmul(q, k.transpose(1, 2)) * 0.5, -1);
+  Tensor want = matmul(F::dropout(p, 0.3, true, &b), v);
+  expect_near(got, want.to_vector<double>(), 1e-5);
+  Tensor plain = F::scaled_dot_product_attention(q, k, v);
+  EXPECT_GT((got - plain).abs().max().item(), 1e-3);  // something was dropped
+}
+
+TEST(Attention, AutocastRunsTheProductsIn16Bits) {
+  Generator gen(5);
+  Tensor q = randn({2, 8, 16}, {}, &gen), k = randn({2, 8, 16}, {}, &gen),
+         v = randn({2, 8, 16}, {}, &gen);
+  Tensor want = F::scaled_dot_product_attention(q, k, v, {.is_causal = true});
+  for (DType dt : {DType::f16, DType::bf16}) {
+    AutocastGuard autocast(dt);
+    Tensor got = F::scaled_dot_product_attention(q, k, v, {.is_causal = true});
+    EXPECT_EQ(got.dtype(), dt);
+    expect_near(got.to(DType::f32), want.to_vector<double>(), dt == DType::f16 ? 5e-3 : 3e-2);
+  }
+}
+
+TEST(Attention, RejectsBadInputs) {
+  Tensor q = randn({2, 3, 4}), k = randn({2, 5, 4}), v = randn({2, 5, 6});
+  EXPECT_THROW_MSG(F::scaled_dot_product_attention(q, randn({2, 5, 3}), v), "k's last dim (3)",
+                   "E = 4");
+  EXPECT_THROW_MSG(F::scaled_dot_product_attention(q, k, randn({2, 4, 6})), "as many rows as k",
+                   "S = 5");
+  EXPECT_THROW_MSG(F::scaled_dot_product_attention(q, k, v.to(DType::f64)), "one floating dtype");
+  EXPECT_THROW_MSG(F::scaled_dot_product_attention(randn({4}), k, v), "at least 2 dims");
+  EXPECT_THROW_MSG(F::scaled_dot_product_attention(q, k, v, {.attn_mask = randn({3, 4})}),
+                   "attn_mask of shape [3, 4]", "[2, 3, 5]");
+  EXPECT_THROW_MSG(
+      F::scaled_dot_product_attention(q, k, v, {.attn_mask = randn({3, 5}), .is_causal = true}),
+      "either is_causal or attn_mask");
+  EXPECT_THROW_MSG(
+      F::scaled_dot_product_attention(q, k, v, {.attn_mask = zeros({3, 5}, {DType::i64})}),
+      "attn_mask must be bool or of q's dtype");
+  EXPECT_THROW_MSG(F::scaled_dot_product_attention(q, k, v, {.dropout_p = 1.0}),
+                   "dropout_p must lie in [0, 1)");
+  EXPECT_THROW_MSG(F::scaled_dot_product_attention(randn({3, 3, 4}), k, v), "broadcast");
+}
+
+// MultiheadAttention by loops: per head h, attention over features [h D, (h + 1) D) of the
+// projections, then the output projection. x*: [N][len][E] in f64.
+std::vector<double> mha_reference(nn::MultiheadAttention& m, const Tensor& query, const Tensor& key,
+                                  const Tensor& value,
+                                  const std::function<bool(int64_t, int64_t, int64_t)>& allowed) {
+  const int64_t N = query.size(0), L = query.size(1), S = key.size(1), E = m.embed_dim,
+                H = m.num_heads, D = m.head_dim;
+  std::vector<double> W = m.in_proj_weight.to_vector<double>(),
+                      bi = m.in_proj_bias.to_vector<double>(),
+                      Wo = m.out_proj.weight.to_vector<double>(),
+                      bo = m.out_proj.bias.to_vector<double>();
+  auto project = [&](const Tensor& x, int64_t which) {
+    std::vector<double> xv = x.to_vector<double>(), y(xv.size());
+    for (int64_t r = 0; r < x.numel() / E; ++r)
+      for (int64_t o = 0; o < E; ++o) {
+        double s = bi[which * E + o];
+        for (int64_t c = 0; c < E; ++c) s += W[(which * E + o) * E + c] * xv[r * E + c];
+        y[r * E + o] = s;
+      }
+    return y;
+  };
+  std::vector<double> qp = project(query, 0), kp = project(key, 1), vp = project(value, 2);
+  std::vector<double> heads(N * L * E, 0.0);
+  for (int64_t h = 0; h < H; ++h) {
+    auto pick = [&](const std::vector<double>& x, int64_t len) {
+      std::vector<double> y(N * len * D);
+      for (int64_t r = 0; r < N * len; ++r)
+        for (int64_t d = 0; d < D; ++d) y[r * D + d] = x[r * E + h * D + d];
+      return y;
+    };
+    Reference ref{pick(qp, L), pick(kp, S), pick(vp, S), N, L, S, D, D};
+    ref.scale = 1 / std::sqrt(static_cast<double>(D));
+    ref.allowed = allowed;
+    std::vector<double> o = ref.out();
+    for (int64_t r = 0; r < N * L; ++r)
+      for (int64_t d = 0; d < D; ++d) heads[r * E + h * D + d] = o[r * D + d];
+  }
+  std::vector<double> out(N * L * E);
+  for (int64_t r = 0; r < N * L; ++r)
+    for (int64_t o = 0; o < E; ++o) {
+      double s = bo[o];
+      for (int64_t c = 0; c < E; ++c) s += Wo[o * E + c] * heads[r * E + c];
+      out[r * E + o] = s;
+    }
+  return out;
+}
+
+TEST(MultiheadAttention, HasPyTorchsParametersAndInit) {
+  manual_seed(0);
+  nn::MultiheadAttention m(8, 2);
+  std::vector<std::string> names;
+  for (const auto& [name, p] : m.named_parameters()) names.push_back(name);
+  EXPECT_EQ(names, (std::vector<std::string>{"in_proj_weight", "in_proj_bias", "out_proj.weight",
+                                             "out_proj.bias"}));
+  EXPECT_EQ(m.in_proj_weight.shape(), (Shape{24, 8}));
+  EXPECT_EQ(m.in_proj_bias.abs().max().item(), 0.0);
+  EXPECT_EQ(m.out_proj.bias.abs().max().item(), 0.0);
+  // xavier_uniform_ over [3E, E]: bound sqrt(6 / (3E + E)).
+  EXPECT_LE(m.in_proj_weight.abs().max().item(), std::sqrt(6.0 / 32) + 1e-7);
+  EXPECT_EQ(m.head_dim, 4);
+  EXPECT_THROW_MSG(nn::MultiheadAttention(10, 3), "positive multiple of num_heads",
+                   "embed_dim=10, num_heads=3");
+}
+
+TEST(MultiheadAttention, MatchesLoopsInEveryLayoutAndWithMasks) {
+  manual_seed(1);
+  const int64_t N = 2, L = 5, S = 6, E = 8;
+  nn::MultiheadAttention m(E, 2);
+  {
+    NoGradGuard no_grad;  // nonzero biases, so their slices are checked too
+    m.in_proj_bias.copy_(randn({3 * E}));
+    m.out_proj.bias.copy_(randn({E}));
+  }
+  Generator gen(6);
+  Tensor x = randn({N, L, E}, {}, &gen), kv = randn({N, S, E}, {}, &gen),
+         val = randn({N, S, E}, {}, &gen);
+  auto all = [](int64_t, int64_t, int64_t) { return true; };
+
+  nn::MultiheadAttention first(E, 2, {.batch_first = true});
+  first.load_state_dict(m.state_dict());
+  expect_near(first.forward(x, kv, val), mha_reference(m, x, kv, val, all), 1e-5);
+  // [L, N, E] by default: the same numbers, transposed.
+  Tensor seq = m.forward(x.transpose(0, 1), kv.transpose(0, 1), val.transpose(0, 1));
+  EXPECT_EQ(seq.shape(), (Shape{L, N, E}));
+  expect_near(seq.transpose(0, 1).contiguous(), mha_reference(m, x, kv, val, all), 1e-5);
+  // Self-attention (one tensor, one GEMM) equals the same values passed as three tensors.
+  expect_near(first.forward(x, x, x), mha_reference(m, x, x, x, all), 1e-5);
+  expect_near(first.forward(x, x.clone(), x.clone()), mha_reference(m, x, x, x, all), 1e-5);
+  // Unbatched.
+  Tensor x0 = x.select(0, 0), kv0 = kv.select(0, 0), val0 = val.select(0, 0);
+  Tensor one = first.forward(x0, kv0, val0);
+  EXPECT_EQ(one.shape(), (Shape{L, E}));
+  expect_near(one, mha_reference(m, x0.unsqueeze(0), kv0.unsqueeze(0), val0.unsqueeze(0), all),
+              1e-5);
+
+  // PyTorch's convention: true = not allowed. Sequence 1 pads its last two keys.
+  Tensor pad =
+      from_vector<uint8_t>({0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1}, {N, S}).to(DType::boolean);
+  auto unpadded = [](int64_t b, int64_t, int64_t j) { return b == 0 || j < 4; };
+  expect_near(first.forward(x, kv, val, {.key_padding_mask = pad}),
+              mha_reference(m, x, kv, val, unpadded), 1e-5);
+  auto causal = [](int64_t, int64_t i, int64_t j) { return j <= i; };
+  expect_near(first.forward(x, kv, val, {.is_causal = true}), mha_reference(m, x, kv, val, causal),
+              1e-5);
+  Tensor future = gt(arange(S).view({1, S}), arange(L).view({L, 1}));
+  expect_near(first.forward(x, kv, val, {.attn_mask = future}),
+              mha_reference(m, x, kv, val, causal), 1e-5);
+  auto both = [&](int64_t b, int64_t i, int64_t j) { return causal(b, i, j) && unpadded(b, i, j); };
+  expect_near(first.forward(x, kv, val, {.key_padding_mask = pad, .is_causal = true}),
+              mha_reference(m, x, kv, val, both), 1e-5);
+  expect_near(first.forward(x, kv, val, {.key_padding_mask = pad, .attn_mask = future}),
+              mha_reference(m, x, kv, val, both), 1e-5);
+}
+
+TEST(MultiheadAttention, GradientsMatchNumericalOnes) {
+  manual_seed(2);
+  nn::MultiheadAttention m(6, 3, {.batch_first = true});
+  m.to(DType::f64);
+  Generator gen(7);
+  Tensor x = randn({2, 4, 6}, {.dtype = DType::f64}, &gen).requires_grad_(true);
+  Tensor kv = randn({2, 3, 6}, {.dtype = DType::f64}, &gen).requires_grad_(true);
+  Tensor pad = from_vector<uint8_t>({0, 0, 1, 0, 0, 0}, {2, 3}).to(DType::boolean);
+  std::vector<Tensor> inputs{x, kv};
+  for (const auto& [name, p] : m.named_parameters()) inputs.push_back(p);
+  auto r = autograd::gradcheck(
+      [&](const std::vector<Tensor>&) { return m.forward(x, kv, kv, {.key_padding_mask = pad}); },
+      inputs);
+  EXPECT_TRUE(r.ok) << r.message;
+}
+
+TEST(MultiheadAttention, RejectsBadShapes) {
+  nn::MultiheadAttention m(8, 2, {.batch_first = true});
+  Tensor x = randn({2, 5, 8});
+  EXPECT_THROW_MSG(m.forward(x, randn({2, 5, 4}), x), "embed_dim = 8");
+  EXPECT_THROW_MSG(m.forward(x, randn({3, 5, 8}), randn({3, 5, 8})), "batch size");
+  EXPECT_THROW_MSG(m.forward(x, x, randn({2, 5, 8, 1})), "3-D (batched) or all 2-D");
+  EXPECT_THROW_MSG(m.forward(x, x, x, {.key_padding_mask = zeros({2, 4}, {DType::boolean})}),
+                   "key_padding_mask must be [N, S] = [2, 5]");
+  EXPECT_THROW_MSG(m.forward(x, x, x, {.attn_mask = zeros({4, 5}, {DType::boolean})}),
+                   "attn_mask must be [L, S] = [5, 5]");
+  EXPECT_THROW_MSG(
+      m.forward(x, x, x, {.attn_mask = zeros({5, 5}, {DType::boolean}), .is_causal = true}),
+      "either is_causal or attn_mask");
+}
+
+}  // namespace
+}  // namespace lumen::testing
