@@ -17,6 +17,13 @@ Tensor sdpa(const std::vector<Tensor>& v, F::AttentionOptions o = {}) {
   return F::scaled_dot_product_attention(v[0], v[1], v[2], o);
 }
 
+// Both implementations: the fused kernel (what the CPU runs) and the composite (what a device
+// without one runs, and dropout).
+using AttentionFn = Tensor (*)(const Tensor&, const Tensor&, const Tensor&,
+                               const F::AttentionOptions&);
+const AttentionFn kPaths[] = {F::scaled_dot_product_attention,
+                              F::detail::scaled_dot_product_attention_math};
+
 LUMEN_OP_CASES(attention){{
     {"sdpa",
      {Input::real({2, 3, 5, 4}), Input::real({2, 3, 6, 4}), Input::real({2, 3, 6, 3})},
@@ -39,6 +46,13 @@ LUMEN_OP_CASES(attention){{
      {Input::real({2, 5, 3}), Input::real({2, 6, 3}), Input::real({2, 6, 4}),
       Input::constant({5, 6}), Input::mask({5, 6})},
      [](const auto& v) { return sdpa(v, {.attn_mask = masked_fill(v[3], v[4], -kInf)}); }},
+    // A generator made in the function: every call draws the same mask.
+    {"sdpa_dropout",
+     {Input::real({2, 7, 4}), Input::real({2, 5, 4}), Input::real({2, 5, 3})},
+     [](const auto& v) {
+       Generator gen(5);
+       return sdpa(v, {.dropout_p = 0.25, .generator = &gen});
+     }},
     // k and v shared by every head: their gradients sum over the heads.
     {"sdpa_broadcast",
      {Input::real({2, 3, 5, 4}), Input::real({2, 1, 6, 4}), Input::real({1, 6, 3})},
@@ -97,11 +111,14 @@ TEST(Attention, MatchesLoopsWithCausalMaskAndScale) {
   Reference ref{
       q.to_vector<double>(), k.to_vector<double>(), v.to_vector<double>(), B, L, S, E, Ev};
   ref.scale = 1 / std::sqrt(4.0);
-  expect_near(F::scaled_dot_product_attention(q, k, v), ref.out(), 1e-5);
+  const std::vector<double> plain = ref.out();
   ref.allowed = [](int64_t, int64_t i, int64_t j) { return j <= i; };
   ref.scale = 0.3;
-  expect_near(F::scaled_dot_product_attention(q, k, v, {.is_causal = true, .scale = 0.3}),
-              ref.out(), 1e-5);
+  const std::vector<double> causal = ref.out();
+  for (AttentionFn attention : kPaths) {
+    expect_near(attention(q, k, v, {}), plain, 1e-5);
+    expect_near(attention(q, k, v, {.is_causal = true, .scale = 0.3}), causal, 1e-5);
+  }
 }
 
 TEST(Attention, BoolMaskTrueAttendsAndFullyMaskedRowsGiveZeros) {
@@ -119,13 +136,16 @@ TEST(Attention, BoolMaskTrueAttendsAndFullyMaskedRowsGiveZeros) {
   ref.scale = 1 / std::sqrt(3.0);
   ref.allowed = [&](int64_t b, int64_t i, int64_t j) { return m[(b * L + i) * S + j] != 0; };
   q.requires_grad_(true);
-  Tensor out = F::scaled_dot_product_attention(q, k, v, {.attn_mask = mask});
-  expect_near(out, ref.out(), 1e-5);
-  out.sum().backward();
-  // The dead row has no gradient, and nothing is NaN.
-  std::vector<double> gq = q.grad().to_vector<double>();
-  for (int64_t e = 0; e < E; ++e) EXPECT_EQ(gq[1 * E + e], 0.0);
-  for (double g : gq) EXPECT_TRUE(std::isfinite(g));
+  for (AttentionFn attention : kPaths) {
+    Tensor out = attention(q, k, v, {.attn_mask = mask});
+    expect_near(out, ref.out(), 1e-5);
+    out.sum().backward();
+    // The dead row has no gradient, and nothing is NaN.
+    std::vector<double> gq = q.grad().to_vector<double>();
+    for (int64_t e = 0; e < E; ++e) EXPECT_EQ(gq[1 * E + e], 0.0);
+    for (double g : gq) EXPECT_TRUE(std::isfinite(g));
+    q.set_grad({});
+  }
 }
 
 TEST(Attention, FloatMaskIsAddedToTheScores) {
@@ -138,7 +158,39 @@ TEST(Attention, FloatMaskIsAddedToTheScores) {
       q.to_vector<double>(), k.to_vector<double>(), v.to_vector<double>(), B, L, S, E, Ev};
   ref.scale = 1 / std::sqrt(5.0);
   ref.bias = [&](int64_t, int64_t i, int64_t j) { return bv[i * S + j]; };
-  expect_near(F::scaled_dot_product_attention(q, k, v, {.attn_mask = bias}), ref.out(), 1e-5);
+  for (AttentionFn attention : kPaths)
+    expect_near(attention(q, k, v, {.attn_mask = bias}), ref.out(), 1e-5);
+}
+
+// The fused kernel's gradients against the composite's, in f64 on shapes that span several
+// query blocks of the kernel (64 rows), with each kind of mask.
+TEST(Attention, FusedGradientsMatchTheCompositeAcrossBlocks) {
+  Generator gen(8);
+  const int64_t B = 2, H = 3, L = 150, S = 97, E = 8, Ev = 5;
+  auto make = [&](Shape s) { return randn(s, {.dtype = DType::f64}, &gen).requires_grad_(true); };
+  Tensor q = make({B, H, L, E}), k = make({B, H, S, E}), v = make({B, H, S, Ev});
+  Tensor keep = rand({B, 1, L, S}, {.dtype = DType::f64}, &gen) > scalar_tensor(0.2, {DType::f64});
+  Tensor bias = randn({L, S}, {.dtype = DType::f64}, &gen);
+  std::vector<F::AttentionOptions> cases{
+      {}, {.is_causal = true}, {.attn_mask = keep}, {.attn_mask = bias, .scale = -0.4}};
+  for (size_t c = 0; c < cases.size(); ++c) {
+    std::vector<std::vector<double>> results;
+    for (AttentionFn attention : kPaths) {
+      Tensor out = attention(q, k, v, cases[c]);
+      Generator same(3);  // one weighting of the outputs for both paths
+      Tensor r = randn(out.shape(), {.dtype = DType::f64}, &same);
+      (out * r).sum().backward();
+      results.push_back(out.to_vector<double>());
+      for (Tensor* t : {&q, &k, &v}) {
+        results.push_back(t->grad().to_vector<double>());
+        t->set_grad({});
+      }
+    }
+    for (size_t i = 0; i < 4; ++i)
+      for (size_t e = 0; e < results[i].size(); ++e)
+        ASSERT_NEAR(results[i][e], results[4 + i][e], 1e-12 * (1 + std::abs(results[4 + i][e])))
+            << "case " << c << ", output " << i << " (0: out, 1-3: dq, dk, dv), element " << e;
+  }
 }
 
 TEST(Attention, DropoutDropsAttentionWeightsWithDropoutsMask) {

@@ -3,7 +3,10 @@
 #include <cmath>
 #include <limits>
 
+#include "autograd/autocast_mode.h"
 #include "autograd/grad_mode.h"
+#include "autograd/node.h"
+#include "kernels/attention.h"
 #include "nn/functional/dropout.h"
 #include "nn/functional/elementwise.h"
 #include "nn/functional/linalg.h"
@@ -41,7 +44,103 @@ Shape scores_shape(const Tensor& q, const Tensor& k, const Tensor& v) {
   return b;
 }
 
+// The composite of autograd ops (PyTorch's math path).
+Tensor attention_math(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
+                      bool is_causal, double scale, double dropout_p, Generator* gen) {
+  // sqrt(|scale|) on each side, as PyTorch's math path: 16-bit scores stay in range.
+  const double root = std::sqrt(std::abs(scale));
+  Tensor s = matmul(q * (scale < 0 ? -root : root), k.transpose(-2, -1) * root);
+  Tensor excluded;  // bool, true where the query does not attend to the key
+  if (is_causal) {
+    const int64_t L = q.size(-2), S = k.size(-2);
+    Tensor i = arange(static_cast<double>(L), {DType::i64, q.device()}).view({L, 1});
+    Tensor j = arange(static_cast<double>(S), {DType::i64, q.device()}).view({1, S});
+    excluded = gt(j, i);
+  } else if (mask.defined() && mask.dtype() == DType::boolean) {
+    excluded = eq(mask, scalar_tensor(0, {DType::boolean, mask.device()}));
+  } else if (mask.defined()) {
+    s = s + mask;
+  }
+  if (excluded.defined()) s = masked_fill(s, excluded, -kInf);
+  Tensor dead;  // rows with every key excluded: zeros out, no gradient
+  if (mask.defined() || is_causal) {
+    NoGradGuard no_grad;
+    dead = eq(amax(s, {-1}, true), scalar_tensor(-kInf, {s.dtype(), s.device()}));
+  }
+  // A dead row's scores become 0 so softmax stays finite (its backward would spread NaN).
+  if (dead.defined()) s = masked_fill(s, dead, 0.0);
+  Tensor p = softmax(s, -1);
+  if (dead.defined()) p = masked_fill(p, dead, 0.0);
+  if (dropout_p > 0) p = dropout(p, dropout_p, true, gen);
+  return matmul(p, v);
+}
+
+Shape batch_dims(const Tensor& t) { return Shape(t.shape().begin(), t.shape().end() - 2); }
+
+// The fused kernel (kernels/attention.h) on [BH, len, E] copies of q, k and v, in f32 (f64
+// stays f64); 16-bit inputs are widened and the result narrowed back. Under autocast the
+// inputs are first rounded to the autocast dtype, as the composite's matmuls round them.
+Tensor attention_fused(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
+                       const Tensor& mask, bool is_causal, double scale, const Shape& shape) {
+  const Tensor q = autocast::to_lower_precision(q_in), k = autocast::to_lower_precision(k_in),
+               v = autocast::to_lower_precision(v_in);
+  const DType dtype = q.dtype(), compute = dtype == DType::f64 ? DType::f64 : DType::f32;
+  auto flat = [&](const Tensor& t) {
+    return t.to(compute).reshape({-1, t.size(-2), t.size(-1)}).contiguous();
+  };
+  const Tensor qf = flat(q), kf = flat(k), vf = flat(v);
+  const int64_t BH = qf.size(0), L = qf.size(1);
+  kernels::AttentionParams params;
+  params.scale = scale;
+  params.causal = is_causal;
+  if (mask.defined()) {
+    // A view of the mask over the scores' shape, and where each (batch, head) starts in it.
+    Shape lead(shape.size() - static_cast<size_t>(mask.dim()), 1), full = lead;
+    full.insert(full.end(), mask.shape().begin(), mask.shape().end());
+    Tensor m = (mask.dtype() == DType::boolean ? mask : mask.to(compute)).reshape(full);
+    m = m.expand(shape);
+    const int64_t nb = static_cast<int64_t>(shape.size()) - 2;
+    params.mask_offsets.resize(static_cast<size_t>(BH));
+    for (int64_t bh = 0; bh < BH; ++bh) {
+      int64_t rest = bh, off = 0;
+      for (int64_t d = nb - 1; d >= 0; --d) {
+        off += rest % shape[d] * m.stride(d);
+        rest /= shape[d];
+      }
+      params.mask_offsets[static_cast<size_t>(bh)] = off;
+    }
+    params.mask_stride_i = m.stride(-2);
+    params.mask_stride_j = m.stride(-1);
+    params.mask = m;
+  }
+  Tensor out = empty({BH, L, vf.size(2)}, {compute, q.device()});
+  Tensor lse = empty({BH, L}, {compute, q.device()});
+  kernels::attention_forward(q.device(), out, lse, qf, kf, vf, params);
+  out = autograd::record("scaled_dot_product_attention", out, {qf, kf, vf},
+                         [q = qf.detach(), k = kf.detach(), v = vf.detach(), o = out.detach(), lse,
+                          params](const Tensor& g, const autograd::NeedsGrad&) {
+                           Tensor dq = empty_like(q), dk = empty_like(k), dv = empty_like(v);
+                           kernels::attention_backward(q.device(), dq, dk, dv,
+                                                       g.to(o.dtype()).contiguous(), q, k, v, o,
+                                                       lse, params);
+                           return std::vector<Tensor>{dq, dk, dv};
+                         });
+  Shape out_shape = batch_dims(q);
+  out_shape.push_back(L);
+  out_shape.push_back(v.size(-1));
+  return out.view(out_shape).to(dtype);
+}
+
 }  // namespace
+
+namespace detail {
+Tensor scaled_dot_product_attention_math(const Tensor& q, const Tensor& k, const Tensor& v,
+                                         const AttentionOptions& o) {
+  scores_shape(q, k, v);
+  const double scale = o.scale.value_or(1.0 / std::sqrt(static_cast<double>(q.size(-1))));
+  return attention_math(q, k, v, o.attn_mask, o.is_causal, scale, o.dropout_p, o.generator);
+}
+}  // namespace detail
 
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                     const AttentionOptions& o) {
@@ -65,33 +164,11 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
               o.dropout_p);
   const double scale = o.scale.value_or(1.0 / std::sqrt(static_cast<double>(q.size(-1))));
   LUMEN_CHECK(std::isfinite(scale), op, ": scale must be finite, got ", scale);
-
-  // sqrt(|scale|) on each side, as PyTorch's math path: 16-bit scores stay in range.
-  const double root = std::sqrt(std::abs(scale));
-  Tensor s = matmul(q * (scale < 0 ? -root : root), k.transpose(-2, -1) * root);
-  Tensor excluded;  // bool, true where the query does not attend to the key
-  if (o.is_causal) {
-    const int64_t L = q.size(-2), S = k.size(-2);
-    Tensor i = arange(static_cast<double>(L), {DType::i64, q.device()}).view({L, 1});
-    Tensor j = arange(static_cast<double>(S), {DType::i64, q.device()}).view({1, S});
-    excluded = gt(j, i);
-  } else if (mask.defined() && mask.dtype() == DType::boolean) {
-    excluded = eq(mask, scalar_tensor(0, {DType::boolean, mask.device()}));
-  } else if (mask.defined()) {
-    s = s + mask;
-  }
-  if (excluded.defined()) s = masked_fill(s, excluded, -kInf);
-  Tensor dead;  // rows with every key excluded: zeros out, no gradient
-  if (mask.defined() || o.is_causal) {
-    NoGradGuard no_grad;
-    dead = eq(amax(s, {-1}, true), scalar_tensor(-kInf, {s.dtype(), s.device()}));
-  }
-  // A dead row's scores become 0 so softmax stays finite (its backward would spread NaN).
-  if (dead.defined()) s = masked_fill(s, dead, 0.0);
-  Tensor p = softmax(s, -1);
-  if (dead.defined()) p = masked_fill(p, dead, 0.0);
-  if (o.dropout_p > 0) p = dropout(p, o.dropout_p, true, o.generator);
-  return matmul(p, v);
+  // The fused kernel where the backend has one, for unbroadcast batch dims and no dropout.
+  const bool fused = kernels::attention_forward.has(q.device().type) && o.dropout_p == 0 &&
+                     batch_dims(q) == batch_dims(k) && batch_dims(k) == batch_dims(v);
+  if (fused) return attention_fused(q, k, v, mask, o.is_causal, scale, shape);
+  return attention_math(q, k, v, mask, o.is_causal, scale, o.dropout_p, o.generator);
 }
 
 }  // namespace lumen::nn::functional

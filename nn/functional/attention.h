@@ -3,8 +3,9 @@
 // torch.nn.functional.scaled_dot_product_attention:
 //   out = dropout(softmax(q k^T * scale + mask)) v
 // with q [..., L, E], k [..., S, E], v [..., S, Ev] and out [..., L, Ev]; the leading (batch)
-// dims broadcast. A row whose every key is masked out gives zeros (PyTorch's math path does
-// the same since 2.5), and no gradient.
+// dims broadcast. On the CPU a fused kernel computes it a block of query rows at a time,
+// without the whole [..., L, S] score matrix (kernels/attention.h). A row whose every key is masked
+// out gives zeros (PyTorch's math path does the same since 2.5), and no gradient.
 #include <optional>
 
 #include "tensor/generator.h"
@@ -27,5 +28,12 @@ struct AttentionOptions {
 
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                     const AttentionOptions& options = {});
+
+namespace detail {
+// The composite of matmul, softmax and dropout that runs where the fused kernel does not (no
+// kernel for the device, dropout, broadcast batch dims); for the tests to check both paths.
+Tensor scaled_dot_product_attention_math(const Tensor& q, const Tensor& k, const Tensor& v,
+                                         const AttentionOptions& options = {});
+}  // namespace detail
 
 }  // namespace lumen::nn::functional

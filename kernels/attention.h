@@ -1,0 +1,39 @@
+#pragma once
+// Fused scaled dot-product attention: the scores never exist as a whole [BH, L, S] tensor.
+// q [BH, L, E], k [BH, S, E], v [BH, S, Ev], out [BH, L, Ev] contiguous; f32 or f64.
+//   s_ij = scale q_i . k_j + bias_ij   (-inf where the mask excludes j)
+//   out_i = sum_j p_ij v_j,  p_ij = exp(s_ij - lse_i),  lse_i = log sum_j exp(s_ij)
+// lse [BH, L] is saved for the backward; a row that excludes every key has lse = -inf and
+// out = 0 (and no gradient).
+#include <vector>
+
+#include "kernels/dispatch.h"
+
+namespace lumen::kernels {
+
+struct AttentionParams {
+  double scale = 1;
+  bool causal = false;  // excludes j > i
+  // bool (true attends) or of q's dtype (added), or undefined. Element (bh, i, j) is at
+  // mask_offsets[bh] + i * mask_stride_i + j * mask_stride_j (broadcast dims have stride 0).
+  Tensor mask;
+  std::vector<int64_t> mask_offsets;
+  int64_t mask_stride_i = 0, mask_stride_j = 0;
+};
+
+inline constinit OpKernel<void(const Tensor& out, const Tensor& lse, const Tensor& q,
+                               const Tensor& k, const Tensor& v, const AttentionParams& p)>
+    attention_forward{"attention_forward"};
+
+// With D_i = dout_i . out_i (= sum_j p_ij dp_ij):
+//   dv_j = sum_i p_ij dout_i          dp_ij = dout_i . v_j
+//   ds_ij = p_ij (dp_ij - D_i)        (softmax's backward)
+//   dq_i = scale sum_j ds_ij k_j      dk_j = scale sum_i ds_ij q_i
+// Every output is written whole (no accumulation into what it held).
+inline constinit OpKernel<void(const Tensor& dq, const Tensor& dk, const Tensor& dv,
+                               const Tensor& dout, const Tensor& q, const Tensor& k,
+                               const Tensor& v, const Tensor& out, const Tensor& lse,
+                               const AttentionParams& p)>
+    attention_backward{"attention_backward"};
+
+}  // namespace lumen::kernels

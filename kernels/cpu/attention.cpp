@@ -1,0 +1,186 @@
+// Fused attention on the CPU, a block of kBlock query rows at a time: the block's scores
+// (kBlock x S) are one Eigen GEMM, masked and exponentiated in place, and multiplied into v by
+// a second; the backward recomputes them from the saved log-sum-exp. With the causal mask a
+// block computes only the keys its last row can see.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "kernels/attention.h"
+#include "kernels/cpu/eigen.h"
+#include "kernels/cpu/parallel.h"
+#include "kernels/simd_math.h"
+
+namespace lumen::kernels {
+namespace {
+
+template <class T>
+using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <class T>
+using ConstMap = Eigen::Map<const RowMat<T>>;
+template <class T>
+using Map = Eigen::Map<RowMat<T>>;
+
+constexpr int64_t kBlock = 64;
+
+struct Dims {
+  int64_t BH, L, S, E, Ev;
+  Dims(const Tensor& q, const Tensor& k, const Tensor& v)
+      : BH(q.size(0)), L(q.size(1)), S(k.size(1)), E(q.size(2)), Ev(v.size(2)) {}
+  // Keys rows [i0, i1) may see: all, or with the causal mask those up to row i1 - 1.
+  int64_t keys(const AttentionParams& p, int64_t i1) const {
+    return p.causal ? std::min(S, i1) : S;
+  }
+};
+
+// Row i's n raw scores q_i . k_j in place -> scale q_i . k_j + bias_ij, -inf where excluded.
+template <class T>
+void mask_scores(T* s, int64_t n, int64_t bh, int64_t i, const AttentionParams& p) {
+  const T scale = static_cast<T>(p.scale), ninf = -std::numeric_limits<T>::infinity();
+  const int64_t sj = p.mask_stride_j;
+  if (!p.mask.defined()) {
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) s[j] *= scale;
+    if (p.causal)
+      for (int64_t j = i + 1; j < n; ++j) s[j] = ninf;
+  } else if (p.mask.dtype() == DType::boolean) {
+    const bool* m = p.mask.data<bool>() + p.mask_offsets[bh] + i * p.mask_stride_i;
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) s[j] = m[j * sj] ? s[j] * scale : ninf;
+  } else {
+    const T* m = p.mask.data<T>() + p.mask_offsets[bh] + i * p.mask_stride_i;
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) s[j] = s[j] * scale + m[j * sj];
+  }
+}
+
+// s_j -> exp(s_j - shift) in place; returns their sum.
+template <class T>
+T exp_shifted(T* s, int64_t n, T shift) {
+  T sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < n; ++j) {
+    s[j] = math::exp(s[j] - shift);
+    sum += s[j];
+  }
+  return sum;
+}
+
+template <class T>
+void forward_typed(const Tensor& out, const Tensor& lse_t, const Tensor& q_t, const Tensor& k_t,
+                   const Tensor& v_t, const AttentionParams& p) {
+  const Dims d(q_t, k_t, v_t);
+  const T *q = q_t.data<T>(), *k = k_t.data<T>(), *v = v_t.data<T>();
+  T *o = out.data<T>(), *lse = lse_t.data<T>();
+  const int64_t blocks = (d.L + kBlock - 1) / kBlock;
+  cpu::parallel_for(d.BH * blocks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> scratch(kBlock * d.S);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t bh = task / blocks, i0 = task % blocks * kBlock;
+      const int64_t rows = std::min(kBlock, d.L - i0), n = d.keys(p, i0 + rows);
+      Map<T> o_b(o + (bh * d.L + i0) * d.Ev, rows, d.Ev);
+      if (n == 0) {
+        o_b.setZero();
+        std::fill_n(lse + bh * d.L + i0, rows, -std::numeric_limits<T>::infinity());
+        continue;
+      }
+      ConstMap<T> q_b(q + (bh * d.L + i0) * d.E, rows, d.E), k_n(k + bh * d.S * d.E, n, d.E),
+          v_n(v + bh * d.S * d.Ev, n, d.Ev);
+      Map<T> s(scratch.data(), rows, n);
+      s.noalias() = q_b * k_n.transpose();
+      std::vector<T> inv(rows);
+      for (int64_t r = 0; r < rows; ++r) {
+        T* row = scratch.data() + r * n;
+        mask_scores(row, n, bh, i0 + r, p);
+        const T m = *std::max_element(row, row + n);
+        if (m == -std::numeric_limits<T>::infinity()) {  // no key: out 0
+          std::fill_n(row, n, T(0));
+          lse[bh * d.L + i0 + r] = m;
+          inv[r] = 0;
+          continue;
+        }
+        const T sum = exp_shifted(row, n, m);
+        lse[bh * d.L + i0 + r] = m + std::log(sum);
+        inv[r] = T(1) / sum;
+      }
+      o_b.noalias() = s * v_n;
+      for (int64_t r = 0; r < rows; ++r) o_b.row(r) *= inv[r];
+    }
+  });
+}
+
+// One (batch, head) at a time, so its dk and dv accumulate over the query blocks unshared.
+template <class T>
+void backward_typed(const Tensor& dq_t, const Tensor& dk_t, const Tensor& dv_t,
+                    const Tensor& dout_t, const Tensor& q_t, const Tensor& k_t, const Tensor& v_t,
+                    const Tensor& out_t, const Tensor& lse_t, const AttentionParams& p) {
+  const Dims d(q_t, k_t, v_t);
+  const T *q = q_t.data<T>(), *k = k_t.data<T>(), *v = v_t.data<T>();
+  const T *dout = dout_t.data<T>(), *out = out_t.data<T>(), *lse = lse_t.data<T>();
+  T *dq = dq_t.data<T>(), *dk = dk_t.data<T>(), *dv = dv_t.data<T>();
+  const T scale = static_cast<T>(p.scale);
+  cpu::parallel_for(d.BH, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> prob(kBlock * d.S), dprob(kBlock * d.S);
+    for (int64_t bh = begin; bh < end; ++bh) {
+      ConstMap<T> k_all(k + bh * d.S * d.E, d.S, d.E), v_all(v + bh * d.S * d.Ev, d.S, d.Ev);
+      Map<T> dk_all(dk + bh * d.S * d.E, d.S, d.E), dv_all(dv + bh * d.S * d.Ev, d.S, d.Ev);
+      dk_all.setZero();
+      dv_all.setZero();
+      for (int64_t i0 = 0; i0 < d.L; i0 += kBlock) {
+        const int64_t rows = std::min(kBlock, d.L - i0), n = d.keys(p, i0 + rows);
+        const int64_t at = bh * d.L + i0;
+        Map<T> dq_b(dq + at * d.E, rows, d.E);
+        if (n == 0) {
+          dq_b.setZero();
+          continue;
+        }
+        ConstMap<T> q_b(q + at * d.E, rows, d.E), do_b(dout + at * d.Ev, rows, d.Ev),
+            o_b(out + at * d.Ev, rows, d.Ev);
+        Map<T> pr(prob.data(), rows, n), dp(dprob.data(), rows, n);
+        pr.noalias() = q_b * k_all.topRows(n).transpose();
+        dp.noalias() = do_b * v_all.topRows(n).transpose();
+        for (int64_t r = 0; r < rows; ++r) {
+          T *pr_r = prob.data() + r * n, *dp_r = dprob.data() + r * n;
+          const T l = lse[at + r];
+          if (l == -std::numeric_limits<T>::infinity()) {  // no key: no gradient
+            std::fill_n(pr_r, n, T(0));
+            std::fill_n(dp_r, n, T(0));
+            continue;
+          }
+          mask_scores(pr_r, n, bh, i0 + r, p);
+          exp_shifted(pr_r, n, l);
+          const T D = do_b.row(r).dot(o_b.row(r));
+#pragma omp simd
+          for (int64_t j = 0; j < n; ++j) dp_r[j] = pr_r[j] * (dp_r[j] - D);
+        }
+        dv_all.topRows(n).noalias() += pr.transpose() * do_b;
+        dq_b.noalias() = scale * (dp * k_all.topRows(n));
+        dk_all.topRows(n).noalias() += scale * (dp.transpose() * q_b);
+      }
+    }
+  });
+}
+
+void attention_forward_cpu(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k,
+                           const Tensor& v, const AttentionParams& p) {
+  if (q.dtype() == DType::f64)
+    forward_typed<double>(out, lse, q, k, v, p);
+  else
+    forward_typed<float>(out, lse, q, k, v, p);
+}
+
+void attention_backward_cpu(const Tensor& dq, const Tensor& dk, const Tensor& dv,
+                            const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                            const Tensor& out, const Tensor& lse, const AttentionParams& p) {
+  if (q.dtype() == DType::f64)
+    backward_typed<double>(dq, dk, dv, dout, q, k, v, out, lse, p);
+  else
+    backward_typed<float>(dq, dk, dv, dout, q, k, v, out, lse, p);
+}
+
+}  // namespace
+
+LUMEN_REGISTER_KERNEL(attention_forward, CPU, attention_forward_cpu);
+LUMEN_REGISTER_KERNEL(attention_backward, CPU, attention_backward_cpu);
+
+}  // namespace lumen::kernels
