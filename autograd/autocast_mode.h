@@ -1,12 +1,12 @@
 #pragma once
 // Autocast, as torch.autocast: inside an AutocastGuard, the ops that gain from 16-bit tensor
-// cores (matmul, linear, conv2d) cast their f32 inputs to the autocast dtype (f16 or bf16) and
-// run there, accumulating in f32; the ops that lose accuracy in 16 bits (softmax, log_softmax,
-// the losses, layer and batch norm, sum and mean) cast 16-bit inputs up to f32; every other op
-// runs in its inputs' dtype (a binary op of f16 and f32 promotes to f32). The casts are
-// differentiable, so f32 parameters stay f32 and receive f32 gradients: they are the master
-// copies, and the optimizer never sees a 16-bit tensor. Backward runs with autocast off: each
-// op's backward computes in the dtypes its forward chose.
+// cores (matmul, linear, conv2d, scaled_dot_product_attention) cast their f32 inputs to the
+// autocast dtype (f16 or bf16) and run there, accumulating in f32; the ops that lose accuracy in 16
+// bits (softmax, log_softmax, the losses, layer and batch norm, sum and mean) cast 16-bit inputs up
+// to f32; every other op runs in its inputs' dtype (a binary op of f16 and f32 promotes to f32).
+// The casts are differentiable, so f32 parameters stay f32 and receive f32 gradients: they are the
+// master copies, and the optimizer never sees a 16-bit tensor. Backward runs with autocast off:
+// each op's backward computes in the dtypes its forward chose.
 #include "tensor/tensor.h"
 
 namespace lumen {
