@@ -2,12 +2,13 @@
 // Fused scaled dot-product attention: the scores never exist as a whole [BH, L, S] tensor.
 // q [BH, L, E], k [BH, S, E], v [BH, S, Ev], out [BH, L, Ev] contiguous; f32 or f64.
 //   s_ij = scale q_i . k_j + bias_ij   (-inf where the mask excludes j)
-//   out_i = sum_j p_ij v_j,  p_ij = exp(s_ij - lse_i),  lse_i = log sum_j exp(s_ij)
-// lse [BH, L] is saved for the backward; a row that excludes every key has lse = -inf and
-// out = 0 (and no gradient).
+//   out_i = sum_j f_ij p_ij v_j,  p_ij = exp(s_ij - lse_i),  lse_i = log sum_j exp(s_ij)
+// f_ij is dropout's factor (below; 1 without). lse [BH, L] is saved for the backward; a row that
+// excludes every key has lse = -inf and out = 0 (and no gradient).
 #include <vector>
 
 #include "kernels/dispatch.h"
+#include "kernels/elementwise_ops.h"
 
 namespace lumen::kernels {
 
@@ -19,14 +20,19 @@ struct AttentionParams {
   Tensor mask;
   std::vector<int64_t> mask_offsets;
   int64_t mask_stride_i = 0, mask_stride_j = 0;
+  // Dropout on the weights: p_ij becomes dropout(i, p_ij) with i = (bh L + i) S + j, the mask
+  // nn::functional::dropout draws for the [BH, L, S] weights from the same (seed, offset).
+  bool dropout = false;
+  DropoutMask dropout_mask{0, 0, 0};
 };
 
 inline constinit OpKernel<void(const Tensor& out, const Tensor& lse, const Tensor& q,
                                const Tensor& k, const Tensor& v, const AttentionParams& p)>
     attention_forward{"attention_forward"};
 
-// With D_i = dout_i . out_i (= sum_j p_ij dp_ij):
-//   dv_j = sum_i p_ij dout_i          dp_ij = dout_i . v_j
+// With dropout's factors f_ij (0 or 1 / (1 - p); 1 without dropout) and
+// D_i = dout_i . out_i (= sum_j p_ij f_ij dout_i . v_j):
+//   dv_j = sum_i p_ij f_ij dout_i     dp_ij = f_ij dout_i . v_j
 //   ds_ij = p_ij (dp_ij - D_i)        (softmax's backward)
 //   dq_i = scale sum_j ds_ij k_j      dk_j = scale sum_i ds_ij q_i
 // Every output is written whole (no accumulation into what it held).

@@ -163,7 +163,7 @@ TEST(Attention, FloatMaskIsAddedToTheScores) {
 }
 
 // The fused kernel's gradients against the composite's, in f64 on shapes that span several
-// query blocks of the kernel (64 rows), with each kind of mask.
+// query blocks of the kernel (64 rows), with each kind of mask and with dropout.
 TEST(Attention, FusedGradientsMatchTheCompositeAcrossBlocks) {
   Generator gen(8);
   const int64_t B = 2, H = 3, L = 150, S = 97, E = 8, Ev = 5;
@@ -171,11 +171,16 @@ TEST(Attention, FusedGradientsMatchTheCompositeAcrossBlocks) {
   Tensor q = make({B, H, L, E}), k = make({B, H, S, E}), v = make({B, H, S, Ev});
   Tensor keep = rand({B, 1, L, S}, {.dtype = DType::f64}, &gen) > scalar_tensor(0.2, {DType::f64});
   Tensor bias = randn({L, S}, {.dtype = DType::f64}, &gen);
-  std::vector<F::AttentionOptions> cases{
-      {}, {.is_causal = true}, {.attn_mask = keep}, {.attn_mask = bias, .scale = -0.4}};
+  Generator drop(0);  // reseeded for each path: both draw the same dropout mask
+  std::vector<F::AttentionOptions> cases{{},
+                                         {.is_causal = true},
+                                         {.attn_mask = keep},
+                                         {.attn_mask = bias, .scale = -0.4},
+                                         {.dropout_p = 0.3, .is_causal = true, .generator = &drop}};
   for (size_t c = 0; c < cases.size(); ++c) {
     std::vector<std::vector<double>> results;
     for (AttentionFn attention : kPaths) {
+      drop.manual_seed(11);
       Tensor out = attention(q, k, v, cases[c]);
       Generator same(3);  // one weighting of the outputs for both paths
       Tensor r = randn(out.shape(), {.dtype = DType::f64}, &same);

@@ -102,6 +102,11 @@ void forward_typed(const Tensor& out, const Tensor& lse_t, const Tensor& q_t, co
         const T sum = exp_shifted(row, n, m);
         lse[bh * d.L + i0 + r] = m + std::log(sum);
         inv[r] = T(1) / sum;
+        if (p.dropout) {
+          const auto first = static_cast<uint64_t>((bh * d.L + i0 + r) * d.S);
+          for (int64_t j = 0; j < n; ++j)
+            row[j] = p.dropout_mask(first + static_cast<uint64_t>(j), row[j]);
+        }
       }
       o_b.noalias() = s * v_n;
       for (int64_t r = 0; r < rows; ++r) o_b.row(r) *= inv[r];
@@ -150,6 +155,16 @@ void backward_typed(const Tensor& dq_t, const Tensor& dk_t, const Tensor& dv_t,
           mask_scores(pr_r, n, bh, i0 + r, p);
           exp_shifted(pr_r, n, l);
           const T D = do_b.row(r).dot(o_b.row(r));
+          if (p.dropout) {
+            // dv takes the dropped weights f p; ds the kept ones p.
+            const auto first = static_cast<uint64_t>((at + r) * d.S);
+            for (int64_t j = 0; j < n; ++j) {
+              const T f = p.dropout_mask(first + static_cast<uint64_t>(j), T(1));
+              dp_r[j] = pr_r[j] * (f * dp_r[j] - D);
+              pr_r[j] *= f;
+            }
+            continue;
+          }
 #pragma omp simd
           for (int64_t j = 0; j < n; ++j) dp_r[j] = pr_r[j] * (dp_r[j] - D);
         }

@@ -7,6 +7,7 @@
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
 #include "kernels/attention.h"
+#include "kernels/elementwise.h"
 #include "nn/functional/dropout.h"
 #include "nn/functional/elementwise.h"
 #include "nn/functional/linalg.h"
@@ -81,7 +82,8 @@ Shape batch_dims(const Tensor& t) { return Shape(t.shape().begin(), t.shape().en
 // stays f64); 16-bit inputs are widened and the result narrowed back. Under autocast the
 // inputs are first rounded to the autocast dtype, as the composite's matmuls round them.
 Tensor attention_fused(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
-                       const Tensor& mask, bool is_causal, double scale, const Shape& shape) {
+                       const Tensor& mask, bool is_causal, double scale, const Shape& shape,
+                       double dropout_p, Generator* gen) {
   const Tensor q = autocast::to_lower_precision(q_in), k = autocast::to_lower_precision(k_in),
                v = autocast::to_lower_precision(v_in);
   const DType dtype = q.dtype(), compute = dtype == DType::f64 ? DType::f64 : DType::f32;
@@ -112,6 +114,14 @@ Tensor attention_fused(const Tensor& q_in, const Tensor& k_in, const Tensor& v_i
     params.mask_stride_i = m.stride(-2);
     params.mask_stride_j = m.stride(-1);
     params.mask = m;
+  }
+  if (dropout_p > 0) {  // the blocks dropout() would reserve for the [BH, L, S] weights
+    Generator& g = gen ? *gen : default_generator();
+    const auto n = static_cast<uint64_t>(BH * L * kf.size(1));
+    const uint64_t offset =
+        g.reserve(kernels::random_fill_blocks(kernels::RandomKind::Bernoulli, compute, n));
+    params.dropout = true;
+    params.dropout_mask = kernels::DropoutMask(dropout_p, g.seed(), offset);
   }
   Tensor out = empty({BH, L, vf.size(2)}, {compute, q.device()});
   Tensor lse = empty({BH, L}, {compute, q.device()});
@@ -164,10 +174,11 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
               o.dropout_p);
   const double scale = o.scale.value_or(1.0 / std::sqrt(static_cast<double>(q.size(-1))));
   LUMEN_CHECK(std::isfinite(scale), op, ": scale must be finite, got ", scale);
-  // The fused kernel where the backend has one, for unbroadcast batch dims and no dropout.
-  const bool fused = kernels::attention_forward.has(q.device().type) && o.dropout_p == 0 &&
+  // The fused kernel where the backend has one, for unbroadcast batch dims.
+  const bool fused = kernels::attention_forward.has(q.device().type) &&
                      batch_dims(q) == batch_dims(k) && batch_dims(k) == batch_dims(v);
-  if (fused) return attention_fused(q, k, v, mask, o.is_causal, scale, shape);
+  if (fused)
+    return attention_fused(q, k, v, mask, o.is_causal, scale, shape, o.dropout_p, o.generator);
   return attention_math(q, k, v, mask, o.is_causal, scale, o.dropout_p, o.generator);
 }
 

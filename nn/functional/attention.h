@@ -31,7 +31,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
 
 namespace detail {
 // The composite of matmul, softmax and dropout that runs where the fused kernel does not (no
-// kernel for the device, dropout, broadcast batch dims); for the tests to check both paths.
+// kernel for the device, broadcast batch dims); for the tests to check both paths.
 Tensor scaled_dot_product_attention_math(const Tensor& q, const Tensor& k, const Tensor& v,
                                          const AttentionOptions& options = {});
 }  // namespace detail
