@@ -86,9 +86,7 @@ Tensor MultiheadAttention::forward(const Tensor& query, const Tensor& key, const
     return t.defined() ? t.narrow(0, i * E, E) : Tensor();
   };
   Tensor qp, kp, vp;
-  const bool self = query.data_ptr() == key.data_ptr() && key.data_ptr() == value.data_ptr() &&
-                    query.shape() == key.shape() && key.shape() == value.shape() &&
-                    query.strides() == key.strides() && key.strides() == value.strides();
+  const bool self = query.same(key) && key.same(value);
   if (self) {  // one GEMM for the three projections
     Tensor qkv = functional::linear(q, in_proj_weight, in_proj_bias);
     qp = qkv.narrow(2, 0, E), kp = qkv.narrow(2, E, E), vp = qkv.narrow(2, 2 * E, E);

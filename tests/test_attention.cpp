@@ -46,6 +46,10 @@ LUMEN_OP_CASES(attention){{
      {Input::real({2, 5, 3}), Input::real({2, 6, 3}), Input::real({2, 6, 4}),
       Input::constant({5, 6}), Input::mask({5, 6})},
      [](const auto& v) { return sdpa(v, {.attn_mask = masked_fill(v[3], v[4], -kInf)}); }},
+    // A learned bias as the mask: its gradient too (the composite path).
+    {"sdpa_learned_bias",
+     {Input::real({2, 5, 3}), Input::real({2, 6, 3}), Input::real({2, 6, 4}), Input::real({5, 6})},
+     [](const auto& v) { return sdpa(v, {.attn_mask = v[3]}); }},
     // A generator made in the function: every call draws the same mask.
     {"sdpa_dropout",
      {Input::real({2, 7, 4}), Input::real({2, 5, 4}), Input::real({2, 5, 3})},
@@ -119,6 +123,26 @@ TEST(Attention, MatchesLoopsWithCausalMaskAndScale) {
     expect_near(attention(q, k, v, {}), plain, 1e-5);
     expect_near(attention(q, k, v, {.is_causal = true, .scale = 0.3}), causal, 1e-5);
   }
+  // More queries than keys: rows i >= S see every key.
+  const int64_t L2 = 9;
+  Tensor q2 = randn({B, L2, E}, {}, &gen);
+  Reference tall{
+      q2.to_vector<double>(), k.to_vector<double>(), v.to_vector<double>(), B, L2, S, E, Ev};
+  tall.allowed = [](int64_t, int64_t i, int64_t j) { return j <= i; };
+  tall.scale = 0.5;
+  for (AttentionFn attention : kPaths)
+    expect_near(attention(q2, k, v, {.is_causal = true}), tall.out(), 1e-5);
+}
+
+TEST(Attention, EmptyQueriesOrKeys) {
+  Tensor q = randn({2, 3, 4}), k = randn({2, 5, 4}), v = randn({2, 5, 3});
+  EXPECT_EQ(F::scaled_dot_product_attention(randn({2, 0, 4}), k, v).shape(), (Shape{2, 0, 3}));
+  // No key at all: every row is fully masked, so zeros.
+  Tensor none = F::scaled_dot_product_attention(q, randn({2, 0, 4}), randn({2, 0, 3}));
+  EXPECT_EQ(none.shape(), (Shape{2, 3, 3}));
+  EXPECT_EQ(none.abs().max().item(), 0.0);
+  EXPECT_THROW_MSG(F::scaled_dot_product_attention(randn({2, 3, 0}), randn({2, 5, 0}), v),
+                   "embedding size E", "must be > 0");
 }
 
 TEST(Attention, BoolMaskTrueAttendsAndFullyMaskedRowsGiveZeros) {
@@ -131,6 +155,8 @@ TEST(Attention, BoolMaskTrueAttendsAndFullyMaskedRowsGiveZeros) {
   for (int64_t t = 0; t < B * L * S; ++t) m[t] = (t * 7 % 3) != 0;
   for (int64_t j = 0; j < S; ++j) m[1 * S + j] = 0;
   Tensor mask = from_vector<uint8_t>(m, {B, L, S}).to(DType::boolean);
+  k.requires_grad_(true);
+  v.requires_grad_(true);
   Reference ref{
       q.to_vector<double>(), k.to_vector<double>(), v.to_vector<double>(), B, L, S, E, Ev};
   ref.scale = 1 / std::sqrt(3.0);
@@ -144,7 +170,11 @@ TEST(Attention, BoolMaskTrueAttendsAndFullyMaskedRowsGiveZeros) {
     std::vector<double> gq = q.grad().to_vector<double>();
     for (int64_t e = 0; e < E; ++e) EXPECT_EQ(gq[1 * E + e], 0.0);
     for (double g : gq) EXPECT_TRUE(std::isfinite(g));
+    for (const Tensor* t : {&k, &v})
+      for (double g : t->grad().to_vector<double>()) EXPECT_TRUE(std::isfinite(g));
     q.set_grad({});
+    k.set_grad({});
+    v.set_grad({});
   }
 }
 
@@ -171,10 +201,16 @@ TEST(Attention, FusedGradientsMatchTheCompositeAcrossBlocks) {
   Tensor q = make({B, H, L, E}), k = make({B, H, S, E}), v = make({B, H, S, Ev});
   Tensor keep = rand({B, 1, L, S}, {.dtype = DType::f64}, &gen) > scalar_tensor(0.2, {DType::f64});
   Tensor bias = randn({L, S}, {.dtype = DType::f64}, &gen);
+  // Per head, broadcast over the batch, with every seventh row fully masked.
+  std::vector<uint8_t> per_head(H * L * S);
+  for (size_t t = 0; t < per_head.size(); ++t)
+    per_head[t] = (t / S) % L % 7 != 0 && (t * 2654435761u) % 5 != 0;
+  Tensor heads = from_vector<uint8_t>(per_head, {1, H, L, S}).to(DType::boolean);
   Generator drop(0);  // reseeded for each path: both draw the same dropout mask
   std::vector<F::AttentionOptions> cases{{},
                                          {.is_causal = true},
                                          {.attn_mask = keep},
+                                         {.attn_mask = heads},
                                          {.attn_mask = bias, .scale = -0.4},
                                          {.dropout_p = 0.3, .is_causal = true, .generator = &drop}};
   for (size_t c = 0; c < cases.size(); ++c) {
@@ -239,7 +275,7 @@ TEST(Attention, RejectsBadInputs) {
       "either is_causal or attn_mask");
   EXPECT_THROW_MSG(
       F::scaled_dot_product_attention(q, k, v, {.attn_mask = zeros({3, 5}, {DType::i64})}),
-      "attn_mask must be bool or of q's dtype");
+      "attn_mask must be bool, f32 or of q's dtype");
   EXPECT_THROW_MSG(F::scaled_dot_product_attention(q, k, v, {.dropout_p = 1.0}),
                    "dropout_p must lie in [0, 1)");
   EXPECT_THROW_MSG(F::scaled_dot_product_attention(randn({3, 3, 4}), k, v), "broadcast");
@@ -373,6 +409,35 @@ TEST(MultiheadAttention, GradientsMatchNumericalOnes) {
       [&](const std::vector<Tensor>&) { return m.forward(x, kv, kv, {.key_padding_mask = pad}); },
       inputs);
   EXPECT_TRUE(r.ok) << r.message;
+}
+
+TEST(MultiheadAttention, RunsUnderAutocastWithMasks) {
+  manual_seed(3);
+  nn::MultiheadAttention m(16, 4, {.batch_first = true});
+  Tensor x = randn({2, 6, 16});
+  Tensor pad =
+      from_vector<uint8_t>({0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0}, {2, 6}).to(DType::boolean);
+  Tensor want = m.forward(x, x, x, {.key_padding_mask = pad, .is_causal = true});
+  for (DType dt : {DType::f16, DType::bf16}) {
+    AutocastGuard autocast(dt);
+    Tensor got = m.forward(x, x, x, {.key_padding_mask = pad, .is_causal = true});
+    EXPECT_EQ(got.dtype(), dt);
+    expect_near(got.to(DType::f32), want.to_vector<double>(), dt == DType::f16 ? 1e-2 : 5e-2);
+  }
+}
+
+// One GEMM for the three projections only when query, key and value are one tensor: a key that
+// shares x's memory but not its graph (a detached x) must not send gradient into x.
+TEST(MultiheadAttention, SelfAttentionIsDecidedByIdentityNotMemory) {
+  manual_seed(4);
+  nn::MultiheadAttention m(8, 2, {.batch_first = true});
+  Tensor x = randn({2, 5, 8}).requires_grad_(true);
+  m.forward(x, x.detach(), x.detach()).sum().backward();
+  std::vector<double> shared = x.grad().to_vector<double>();
+  x.set_grad({});
+  m.forward(x, x.detach().clone(), x.detach().clone()).sum().backward();
+  std::vector<double> separate = x.grad().to_vector<double>();
+  for (size_t i = 0; i < shared.size(); ++i) EXPECT_EQ(shared[i], separate[i]) << i;
 }
 
 TEST(MultiheadAttention, RejectsBadShapes) {

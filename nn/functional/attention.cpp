@@ -33,6 +33,8 @@ Shape scores_shape(const Tensor& q, const Tensor& k, const Tensor& v) {
   LUMEN_CHECK(k.device() == q.device() && v.device() == q.device(), op,
               ": q, k and v must be on one device, got ", q.device(), ", ", k.device(), ", ",
               v.device());
+  LUMEN_CHECK(q.size(-1) > 0, op, ": q's embedding size E (its last dim) must be > 0, got q ",
+              ShapeStr{q.shape()});
   LUMEN_CHECK(k.size(-1) == q.size(-1), op, ": k's last dim (", k.size(-1),
               ") must equal q's embedding size E = ", q.size(-1), " (q ", ShapeStr{q.shape()},
               ", k ", ShapeStr{k.shape()}, ")");
@@ -87,8 +89,9 @@ Tensor attention_fused(const Tensor& q_in, const Tensor& k_in, const Tensor& v_i
   const Tensor q = autocast::to_lower_precision(q_in), k = autocast::to_lower_precision(k_in),
                v = autocast::to_lower_precision(v_in);
   const DType dtype = q.dtype(), compute = dtype == DType::f64 ? DType::f64 : DType::f32;
+  const int64_t batch = numel_of(batch_dims(q));  // explicit: -1 cannot be inferred at L = 0
   auto flat = [&](const Tensor& t) {
-    return t.to(compute).reshape({-1, t.size(-2), t.size(-1)}).contiguous();
+    return t.to(compute).reshape({batch, t.size(-2), t.size(-1)}).contiguous();
   };
   const Tensor qf = flat(q), kf = flat(k), vf = flat(v);
   const int64_t BH = qf.size(0), L = qf.size(1);
@@ -160,8 +163,10 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   LUMEN_CHECK(!(o.is_causal && mask.defined()), op,
               ": give either is_causal or attn_mask, not both");
   if (mask.defined()) {
-    LUMEN_CHECK(mask.dtype() == DType::boolean || mask.dtype() == q.dtype(), op,
-                ": attn_mask must be bool or of q's dtype ", q.dtype(), ", got ", mask.dtype());
+    // f32 besides q's dtype, as PyTorch: under autocast q becomes 16-bit, its mask stays f32.
+    LUMEN_CHECK(
+        mask.dtype() == DType::boolean || mask.dtype() == q.dtype() || mask.dtype() == DType::f32,
+        op, ": attn_mask must be bool, f32 or of q's dtype ", q.dtype(), ", got ", mask.dtype());
     LUMEN_CHECK(mask.device() == q.device(), op, ": attn_mask is on ", mask.device(), ", q on ",
                 q.device());
     bool fits = mask.dim() <= static_cast<int64_t>(shape.size());
@@ -174,9 +179,11 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
               o.dropout_p);
   const double scale = o.scale.value_or(1.0 / std::sqrt(static_cast<double>(q.size(-1))));
   LUMEN_CHECK(std::isfinite(scale), op, ": scale must be finite, got ", scale);
-  // The fused kernel where the backend has one, for unbroadcast batch dims.
+  // The fused kernel where the backend has one, for unbroadcast batch dims and a mask that
+  // needs no gradient (a learned bias passed as the mask takes the composite).
   const bool fused = kernels::attention_forward.has(q.device().type) &&
-                     batch_dims(q) == batch_dims(k) && batch_dims(k) == batch_dims(v);
+                     batch_dims(q) == batch_dims(k) && batch_dims(k) == batch_dims(v) &&
+                     !(mask.defined() && mask.requires_grad() && GradMode::is_enabled());
   if (fused)
     return attention_fused(q, k, v, mask, o.is_causal, scale, shape, o.dropout_p, o.generator);
   return attention_math(q, k, v, mask, o.is_causal, scale, o.dropout_p, o.generator);

@@ -15,8 +15,8 @@ namespace lumen::nn::functional {
 
 struct AttentionOptions {
   // Broadcast to [..., L, S]. bool: true where the query may attend to the key (PyTorch's
-  // SDPA convention; nn::MultiheadAttention's masks mean the opposite). Floating, of q's dtype:
-  // added to the scores (-inf excludes).
+  // SDPA convention; nn::MultiheadAttention's masks mean the opposite). Floating (f32 or q's
+  // dtype): added to the scores (-inf excludes); a mask that requires grad gets its gradient.
   Tensor attn_mask = {};
   double dropout_p = 0.0;  // applied to the attention weights; in [0, 1)
   // Query i attends to keys j <= i (the top-left aligned lower triangle, also when L != S).
