@@ -74,7 +74,7 @@ void forward_typed(const Tensor& out, const Tensor& lse_t, const Tensor& q_t, co
   T *o = out.data<T>(), *lse = lse_t.data<T>();
   const int64_t blocks = (d.L + kBlock - 1) / kBlock;
   cpu::parallel_for(d.BH * blocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> scratch(kBlock * d.S);
+    std::vector<T> scratch(kBlock * d.S), inv(kBlock);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t bh = task / blocks, i0 = task % blocks * kBlock;
       const int64_t rows = std::min(kBlock, d.L - i0), n = d.keys(p, i0 + rows);
@@ -88,7 +88,6 @@ void forward_typed(const Tensor& out, const Tensor& lse_t, const Tensor& q_t, co
           v_n(v + bh * d.S * d.Ev, n, d.Ev);
       Map<T> s(scratch.data(), rows, n);
       s.noalias() = q_b * k_n.transpose();
-      std::vector<T> inv(rows);
       for (int64_t r = 0; r < rows; ++r) {
         T* row = scratch.data() + r * n;
         mask_scores(row, n, bh, i0 + r, p);

@@ -19,8 +19,15 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-// The batch dims of q, k and v broadcast; the result's are those of the scores [..., L, S].
-Shape scores_shape(const Tensor& q, const Tensor& k, const Tensor& v) {
+Shape batch_dims(const Tensor& t) { return Shape(t.shape().begin(), t.shape().end() - 2); }
+
+struct Checked {
+  Shape scores;  // [..., L, S]: the batch dims of q, k and v broadcast
+  double scale;
+};
+
+// Every check of the arguments, for both paths.
+Checked check(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& o) {
   const char* op = "scaled_dot_product_attention";
   LUMEN_CHECK(q.defined() && k.defined() && v.defined(), op, ": got an undefined q, k or v");
   LUMEN_CHECK(q.dim() >= 2 && k.dim() >= 2 && v.dim() >= 2, op,
@@ -40,11 +47,31 @@ Shape scores_shape(const Tensor& q, const Tensor& k, const Tensor& v) {
               ", k ", ShapeStr{k.shape()}, ")");
   LUMEN_CHECK(v.size(-2) == k.size(-2), op, ": v must have as many rows as k (S = ", k.size(-2),
               "), got v ", ShapeStr{v.shape()});
-  auto batch = [](const Tensor& t) { return Shape(t.shape().begin(), t.shape().end() - 2); };
-  Shape b = broadcast_shapes(broadcast_shapes(batch(q), batch(k), op), batch(v), op);
-  b.push_back(q.size(-2));
-  b.push_back(k.size(-2));
-  return b;
+  Shape shape =
+      broadcast_shapes(broadcast_shapes(batch_dims(q), batch_dims(k), op), batch_dims(v), op);
+  shape.push_back(q.size(-2));
+  shape.push_back(k.size(-2));
+  const Tensor& mask = o.attn_mask;
+  LUMEN_CHECK(!(o.is_causal && mask.defined()), op,
+              ": give either is_causal or attn_mask, not both");
+  if (mask.defined()) {
+    // f32 besides q's dtype, as PyTorch: under autocast q becomes 16-bit, its mask stays f32.
+    LUMEN_CHECK(
+        mask.dtype() == DType::boolean || mask.dtype() == q.dtype() || mask.dtype() == DType::f32,
+        op, ": attn_mask must be bool, f32 or of q's dtype ", q.dtype(), ", got ", mask.dtype());
+    LUMEN_CHECK(mask.device() == q.device(), op, ": attn_mask is on ", mask.device(), ", q on ",
+                q.device());
+    bool fits = mask.dim() <= static_cast<int64_t>(shape.size());
+    for (int64_t d = 1; fits && d <= mask.dim(); ++d)
+      fits = mask.size(-d) == 1 || mask.size(-d) == shape[shape.size() - d];
+    LUMEN_CHECK(fits, op, ": attn_mask of shape ", ShapeStr{mask.shape()},
+                " must broadcast to the scores' shape [..., L, S] = ", ShapeStr{shape});
+  }
+  LUMEN_CHECK(o.dropout_p >= 0 && o.dropout_p < 1, op, ": dropout_p must lie in [0, 1), got ",
+              o.dropout_p);
+  const double scale = o.scale.value_or(1.0 / std::sqrt(static_cast<double>(q.size(-1))));
+  LUMEN_CHECK(std::isfinite(scale), op, ": scale must be finite, got ", scale);
+  return {shape, scale};
 }
 
 // The composite of autograd ops (PyTorch's math path).
@@ -78,8 +105,6 @@ Tensor attention_math(const Tensor& q, const Tensor& k, const Tensor& v, const T
   return matmul(p, v);
 }
 
-Shape batch_dims(const Tensor& t) { return Shape(t.shape().begin(), t.shape().end() - 2); }
-
 // The fused kernel (kernels/attention.h) on [BH, len, E] copies of q, k and v, in f32 (f64
 // stays f64); 16-bit inputs are widened and the result narrowed back. Under autocast the
 // inputs are first rounded to the autocast dtype, as the composite's matmuls round them.
@@ -100,7 +125,7 @@ Tensor attention_fused(const Tensor& q_in, const Tensor& k_in, const Tensor& v_i
   params.causal = is_causal;
   if (mask.defined()) {
     // A view of the mask over the scores' shape, and where each (batch, head) starts in it.
-    Shape lead(shape.size() - static_cast<size_t>(mask.dim()), 1), full = lead;
+    Shape full(shape.size() - static_cast<size_t>(mask.dim()), 1);
     full.insert(full.end(), mask.shape().begin(), mask.shape().end());
     Tensor m = (mask.dtype() == DType::boolean ? mask : mask.to(compute)).reshape(full);
     m = m.expand(shape);
@@ -149,44 +174,23 @@ Tensor attention_fused(const Tensor& q_in, const Tensor& k_in, const Tensor& v_i
 namespace detail {
 Tensor scaled_dot_product_attention_math(const Tensor& q, const Tensor& k, const Tensor& v,
                                          const AttentionOptions& o) {
-  scores_shape(q, k, v);
-  const double scale = o.scale.value_or(1.0 / std::sqrt(static_cast<double>(q.size(-1))));
-  return attention_math(q, k, v, o.attn_mask, o.is_causal, scale, o.dropout_p, o.generator);
+  const Checked c = check(q, k, v, o);
+  return attention_math(q, k, v, o.attn_mask, o.is_causal, c.scale, o.dropout_p, o.generator);
 }
 }  // namespace detail
 
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                     const AttentionOptions& o) {
-  const char* op = "scaled_dot_product_attention";
-  const Shape shape = scores_shape(q, k, v);
+  const Checked c = check(q, k, v, o);
   const Tensor& mask = o.attn_mask;
-  LUMEN_CHECK(!(o.is_causal && mask.defined()), op,
-              ": give either is_causal or attn_mask, not both");
-  if (mask.defined()) {
-    // f32 besides q's dtype, as PyTorch: under autocast q becomes 16-bit, its mask stays f32.
-    LUMEN_CHECK(
-        mask.dtype() == DType::boolean || mask.dtype() == q.dtype() || mask.dtype() == DType::f32,
-        op, ": attn_mask must be bool, f32 or of q's dtype ", q.dtype(), ", got ", mask.dtype());
-    LUMEN_CHECK(mask.device() == q.device(), op, ": attn_mask is on ", mask.device(), ", q on ",
-                q.device());
-    bool fits = mask.dim() <= static_cast<int64_t>(shape.size());
-    for (int64_t d = 1; fits && d <= mask.dim(); ++d)
-      fits = mask.size(-d) == 1 || mask.size(-d) == shape[shape.size() - d];
-    LUMEN_CHECK(fits, op, ": attn_mask of shape ", ShapeStr{mask.shape()},
-                " must broadcast to the scores' shape [..., L, S] = ", ShapeStr{shape});
-  }
-  LUMEN_CHECK(o.dropout_p >= 0 && o.dropout_p < 1, op, ": dropout_p must lie in [0, 1), got ",
-              o.dropout_p);
-  const double scale = o.scale.value_or(1.0 / std::sqrt(static_cast<double>(q.size(-1))));
-  LUMEN_CHECK(std::isfinite(scale), op, ": scale must be finite, got ", scale);
   // The fused kernel where the backend has one, for unbroadcast batch dims and a mask that
   // needs no gradient (a learned bias passed as the mask takes the composite).
   const bool fused = kernels::attention_forward.has(q.device().type) &&
                      batch_dims(q) == batch_dims(k) && batch_dims(k) == batch_dims(v) &&
                      !(mask.defined() && mask.requires_grad() && GradMode::is_enabled());
   if (fused)
-    return attention_fused(q, k, v, mask, o.is_causal, scale, shape, o.dropout_p, o.generator);
-  return attention_math(q, k, v, mask, o.is_causal, scale, o.dropout_p, o.generator);
+    return attention_fused(q, k, v, mask, o.is_causal, c.scale, c.scores, o.dropout_p, o.generator);
+  return attention_math(q, k, v, mask, o.is_causal, c.scale, o.dropout_p, o.generator);
 }
 
 }  // namespace lumen::nn::functional
