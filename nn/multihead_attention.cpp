@@ -112,9 +112,7 @@ Tensor MultiheadAttention::forward(const Tensor& query, const Tensor& key, const
     mask = additive_mask(m, dtype, "attn_mask");
     if (per_head) mask = mask.view({N, H, L, S});
   } else if (masks.is_causal && masks.key_padding_mask.defined()) {
-    Tensor i = arange(static_cast<double>(L), {DType::i64, q.device()}).view({L, 1});
-    Tensor j = arange(static_cast<double>(S), {DType::i64, q.device()}).view({1, S});
-    mask = additive_mask(gt(j, i), dtype, "is_causal");
+    mask = additive_mask(functional::causal_exclusions(L, S, q.device()), dtype, "is_causal");
   }
   if (masks.key_padding_mask.defined()) {
     const Tensor& m = masks.key_padding_mask;

@@ -82,10 +82,7 @@ Tensor attention_math(const Tensor& q, const Tensor& k, const Tensor& v, const T
   Tensor s = matmul(q * (scale < 0 ? -root : root), k.transpose(-2, -1) * root);
   Tensor excluded;  // bool, true where the query does not attend to the key
   if (is_causal) {
-    const int64_t L = q.size(-2), S = k.size(-2);
-    Tensor i = arange(static_cast<double>(L), {DType::i64, q.device()}).view({L, 1});
-    Tensor j = arange(static_cast<double>(S), {DType::i64, q.device()}).view({1, S});
-    excluded = gt(j, i);
+    excluded = causal_exclusions(q.size(-2), k.size(-2), q.device());
   } else if (mask.defined() && mask.dtype() == DType::boolean) {
     excluded = eq(mask, scalar_tensor(0, {DType::boolean, mask.device()}));
   } else if (mask.defined()) {
@@ -170,6 +167,12 @@ Tensor attention_fused(const Tensor& q_in, const Tensor& k_in, const Tensor& v_i
 }
 
 }  // namespace
+
+Tensor causal_exclusions(int64_t L, int64_t S, Device device) {
+  Tensor i = arange(static_cast<double>(L), {DType::i64, device}).view({L, 1});
+  Tensor j = arange(static_cast<double>(S), {DType::i64, device}).view({1, S});
+  return gt(j, i);
+}
 
 namespace detail {
 Tensor scaled_dot_product_attention_math(const Tensor& q, const Tensor& k, const Tensor& v,

@@ -29,6 +29,10 @@ struct AttentionOptions {
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                     const AttentionOptions& options = {});
 
+// The causal mask's excluded entries as a bool [L, S] on `device`: true where key j > query i
+// (nn::MultiheadAttention's convention for a bool mask; the complement of SDPA's).
+Tensor causal_exclusions(int64_t L, int64_t S, Device device);
+
 namespace detail {
 // The composite of matmul, softmax and dropout that runs where the fused kernel does not (no
 // kernel for the device, broadcast batch dims); for the tests to check both paths.
