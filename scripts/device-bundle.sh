@@ -10,7 +10,7 @@
 #   device-bundle/data/           the Fashion-MNIST IDX files
 #   device-bundle/*.sh, *.py      device-run.sh and the GPU benchmark scripts
 # Then, on the device, from the repo root (the tool's run with carry ["device-bundle"]):
-#   device-bundle/device-run.sh lumen_tests --gtest_filter='*Cuda*'
+#   device-bundle/device-run.sh device-tests.sh      # the GPU tests, a process each
 #   device-bundle/device-run.sh bench_cuda_kernels --benchmark_min_warmup_time=0.2 \
 #     --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
 #   device-bundle/device-run.sh gpu_compare.sh 3      # ends by itself before 600 s
@@ -52,9 +52,9 @@ for f in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte 
   t10k-labels-idx1-ubyte; do
   cp "$data/$f.gz" device-bundle/data/
 done
-cp scripts/device-run.sh bench/gpu_compare.sh bench/measure.sh bench/lightning_fashion_mnist.py \
-  device-bundle/
-chmod +x device-bundle/device-run.sh device-bundle/gpu_compare.sh
+cp scripts/device-run.sh scripts/device-tests.sh bench/gpu_compare.sh bench/measure.sh \
+  bench/lightning_fashion_mnist.py device-bundle/
+chmod +x device-bundle/device-run.sh device-bundle/device-tests.sh device-bundle/gpu_compare.sh
 echo "from the device's site-packages: $from_device"
 size=$(du -sm device-bundle | cut -f1)
 echo "device-bundle: ${size} MiB (the tool carries 64 MiB, the working tree included)"

@@ -5,6 +5,7 @@
 # bundle's bin/ and lib/ first on the library path, then the NVIDIA libraries (cuBLAS, cuDNN,
 # NCCL) that Python's site-packages hold there (nvidia/*/lib), then whatever was there.
 # Bundle programs and scripts are found by name; LUMEN_BUNDLE names the unpacked folder.
+#   device-bundle/device-run.sh device-tests.sh
 #   device-bundle/device-run.sh lumen_tests --gtest_filter='*Cuda*'
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
