@@ -48,6 +48,8 @@
 #include "nn/optim/sgd.h"
 #include "nn/optim/step_lr.h"
 #include "nn/sequential.h"
+#include "nn/transformer_encoder.h"
+#include "nn/transformer_encoder_layer.h"
 #include "tensor/generator.h"
 #include "tensor/tensor.h"
 #include "trainer/csv_logger.h"

@@ -1,0 +1,207 @@
+// TransformerEncoderLayer and TransformerEncoder against the block written out here from plain
+// ops (matmul, the layer-norm formula, dropout, self-attention, itself checked against loops in
+// test_attention.cpp), numerical gradients, autocast and their error paths.
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "lumen/lumen.h"
+#include "tests/op_harness.h"
+
+namespace lumen::testing {
+namespace {
+
+namespace F = nn::functional;
+
+void expect_near(const Tensor& got, const Tensor& want, double tol) {
+  ASSERT_EQ(got.shape(), want.shape());
+  std::vector<double> g = got.to_vector<double>(), w = want.to_vector<double>();
+  for (size_t i = 0; i < g.size(); ++i)
+    EXPECT_NEAR(g[i], w[i], tol * (1 + std::abs(w[i]))) << "element " << i;
+}
+
+// (x - mean) / sqrt(var + eps) * weight + bias over the last dim, biased variance.
+Tensor layer_norm_formula(const Tensor& x, const nn::LayerNorm& n) {
+  Tensor mu = x.mean({-1}, true);
+  Tensor var = ((x - mu) * (x - mu)).mean({-1}, true);
+  return (x - mu) / (var + n.eps).sqrt() * n.weight + n.bias;
+}
+
+Tensor affine(const Tensor& x, const nn::Linear& l) { return matmul(x, l.weight.t()) + l.bias; }
+
+// The block of nn/transformer_encoder_layer.h spelled out. In training it draws its dropout
+// masks in the layer's order: attention weights, dropout1, dropout, dropout2.
+Tensor block_formula(nn::TransformerEncoderLayer& m, const Tensor& x, const std::string& act,
+                     const nn::MultiheadAttentionMasks& masks = {}) {
+  const bool train = m.is_training();
+  const double p = m.dropout.p;
+  auto sa = [&](const Tensor& h) { return m.self_attn.forward(h, h, h, masks); };
+  auto ff = [&](const Tensor& h) {
+    Tensor a = affine(h, m.linear1);
+    a = act == "gelu" ? gelu(a) : relu(a);
+    return affine(F::dropout(a, p, train), m.linear2);
+  };
+  auto n1 = [&](const Tensor& h) { return layer_norm_formula(h, m.norm1); };
+  auto n2 = [&](const Tensor& h) { return layer_norm_formula(h, m.norm2); };
+  if (m.norm_first) {
+    Tensor h = x + F::dropout(sa(n1(x)), p, train);
+    return h + F::dropout(ff(n2(h)), p, train);
+  }
+  Tensor h = n1(x + F::dropout(sa(x), p, train));
+  return n2(h + F::dropout(ff(h), p, train));
+}
+
+// Parameters away from their init (biases 0, norm weights 1), so a swapped norm or a lost
+// bias changes the result.
+void perturb(nn::Module& m, uint64_t seed) {
+  NoGradGuard no_grad;
+  Generator gen(seed);
+  for (auto& [name, p] : m.named_parameters())
+    p.copy_(p + 0.3 * randn(p.shape(), {p.dtype()}, &gen));
+}
+
+TEST(TransformerEncoderLayer, MatchesTheBlockFormulaPostAndPreNorm) {
+  for (bool norm_first : {false, true})
+    for (std::string act : {"relu", "gelu"}) {
+      SCOPED_TRACE(std::string(norm_first ? "pre-norm " : "post-norm ") + act);
+      manual_seed(1);
+      nn::TransformerEncoderLayer m(8, 2,
+                                    {.dim_feedforward = 12,
+                                     .activation = act,
+                                     .batch_first = norm_first,
+                                     .norm_first = norm_first});
+      m.to(DType::f64);
+      perturb(m, 3);
+      m.eval();
+      Generator gen(5);
+      // [L, N, E] = [5, 3, 8], or [N, L, E] = [3, 5, 8] with batch_first.
+      Tensor x = randn(norm_first ? Shape{3, 5, 8} : Shape{5, 3, 8}, {.dtype = DType::f64}, &gen);
+      expect_near(m(x), block_formula(m, x, act), 1e-12);
+      Tensor pad = from_vector<uint8_t>({0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0}, {3, 5})
+                       .to(DType::boolean);
+      nn::MultiheadAttentionMasks masks{.key_padding_mask = pad, .is_causal = norm_first};
+      expect_near(m.forward(x, masks), block_formula(m, x, act, masks), 1e-12);
+    }
+}
+
+TEST(TransformerEncoderLayer, DropoutDrawsTheBlocksMasksInTraining) {
+  for (bool norm_first : {false, true}) {
+    SCOPED_TRACE(norm_first ? "pre-norm" : "post-norm");
+    manual_seed(2);
+    nn::TransformerEncoderLayer m(
+        8, 4, {.dim_feedforward = 16, .dropout = 0.4, .norm_first = norm_first});
+    Tensor x = randn({6, 2, 8});
+    manual_seed(11);
+    Tensor got = m(x);
+    manual_seed(11);
+    expect_near(got, block_formula(m, x, "relu"), 1e-5);
+    m.eval();
+    Tensor eval = m(x);
+    expect_near(eval, block_formula(m, x, "relu"), 1e-5);
+    EXPECT_GT((eval - got).abs().max().item<double>(), 0.1) << "training must drop";
+  }
+}
+
+TEST(TransformerEncoderLayer, GradientsMatchNumericalOnes) {
+  for (bool norm_first : {false, true}) {
+    SCOPED_TRACE(norm_first ? "pre-norm" : "post-norm");
+    manual_seed(3);
+    nn::TransformerEncoderLayer m(4, 2,
+                                  {.dim_feedforward = 6,
+                                   .activation = "gelu",
+                                   .batch_first = true,
+                                   .norm_first = norm_first});
+    m.to(DType::f64);
+    perturb(m, 4);
+    m.eval();
+    Generator gen(6);
+    Tensor x = randn({2, 3, 4}, {.dtype = DType::f64}, &gen).requires_grad_(true);
+    Tensor pad = from_vector<uint8_t>({0, 1, 0, 0, 0, 0}, {2, 3}).to(DType::boolean);
+    std::vector<Tensor> inputs{x};
+    for (const auto& [name, p] : m.named_parameters()) inputs.push_back(p);
+    auto r = autograd::gradcheck(
+        [&](const std::vector<Tensor>&) { return m.forward(x, {.key_padding_mask = pad}); },
+        inputs);
+    EXPECT_TRUE(r.ok) << r.message;
+  }
+}
+
+// Under autocast the sublayers return 16-bit while the residual stream stays f32 (PyTorch's
+// add promotes; the fused residual add casts).
+TEST(TransformerEncoderLayer, RunsUnderAutocast) {
+  for (bool norm_first : {false, true}) {
+    manual_seed(4);
+    nn::TransformerEncoderLayer m(
+        16, 4, {.dim_feedforward = 32, .batch_first = true, .norm_first = norm_first});
+    m.eval();
+    Tensor x = randn({2, 7, 16});
+    Tensor want = m.forward(x, {.is_causal = true});
+    for (DType dt : {DType::f16, DType::bf16}) {
+      SCOPED_TRACE(std::string(norm_first ? "pre-norm " : "post-norm ") + dtype_name(dt));
+      AutocastGuard autocast(dt);
+      Tensor got = m.forward(x, {.is_causal = true});
+      EXPECT_EQ(got.dtype(), DType::f32);
+      expect_near(got, want, dt == DType::f16 ? 2e-2 : 1e-1);
+    }
+  }
+}
+
+TEST(TransformerEncoderLayer, HasPyTorchsNames) {
+  nn::TransformerEncoderLayer m(8, 2, {.dim_feedforward = 16});
+  std::vector<std::string> names;
+  for (const auto& [name, p] : m.named_parameters()) names.push_back(name);
+  EXPECT_EQ(names,
+            (std::vector<std::string>{
+                "self_attn.in_proj_weight", "self_attn.in_proj_bias", "self_attn.out_proj.weight",
+                "self_attn.out_proj.bias", "linear1.weight", "linear1.bias", "linear2.weight",
+                "linear2.bias", "norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias"}));
+  EXPECT_EQ(m.linear1.weight.shape(), (Shape{16, 8}));
+  nn::TransformerEncoderLayer no_bias(8, 2, {.dim_feedforward = 16, .bias = false});
+  // in_proj_weight, out_proj.weight, linear1/2.weight, norm1/2.weight
+  EXPECT_EQ(no_bias.named_parameters().size(), 6u);
+}
+
+TEST(TransformerEncoderLayer, RejectsBadOptions) {
+  EXPECT_THROW_MSG(nn::TransformerEncoderLayer(8, 2, {.activation = "tanh"}),
+                   "activation must be \"relu\" or \"gelu\", got \"tanh\"");
+  EXPECT_THROW_MSG(nn::TransformerEncoderLayer(8, 2, {.dim_feedforward = 0}),
+                   "dim_feedforward must be positive, got 0");
+  EXPECT_THROW_MSG(nn::TransformerEncoderLayer(6, 4), "positive multiple of num_heads");
+  nn::TransformerEncoderLayer m(8, 2, {.batch_first = true});
+  EXPECT_THROW_MSG(m(randn({2, 5, 6})), "embed_dim = 8");
+}
+
+TEST(TransformerEncoder, StacksLayersThenTheFinalNorm) {
+  manual_seed(5);
+  nn::TransformerEncoder enc(
+      8, 2, 3,
+      {.layer = {.dim_feedforward = 16, .batch_first = true, .norm_first = true},
+       .final_norm = true});
+  perturb(enc, 7);
+  enc.eval();
+  Tensor x = randn({2, 5, 8});
+  nn::MultiheadAttentionMasks masks{.is_causal = true};
+  Tensor want = x;
+  for (int64_t i = 0; i < 3; ++i) want = enc.layer(i).forward(want, masks);
+  want = layer_norm_formula(want, *enc.norm);
+  expect_near(enc.forward(x, masks), want, 1e-5);
+  // Layers are initialised each on their own.
+  nn::TransformerEncoder fresh(8, 2, 2);
+  EXPECT_GT(
+      (fresh.layer(0).linear1.weight - fresh.layer(1).linear1.weight).abs().max().item<double>(),
+      0.0);
+}
+
+TEST(TransformerEncoder, HasPyTorchsNamesAndRejectsNoLayers) {
+  nn::TransformerEncoder enc(8, 2, 2, {.final_norm = true});
+  auto state = enc.state_dict();
+  EXPECT_TRUE(state.count("layers.0.self_attn.in_proj_weight"));
+  EXPECT_TRUE(state.count("layers.1.norm2.bias"));
+  EXPECT_TRUE(state.count("norm.weight"));
+  EXPECT_EQ(state.size(), 2 * 12 + 2u);
+  EXPECT_FALSE(nn::TransformerEncoder(8, 2, 1).norm);
+  EXPECT_THROW_MSG(nn::TransformerEncoder(8, 2, 0), "num_layers must be positive, got 0");
+}
+
+}  // namespace
+}  // namespace lumen::testing
