@@ -73,20 +73,28 @@ LUMEN_HD T random_value(RandomKind kind, double param, uint64_t seed, uint64_t o
 // The mask is a pure function of (seed, offset, i), so it is never stored: the backward
 // recomputes it (g_i keep_i / (1 - p) is this same op on g), and the CPU and CUDA kernels
 // keep the same elements (the numbers of a Bernoulli(1 - p) random_fill).
+// u_i = v 2^-24 with v = w >> 8 (w the element's Philox word) is exact, and for an integer v,
+// v 2^-24 < 1 - p <=> v < ceil((1 - p) 2^24): the test is one integer compare on the word.
 struct DropoutMask {
-  double keep_prob;  // compared in double, as random_fill's Bernoulli
-  double scale;      // 1 / (1 - p), 0 when p = 1
+  uint32_t keep_below;  // ceil((1 - p) 2^24)
+  double scale;         // 1 / (1 - p), 0 when p = 1
   uint64_t seed, offset;
   DropoutMask(double p, uint64_t seed, uint64_t offset)
-      : keep_prob(1.0 - p), scale(p < 1.0 ? 1.0 / (1.0 - p) : 0.0), seed(seed), offset(offset) {}
+      : keep_below(static_cast<uint32_t>(std::ceil((1.0 - p) * 0x1p24))),
+        scale(p < 1.0 ? 1.0 / (1.0 - p) : 0.0),
+        seed(seed),
+        offset(offset) {}
+  LUMEN_HD bool keeps(uint32_t word) const { return (word >> 8) < keep_below; }
+  // x_i keep_i / (1 - p) given element i's Philox word, for loops that draw words in bulk.
+  // (The product first and a select after: a loop over words vectorises without branches.)
+  template <class A>
+  LUMEN_HD A given(uint32_t word, A x) const {
+    const A kept = x * A(scale);
+    return keeps(word) ? kept : A(0);
+  }
   template <class A>
   LUMEN_HD A operator()(uint64_t i, A x) const {
-    return given(philox_uniform_f32(seed, offset, i), x);
-  }
-  // The same given u_i, for loops that draw a Philox block once for four elements.
-  template <class A>
-  LUMEN_HD A given(float u, A x) const {
-    return static_cast<double>(u) < keep_prob ? x * A(scale) : A(0);
+    return given(philox4x32(offset + i / 4, seed).w[i % 4], x);
   }
 };
 

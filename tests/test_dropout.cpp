@@ -1,5 +1,8 @@
 #include <cmath>
+#include <vector>
 
+#include "kernels/cpu/philox_words.h"
+#include "kernels/elementwise_ops.h"
 #include "tests/op_harness.h"
 
 namespace lumen::testing {
@@ -27,6 +30,53 @@ LUMEN_OP_CASES(dropout){{
        return dropout_add(v[0], v[1], 0.4, true, &gen);
      }},
 }};
+
+// The bulk words (eight blocks per AVX2 vector) are philox4x32's, bit for bit: counts that leave
+// a tail, counters whose low half wraps inside a vector (the carry into the high half), the top
+// of the 64-bit range, and position runs that start and end inside a block.
+TEST(Dropout, BulkPhiloxWordsAreTheBlockFunctions) {
+  const uint64_t key = 0x9E3779B97F4A7C15ull;
+  for (uint64_t counter :
+       {uint64_t{0}, (uint64_t{1} << 32) - 5, ~uint64_t{0} - 11, uint64_t{12345678901}})
+    for (int64_t blocks : {0, 1, 7, 8, 9, 23}) {
+      std::vector<uint32_t> got(4 * blocks + 1, 0xDEADBEEF);
+      cpu::philox_words(counter, key, blocks, got.data());
+      for (int64_t b = 0; b < blocks; ++b)
+        for (int j = 0; j < 4; ++j)
+          ASSERT_EQ(got[4 * b + j], philox4x32(counter + b, key).w[j])
+              << "counter " << counter << " block " << b << " word " << j;
+      EXPECT_EQ(got[4 * blocks], 0xDEADBEEF) << "wrote past the end";
+    }
+  const uint64_t offset = (uint64_t{1} << 32) - 3;
+  for (uint64_t first : {0, 1, 2, 3, 5, 30})
+    for (int64_t n : {0, 1, 3, 4, 5, 37, 70}) {
+      std::vector<uint32_t> got(n + 1, 0xDEADBEEF);
+      cpu::philox_position_words(key, offset, first, n, got.data());
+      for (int64_t i = 0; i < n; ++i) {
+        const uint64_t pos = first + i;
+        ASSERT_EQ(got[i], philox4x32(offset + pos / 4, key).w[pos % 4])
+            << "first " << first << " n " << n << " i " << i;
+      }
+      EXPECT_EQ(got[n], 0xDEADBEEF) << "wrote past the end";
+    }
+}
+
+// DropoutMask tests the word by an integer compare, (w >> 8) < ceil((1 - p) 2^24); it must keep
+// exactly the words whose uniform u = (w >> 8) 2^-24 is below 1 - p, at the boundary too.
+TEST(Dropout, IntegerKeepTestIsTheUniformBelowKeepProbability) {
+  for (double p : {0.0, 0.1, 0.35, 0.5, 0.9, 0x1p-24, 1 - 0x1p-24, 1 / 3.0, 1.0}) {
+    const kernels::DropoutMask mask(p, 0, 0);
+    const uint32_t k = mask.keep_below;
+    for (uint32_t v : {0u, 1u, k > 0 ? k - 1 : 0u, k, k + 1, (1u << 24) - 1, 1u << 23}) {
+      if (v >= (1u << 24)) continue;
+      for (uint32_t low : {0u, 0xFFu}) {
+        const uint32_t w = v << 8 | low;
+        EXPECT_EQ(mask.keeps(w), static_cast<double>(philox_word_to_f32(w)) < 1.0 - p)
+            << "p " << p << " word " << w;
+      }
+    }
+  }
+}
 
 // The mask is Bernoulli(1 - p) drawn from the generator's stream as rand() draws it: element i
 // is kept iff the i-th uniform of the same (seed, offset) is below 1 - p, and the generator

@@ -9,6 +9,7 @@
 #include "kernels/attention.h"
 #include "kernels/cpu/eigen.h"
 #include "kernels/cpu/parallel.h"
+#include "kernels/cpu/philox_words.h"
 #include "kernels/simd_math.h"
 
 namespace lumen::kernels {
@@ -75,6 +76,7 @@ void forward_typed(const Tensor& out, const Tensor& lse_t, const Tensor& q_t, co
   const int64_t blocks = (d.L + kBlock - 1) / kBlock;
   cpu::parallel_for(d.BH * blocks, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> scratch(kBlock * d.S), inv(kBlock);
+    std::vector<uint32_t> words(p.dropout ? d.S : 0);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t bh = task / blocks, i0 = task % blocks * kBlock;
       const int64_t rows = std::min(kBlock, d.L - i0), n = d.keys(p, i0 + rows);
@@ -102,9 +104,11 @@ void forward_typed(const Tensor& out, const Tensor& lse_t, const Tensor& q_t, co
         lse[bh * d.L + i0 + r] = m + std::log(sum);
         inv[r] = T(1) / sum;
         if (p.dropout) {
-          const auto first = static_cast<uint64_t>((bh * d.L + i0 + r) * d.S);
-          for (int64_t j = 0; j < n; ++j)
-            row[j] = p.dropout_mask(first + static_cast<uint64_t>(j), row[j]);
+          const DropoutMask& dm = p.dropout_mask;
+          cpu::philox_position_words(dm.seed, dm.offset,
+                                     static_cast<uint64_t>((bh * d.L + i0 + r) * d.S), n,
+                                     words.data());
+          for (int64_t j = 0; j < n; ++j) row[j] = dm.given(words[j], row[j]);
         }
       }
       o_b.noalias() = s * v_n;
@@ -125,6 +129,7 @@ void backward_typed(const Tensor& dq_t, const Tensor& dk_t, const Tensor& dv_t,
   const T scale = static_cast<T>(p.scale);
   cpu::parallel_for(d.BH, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> prob(kBlock * d.S), dprob(kBlock * d.S);
+    std::vector<uint32_t> words(p.dropout ? d.S : 0);
     for (int64_t bh = begin; bh < end; ++bh) {
       ConstMap<T> k_all(k + bh * d.S * d.E, d.S, d.E), v_all(v + bh * d.S * d.Ev, d.S, d.Ev);
       Map<T> dk_all(dk + bh * d.S * d.E, d.S, d.E), dv_all(dv + bh * d.S * d.Ev, d.S, d.Ev);
@@ -156,9 +161,11 @@ void backward_typed(const Tensor& dq_t, const Tensor& dk_t, const Tensor& dv_t,
           const T D = do_b.row(r).dot(o_b.row(r));
           if (p.dropout) {
             // dv takes the dropped weights f p; ds the kept ones p.
-            const auto first = static_cast<uint64_t>((at + r) * d.S);
+            const DropoutMask& dm = p.dropout_mask;
+            cpu::philox_position_words(dm.seed, dm.offset, static_cast<uint64_t>((at + r) * d.S), n,
+                                       words.data());
             for (int64_t j = 0; j < n; ++j) {
-              const T f = p.dropout_mask(first + static_cast<uint64_t>(j), T(1));
+              const T f = dm.given(words[j], T(1));
               dp_r[j] = pr_r[j] * (f * dp_r[j] - D);
               pr_r[j] *= f;
             }

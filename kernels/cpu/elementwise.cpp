@@ -3,6 +3,7 @@
 // The loop bodies are flattened: every call in them is inlined (GELU's backward is too big for
 // GCC's own limits), or the loop would not vectorise.
 #include "kernels/elementwise.h"
+#include "kernels/cpu/philox_words.h"
 #include "kernels/cpu/strided_loop.h"
 
 namespace lumen::kernels {
@@ -168,8 +169,8 @@ void random_fill_cpu(const Tensor& out, RandomKind kind, double param, uint64_t 
   });
 }
 
-// Element pos keeps word pos % 4 of Philox block offset + pos / 4. Runs with unit strides
-// draw each block once for its four elements; others draw per element.
+// Element pos keeps by its Philox word (DropoutMask). Unit-stride runs draw their words in
+// bulk and apply the mask in a loop the compiler vectorises; other runs draw per element.
 void dropout_cpu(const Tensor& out, const Tensor& x, const Tensor& residual, DropoutMask mask) {
   dispatch_dtype<DTypes::FloatAndHalf>(out.dtype(), "dropout", [&]<class T>() {
     using A = acc_t<T>;
@@ -180,20 +181,28 @@ void dropout_cpu(const Tensor& out, const Tensor& x, const Tensor& residual, Dro
     const Tensor& r = residual.defined() ? residual : x;
     cpu::StridedLoop<3>({&out, &x, &r}).parallel([&](auto off, auto st, int64_t n) {
       // out is contiguous: its offset is the element's position.
-      auto put = [&](int64_t i, A v) { o[off[0] + i] = T(pr ? A(pr[off[2] + i * st[2]]) + v : v); };
-      if (st[1] != 1) {
-        for (int64_t i = 0; i < n; ++i)
-          put(i, mask(static_cast<uint64_t>(off[0] + i), A(px[off[1] + i * st[1]])));
+      if (st[1] != 1 || (pr && st[2] != 1)) {
+        for (int64_t i = 0; i < n; ++i) {
+          const A v = mask(static_cast<uint64_t>(off[0] + i), A(px[off[1] + i * st[1]]));
+          o[off[0] + i] = T(pr ? A(pr[off[2] + i * st[2]]) + v : v);
+        }
         return;
       }
-      const T* xs = px + off[1];
-      for (int64_t i = 0; i < n;) {
-        const uint64_t pos = static_cast<uint64_t>(off[0] + i);
-        const PhiloxOut block = philox4x32(mask.offset + pos / 4, mask.seed);
-        const int64_t lane = static_cast<int64_t>(pos % 4), k = std::min<int64_t>(4 - lane, n - i);
-        for (int64_t j = 0; j < k; ++j)
-          put(i + j, mask.given(philox_word_to_f32(block.w[lane + j]), A(xs[i + j])));
-        i += k;
+      constexpr int64_t kChunk = 1024;
+      uint32_t words[kChunk];
+      T* oc = o + off[0];
+      const T* xc = px + off[1];
+      const T* rc = pr ? pr + off[2] : nullptr;
+      for (int64_t c = 0; c < n; c += kChunk) {
+        const int64_t m = std::min(kChunk, n - c);
+        cpu::philox_position_words(mask.seed, mask.offset, static_cast<uint64_t>(off[0] + c), m,
+                                   words);
+        if (rc) {
+          for (int64_t j = 0; j < m; ++j)
+            oc[c + j] = T(A(rc[c + j]) + mask.given(words[j], A(xc[c + j])));
+        } else {
+          for (int64_t j = 0; j < m; ++j) oc[c + j] = T(mask.given(words[j], A(xc[c + j])));
+        }
       }
     });
   });
