@@ -93,9 +93,7 @@ struct NcclCommunicator::Impl {
   // timeout abort the communicator.
   void wait(cudaEvent_t done, Clock::time_point deadline, const std::string& description) {
     for (;;) {
-      cudaError_t q = cudaEventQuery(done);
-      if (q == cudaSuccess) return;
-      if (q != cudaErrorNotReady) LUMEN_CUDA_CHECK(q);
+      if (cuda_event_done(done)) return;
       check_usable(description.c_str());  // aborted by another work's failure: say that one
       ncclResult_t async = ncclSuccess;
       LUMEN_NCCL_CHECK(ncclCommGetAsyncError(comm, &async));
@@ -134,7 +132,7 @@ struct NcclWork final : Work {
     impl->wait(done, deadline, description);
     finished = true;
   }
-  bool completed() const override { return finished || cudaEventQuery(done) == cudaSuccess; }
+  bool completed() const override { return finished || cuda_event_done(done); }
 };
 }  // namespace
 

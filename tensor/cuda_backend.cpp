@@ -73,6 +73,14 @@ struct CudaBackend final : DeviceBackend {
     keep_pool_memory(index);
     void* p = nullptr;
     cudaError_t err = cudaMallocAsync(&p, nbytes, 0);
+    if (err != cudaSuccess && err != cudaErrorMemoryAllocation) {
+      // A size beyond the device's whole memory is out of memory too, whatever code says so.
+      size_t free_b = 0, total_b = 0;
+      if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess && nbytes > total_b) {
+        cudaGetLastError();
+        err = cudaErrorMemoryAllocation;
+      }
+    }
     if (err == cudaErrorMemoryAllocation) {
       // The pool keeps freed blocks; none may fit this size. Give them back and retry once.
       cudaGetLastError();
@@ -168,11 +176,7 @@ struct CudaBackend final : DeviceBackend {
     LUMEN_CUDA_CHECK(cudaSetDevice(last_device_.load(std::memory_order_relaxed)));
     auto& blocks = free_pinned_[nbytes];
     for (auto it = blocks.begin(); it != blocks.end(); ++it) {
-      if (it->second.event) {
-        cudaError_t done = cudaEventQuery(it->second.event);
-        if (done == cudaErrorNotReady) continue;
-        LUMEN_CUDA_CHECK(done);
-      }
+      if (it->second.event && !cuda_event_done(it->second.event)) continue;
       void* p = it->first;
       pinned_in_use_[p] = it->second;
       blocks.erase(it);

@@ -746,6 +746,7 @@ TEST(CallbackTrainer, DefaultCSVLoggerWritesMetrics) {
   o.enable_progress_bar = false;
   o.enable_checkpointing = false;
   o.enable_model_summary = false;
+  o.accelerator = "cpu";  // TinyModel reads its batches on the host
   Trainer trainer(o);
   trainer.fit(model, data);
   auto path = dir.path / "lightning_logs" / "version_0" / "metrics.csv";

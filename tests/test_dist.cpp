@@ -225,6 +225,7 @@ TEST(TrainerStrategy, DdpOnOneProcessTrainsLikeASingleDevice) {
                      .enable_checkpointing = false,
                      .enable_model_summary = false,
                      .logger = false,
+                     .accelerator = "cpu",
                      .strategy = strategy});
     trainer.fit(model, data);
     EXPECT_EQ(trainer.world_size(), 1);

@@ -628,6 +628,7 @@ TrainerOptions quiet(TempDir& dir, const std::string& precision) {
           .enable_checkpointing = false,
           .enable_model_summary = false,
           .logger = false,
+          .accelerator = "cpu",  // the CPU's emulation; TrainerCuda tests the GPU
           .precision = precision};
 }
 

@@ -81,9 +81,21 @@ AlgoKey algo_key(Direction d, const Tensor& x, const Tensor& w, const Conv2dPara
           {p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dilation_h, p.dilation_w, p.groups}};
 }
 
-// The first algorithm cuDNN's heuristics rank that reports success, for one direction.
+// An algorithm with the math type cuDNN ranked it under: the descriptor must be set to that
+// type before the workspace query and the call (cuDNN may rank an algorithm under another
+// math type than the descriptor's; running it with the descriptor's is slower or fails).
+struct ConvAlgo {
+  int algo;
+  cudnnMathType_t math;
+  void apply(cudnnConvolutionDescriptor_t conv) const {
+    LUMEN_CUDNN_CHECK(cudnnSetConvolutionMathType(conv, math));
+  }
+};
+
+// The first algorithm cuDNN's heuristics rank that reports success, for one direction. f32 and
+// f64 take no tensor-op entry (TF32 would round the inputs; Lumen's f32 convolutions are f32).
 template <class Perf, class Getter>
-int pick_algo(const char* what, Getter get) {
+ConvAlgo pick_algo(const char* what, bool half, Getter get) {
   std::array<Perf, 16> perf{};
   int returned = 0;
   LUMEN_CUDNN_CHECK(get(static_cast<int>(perf.size()), &returned, perf.data()));
@@ -98,9 +110,13 @@ int pick_algo(const char* what, Getter get) {
     LUMEN_CUDA_CHECK(cudaGetDevice(&dev));
     free_bytes += device_backend(Device::cuda(dev)).cached_bytes(dev);
   }
-  for (int i = 0; i < returned; ++i)
-    if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= free_bytes)
-      return static_cast<int>(perf[i].algo);
+  for (int i = 0; i < returned; ++i) {
+    const bool tensor_op = perf[i].mathType == CUDNN_TENSOR_OP_MATH ||
+                           perf[i].mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
+    if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= free_bytes &&
+        (half || !tensor_op))
+      return {static_cast<int>(perf[i].algo), perf[i].mathType};
+  }
   detail::throw_error("conv2d (CUDA): cuDNN offers no ", what, " algorithm for this convolution");
 }
 
@@ -125,12 +141,14 @@ void conv2d_cuda(const Tensor& out, const Tensor& x, const Tensor& w, const Tens
     return add_bias();
   }
   ConvDescriptors d(x, w, out, p);
-  const auto algo = static_cast<cudnnConvolutionFwdAlgo_t>(
-      cuda::cached_choice(algo_key(Direction::Forward, x, w, p), [&] {
-        return pick_algo<cudnnConvolutionFwdAlgoPerf_t>("forward", [&](int n, int* r, auto* perf) {
+  const ConvAlgo choice = cuda::cached_choice(algo_key(Direction::Forward, x, w, p), [&] {
+    return pick_algo<cudnnConvolutionFwdAlgoPerf_t>(
+        "forward", is_16bit_float(x.dtype()), [&](int n, int* r, auto* perf) {
           return cudnnGetConvolutionForwardAlgorithm_v7(h, d.x, d.w, d.conv, d.y, n, r, perf);
         });
-      }));
+  });
+  choice.apply(d.conv);
+  const auto algo = static_cast<cudnnConvolutionFwdAlgo_t>(choice.algo);
   size_t ws_bytes = 0;
   LUMEN_CUDNN_CHECK(
       cudnnGetConvolutionForwardWorkspaceSize(h, d.x, d.w, d.conv, d.y, algo, &ws_bytes));
@@ -153,13 +171,14 @@ void conv2d_backward_input_cuda(const Tensor& gx, const Tensor& gy, const Tensor
   }
   cudnnHandle_t h = cudnn_handle(dev);
   ConvDescriptors d(gx, w, gy, p);
-  const auto algo = static_cast<cudnnConvolutionBwdDataAlgo_t>(
-      cuda::cached_choice(algo_key(Direction::BackwardData, gx, w, p), [&] {
-        return pick_algo<cudnnConvolutionBwdDataAlgoPerf_t>("backward-data", [&](int n, int* r,
-                                                                                 auto* perf) {
+  const ConvAlgo choice = cuda::cached_choice(algo_key(Direction::BackwardData, gx, w, p), [&] {
+    return pick_algo<cudnnConvolutionBwdDataAlgoPerf_t>(
+        "backward-data", is_16bit_float(gx.dtype()), [&](int n, int* r, auto* perf) {
           return cudnnGetConvolutionBackwardDataAlgorithm_v7(h, d.w, d.y, d.conv, d.x, n, r, perf);
         });
-      }));
+  });
+  choice.apply(d.conv);
+  const auto algo = static_cast<cudnnConvolutionBwdDataAlgo_t>(choice.algo);
   size_t ws_bytes = 0;
   LUMEN_CUDNN_CHECK(
       cudnnGetConvolutionBackwardDataWorkspaceSize(h, d.w, d.y, d.conv, d.x, algo, &ws_bytes));
@@ -181,14 +200,15 @@ void conv2d_backward_weight_cuda(const Tensor& gw, const Tensor& gy, const Tenso
   }
   cudnnHandle_t h = cudnn_handle(dev);
   ConvDescriptors d(x, gw, gy, p);
-  const auto algo = static_cast<cudnnConvolutionBwdFilterAlgo_t>(
-      cuda::cached_choice(algo_key(Direction::BackwardFilter, x, gw, p), [&] {
-        return pick_algo<cudnnConvolutionBwdFilterAlgoPerf_t>(
-            "backward-filter", [&](int n, int* r, auto* perf) {
-              return cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, d.x, d.y, d.conv, d.w, n, r,
-                                                                   perf);
-            });
-      }));
+  const ConvAlgo choice = cuda::cached_choice(algo_key(Direction::BackwardFilter, x, gw, p), [&] {
+    return pick_algo<cudnnConvolutionBwdFilterAlgoPerf_t>(
+        "backward-filter", is_16bit_float(x.dtype()), [&](int n, int* r, auto* perf) {
+          return cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, d.x, d.y, d.conv, d.w, n, r,
+                                                               perf);
+        });
+  });
+  choice.apply(d.conv);
+  const auto algo = static_cast<cudnnConvolutionBwdFilterAlgo_t>(choice.algo);
   size_t ws_bytes = 0;
   LUMEN_CUDNN_CHECK(
       cudnnGetConvolutionBackwardFilterWorkspaceSize(h, d.x, d.y, d.conv, d.w, algo, &ws_bytes));

@@ -27,6 +27,7 @@ TrainerOptions quiet(TrainerOptions o) {
   o.enable_model_summary = false;
   o.enable_checkpointing = false;
   o.logger = false;
+  o.accelerator = "cpu";  // DDP over MPI on CPU tensors, even where a GPU is present
   return o;
 }
 
@@ -137,6 +138,7 @@ TEST(Ddp, SyncDistAveragesOverRanksAndOnlyRankZeroWritesFiles) {
                                                           .enable_progress_bar = false,
                                                           .enable_model_summary = false,
                                                           .callbacks = {LearningRateMonitor()},
+                                                          .accelerator = "cpu",
                                                           .strategy = "ddp"});
   trainer->fit(model, data);
   EXPECT_DOUBLE_EQ(trainer->callback_metrics().at("rank_synced"), 1.5);
@@ -285,6 +287,7 @@ TEST(Ddp, AMidEpochCheckpointResumesOnAnotherWorldSize) {
        .callbacks = {ModelCheckpoint(
            {.dirpath = dir, .filename = "{step}", .save_top_k = -1, .every_n_train_steps = 3})},
        .logger = false,
+       .accelerator = "cpu",
        .strategy = "ddp"});
   trainer.fit(model, data);
   world->barrier();
