@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# On the GPU machine: the Fashion-MNIST MLP, CNN and wide MLP (4 x 4096) in Lumen and in
-# PyTorch + Lightning, in f32, 16-mixed and bf16-mixed, side by side in one run: median epoch
-# time, step time (epoch / 430 steps of 128), peak GPU memory, test accuracy and the ratios.
+# On the GPU machine: the Fashion-MNIST MLP, CNN, wide MLP (4 x 4096) and vision transformer
+# (examples/fashion_mnist_vit.cpp) in Lumen and in PyTorch + Lightning, in f32, 16-mixed and
+# bf16-mixed, side by side in one run: median epoch time, step time (epoch / 430 steps of 128),
+# peak GPU memory, test accuracy and the ratios.
 # The epoch leaves out its validation pass on both sides (the EpochTimer callbacks); with 3
 # epochs the median leaves out the slowest, the first (CUDA and cuDNN/cuBLAS start-up, loader
 # start).
@@ -23,7 +24,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 epochs="${1:-3}"
-models="${2:-mlp cnn wide_mlp}"
+models="${2:-mlp cnn wide_mlp vit}"
 precisions="${3:-32 16-mixed bf16-mixed}"
 deadline="${GPU_COMPARE_DEADLINE:-570}"
 run_timeout="${GPU_COMPARE_RUN_TIMEOUT:-180}"

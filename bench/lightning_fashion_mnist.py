@@ -1,4 +1,4 @@
-"""The PyTorch + Lightning twin of examples/fashion_mnist_{mlp,cnn,wide_mlp}.cpp, for
+"""The PyTorch + Lightning twin of examples/fashion_mnist_{mlp,cnn,wide_mlp,vit}.cpp, for
 bench/compare_fashion_mnist.sh (CPU) and bench/gpu_compare.sh (GPU).
 
 Same data (the Debian dataset-fashion-mnist IDX files, or $FASHION_MNIST_DIR, normalised once
@@ -55,6 +55,30 @@ def cnn():
         nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10))
+
+
+class PatchEmbedding(nn.Module):
+    """[N, 1, 28, 28] -> [N, 16, 64]: 7x7 patches projected, plus a position embedding."""
+
+    def __init__(self, dim, patch=7):
+        super().__init__()
+        self.proj = nn.Conv2d(1, dim, patch, stride=patch)
+        self.pos_embedding = nn.Parameter(torch.randn(1, (28 // patch) ** 2, dim) * 0.02)
+
+    def forward(self, x):
+        return self.proj(x).flatten(2).transpose(1, 2) + self.pos_embedding
+
+
+class TokenMean(nn.Module):
+    def forward(self, x):
+        return x.mean(1)
+
+
+def vit(dim=64):
+    layer = nn.TransformerEncoderLayer(dim, 4, 2 * dim, dropout=0.1, activation="gelu",
+                                       batch_first=True, norm_first=True)
+    encoder = nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(dim), enable_nested_tensor=False)
+    return nn.Sequential(PatchEmbedding(dim), encoder, TokenMean(), nn.Linear(dim, 10))
 
 
 class Classifier(L.LightningModule):
@@ -114,7 +138,7 @@ class EpochTimer(L.Callback):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("model", choices=["mlp", "cnn", "wide_mlp"])
+    p.add_argument("model", choices=["mlp", "cnn", "wide_mlp", "vit"])
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--threads", type=int, default=2)
@@ -133,7 +157,7 @@ def main():
     train, val = random_split(TensorDataset(x, y), [55000, 5000],
                               generator=torch.Generator().manual_seed(42))
     test = TensorDataset(*tensors("t10k"))
-    model = Classifier({"mlp": mlp, "cnn": cnn, "wide_mlp": wide_mlp}[a.model]())
+    model = Classifier({"mlp": mlp, "cnn": cnn, "wide_mlp": wide_mlp, "vit": vit}[a.model]())
     trainer = L.Trainer(max_epochs=a.epochs, accelerator=a.accelerator, devices=1, logger=False,
                         precision=a.precision,
                         enable_checkpointing=False, enable_progress_bar=False,
