@@ -75,9 +75,13 @@ class TokenMean(nn.Module):
 
 
 def vit(dim=64):
-    layer = nn.TransformerEncoderLayer(dim, 4, 2 * dim, dropout=0.1, activation="gelu",
-                                       batch_first=True, norm_first=True)
-    encoder = nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(dim), enable_nested_tensor=False)
+    def layer():
+        return nn.TransformerEncoderLayer(dim, 4, 2 * dim, dropout=0.1, activation="gelu",
+                                          batch_first=True, norm_first=True)
+    encoder = nn.TransformerEncoder(layer(), 2, norm=nn.LayerNorm(dim), enable_nested_tensor=False)
+    # TransformerEncoder deep-copies its layer (both would start equal); Lumen's initialises
+    # each layer on its own.
+    encoder.layers = nn.ModuleList([layer() for _ in range(2)])
     return nn.Sequential(PatchEmbedding(dim), encoder, TokenMean(), nn.Linear(dim, 10))
 
 

@@ -45,12 +45,11 @@ TransformerEncoderLayer::TransformerEncoderLayer(int64_t d_model, int64_t nhead,
 }
 
 Tensor TransformerEncoderLayer::forward(const Tensor& x, const MultiheadAttentionMasks& masks) {
-  const bool training = is_training();
-  // residual + dropout(y): y is cast to the residual's dtype first (under autocast the
+  // residual + d(y), in one pass: y is cast to the residual's dtype first (under autocast the
   // sublayers return 16-bit, the residual stream stays f32, as PyTorch's add promotes).
   auto residual_add = [&](const Tensor& y, const Tensor& residual, const Dropout& d) {
     return functional::dropout_add(y.dtype() == residual.dtype() ? y : y.to(residual.dtype()),
-                                   residual, d.p, training);
+                                   residual, d.p, d.is_training());
   };
   auto self_attention = [&](const Tensor& h) { return self_attn.forward(h, h, h, masks); };
   auto feed_forward = [&](const Tensor& h) {

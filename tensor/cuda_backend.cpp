@@ -73,15 +73,16 @@ struct CudaBackend final : DeviceBackend {
     keep_pool_memory(index);
     void* p = nullptr;
     cudaError_t err = cudaMallocAsync(&p, nbytes, 0);
+    bool too_big = false;  // beyond the device's whole memory: out of memory, whatever the code
     if (err != cudaSuccess && err != cudaErrorMemoryAllocation) {
-      // A size beyond the device's whole memory is out of memory too, whatever code says so.
       size_t free_b = 0, total_b = 0;
-      if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess && nbytes > total_b) {
+      too_big = cudaMemGetInfo(&free_b, &total_b) == cudaSuccess && nbytes > total_b;
+      if (too_big) {
         cudaGetLastError();
         err = cudaErrorMemoryAllocation;
       }
     }
-    if (err == cudaErrorMemoryAllocation) {
+    if (err == cudaErrorMemoryAllocation && !too_big) {
       // The pool keeps freed blocks; none may fit this size. Give them back and retry once.
       cudaGetLastError();
       cudaMemPool_t pool;

@@ -146,6 +146,57 @@ TEST(TransformerEncoderLayer, RunsUnderAutocast) {
   }
 }
 
+// The options that reach the sublayers (no biases anywhere, layer_norm_eps), an attn_mask, and
+// unbatched [L, E] input, each against the block formula.
+TEST(TransformerEncoderLayer, OptionsMasksAndUnbatchedInput) {
+  manual_seed(6);
+  nn::TransformerEncoderLayer m(
+      6, 3, {.dim_feedforward = 10, .layer_norm_eps = 0.5, .batch_first = true, .bias = false});
+  m.to(DType::f64);
+  perturb(m, 8);
+  m.eval();
+  EXPECT_EQ(m.norm1.eps, 0.5);
+  EXPECT_EQ(m.norm2.eps, 0.5);
+  Generator gen(9);
+  Tensor x = randn({2, 4, 6}, {.dtype = DType::f64}, &gen);
+  // A formula without biases: the layer norms' and linears' biases are undefined Tensors.
+  auto no_bias_formula = [&](const Tensor& in, const nn::MultiheadAttentionMasks& masks) {
+    auto ln = [](const Tensor& h, const nn::LayerNorm& n) {
+      Tensor mu = h.mean({-1}, true);
+      Tensor var = ((h - mu) * (h - mu)).mean({-1}, true);
+      return (h - mu) / (var + n.eps).sqrt() * n.weight;
+    };
+    Tensor sa = m.self_attn.forward(in, in, in, masks);
+    Tensor h = ln(in + sa, m.norm1);
+    Tensor a = relu(matmul(h, m.linear1.weight.t()));
+    return ln(h + matmul(a, m.linear2.weight.t()), m.norm2);
+  };
+  Tensor attn_mask = from_vector<uint8_t>({0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0}, {4, 4})
+                         .to(DType::boolean);
+  nn::MultiheadAttentionMasks masks{.attn_mask = attn_mask};
+  expect_near(m.forward(x, masks), no_bias_formula(x, masks), 1e-12);
+  Tensor one = x.select(0, 1);  // [L, E]
+  expect_near(m(one), no_bias_formula(one, {}), 1e-12);
+  expect_near(m(one), m(x).select(0, 1), 1e-12);
+}
+
+// Each Dropout follows its own train/eval flag, as PyTorch's submodules do: with dropout1 and
+// dropout2 in eval, only the feed-forward's dropout and the attention's draw.
+TEST(TransformerEncoderLayer, EachDropoutFollowsItsOwnMode) {
+  manual_seed(7);
+  nn::TransformerEncoderLayer m(8, 2, {.dim_feedforward = 16, .dropout = 0.5});
+  m.dropout1.eval();
+  m.dropout2.eval();
+  Tensor x = randn({5, 2, 8});
+  manual_seed(12);
+  Tensor got = m(x);
+  manual_seed(12);
+  const double p = 0.5;
+  Tensor h = layer_norm_formula(x + m.self_attn.forward(x, x, x), m.norm1);
+  Tensor a = F::dropout(relu(affine(h, m.linear1)), p, true);
+  expect_near(got, layer_norm_formula(h + affine(a, m.linear2), m.norm2), 1e-5);
+}
+
 TEST(TransformerEncoderLayer, HasPyTorchsNames) {
   nn::TransformerEncoderLayer m(8, 2, {.dim_feedforward = 16});
   std::vector<std::string> names;

@@ -92,10 +92,11 @@ struct ConvAlgo {
   }
 };
 
-// The first algorithm cuDNN's heuristics rank that reports success, for one direction. f32 and
-// f64 take no tensor-op entry (TF32 would round the inputs; Lumen's f32 convolutions are f32).
+// The first algorithm cuDNN's heuristics rank that reports success, for one direction. f32
+// takes FMA-math entries only (default math lets cuDNN use TF32, which rounds the inputs;
+// Lumen's f32 convolutions are f32), f64 any but tensor-op ones.
 template <class Perf, class Getter>
-ConvAlgo pick_algo(const char* what, bool half, Getter get) {
+ConvAlgo pick_algo(const char* what, DType dtype, Getter get) {
   std::array<Perf, 16> perf{};
   int returned = 0;
   LUMEN_CUDNN_CHECK(get(static_cast<int>(perf.size()), &returned, perf.data()));
@@ -111,10 +112,12 @@ ConvAlgo pick_algo(const char* what, bool half, Getter get) {
     free_bytes += device_backend(Device::cuda(dev)).cached_bytes(dev);
   }
   for (int i = 0; i < returned; ++i) {
-    const bool tensor_op = perf[i].mathType == CUDNN_TENSOR_OP_MATH ||
-                           perf[i].mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
-    if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= free_bytes &&
-        (half || !tensor_op))
+    const cudnnMathType_t math = perf[i].mathType;
+    const bool allowed = is_16bit_float(dtype) ? true
+                         : dtype == DType::f32 ? math == CUDNN_FMA_MATH
+                                               : math != CUDNN_TENSOR_OP_MATH &&
+                                                     math != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
+    if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= free_bytes && allowed)
       return {static_cast<int>(perf[i].algo), perf[i].mathType};
   }
   detail::throw_error("conv2d (CUDA): cuDNN offers no ", what, " algorithm for this convolution");
@@ -143,7 +146,7 @@ void conv2d_cuda(const Tensor& out, const Tensor& x, const Tensor& w, const Tens
   ConvDescriptors d(x, w, out, p);
   const ConvAlgo choice = cuda::cached_choice(algo_key(Direction::Forward, x, w, p), [&] {
     return pick_algo<cudnnConvolutionFwdAlgoPerf_t>(
-        "forward", is_16bit_float(x.dtype()), [&](int n, int* r, auto* perf) {
+        "forward", x.dtype(), [&](int n, int* r, auto* perf) {
           return cudnnGetConvolutionForwardAlgorithm_v7(h, d.x, d.w, d.conv, d.y, n, r, perf);
         });
   });
@@ -173,7 +176,7 @@ void conv2d_backward_input_cuda(const Tensor& gx, const Tensor& gy, const Tensor
   ConvDescriptors d(gx, w, gy, p);
   const ConvAlgo choice = cuda::cached_choice(algo_key(Direction::BackwardData, gx, w, p), [&] {
     return pick_algo<cudnnConvolutionBwdDataAlgoPerf_t>(
-        "backward-data", is_16bit_float(gx.dtype()), [&](int n, int* r, auto* perf) {
+        "backward-data", gx.dtype(), [&](int n, int* r, auto* perf) {
           return cudnnGetConvolutionBackwardDataAlgorithm_v7(h, d.w, d.y, d.conv, d.x, n, r, perf);
         });
   });
@@ -202,7 +205,7 @@ void conv2d_backward_weight_cuda(const Tensor& gw, const Tensor& gy, const Tenso
   ConvDescriptors d(x, gw, gy, p);
   const ConvAlgo choice = cuda::cached_choice(algo_key(Direction::BackwardFilter, x, gw, p), [&] {
     return pick_algo<cudnnConvolutionBwdFilterAlgoPerf_t>(
-        "backward-filter", is_16bit_float(x.dtype()), [&](int n, int* r, auto* perf) {
+        "backward-filter", x.dtype(), [&](int n, int* r, auto* perf) {
           return cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, d.x, d.y, d.conv, d.w, n, r,
                                                                perf);
         });
