@@ -2,6 +2,7 @@
 // ops (matmul, the layer-norm formula, dropout, self-attention, itself checked against loops in
 // test_attention.cpp), numerical gradients, autocast and their error paths.
 #include <cmath>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -60,19 +61,29 @@ void perturb(nn::Module& m, uint64_t seed) {
     p.copy_(p + 0.3 * randn(p.shape(), {p.dtype()}, &gen));
 }
 
+// A layer in f64 with its parameters perturbed, in eval mode (deterministic).
+std::unique_ptr<nn::TransformerEncoderLayer> f64_layer(int64_t d_model, int64_t nhead,
+                                                       nn::TransformerEncoderLayerOptions options,
+                                                       uint64_t seed) {
+  auto m = std::make_unique<nn::TransformerEncoderLayer>(d_model, nhead, options);
+  m->to(DType::f64);
+  perturb(*m, seed);
+  m->eval();
+  return m;
+}
+
 TEST(TransformerEncoderLayer, MatchesTheBlockFormulaPostAndPreNorm) {
   for (bool norm_first : {false, true})
     for (std::string act : {"relu", "gelu"}) {
       SCOPED_TRACE(std::string(norm_first ? "pre-norm " : "post-norm ") + act);
       manual_seed(1);
-      nn::TransformerEncoderLayer m(8, 2,
-                                    {.dim_feedforward = 12,
-                                     .activation = act,
-                                     .batch_first = norm_first,
-                                     .norm_first = norm_first});
-      m.to(DType::f64);
-      perturb(m, 3);
-      m.eval();
+      auto layer = f64_layer(8, 2,
+                             {.dim_feedforward = 12,
+                              .activation = act,
+                              .batch_first = norm_first,
+                              .norm_first = norm_first},
+                             3);
+      nn::TransformerEncoderLayer& m = *layer;
       Generator gen(5);
       // [L, N, E] = [5, 3, 8], or [N, L, E] = [3, 5, 8] with batch_first.
       Tensor x = randn(norm_first ? Shape{3, 5, 8} : Shape{5, 3, 8}, {.dtype = DType::f64}, &gen);
@@ -106,14 +117,11 @@ TEST(TransformerEncoderLayer, GradientsMatchNumericalOnes) {
   for (bool norm_first : {false, true}) {
     SCOPED_TRACE(norm_first ? "pre-norm" : "post-norm");
     manual_seed(3);
-    nn::TransformerEncoderLayer m(4, 2,
-                                  {.dim_feedforward = 6,
-                                   .activation = "gelu",
-                                   .batch_first = true,
-                                   .norm_first = norm_first});
-    m.to(DType::f64);
-    perturb(m, 4);
-    m.eval();
+    auto layer = f64_layer(
+        4, 2,
+        {.dim_feedforward = 6, .activation = "gelu", .batch_first = true, .norm_first = norm_first},
+        4);
+    nn::TransformerEncoderLayer& m = *layer;
     Generator gen(6);
     Tensor x = randn({2, 3, 4}, {.dtype = DType::f64}, &gen).requires_grad_(true);
     Tensor pad = from_vector<uint8_t>({0, 1, 0, 0, 0, 0}, {2, 3}).to(DType::boolean);
@@ -150,11 +158,9 @@ TEST(TransformerEncoderLayer, RunsUnderAutocast) {
 // unbatched [L, E] input, each against the block formula.
 TEST(TransformerEncoderLayer, OptionsMasksAndUnbatchedInput) {
   manual_seed(6);
-  nn::TransformerEncoderLayer m(
-      6, 3, {.dim_feedforward = 10, .layer_norm_eps = 0.5, .batch_first = true, .bias = false});
-  m.to(DType::f64);
-  perturb(m, 8);
-  m.eval();
+  auto layer = f64_layer(
+      6, 3, {.dim_feedforward = 10, .layer_norm_eps = 0.5, .batch_first = true, .bias = false}, 8);
+  nn::TransformerEncoderLayer& m = *layer;
   EXPECT_EQ(m.norm1.eps, 0.5);
   EXPECT_EQ(m.norm2.eps, 0.5);
   Generator gen(9);
