@@ -1,16 +1,36 @@
 #pragma once
 // Fused scaled dot-product attention: the scores never exist as a whole [BH, L, S] tensor.
-// q [BH, L, E], k [BH, S, E], v [BH, S, Ev], out [BH, L, Ev] contiguous; f32 or f64.
+// q [..., L, E], k [..., S, E], v [..., S, Ev], out [..., L, Ev] with the same batch dims (BH
+// matrices in all), f32 or f64; each with a unit last stride and rows at least a row apart,
+// any batch and row strides otherwise (MultiheadAttention's heads are transposed views).
 //   s_ij = scale q_i . k_j + bias_ij   (-inf where the mask excludes j)
 //   out_i = sum_j f_ij p_ij v_j,  p_ij = exp(s_ij - lse_i),  lse_i = log sum_j exp(s_ij)
-// f_ij is dropout's factor (below; 1 without). lse [BH, L] is saved for the backward; a row that
-// excludes every key has lse = -inf and out = 0 (and no gradient).
+// f_ij is dropout's factor (below; 1 without). lse [BH, L] (contiguous) is saved for the
+// backward; a row that excludes every key has lse = -inf and out = 0 (and no gradient).
 #include <vector>
 
 #include "kernels/dispatch.h"
 #include "kernels/elementwise_ops.h"
 
 namespace lumen::kernels {
+
+// Where each matrix of t [B1, ..., Bk, rows, cols] starts, in elements from t's data: matrix b
+// (row-major over B1..Bk) at sum_d b_d t.stride(d).
+inline std::vector<int64_t> matrix_offsets(const Tensor& t) {
+  const int64_t nb = t.dim() - 2;
+  int64_t count = 1;
+  for (int64_t d = 0; d < nb; ++d) count *= t.size(d);
+  std::vector<int64_t> offsets(static_cast<size_t>(count));
+  for (int64_t b = 0; b < count; ++b) {
+    int64_t rest = b, off = 0;
+    for (int64_t d = nb - 1; d >= 0; --d) {
+      off += rest % t.size(d) * t.stride(d);
+      rest /= t.size(d);
+    }
+    offsets[static_cast<size_t>(b)] = off;
+  }
+  return offsets;
+}
 
 struct AttentionParams {
   double scale = 1;

@@ -1,9 +1,8 @@
 #pragma once
 // A stack of num_layers TransformerEncoderLayers, then an optional LayerNorm, as
-// torch.nn.TransformerEncoder. State dict keys match PyTorch's:
-// "layers.0.self_attn.in_proj_weight",
-// ..., "norm.weight". Unlike PyTorch, which deep-copies one layer (so every layer starts from
-// the same weights), each layer is initialised on its own.
+// torch.nn.TransformerEncoder. State dict keys match PyTorch's ("layers.0.self_attn.
+// in_proj_weight", ..., "norm.weight"). Unlike PyTorch, which deep-copies one layer (so every
+// layer starts from the same weights), each layer is initialised on its own.
 #include <cstdint>
 #include <memory>
 #include <string>

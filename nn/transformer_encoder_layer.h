@@ -1,12 +1,11 @@
 #pragma once
 // One transformer encoder block (Vaswani et al., 2017), as torch.nn.TransformerEncoderLayer:
-//   post-norm (default): x = norm1(x + SA(x));       x = norm2(x + FF(x))
-//   pre-norm (norm_first): x = x + SA(norm1(x));     x = x + FF(norm2(x))
-// with SA(x) = dropout1(self_attn(x, x, x)) and FF(x) =
-// dropout2(linear2(dropout(act(linear1(x))))). Submodules carry PyTorch's names (self_attn,
-// linear1, linear2, norm1, norm2, dropout, dropout1, dropout2), so state dicts map one to one. The
-// residual adds run fused with their dropout (dropout_add), and linear1 with its activation (the
-// GEMM's epilogue).
+//   post-norm (default):   x = norm1(x + SA(x));   x = norm2(x + FF(x))
+//   pre-norm (norm_first): x = x + SA(norm1(x));   x = x + FF(norm2(x))
+// with SA(x) = dropout1(self_attn(x, x, x)), FF(x) = dropout2(linear2(dropout(act(linear1(x))))).
+// Submodules carry PyTorch's names (self_attn, linear1, linear2, norm1, norm2, dropout,
+// dropout1, dropout2), so state dicts map one to one. The residual adds run fused with their
+// dropout (dropout_add), and linear1 with its activation (the GEMM's epilogue).
 #include <cstdint>
 #include <string>
 

@@ -247,6 +247,41 @@ TEST(Attention, DropoutDropsAttentionWeightsWithDropoutsMask) {
   EXPECT_GT((got - plain).abs().max().item(), 1e-3);  // something was dropped
 }
 
+// The fused kernel reads strided views in place: heads as transposed views of [B, L, H, D]
+// buffers (k and v narrowed out of one packed buffer, as MultiheadAttention's projections are),
+// a last dim that is not adjacent (copied first). Same numbers as on contiguous copies, to the
+// bit, forward and backward; the output of a [B, L, H, D]-laid-out q is laid out the same, so
+// its transpose back is contiguous.
+TEST(Attention, FusedKernelReadsStridedViewsInPlace) {
+  Generator gen(31);
+  const int64_t B = 2, L = 70, S = 9, H = 3, D = 5;
+  Tensor qbuf = randn({B, L, H, D}, {.dtype = DType::f64}, &gen);
+  Tensor kvbuf = randn({B, S, 2 * H * D}, {.dtype = DType::f64}, &gen);
+  Tensor q = qbuf.transpose(1, 2).requires_grad_(false);
+  Tensor k = kvbuf.narrow(2, 0, H * D).reshape({B, S, H, D}).transpose(1, 2);
+  Tensor v =
+      randn({B, H, D, S}, {.dtype = DType::f64}, &gen).transpose(-2, -1);  // last dim strided
+  Tensor pad =
+      from_vector<uint8_t>({1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0}, {B, 1, 1, S})
+          .to(DType::boolean);
+  for (F::AttentionOptions o : {F::AttentionOptions{}, F::AttentionOptions{.is_causal = true},
+                                F::AttentionOptions{.attn_mask = pad}}) {
+    std::vector<Tensor> views{q, k, v}, copies{q.contiguous(), k.contiguous(), v.contiguous()};
+    for (auto* set : {&views, &copies})
+      for (Tensor& t : *set) t = t.detach().requires_grad_(true);
+    Tensor a = F::scaled_dot_product_attention(views[0], views[1], views[2], o);
+    Tensor b = F::scaled_dot_product_attention(copies[0], copies[1], copies[2], o);
+    EXPECT_TRUE(a.transpose(1, 2).is_contiguous()) << "out laid out as q's [B, L, H, D]";
+    EXPECT_EQ(a.to_vector<double>(), b.to_vector<double>());
+    Tensor r = randn(a.shape(), {.dtype = DType::f64}, &gen);
+    (a * r).sum().backward();
+    (b * r).sum().backward();
+    for (int i = 0; i < 3; ++i)
+      EXPECT_EQ(views[i].grad().to_vector<double>(), copies[i].grad().to_vector<double>())
+          << "gradient of input " << i;
+  }
+}
+
 TEST(Attention, AutocastRunsTheProductsIn16Bits) {
   Generator gen(5);
   Tensor q = randn({2, 8, 16}, {}, &gen), k = randn({2, 8, 16}, {}, &gen),

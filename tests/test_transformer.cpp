@@ -260,5 +260,49 @@ TEST(TransformerEncoder, HasPyTorchsNamesAndRejectsNoLayers) {
   EXPECT_THROW_MSG(nn::TransformerEncoder(8, 2, 0), "num_layers must be positive, got 0");
 }
 
+// The whole encoder on the GPU against the CPU, training mode with dropout: both devices draw
+// the same Philox masks from the same generator state (the CPU's fused attention kernel keeps
+// the weights the CUDA composite's dropout keeps), so outputs and every gradient agree to f32
+// rounding. Masks, the fused linear + GELU, dropout_add and layer norm all run on the device.
+TEST(TransformerCuda, EncoderTrainsLikeTheCpu) {
+  if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device";
+  auto build = [] {
+    manual_seed(9);
+    return std::make_unique<nn::TransformerEncoder>(
+        16, 4, 2,
+        nn::TransformerEncoderOptions{.layer = {.dim_feedforward = 24,
+                                                .dropout = 0.2,
+                                                .activation = "gelu",
+                                                .batch_first = true,
+                                                .norm_first = true},
+                                      .final_norm = true});
+  };
+  auto cpu = build(), gpu = build();
+  gpu->to(Device::cuda());
+  Tensor x = randn({3, 7, 16}).requires_grad_(true);
+  Tensor xg = x.detach().to(Device::cuda()).requires_grad_(true);
+  Tensor pad = from_vector<uint8_t>({0, 0, 0, 0, 0, 1, 1,  //
+                                     0, 0, 0, 0, 0, 0, 0,  //
+                                     1, 0, 0, 0, 0, 0, 0},
+                                    {3, 7})
+                   .to(DType::boolean);
+  manual_seed(21);
+  Tensor want = cpu->forward(x, {.key_padding_mask = pad, .is_causal = true});
+  manual_seed(21);
+  Tensor got = gpu->forward(xg, {.key_padding_mask = pad.to(Device::cuda()), .is_causal = true});
+  ASSERT_EQ(got.device(), Device::cuda());
+  expect_near(got.to(Device::cpu()), want, 1e-4);
+  Tensor r = randn(want.shape());
+  (want * r).sum().backward();
+  (got * r.to(Device::cuda())).sum().backward();
+  expect_near(xg.grad().to(Device::cpu()), x.grad(), 1e-4);
+  auto cpu_params = cpu->named_parameters(), gpu_params = gpu->named_parameters();
+  ASSERT_EQ(cpu_params.size(), gpu_params.size());
+  for (size_t i = 0; i < cpu_params.size(); ++i) {
+    SCOPED_TRACE(cpu_params[i].first);
+    expect_near(gpu_params[i].second.grad().to(Device::cpu()), cpu_params[i].second.grad(), 1e-4);
+  }
+}
+
 }  // namespace
 }  // namespace lumen::testing

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
+#include <vector>
 
 #include "kernels/attention.h"
 #include "kernels/cpu/eigen.h"
@@ -18,16 +20,36 @@ namespace {
 template <class T>
 using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 template <class T>
-using ConstMap = Eigen::Map<const RowMat<T>>;
+using Map = Eigen::Map<RowMat<T>>;  // the kernel's own contiguous scratch
+
+// The matrices of one operand [..., rows, cols] (kernels/attention.h): matrix bh starts at
+// offsets[bh], its rows row_stride apart. T is const for an input.
 template <class T>
-using Map = Eigen::Map<RowMat<T>>;
+struct Operand {
+  using Mat =
+      std::conditional_t<std::is_const_v<T>, const RowMat<std::remove_const_t<T>>, RowMat<T>>;
+  using Rows = Eigen::Map<Mat, 0, Eigen::OuterStride<>>;
+  T* data;
+  std::vector<int64_t> offsets;
+  int64_t row_stride, cols;
+  explicit Operand(const Tensor& t)
+      : data(t.data<std::remove_const_t<T>>()),
+        offsets(matrix_offsets(t)),
+        row_stride(t.size(-2) > 1 ? t.stride(-2) : t.size(-1)),
+        cols(t.size(-1)) {}
+  // Rows i0 .. i0 + n - 1 of matrix bh.
+  Rows rows(int64_t bh, int64_t i0, int64_t n) const {
+    return Rows(data + offsets[static_cast<size_t>(bh)] + i0 * row_stride, n, cols,
+                Eigen::OuterStride<>(row_stride));
+  }
+};
 
 constexpr int64_t kBlock = 64;
 
 struct Dims {
-  int64_t BH, L, S, E, Ev;
-  Dims(const Tensor& q, const Tensor& k, const Tensor& v)
-      : BH(q.size(0)), L(q.size(1)), S(k.size(1)), E(q.size(2)), Ev(v.size(2)) {}
+  int64_t BH, L, S;
+  Dims(const Tensor& q, const Tensor& k)
+      : BH(static_cast<int64_t>(matrix_offsets(q).size())), L(q.size(-2)), S(k.size(-2)) {}
   // Keys rows [i0, i1) may see: all, or with the causal mask those up to row i1 - 1.
   int64_t keys(const AttentionParams& p, int64_t i1) const {
     return p.causal ? std::min(S, i1) : S;
@@ -70,9 +92,10 @@ T exp_shifted(T* s, int64_t n, T shift) {
 template <class T>
 void forward_typed(const Tensor& out, const Tensor& lse_t, const Tensor& q_t, const Tensor& k_t,
                    const Tensor& v_t, const AttentionParams& p) {
-  const Dims d(q_t, k_t, v_t);
-  const T *q = q_t.data<T>(), *k = k_t.data<T>(), *v = v_t.data<T>();
-  T *o = out.data<T>(), *lse = lse_t.data<T>();
+  const Dims d(q_t, k_t);
+  const Operand<const T> q(q_t), k(k_t), v(v_t);
+  const Operand<T> o(out);
+  T* lse = lse_t.data<T>();
   const int64_t blocks = (d.L + kBlock - 1) / kBlock;
   cpu::parallel_for(d.BH * blocks, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> scratch(kBlock * d.S), inv(kBlock);
@@ -80,16 +103,14 @@ void forward_typed(const Tensor& out, const Tensor& lse_t, const Tensor& q_t, co
     for (int64_t task = begin; task < end; ++task) {
       const int64_t bh = task / blocks, i0 = task % blocks * kBlock;
       const int64_t rows = std::min(kBlock, d.L - i0), n = d.keys(p, i0 + rows);
-      Map<T> o_b(o + (bh * d.L + i0) * d.Ev, rows, d.Ev);
+      auto o_b = o.rows(bh, i0, rows);
       if (n == 0) {
         o_b.setZero();
         std::fill_n(lse + bh * d.L + i0, rows, -std::numeric_limits<T>::infinity());
         continue;
       }
-      ConstMap<T> q_b(q + (bh * d.L + i0) * d.E, rows, d.E), k_n(k + bh * d.S * d.E, n, d.E),
-          v_n(v + bh * d.S * d.Ev, n, d.Ev);
       Map<T> s(scratch.data(), rows, n);
-      s.noalias() = q_b * k_n.transpose();
+      s.noalias() = q.rows(bh, i0, rows) * k.rows(bh, 0, n).transpose();
       for (int64_t r = 0; r < rows; ++r) {
         T* row = scratch.data() + r * n;
         mask_scores(row, n, bh, i0 + r, p);
@@ -111,7 +132,7 @@ void forward_typed(const Tensor& out, const Tensor& lse_t, const Tensor& q_t, co
           for (int64_t j = 0; j < n; ++j) row[j] = dm.given(words[j], row[j]);
         }
       }
-      o_b.noalias() = s * v_n;
+      o_b.noalias() = s * v.rows(bh, 0, n);
       for (int64_t r = 0; r < rows; ++r) o_b.row(r) *= inv[r];
     }
   });
@@ -122,29 +143,29 @@ template <class T>
 void backward_typed(const Tensor& dq_t, const Tensor& dk_t, const Tensor& dv_t,
                     const Tensor& dout_t, const Tensor& q_t, const Tensor& k_t, const Tensor& v_t,
                     const Tensor& out_t, const Tensor& lse_t, const AttentionParams& p) {
-  const Dims d(q_t, k_t, v_t);
-  const T *q = q_t.data<T>(), *k = k_t.data<T>(), *v = v_t.data<T>();
-  const T *dout = dout_t.data<T>(), *out = out_t.data<T>(), *lse = lse_t.data<T>();
-  T *dq = dq_t.data<T>(), *dk = dk_t.data<T>(), *dv = dv_t.data<T>();
+  const Dims d(q_t, k_t);
+  const Operand<const T> q(q_t), k(k_t), v(v_t), dout(dout_t), out(out_t);
+  const Operand<T> dq(dq_t), dk(dk_t), dv(dv_t);
+  const T* lse = lse_t.data<T>();
   const T scale = static_cast<T>(p.scale);
   cpu::parallel_for(d.BH, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> prob(kBlock * d.S), dprob(kBlock * d.S);
     std::vector<uint32_t> words(p.dropout ? d.S : 0);
     for (int64_t bh = begin; bh < end; ++bh) {
-      ConstMap<T> k_all(k + bh * d.S * d.E, d.S, d.E), v_all(v + bh * d.S * d.Ev, d.S, d.Ev);
-      Map<T> dk_all(dk + bh * d.S * d.E, d.S, d.E), dv_all(dv + bh * d.S * d.Ev, d.S, d.Ev);
+      auto k_all = k.rows(bh, 0, d.S), v_all = v.rows(bh, 0, d.S);
+      auto dk_all = dk.rows(bh, 0, d.S), dv_all = dv.rows(bh, 0, d.S);
       dk_all.setZero();
       dv_all.setZero();
       for (int64_t i0 = 0; i0 < d.L; i0 += kBlock) {
         const int64_t rows = std::min(kBlock, d.L - i0), n = d.keys(p, i0 + rows);
         const int64_t at = bh * d.L + i0;
-        Map<T> dq_b(dq + at * d.E, rows, d.E);
+        auto dq_b = dq.rows(bh, i0, rows);
         if (n == 0) {
           dq_b.setZero();
           continue;
         }
-        ConstMap<T> q_b(q + at * d.E, rows, d.E), do_b(dout + at * d.Ev, rows, d.Ev),
-            o_b(out + at * d.Ev, rows, d.Ev);
+        auto q_b = q.rows(bh, i0, rows), do_b = dout.rows(bh, i0, rows),
+             o_b = out.rows(bh, i0, rows);
         Map<T> pr(prob.data(), rows, n), dp(dprob.data(), rows, n);
         pr.noalias() = q_b * k_all.topRows(n).transpose();
         dp.noalias() = do_b * v_all.topRows(n).transpose();

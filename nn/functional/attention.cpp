@@ -102,21 +102,43 @@ Tensor attention_math(const Tensor& q, const Tensor& k, const Tensor& v, const T
   return matmul(p, v);
 }
 
-// The fused kernel (kernels/attention.h) on [BH, len, E] copies of q, k and v, in f32 (f64
-// stays f64); 16-bit inputs are widened and the result narrowed back. Under autocast the
-// inputs are first rounded to the autocast dtype, as the composite's matmuls round them.
+// t in `compute` as the fused kernel reads it: any batch and row strides, adjacent elements
+// within a row.
+Tensor kernel_operand(const Tensor& t, DType compute) {
+  Tensor c = t.to(compute);
+  const bool unit = c.size(-1) <= 1 || c.stride(-1) == 1;
+  const bool rows_apart = c.size(-2) <= 1 || c.stride(-2) >= c.size(-1);
+  return unit && rows_apart ? c : c.contiguous();
+}
+
+// A new [..., rows, cols] tensor of like's dtype and device, laid out as like: when like's rows
+// interleave with the dim before them (a [B, L, H, D] buffer seen as [B, H, L, D], as
+// MultiheadAttention's heads are), so do the new one's, and transposing it back is free.
+Tensor empty_laid_out_as(const Tensor& like, int64_t cols) {
+  Shape shape = like.shape();
+  shape.back() = cols;
+  const size_t n = shape.size();
+  const TensorOptions options{like.dtype(), like.device()};
+  if (n >= 3 && like.size(-3) > 1 && like.size(-2) > 1 && like.stride(-3) < like.stride(-2)) {
+    std::swap(shape[n - 3], shape[n - 2]);
+    return empty(shape, options).transpose(-3, -2);
+  }
+  return empty(shape, options);
+}
+
+// The fused kernel (kernels/attention.h) on q, k and v in f32 (f64 stays f64), read in place
+// where their layout allows; 16-bit inputs are widened and the result narrowed back. Under
+// autocast the inputs are first rounded to the autocast dtype, as the composite's matmuls
+// round them.
 Tensor attention_fused(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
                        const Tensor& mask, bool is_causal, double scale, const Shape& shape,
                        double dropout_p, Generator* gen) {
   const Tensor q = autocast::to_lower_precision(q_in), k = autocast::to_lower_precision(k_in),
                v = autocast::to_lower_precision(v_in);
   const DType dtype = q.dtype(), compute = dtype == DType::f64 ? DType::f64 : DType::f32;
-  const int64_t batch = numel_of(batch_dims(q));  // explicit: -1 cannot be inferred at L = 0
-  auto flat = [&](const Tensor& t) {
-    return t.to(compute).reshape({batch, t.size(-2), t.size(-1)}).contiguous();
-  };
-  const Tensor qf = flat(q), kf = flat(k), vf = flat(v);
-  const int64_t BH = qf.size(0), L = qf.size(1);
+  const Tensor qf = kernel_operand(q, compute), kf = kernel_operand(k, compute),
+               vf = kernel_operand(v, compute);
+  const int64_t BH = numel_of(batch_dims(q)), L = q.size(-2);
   kernels::AttentionParams params;
   params.scale = scale;
   params.causal = is_causal;
@@ -126,44 +148,33 @@ Tensor attention_fused(const Tensor& q_in, const Tensor& k_in, const Tensor& v_i
     full.insert(full.end(), mask.shape().begin(), mask.shape().end());
     Tensor m = (mask.dtype() == DType::boolean ? mask : mask.to(compute)).reshape(full);
     m = m.expand(shape);
-    const int64_t nb = static_cast<int64_t>(shape.size()) - 2;
-    params.mask_offsets.resize(static_cast<size_t>(BH));
-    for (int64_t bh = 0; bh < BH; ++bh) {
-      int64_t rest = bh, off = 0;
-      for (int64_t d = nb - 1; d >= 0; --d) {
-        off += rest % shape[d] * m.stride(d);
-        rest /= shape[d];
-      }
-      params.mask_offsets[static_cast<size_t>(bh)] = off;
-    }
+    params.mask_offsets = kernels::matrix_offsets(m);
     params.mask_stride_i = m.stride(-2);
     params.mask_stride_j = m.stride(-1);
     params.mask = m;
   }
   if (dropout_p > 0) {  // the blocks dropout() would reserve for the [BH, L, S] weights
     Generator& g = gen ? *gen : default_generator();
-    const auto n = static_cast<uint64_t>(BH * L * kf.size(1));
+    const auto n = static_cast<uint64_t>(BH * L * k.size(-2));
     const uint64_t offset =
         g.reserve(kernels::random_fill_blocks(kernels::RandomKind::Bernoulli, compute, n));
     params.dropout = true;
     params.dropout_mask = kernels::DropoutMask(dropout_p, g.seed(), offset);
   }
-  Tensor out = empty({BH, L, vf.size(2)}, {compute, q.device()});
+  Tensor out = empty_laid_out_as(qf, v.size(-1));
   Tensor lse = empty({BH, L}, {compute, q.device()});
   kernels::attention_forward(q.device(), out, lse, qf, kf, vf, params);
-  out = autograd::record("scaled_dot_product_attention", out, {qf, kf, vf},
-                         [q = qf.detach(), k = kf.detach(), v = vf.detach(), o = out.detach(), lse,
-                          params](const Tensor& g, const autograd::NeedsGrad&) {
-                           Tensor dq = empty_like(q), dk = empty_like(k), dv = empty_like(v);
-                           kernels::attention_backward(q.device(), dq, dk, dv,
-                                                       g.to(o.dtype()).contiguous(), q, k, v, o,
-                                                       lse, params);
-                           return std::vector<Tensor>{dq, dk, dv};
-                         });
-  Shape out_shape = batch_dims(q);
-  out_shape.push_back(L);
-  out_shape.push_back(v.size(-1));
-  return out.view(out_shape).to(dtype);
+  out = autograd::record(
+      "scaled_dot_product_attention", out, {qf, kf, vf},
+      [q = qf.detach(), k = kf.detach(), v = vf.detach(), o = out.detach(), lse, params](
+          const Tensor& g, const autograd::NeedsGrad&) {
+        Tensor dq = empty_laid_out_as(q, q.size(-1)), dk = empty_laid_out_as(k, k.size(-1)),
+               dv = empty_laid_out_as(v, v.size(-1));
+        kernels::attention_backward(q.device(), dq, dk, dv, kernel_operand(g, o.dtype()), q, k, v,
+                                    o, lse, params);
+        return std::vector<Tensor>{dq, dk, dv};
+      });
+  return out.to(dtype);
 }
 
 }  // namespace
