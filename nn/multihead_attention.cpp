@@ -82,24 +82,6 @@ Tensor MultiheadAttention::forward(const Tensor& query, const Tensor& key, const
               ShapeStr{query.shape()}, ", key ", ShapeStr{key.shape()}, ", value ",
               ShapeStr{value.shape()}, (batch_first ? " (batch_first)" : ""));
 
-  auto part = [&](const Tensor& t, int64_t i) {
-    return t.defined() ? t.narrow(0, i * E, E) : Tensor();
-  };
-  Tensor qp, kp, vp;
-  const bool self = query.same(key) && key.same(value);
-  if (self) {  // one GEMM for the three projections
-    Tensor qkv = functional::linear(q, in_proj_weight, in_proj_bias);
-    qp = qkv.narrow(2, 0, E), kp = qkv.narrow(2, E, E), vp = qkv.narrow(2, 2 * E, E);
-  } else {
-    qp = functional::linear(q, part(in_proj_weight, 0), part(in_proj_bias, 0));
-    kp = functional::linear(k, part(in_proj_weight, 1), part(in_proj_bias, 1));
-    vp = functional::linear(v, part(in_proj_weight, 2), part(in_proj_bias, 2));
-  }
-  // [N, len, E] -> [N, H, len, head_dim]
-  auto heads = [&](const Tensor& t, int64_t len) {
-    return t.reshape({N, len, H, head_dim}).transpose(1, 2);
-  };
-
   Tensor mask;  // additive, broadcast to [N, H, L, S]
   const DType dtype = query.dtype();
   if (masks.attn_mask.defined()) {
@@ -126,8 +108,24 @@ Tensor MultiheadAttention::forward(const Tensor& query, const Tensor& key, const
   functional::AttentionOptions attention{.attn_mask = mask,
                                          .dropout_p = is_training() ? dropout : 0.0,
                                          .is_causal = masks.is_causal && !mask.defined()};
-  Tensor o =
-      functional::scaled_dot_product_attention(heads(qp, L), heads(kp, S), heads(vp, S), attention);
+  Tensor o;
+  if (query.same(key) && key.same(value)) {  // one GEMM for the three projections
+    o = functional::scaled_dot_product_attention_packed(
+        functional::linear(q, in_proj_weight, in_proj_bias), H, attention);
+  } else {
+    auto part = [&](const Tensor& t, int64_t i) {
+      return t.defined() ? t.narrow(0, i * E, E) : Tensor();
+    };
+    // [N, len, E] -> [N, H, len, head_dim]
+    auto heads = [&](const Tensor& t, int64_t len) {
+      return t.reshape({N, len, H, head_dim}).transpose(1, 2);
+    };
+    Tensor qp = functional::linear(q, part(in_proj_weight, 0), part(in_proj_bias, 0));
+    Tensor kp = functional::linear(k, part(in_proj_weight, 1), part(in_proj_bias, 1));
+    Tensor vp = functional::linear(v, part(in_proj_weight, 2), part(in_proj_bias, 2));
+    o = functional::scaled_dot_product_attention(heads(qp, L), heads(kp, S), heads(vp, S),
+                                                 attention);
+  }
   Tensor out = out_proj(o.transpose(1, 2).reshape({N, L, E}));
   return !batched ? out.squeeze(0) : batch_first ? out : out.transpose(0, 1);
 }

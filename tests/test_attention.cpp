@@ -273,13 +273,46 @@ TEST(Attention, FusedKernelReadsStridedViewsInPlace) {
     Tensor b = F::scaled_dot_product_attention(copies[0], copies[1], copies[2], o);
     EXPECT_TRUE(a.transpose(1, 2).is_contiguous()) << "out laid out as q's [B, L, H, D]";
     EXPECT_EQ(a.to_vector<double>(), b.to_vector<double>());
-    Tensor r = randn(a.shape(), {.dtype = DType::f64}, &gen);
-    (a * r).sum().backward();
-    (b * r).sum().backward();
+    // The output's gradient arrives transposed ([B, L, H, D] memory), as MultiheadAttention's.
+    Tensor r = randn({B, L, H, D}, {.dtype = DType::f64}, &gen);
+    (a.transpose(1, 2) * r).sum().backward();
+    (b.transpose(1, 2) * r).sum().backward();
     for (int i = 0; i < 3; ++i)
       EXPECT_EQ(views[i].grad().to_vector<double>(), copies[i].grad().to_vector<double>())
           << "gradient of input " << i;
   }
+}
+
+// Packed projections give what the three heads' views give, to the bit, forward and backward
+// (its one-node backward against three narrows' summed gradients), masks and dropout included.
+TEST(Attention, PackedSelfAttentionIsTheHeadsViews) {
+  Generator gen(41);
+  const int64_t N = 2, L = 67, H = 3, D = 4;
+  Tensor base = randn({N, L, 3 * H * D}, {.dtype = DType::f64}, &gen);
+  Tensor bias = randn({N, 1, 1, L}, {.dtype = DType::f64}, &gen);
+  Generator drop(0);
+  for (F::AttentionOptions o :
+       {F::AttentionOptions{}, F::AttentionOptions{.is_causal = true},
+        F::AttentionOptions{.attn_mask = bias, .dropout_p = 0.3, .generator = &drop}}) {
+    Tensor a_in = base.clone().requires_grad_(true), b_in = base.clone().requires_grad_(true);
+    drop.manual_seed(5);
+    Tensor a = F::scaled_dot_product_attention_packed(a_in, H, o);
+    drop.manual_seed(5);
+    auto head = [&](int64_t i) {
+      return b_in.narrow(2, i * H * D, H * D).reshape({N, L, H, D}).transpose(1, 2);
+    };
+    Tensor b = F::scaled_dot_product_attention(head(0), head(1), head(2), o);
+    ASSERT_EQ(a.shape(), (Shape{N, H, L, D}));
+    EXPECT_EQ(a.to_vector<double>(), b.to_vector<double>());
+    Tensor r = randn(a.shape(), {.dtype = DType::f64}, &gen);
+    (a * r).sum().backward();
+    (b * r).sum().backward();
+    EXPECT_EQ(a_in.grad().to_vector<double>(), b_in.grad().to_vector<double>());
+  }
+  EXPECT_THROW_MSG(F::scaled_dot_product_attention_packed(base, 5),
+                   "qkv must be [N, L, 3 * num_heads * D]");
+  EXPECT_THROW_MSG(F::scaled_dot_product_attention_packed(randn({2, 36}), 3),
+                   "qkv must be [N, L, 3 * num_heads * D]");
 }
 
 TEST(Attention, AutocastRunsTheProductsIn16Bits) {

@@ -126,24 +126,16 @@ Tensor empty_laid_out_as(const Tensor& like, int64_t cols) {
   return empty(shape, options);
 }
 
-// The fused kernel (kernels/attention.h) on q, k and v in f32 (f64 stays f64), read in place
-// where their layout allows; 16-bit inputs are widened and the result narrowed back. Under
-// autocast the inputs are first rounded to the autocast dtype, as the composite's matmuls
-// round them.
-Tensor attention_fused(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
-                       const Tensor& mask, bool is_causal, double scale, const Shape& shape,
-                       double dropout_p, Generator* gen) {
-  const Tensor q = autocast::to_lower_precision(q_in), k = autocast::to_lower_precision(k_in),
-               v = autocast::to_lower_precision(v_in);
-  const DType dtype = q.dtype(), compute = dtype == DType::f64 ? DType::f64 : DType::f32;
-  const Tensor qf = kernel_operand(q, compute), kf = kernel_operand(k, compute),
-               vf = kernel_operand(v, compute);
-  const int64_t BH = numel_of(batch_dims(q)), L = q.size(-2);
+// The fused kernel's parameters: the mask as a view over the scores' shape [..., L, S] and where
+// each (batch, head) starts in it; dropout's draw, the blocks dropout() would reserve for the
+// [..., L, S] weights.
+kernels::AttentionParams fused_params(const Tensor& mask, bool is_causal, double scale,
+                                      const Shape& shape, double dropout_p, Generator* gen,
+                                      DType compute) {
   kernels::AttentionParams params;
   params.scale = scale;
   params.causal = is_causal;
   if (mask.defined()) {
-    // A view of the mask over the scores' shape, and where each (batch, head) starts in it.
     Shape full(shape.size() - static_cast<size_t>(mask.dim()), 1);
     full.insert(full.end(), mask.shape().begin(), mask.shape().end());
     Tensor m = (mask.dtype() == DType::boolean ? mask : mask.to(compute)).reshape(full);
@@ -153,28 +145,77 @@ Tensor attention_fused(const Tensor& q_in, const Tensor& k_in, const Tensor& v_i
     params.mask_stride_j = m.stride(-1);
     params.mask = m;
   }
-  if (dropout_p > 0) {  // the blocks dropout() would reserve for the [BH, L, S] weights
+  if (dropout_p > 0) {
     Generator& g = gen ? *gen : default_generator();
-    const auto n = static_cast<uint64_t>(BH * L * k.size(-2));
+    const auto n = static_cast<uint64_t>(numel_of(shape));
     const uint64_t offset =
         g.reserve(kernels::random_fill_blocks(kernels::RandomKind::Bernoulli, compute, n));
     params.dropout = true;
     params.dropout_mask = kernels::DropoutMask(dropout_p, g.seed(), offset);
   }
-  Tensor out = empty_laid_out_as(qf, v.size(-1));
-  Tensor lse = empty({BH, L}, {compute, q.device()});
-  kernels::attention_forward(q.device(), out, lse, qf, kf, vf, params);
-  out = autograd::record(
-      "scaled_dot_product_attention", out, {qf, kf, vf},
-      [q = qf.detach(), k = kf.detach(), v = vf.detach(), o = out.detach(), lse, params](
-          const Tensor& g, const autograd::NeedsGrad&) {
-        Tensor dq = empty_laid_out_as(q, q.size(-1)), dk = empty_laid_out_as(k, k.size(-1)),
-               dv = empty_laid_out_as(v, v.size(-1));
-        kernels::attention_backward(q.device(), dq, dk, dv, kernel_operand(g, o.dtype()), q, k, v,
-                                    o, lse, params);
-        return std::vector<Tensor>{dq, dk, dv};
-      });
-  return out.to(dtype);
+  return params;
+}
+
+// Where the fused backward writes dq, dk and dv, and the gradients it returns for the inputs
+// its node was recorded on.
+struct FusedGrads {
+  Tensor dq, dk, dv;
+  std::vector<Tensor> inputs;
+};
+
+// The fused kernel (kernels/attention.h) on kernel operands q, k and v, recorded on `inputs`
+// with a backward that fills the tensors make_grads(q, k, v) gives.
+template <class MakeGrads>
+Tensor fused_forward(const Tensor& q, const Tensor& k, const Tensor& v,
+                     const kernels::AttentionParams& params, const std::vector<Tensor>& inputs,
+                     MakeGrads make_grads) {
+  Tensor out = empty_laid_out_as(q, v.size(-1));
+  Tensor lse = empty({numel_of(batch_dims(q)), q.size(-2)}, {q.dtype(), q.device()});
+  kernels::attention_forward(q.device(), out, lse, q, k, v, params);
+  return autograd::record("scaled_dot_product_attention", out, inputs,
+                          [q = q.detach(), k = k.detach(), v = v.detach(), o = out.detach(), lse,
+                           params, make_grads](const Tensor& g, const autograd::NeedsGrad&) {
+                            FusedGrads d = make_grads(q, k, v);
+                            kernels::attention_backward(q.device(), d.dq, d.dk, d.dv,
+                                                        kernel_operand(g, o.dtype()), q, k, v, o,
+                                                        lse, params);
+                            return d.inputs;
+                          });
+}
+
+// The fused kernel on q, k and v in f32 (f64 stays f64), read in place where their layout
+// allows; 16-bit inputs are widened and the result narrowed back. Under autocast the inputs are
+// first rounded to the autocast dtype, as the composite's matmuls round them.
+Tensor attention_fused(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
+                       const Tensor& mask, bool is_causal, double scale, const Shape& shape,
+                       double dropout_p, Generator* gen) {
+  const Tensor q = autocast::to_lower_precision(q_in), k = autocast::to_lower_precision(k_in),
+               v = autocast::to_lower_precision(v_in);
+  const DType dtype = q.dtype(), compute = dtype == DType::f64 ? DType::f64 : DType::f32;
+  const Tensor qf = kernel_operand(q, compute), kf = kernel_operand(k, compute),
+               vf = kernel_operand(v, compute);
+  auto grads = [](const Tensor& q, const Tensor& k, const Tensor& v) {
+    Tensor dq = empty_laid_out_as(q, q.size(-1)), dk = empty_laid_out_as(k, k.size(-1)),
+           dv = empty_laid_out_as(v, v.size(-1));
+    return FusedGrads{dq, dk, dv, {dq, dk, dv}};
+  };
+  return fused_forward(qf, kf, vf,
+                       fused_params(mask, is_causal, scale, shape, dropout_p, gen, compute),
+                       {qf, kf, vf}, grads)
+      .to(dtype);
+}
+
+// Head i of packed projections: [N, L, 3 E] -> the i-th [N, L, E] -> [N, H, L, E / H].
+Tensor packed_heads(const Tensor& qkv, int64_t i, int64_t num_heads) {
+  const int64_t N = qkv.size(0), L = qkv.size(1), E = qkv.size(2) / 3;
+  return qkv.narrow(2, i * E, E).view({N, L, num_heads, E / num_heads}).transpose(1, 2);
+}
+
+// Whether the fused kernel serves these arguments: the device has it, and a mask needs no
+// gradient (a learned bias passed as the mask takes the composite).
+bool fused_serves(Device device, const Tensor& mask) {
+  return kernels::attention_forward.has(device.type) &&
+         !(mask.defined() && mask.requires_grad() && GradMode::is_enabled());
 }
 
 }  // namespace
@@ -197,14 +238,48 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
                                     const AttentionOptions& o) {
   const Checked c = check(q, k, v, o);
   const Tensor& mask = o.attn_mask;
-  // The fused kernel where the backend has one, for unbroadcast batch dims and a mask that
-  // needs no gradient (a learned bias passed as the mask takes the composite).
-  const bool fused = kernels::attention_forward.has(q.device().type) &&
-                     batch_dims(q) == batch_dims(k) && batch_dims(k) == batch_dims(v) &&
-                     !(mask.defined() && mask.requires_grad() && GradMode::is_enabled());
-  if (fused)
+  // The fused kernel for unbroadcast batch dims, where it serves.
+  if (fused_serves(q.device(), mask) && batch_dims(q) == batch_dims(k) &&
+      batch_dims(k) == batch_dims(v))
     return attention_fused(q, k, v, mask, o.is_causal, c.scale, c.scores, o.dropout_p, o.generator);
   return attention_math(q, k, v, mask, o.is_causal, c.scale, o.dropout_p, o.generator);
+}
+
+Tensor scaled_dot_product_attention_packed(const Tensor& qkv, int64_t num_heads,
+                                           const AttentionOptions& o) {
+  LUMEN_CHECK(qkv.defined() && qkv.dim() == 3 && num_heads > 0 && qkv.size(2) > 0 &&
+                  qkv.size(2) % (3 * num_heads) == 0,
+              "scaled_dot_product_attention_packed: qkv must be [N, L, 3 * num_heads * D] with "
+              "D > 0, got ",
+              qkv.defined() ? ShapeStr{qkv.shape()} : ShapeStr{Shape{}},
+              " and num_heads = ", num_heads);
+  if (!fused_serves(qkv.device(), o.attn_mask))
+    return scaled_dot_product_attention(packed_heads(qkv, 0, num_heads),
+                                        packed_heads(qkv, 1, num_heads),
+                                        packed_heads(qkv, 2, num_heads), o);
+  const Tensor base = qkv.detach();
+  const Checked c = check(packed_heads(base, 0, num_heads), packed_heads(base, 1, num_heads),
+                          packed_heads(base, 2, num_heads), o);
+  const Tensor p = autocast::to_lower_precision(qkv);
+  const DType dtype = p.dtype(), compute = dtype == DType::f64 ? DType::f64 : DType::f32;
+  Tensor pc = p.to(compute);
+  if (pc.stride(-1) != 1) pc = pc.contiguous();
+  const Tensor b = pc.detach();
+  const int64_t N = qkv.size(0), L = qkv.size(1), E3 = qkv.size(2);
+  // One gradient for qkv, the three heads' views into it.
+  auto grads = [N, L, E3, num_heads](const Tensor& q, const Tensor&, const Tensor&) {
+    Tensor d = empty({N, L, E3}, {q.dtype(), q.device()});
+    return FusedGrads{packed_heads(d, 0, num_heads),
+                      packed_heads(d, 1, num_heads),
+                      packed_heads(d, 2, num_heads),
+                      {d}};
+  };
+  return fused_forward(packed_heads(b, 0, num_heads), packed_heads(b, 1, num_heads),
+                       packed_heads(b, 2, num_heads),
+                       fused_params(o.attn_mask, o.is_causal, c.scale, c.scores, o.dropout_p,
+                                    o.generator, compute),
+                       {pc}, grads)
+      .to(dtype);
 }
 
 }  // namespace lumen::nn::functional

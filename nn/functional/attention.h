@@ -3,9 +3,12 @@
 // torch.nn.functional.scaled_dot_product_attention:
 //   out = dropout(softmax(q k^T * scale + mask)) v
 // with q [..., L, E], k [..., S, E], v [..., S, Ev] and out [..., L, Ev]; the leading (batch)
-// dims broadcast. On the CPU a fused kernel computes it a block of query rows at a time,
-// without the whole [..., L, S] score matrix (kernels/attention.h). A row whose every key is masked
-// out gives zeros (PyTorch's math path does the same since 2.5), and no gradient.
+// dims broadcast. On the CPU a fused kernel computes it a block of query rows at a time, without
+// the whole [..., L, S] score matrix (kernels/attention.h). Like PyTorch's fused kernels it reads
+// strided q, k and v in place (the views it saves share the inputs' memory) and lays the output
+// out as q: heads viewed from a [B, L, H, D] buffer give an output in [B, L, H, D] memory, not a
+// contiguous one. A row whose every key is masked out gives zeros (PyTorch's math path does the
+// same since 2.5), and no gradient.
 #include <optional>
 
 #include "tensor/generator.h"
@@ -28,6 +31,14 @@ struct AttentionOptions {
 
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                     const AttentionOptions& options = {});
+
+// Self-attention over packed projections, as MultiheadAttention's: qkv [N, L, 3 E] holds q, k
+// and v side by side ([N, L, E] each, E = num_heads D), each split into num_heads heads of D
+// features. Returns [N, num_heads, L, D]: scaled_dot_product_attention of the three heads'
+// views, whose gradients the fused kernel writes into one [N, L, 3 E] tensor (three narrows of
+// qkv would each make a zero-filled one, to be summed).
+Tensor scaled_dot_product_attention_packed(const Tensor& qkv, int64_t num_heads,
+                                           const AttentionOptions& options = {});
 
 // The causal mask's excluded entries as a bool [L, S] on `device`: true where key j > query i
 // (nn::MultiheadAttention's convention for a bool mask; the complement of SDPA's).
