@@ -3,10 +3,11 @@
 # run on the CPU with the same data, model, optimizer, batch size and thread count (2), and
 # prints per-epoch training time, time from process start to the first training step, and
 # the ratios. PyTorch and Lightning are installed from PyPI into bench/.venv when missing.
-#   bench/compare_fashion_mnist.sh [epochs (default 2)]
+#   bench/compare_fashion_mnist.sh [epochs (default 2)] [models (default "mlp cnn vit")]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 epochs="${1:-2}"
+models="${2:-mlp cnn vit}"
 threads=2
 venv=bench/.venv
 if ! "$venv/bin/python" -c "import torch, lightning" 2>/dev/null; then
@@ -24,7 +25,7 @@ printf '|---|---|---|---|---|\n'
 # A failed run (measure prints "-" and the end of its stderr) leaves "-" in its cells.
 f2() { awk -v x="$1" 'BEGIN { print (x ~ /^-?[0-9.]+$/ ? sprintf("%.2f", x) : "-") }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { print (a + 0 && b + 0 ? sprintf("%.2f", a / b) : "-") }'; }
-for model in mlp cnn vit; do
+for model in $models; do
   l_first=- l_epoch=- l_acc=- p_first=- p_epoch=- p_acc=-
   read -r l_first l_epoch l_acc _ < <(OMP_NUM_THREADS=$threads measure \
     "build/fashion_mnist_$model" --bench --epochs "$epochs" --threads "$threads") || true
