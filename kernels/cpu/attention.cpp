@@ -48,8 +48,9 @@ constexpr int64_t kBlock = 64;
 
 struct Dims {
   int64_t BH, L, S;
-  Dims(const Tensor& q, const Tensor& k)
-      : BH(static_cast<int64_t>(matrix_offsets(q).size())), L(q.size(-2)), S(k.size(-2)) {}
+  Dims(const Tensor& q, const Tensor& k) : BH(1), L(q.size(-2)), S(k.size(-2)) {
+    for (int64_t d = 0; d + 2 < q.dim(); ++d) BH *= q.size(d);
+  }
   // Keys rows [i0, i1) may see: all, or with the causal mask those up to row i1 - 1.
   int64_t keys(const AttentionParams& p, int64_t i1) const {
     return p.causal ? std::min(S, i1) : S;
