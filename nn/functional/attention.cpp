@@ -102,6 +102,9 @@ Tensor attention_math(const Tensor& q, const Tensor& k, const Tensor& v, const T
   return matmul(p, v);
 }
 
+// The dtype the fused kernel computes in: f64 stays f64, everything else runs in f32.
+DType kernel_dtype(DType t) { return t == DType::f64 ? DType::f64 : DType::f32; }
+
 // t in `compute` as the fused kernel reads it: any batch and row strides, adjacent elements
 // within a row.
 Tensor kernel_operand(const Tensor& t, DType compute) {
@@ -191,7 +194,7 @@ Tensor attention_fused(const Tensor& q_in, const Tensor& k_in, const Tensor& v_i
                        double dropout_p, Generator* gen) {
   const Tensor q = autocast::to_lower_precision(q_in), k = autocast::to_lower_precision(k_in),
                v = autocast::to_lower_precision(v_in);
-  const DType dtype = q.dtype(), compute = dtype == DType::f64 ? DType::f64 : DType::f32;
+  const DType dtype = q.dtype(), compute = kernel_dtype(dtype);
   const Tensor qf = kernel_operand(q, compute), kf = kernel_operand(k, compute),
                vf = kernel_operand(v, compute);
   auto grads = [](const Tensor& q, const Tensor& k, const Tensor& v) {
@@ -261,10 +264,8 @@ Tensor scaled_dot_product_attention_packed(const Tensor& qkv, int64_t num_heads,
   const Checked c = check(packed_heads(base, 0, num_heads), packed_heads(base, 1, num_heads),
                           packed_heads(base, 2, num_heads), o);
   const Tensor p = autocast::to_lower_precision(qkv);
-  const DType dtype = p.dtype(), compute = dtype == DType::f64 ? DType::f64 : DType::f32;
-  Tensor pc = p.to(compute);
-  if (pc.stride(-1) != 1) pc = pc.contiguous();
-  const Tensor b = pc.detach();
+  const DType dtype = p.dtype(), compute = kernel_dtype(dtype);
+  const Tensor pc = kernel_operand(p, compute), b = pc.detach();
   const int64_t N = qkv.size(0), L = qkv.size(1), E3 = qkv.size(2);
   // One gradient for qkv, the three heads' views into it.
   auto grads = [N, L, E3, num_heads](const Tensor& q, const Tensor&, const Tensor&) {
