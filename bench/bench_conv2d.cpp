@@ -1,4 +1,4 @@
-// 2-D convolution throughput on the CPU (im2col + Eigen GEMM; Winograd F(2x2, 3x3) for 3x3
+// 2-D convolution throughput on the CPU (im2col + GEMM; Winograd F(2x2, 3x3) for 3x3
 // layers with 16+ input channels) for a few CNN layer shapes, forward and forward + backward.
 #include <benchmark/benchmark.h>
 

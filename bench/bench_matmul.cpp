@@ -1,5 +1,5 @@
-// Matrix-product throughput on the CPU (Eigen GEMM): square sizes, and the shapes a small MLP
-// trains with (linear layer forward x W^T, and its two backward products).
+// Matrix-product throughput on the CPU (kernels/cpu/gemm.cpp): square sizes, and the shapes a
+// small MLP trains with (linear layer forward x W^T, and its two backward products).
 #include <benchmark/benchmark.h>
 
 #include "lumen/lumen.h"

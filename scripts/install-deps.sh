@@ -2,7 +2,7 @@
 # Installs the Debian packages Lumen builds with, when any is missing. CUDA is optional: the
 # build enables it when nvcc is found (here and in CI: /usr/local/cuda).
 set -euo pipefail
-packages=(cmake g++ make ccache libeigen3-dev libgtest-dev libbenchmark-dev libhdf5-dev zlib1g-dev
+packages=(cmake g++ make ccache libgtest-dev libbenchmark-dev libhdf5-dev zlib1g-dev
   libopenmpi-dev openmpi-bin
   dataset-fashion-mnist)
 missing=()

@@ -110,8 +110,8 @@ TEST(Linalg, MatmulLayoutsMatchNaiveLoop) {
 }
 
 TEST(Linalg, LargeMatmulMatchesNaiveLoop) {
-  // Big enough for Eigen to split the GEMM across threads.
-  const int64_t M = 130, K = 260, N = 70;
+  // Big enough for the GEMM to split over threads, with K past one KC block.
+  const int64_t M = 130, K = 1100, N = 70;
   Tensor a = randn({M, K}, {.dtype = DType::f32}), b = randn({N, K}, {.dtype = DType::f32}).t();
   expect_close(matmul(a, b).to_vector<double>(),
                naive_mm(a.to_vector<double>(), b.to_vector<double>(), M, K, N), 1e-4, "large");

@@ -1,5 +1,5 @@
 // Fused attention on the CPU, a block of kBlock query rows at a time: the block's scores
-// (kBlock x S) are one Eigen GEMM, masked and exponentiated in place, and multiplied into v by
+// (kBlock x S) are one GEMM (gemm.cpp), masked and exponentiated in place, and multiplied into v by
 // a second; the backward recomputes them from the saved log-sum-exp. With the causal mask a
 // block computes only the keys its last row can see.
 #include <algorithm>
@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "kernels/attention.h"
-#include "kernels/cpu/eigen.h"
+#include "kernels/cpu/gemm.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/cpu/philox_words.h"
 #include "kernels/simd_math.h"
@@ -17,18 +17,10 @@
 namespace lumen::kernels {
 namespace {
 
-template <class T>
-using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <class T>
-using Map = Eigen::Map<RowMat<T>>;  // the kernel's own contiguous scratch
-
 // The matrices of one operand [..., rows, cols] (kernels/attention.h): matrix bh starts at
 // offsets[bh], its rows row_stride apart. T is const for an input.
 template <class T>
 struct Operand {
-  using Mat =
-      std::conditional_t<std::is_const_v<T>, const RowMat<std::remove_const_t<T>>, RowMat<T>>;
-  using Rows = Eigen::Map<Mat, 0, Eigen::OuterStride<>>;
   T* data;
   std::vector<int64_t> offsets;
   int64_t row_stride, cols;
@@ -37,10 +29,17 @@ struct Operand {
         offsets(matrix_offsets(t)),
         row_stride(t.size(-2) > 1 ? t.stride(-2) : t.size(-1)),
         cols(t.size(-1)) {}
-  // Rows i0 .. i0 + n - 1 of matrix bh.
-  Rows rows(int64_t bh, int64_t i0, int64_t n) const {
-    return Rows(data + offsets[static_cast<size_t>(bh)] + i0 * row_stride, n, cols,
-                Eigen::OuterStride<>(row_stride));
+  // Row i of matrix bh.
+  T* row(int64_t bh, int64_t i) const {
+    return data + offsets[static_cast<size_t>(bh)] + i * row_stride;
+  }
+  // Matrix bh from row i on, as the GEMM reads it.
+  MatrixRef<std::remove_const_t<T>> from(int64_t bh, int64_t i) const {
+    return {row(bh, i), row_stride, 1};
+  }
+  // Rows [i0, i0 + n) of matrix bh set to zero.
+  void zero_rows(int64_t bh, int64_t i0, int64_t n) const {
+    for (int64_t i = i0; i < i0 + n; ++i) std::fill_n(row(bh, i), cols, 0);
   }
 };
 
@@ -104,14 +103,12 @@ void forward_typed(const Tensor& out, const Tensor& lse_t, const Tensor& q_t, co
     for (int64_t task = begin; task < end; ++task) {
       const int64_t bh = task / blocks, i0 = task % blocks * kBlock;
       const int64_t rows = std::min(kBlock, d.L - i0), n = d.keys(p, i0 + rows);
-      auto o_b = o.rows(bh, i0, rows);
       if (n == 0) {
-        o_b.setZero();
+        o.zero_rows(bh, i0, rows);
         std::fill_n(lse + bh * d.L + i0, rows, -std::numeric_limits<T>::infinity());
         continue;
       }
-      Map<T> s(scratch.data(), rows, n);
-      s.noalias() = q.rows(bh, i0, rows) * k.rows(bh, 0, n).transpose();
+      gemm<T>(rows, n, q.cols, q.from(bh, i0), k.from(bh, 0).transposed(), scratch.data(), n);
       for (int64_t r = 0; r < rows; ++r) {
         T* row = scratch.data() + r * n;
         mask_scores(row, n, bh, i0 + r, p);
@@ -133,8 +130,12 @@ void forward_typed(const Tensor& out, const Tensor& lse_t, const Tensor& q_t, co
           for (int64_t j = 0; j < n; ++j) row[j] = dm.given(words[j], row[j]);
         }
       }
-      o_b.noalias() = s * v.rows(bh, 0, n);
-      for (int64_t r = 0; r < rows; ++r) o_b.row(r) *= inv[r];
+      gemm<T>(rows, v.cols, n, {scratch.data(), n, 1}, v.from(bh, 0), o.row(bh, i0), o.row_stride);
+      for (int64_t r = 0; r < rows; ++r) {
+        T* o_r = o.row(bh, i0 + r);
+#pragma omp simd
+        for (int64_t c = 0; c < o.cols; ++c) o_r[c] *= inv[r];
+      }
     }
   });
 }
@@ -153,23 +154,17 @@ void backward_typed(const Tensor& dq_t, const Tensor& dk_t, const Tensor& dv_t,
     std::vector<T> prob(kBlock * d.S), dprob(kBlock * d.S);
     std::vector<uint32_t> words(p.dropout ? d.S : 0);
     for (int64_t bh = begin; bh < end; ++bh) {
-      auto k_all = k.rows(bh, 0, d.S), v_all = v.rows(bh, 0, d.S);
-      auto dk_all = dk.rows(bh, 0, d.S), dv_all = dv.rows(bh, 0, d.S);
-      dk_all.setZero();
-      dv_all.setZero();
+      dk.zero_rows(bh, 0, d.S);
+      dv.zero_rows(bh, 0, d.S);
       for (int64_t i0 = 0; i0 < d.L; i0 += kBlock) {
         const int64_t rows = std::min(kBlock, d.L - i0), n = d.keys(p, i0 + rows);
         const int64_t at = bh * d.L + i0;
-        auto dq_b = dq.rows(bh, i0, rows);
         if (n == 0) {
-          dq_b.setZero();
+          dq.zero_rows(bh, i0, rows);
           continue;
         }
-        auto q_b = q.rows(bh, i0, rows), do_b = dout.rows(bh, i0, rows),
-             o_b = out.rows(bh, i0, rows);
-        Map<T> pr(prob.data(), rows, n), dp(dprob.data(), rows, n);
-        pr.noalias() = q_b * k_all.topRows(n).transpose();
-        dp.noalias() = do_b * v_all.topRows(n).transpose();
+        gemm<T>(rows, n, q.cols, q.from(bh, i0), k.from(bh, 0).transposed(), prob.data(), n);
+        gemm<T>(rows, n, v.cols, dout.from(bh, i0), v.from(bh, 0).transposed(), dprob.data(), n);
         for (int64_t r = 0; r < rows; ++r) {
           T *pr_r = prob.data() + r * n, *dp_r = dprob.data() + r * n;
           const T l = lse[at + r];
@@ -180,7 +175,11 @@ void backward_typed(const Tensor& dq_t, const Tensor& dk_t, const Tensor& dv_t,
           }
           mask_scores(pr_r, n, bh, i0 + r, p);
           exp_shifted(pr_r, n, l);
-          const T D = do_b.row(r).dot(o_b.row(r));
+          const T* do_r = dout.row(bh, i0 + r);
+          const T* o_r = out.row(bh, i0 + r);
+          T D = 0;
+#pragma omp simd reduction(+ : D)
+          for (int64_t c = 0; c < out.cols; ++c) D += do_r[c] * o_r[c];
           if (p.dropout) {
             // dv takes the dropped weights f p; ds the kept ones p.
             const DropoutMask& dm = p.dropout_mask;
@@ -196,9 +195,13 @@ void backward_typed(const Tensor& dq_t, const Tensor& dk_t, const Tensor& dv_t,
 #pragma omp simd
           for (int64_t j = 0; j < n; ++j) dp_r[j] = pr_r[j] * (dp_r[j] - D);
         }
-        dv_all.topRows(n).noalias() += pr.transpose() * do_b;
-        dq_b.noalias() = scale * (dp * k_all.topRows(n));
-        dk_all.topRows(n).noalias() += scale * (dp.transpose() * q_b);
+        // dv += P^T dO, dq = scale dP k, dk += scale dP^T q (P^T and dP^T read in place).
+        gemm<T>(n, dv.cols, rows, {prob.data(), 1, n}, dout.from(bh, i0), dv.row(bh, 0),
+                dv.row_stride, T(1), /*accumulate=*/true);
+        gemm<T>(rows, dq.cols, n, {dprob.data(), n, 1}, k.from(bh, 0), dq.row(bh, i0),
+                dq.row_stride, scale);
+        gemm<T>(n, dk.cols, rows, {dprob.data(), 1, n}, q.from(bh, i0), dk.row(bh, 0),
+                dk.row_stride, scale, /*accumulate=*/true);
       }
     }
   });

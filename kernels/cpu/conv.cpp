@@ -1,4 +1,4 @@
-// CPU 2-D convolution as im2col + GEMM (Eigen). For each image and group the receptive fields
+// CPU 2-D convolution as im2col + GEMM (gemm.cpp). For each image and group the receptive fields
 // are unrolled into a matrix col [Cg kH kW, OH OW]; the convolution is then one GEMM, and its
 // two backward passes are GEMMs with the transposed operands:
 //   forward        Y_g  = W_g col                 [Og, OH OW]
@@ -8,25 +8,18 @@
 // one with unit stride and dilation, one group and enough channels takes Winograd's F(2x2, 3x3)
 // instead (conv_winograd.cpp: 2.25x fewer multiplies), forward and for both gradients.
 // Batches of at least one image per thread run one image per thread (each thread owns its
-// col buffer and Eigen runs single-threaded inside); smaller batches let im2col and Eigen's
+// col buffer and the GEMM runs single-threaded inside); smaller batches let im2col and the
 // GEMM use the threads.
 #include <vector>
-#include "kernels/cpu/eigen.h"
 
 #include "kernels/conv.h"
 #include "kernels/cpu/conv_winograd.h"
+#include "kernels/cpu/gemm.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/elementwise.h"
 
 namespace lumen::kernels {
 namespace {
-
-template <class T>
-using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <class T>
-using Map = Eigen::Map<RowMat<T>>;
-template <class T>
-using ConstMap = Eigen::Map<const RowMat<T>>;
 
 struct Geom {
   int64_t N, C, H, W, O, KH, KW, OH, OW, G;
@@ -145,26 +138,26 @@ void col2im(const T* col, T* gx, const Geom& g) {
 // Runs image(n, col) for every image, with a col buffer per thread (see the file comment).
 template <class T, class F>
 void for_each_image(const Geom& g, const F& image) {
-  auto buffer = [&] { return g.pointwise() ? RowMat<T>() : RowMat<T>(g.ckk(), g.l()); };
+  auto buffer = [&] { return std::vector<T>(g.pointwise() ? 0 : g.ckk() * g.l()); };
   if (g.per_image()) {
     cpu::parallel_for(g.N, 1, [&](int64_t b, int64_t e) {
-      RowMat<T> col = buffer();
+      std::vector<T> col = buffer();
       for (int64_t n = b; n < e; ++n) image(n, col);
     });
   } else {
-    RowMat<T> col = buffer();
+    std::vector<T> col = buffer();
     for (int64_t n = 0; n < g.N; ++n) image(n, col);
   }
 }
 
-// The unrolled input of image n, group grp: a view of x itself for a pointwise conv, else col
-// filled by im2col.
+// The unrolled input of image n, group grp, [Cg kH kW, OH OW] row-major: x itself for a
+// pointwise conv, else col filled by im2col.
 template <class T>
-ConstMap<T> columns(const T* x, int64_t n, int64_t grp, const Geom& g, RowMat<T>& col) {
+const T* columns(const T* x, int64_t n, int64_t grp, const Geom& g, std::vector<T>& col) {
   const T* xg = x + (n * g.C + grp * g.cg()) * g.H * g.W;
-  if (g.pointwise()) return ConstMap<T>(xg, g.cg(), g.l());
+  if (g.pointwise()) return xg;
   im2col(xg, col.data(), g);
-  return ConstMap<T>(col.data(), g.ckk(), g.l());
+  return col.data();
 }
 
 template <class T>
@@ -176,13 +169,14 @@ void forward(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& 
   T* po = out.data<T>();
   if (g.winograd_shape() && winograd_pays(g.C, g.O))
     return winograd_conv3x3(px, pw, pb, po, {g.N, g.C, g.H, g.W, g.O, g.p.pad_h, g.p.pad_w});
-  for_each_image<T>(g, [&](int64_t n, RowMat<T>& col) {
+  const int64_t og = g.og(), ckk = g.ckk(), L = g.l();
+  for_each_image<T>(g, [&](int64_t n, std::vector<T>& col) {
     for (int64_t grp = 0; grp < g.G; ++grp) {
-      ConstMap<T> Wg(pw + grp * g.og() * g.ckk(), g.og(), g.ckk());
-      Map<T> Y(po + (n * g.O + grp * g.og()) * g.l(), g.og(), g.l());
-      Y.noalias() = Wg * columns(px, n, grp, g, col);
+      T* Y = po + (n * g.O + grp * og) * L;
+      gemm<T>(og, L, ckk, {pw + grp * og * ckk, ckk, 1}, {columns(px, n, grp, g, col), L, 1}, Y, L);
       if (pb)
-        for (int64_t o = 0; o < g.og(); ++o) Y.row(o).array() += pb[grp * g.og() + o];
+        for (int64_t o = 0; o < og; ++o)
+          for (int64_t i = 0; i < L; ++i) Y[o * L + i] += pb[grp * og + o];
     }
   });
 }
@@ -198,15 +192,17 @@ void backward_input(const Tensor& gx, const Tensor& gy, const Tensor& w, const G
     return winograd_conv3x3(
         pgy, pw, static_cast<const T*>(nullptr), pgx,
         {g.N, g.O, g.OH, g.OW, g.C, 2 - g.p.pad_h, 2 - g.p.pad_w, /*flipped=*/true});
-  for_each_image<T>(g, [&](int64_t n, RowMat<T>& col) {
+  const int64_t og = g.og(), ckk = g.ckk(), L = g.l();
+  for_each_image<T>(g, [&](int64_t n, std::vector<T>& col) {
     for (int64_t grp = 0; grp < g.G; ++grp) {
-      ConstMap<T> Wg(pw + grp * g.og() * g.ckk(), g.og(), g.ckk());
-      ConstMap<T> dY(pgy + (n * g.O + grp * g.og()) * g.l(), g.og(), g.l());
+      // W_g^T [Cg kH kW, Og] read in place: W_g's columns are its rows.
+      const MatrixRef<T> Wt{pw + grp * og * ckk, 1, ckk};
+      const T* dY = pgy + (n * g.O + grp * og) * L;
       T* gxg = pgx + (n * g.C + grp * g.cg()) * g.H * g.W;
       if (g.pointwise()) {
-        Map<T>(gxg, g.cg(), g.l()).noalias() = Wg.transpose() * dY;
+        gemm<T>(ckk, L, og, Wt, {dY, L, 1}, gxg, L);
       } else {
-        col.noalias() = Wg.transpose() * dY;
+        gemm<T>(ckk, L, og, Wt, {dY, L, 1}, col.data(), L);
         std::fill(gxg, gxg + g.cg() * g.H * g.W, T(0));
         col2im(col.data(), gxg, g);
       }
@@ -224,25 +220,28 @@ void backward_weight(const Tensor& gw, const Tensor& gy, const Tensor& x, const 
   if (g.winograd_shape() && winograd_pays(g.C, g.O))
     return winograd_conv3x3_backward_weight(px, pgy, gw.data<T>(),
                                             {g.N, g.C, g.H, g.W, g.O, g.p.pad_h, g.p.pad_w});
-  Map<T> dW(gw.data<T>(), g.O, g.ckk());
+  const int64_t og = g.og(), ckk = g.ckk(), L = g.l(), size = g.O * ckk;
   int64_t P = g.per_image() ? std::min<int64_t>(g.N, cpu::num_threads()) : 1;
-  std::vector<RowMat<T>> partial(P);
+  std::vector<std::vector<T>> partial(P);
   cpu::parallel_for(P, 1, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
-      RowMat<T>& acc = partial[p];
-      acc.setZero(g.O, g.ckk());
-      RowMat<T> col = g.pointwise() ? RowMat<T>() : RowMat<T>(g.ckk(), g.l());
+      std::vector<T>& acc = partial[p];
+      acc.assign(size, T(0));
+      std::vector<T> col(g.pointwise() ? 0 : ckk * L);
       for (int64_t n = g.N * p / P; n < g.N * (p + 1) / P; ++n) {
         for (int64_t grp = 0; grp < g.G; ++grp) {
-          ConstMap<T> dY(pgy + (n * g.O + grp * g.og()) * g.l(), g.og(), g.l());
-          acc.middleRows(grp * g.og(), g.og()).noalias() +=
-              dY * columns(px, n, grp, g, col).transpose();
+          // dW_g += dY_g col^T, col^T [OH OW, Cg kH kW] read in place.
+          const T* cols = columns(px, n, grp, g, col);
+          gemm<T>(og, ckk, L, {pgy + (n * g.O + grp * og) * L, L, 1}, {cols, 1, L},
+                  acc.data() + grp * og * ckk, ckk, T(1), /*accumulate=*/true);
         }
       }
     }
   });
-  dW = partial[0];
-  for (int64_t p = 1; p < P; ++p) dW += partial[p];
+  T* dW = gw.data<T>();
+  std::copy(partial[0].begin(), partial[0].end(), dW);
+  for (int64_t p = 1; p < P; ++p)
+    for (int64_t i = 0; i < size; ++i) dW[i] += partial[p][i];
 }
 
 // f16/bf16 compute in f32, as tensor cores accumulate in f32: `run` gets the operands widened

@@ -18,18 +18,11 @@
 #include <utility>
 #include <vector>
 
-#include "kernels/cpu/eigen.h"
+#include "kernels/cpu/gemm.h"
 #include "kernels/cpu/parallel.h"
 
 namespace lumen::kernels {
 namespace {
-
-template <class T>
-using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <class T>
-using Strided = Eigen::Map<RowMat<T>, 0, Eigen::OuterStride<>>;
-template <class T>
-using ConstStrided = Eigen::Map<const RowMat<T>, 0, Eigen::OuterStride<>>;
 
 struct Tiles {
   int64_t OH, OW;  // output size
@@ -210,7 +203,7 @@ void deinterleave(const T* __restrict y, int64_t OW, int64_t TW, T* __restrict e
   }
 }
 
-// Images per block of GEMMs: about a hundred tiles or more keep Eigen's panels busy; more
+// Images per block of GEMMs: about a hundred tiles or more keep the GEMM's panels busy; more
 // images would spill the transformed blocks out of L2.
 int64_t images_per_block(const Tiles& t) { return std::clamp<int64_t>(128 / t.n, 1, 4); }
 
@@ -249,9 +242,8 @@ void winograd_conv3x3(const T* x, const T* w, const T* bias, T* y, const Winogra
       const int64_t n0 = blk * B, nb = std::min(B, s.N - n0), L = nb * t.n;
       transform_input_block(x, n0, nb, s, t, ws.split, V);
       for (int xi = 0; xi < 16; ++xi) {
-        Strided<T>(M + xi * s.O * L, s.O, L, Eigen::OuterStride<>(L)).noalias() =
-            ConstStrided<T>(U.data() + xi * s.O * s.C, s.O, s.C, Eigen::OuterStride<>(s.C)) *
-            ConstStrided<T>(V + xi * s.C * L, s.C, L, Eigen::OuterStride<>(L));
+        gemm<T>(s.O, L, s.C, {U.data() + xi * s.O * s.C, s.C, 1}, {V + xi * s.C * L, L, 1},
+                M + xi * s.O * L, L);
       }
       for (int64_t b = 0; b < nb; ++b) {
         for (int64_t o = 0; o < s.O; ++o) {
@@ -301,9 +293,9 @@ void winograd_conv3x3_backward_weight(const T* x, const T* gy, T* gw, const Wino
           }
         }
         for (int xi = 0; xi < 16; ++xi) {
-          Strided<T>(acc + xi * s.O * s.C, s.O, s.C, Eigen::OuterStride<>(s.C)).noalias() +=
-              ConstStrided<T>(Z + xi * s.O * L, s.O, L, Eigen::OuterStride<>(L)) *
-              ConstStrided<T>(V + xi * s.C * L, s.C, L, Eigen::OuterStride<>(L)).transpose();
+          // V_xi^T [tiles, C] read in place.
+          gemm<T>(s.O, s.C, L, {Z + xi * s.O * L, L, 1}, {V + xi * s.C * L, 1, L},
+                  acc + xi * s.O * s.C, s.C, T(1), /*accumulate=*/true);
         }
       }
     }

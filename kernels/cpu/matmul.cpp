@@ -1,32 +1,22 @@
-// CPU matrix products through Eigen. Operands are mapped in place (a transposed view is a
-// column-major map, so it costs no copy); Eigen's GEMM packs them into cache-sized panels and
-// runs on OpenMP threads. Small batched products run one batch per thread instead, where
-// Eigen's own threading would cost more than it saves.
+// CPU matrix products through Lumen's GEMM (gemm.cpp). Operands are read in place (a
+// transposed view is a column-major matrix, so it costs no copy); the GEMM packs them into
+// cache-sized panels and splits large products over the OpenMP threads. Small batched products
+// run one batch per thread instead, where splitting each product would cost more than it saves.
 #include <algorithm>
 #include <vector>
-#include "kernels/cpu/eigen.h"
 
+#include "kernels/cpu/gemm.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/linalg.h"
 
 namespace lumen::kernels {
 namespace {
 
-template <class T>
-using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <class T>
-using ColMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
-using Outer = Eigen::OuterStride<>;
-
 using Layout = GemmLayout;  // kernels/linalg.h
 
-// Calls f with an Eigen map of the matrix at p.
-template <class T, class F>
-void with_map(const T* p, const Layout& l, const F& f) {
-  if (l.row_major)
-    f(Eigen::Map<const RowMat<T>, 0, Outer>(p, l.rows, l.cols, Outer(l.ld)));
-  else
-    f(Eigen::Map<const ColMat<T>, 0, Outer>(p, l.rows, l.cols, Outer(l.ld)));
+template <class T>
+MatrixRef<T> matrix_ref(const T* p, const Layout& l) {
+  return l.row_major ? MatrixRef<T>{p, l.ld, 1} : MatrixRef<T>{p, 1, l.ld};
 }
 
 // Element offsets of batch `i` (row-major over the batch dims) in each operand.
@@ -52,16 +42,10 @@ struct BatchOffsets {
   }
 };
 
-// C = A B for one batch, A and B mapped in place, C row-major contiguous.
+// C = A B for one batch, A and B read in place, C row-major contiguous.
 template <class T>
 void gemm_one(T* c, const T* a, const Layout& la, const T* b, const Layout& lb) {
-  Eigen::Map<RowMat<T>> C(c, la.rows, lb.cols);
-  if (la.cols == 0) {
-    C.setZero();
-    return;
-  }
-  with_map(a, la,
-           [&](const auto& A) { with_map(b, lb, [&](const auto& B) { C.noalias() = A * B; }); });
+  gemm<T>(la.rows, lb.cols, la.cols, matrix_ref(a, la), matrix_ref(b, lb), c, lb.cols);
 }
 
 // 16-bit types: widen both operands to float (keeping each one's layout, so every row or
@@ -106,7 +90,7 @@ void matmul_cpu(const Tensor& out, const Tensor& a, const Tensor& b) {
     double madds = double(la.rows) * double(la.cols) * double(lb.cols);
     // Whole products per thread need no synchronisation inside a GEMM, so they win whenever
     // the batches spread evenly (many of them) or each GEMM is too short (below 128^3
-    // multiply-adds) for Eigen's threading to pay for its barriers.
+    // multiply-adds) for splitting it to pay for waking the threads.
     if (n > 1 && (madds < 2097152.0 || n >= 4 * cpu::num_threads()))
       cpu::parallel_for(n, 1, run);
     else
@@ -117,7 +101,7 @@ void matmul_cpu(const Tensor& out, const Tensor& a, const Tensor& b) {
 }  // namespace
 
 LUMEN_REGISTER_KERNEL(matmul, CPU, matmul_cpu);
-// Eigen's GEMM takes no epilogue; the bias and activation follow it in one pass.
+// The GEMM takes no epilogue; the bias and activation follow it in one pass.
 LUMEN_REGISTER_KERNEL(linear, CPU,
                       [](const Tensor& out, const Tensor& pre, const Tensor& a, const Tensor& b,
                          const Tensor& bias, std::optional<UnaryArgs> act) {

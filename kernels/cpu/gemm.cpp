@@ -1,0 +1,252 @@
+// CPU GEMM after Goto and BLIS: C = alpha A B (+ C).
+//
+// The loop nest blocks the product so each operand streams from the cache level it fits:
+//   for jc in N by NC:             B block [KC, NC] packed once, lives in L3
+//     for pc in K by KC:
+//       pack B[pc:, jc:] into panels of NR columns, k-major  (KC x NR each, L1)
+//       for ic in M by MC:         A block [MC, KC] packed, lives in L2
+//         pack A[ic:, pc:] into panels of MR rows, k-major   (KC x MR each)
+//         for each MR x NR tile: the micro-kernel, C_tile (+)= sum_k a[:, k] b[k, :]
+// The micro-kernel keeps the MR x NR tile of C in registers (MR rows of two vectors) and, for
+// each k, loads two vectors of b and broadcasts each of the MR values of a: 2 MR fused
+// multiply-adds per 2 loads and MR broadcasts. Packing reads the operands through any strides
+// (transposed views included) and zero-pads the last panels, so the micro-kernel never sees an
+// edge; a partial tile goes through a small buffer instead.
+//
+// Threads: a product above ~128^3 multiply-adds, called outside a parallel region, is cut into
+// one independent product per thread along its longer side (N in NR columns or M in MR rows);
+// each thread packs its own operands, so no barrier is needed. Every C element is one chain of
+// fused multiply-adds over k in order, whatever the split: results repeat bit for bit.
+#include "kernels/cpu/gemm.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include "kernels/cpu/parallel.h"
+
+namespace lumen::kernels {
+namespace {
+
+// One register of W lanes of T: the few operations the micro-kernel needs.
+template <class T>
+struct Vec;
+#if defined(__AVX512F__)
+template <>
+struct Vec<float> {
+  using R = __m512;
+  static constexpr int W = 16;
+  static R load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, R v) { _mm512_storeu_ps(p, v); }
+  static R broadcast(float x) { return _mm512_set1_ps(x); }
+  static R fma(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
+};
+template <>
+struct Vec<double> {
+  using R = __m512d;
+  static constexpr int W = 8;
+  static R load(const double* p) { return _mm512_loadu_pd(p); }
+  static void store(double* p, R v) { _mm512_storeu_pd(p, v); }
+  static R broadcast(double x) { return _mm512_set1_pd(x); }
+  static R fma(R a, R b, R c) { return _mm512_fmadd_pd(a, b, c); }
+};
+#elif defined(__AVX2__) && defined(__FMA__)
+template <>
+struct Vec<float> {
+  using R = __m256;
+  static constexpr int W = 8;
+  static R load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, R v) { _mm256_storeu_ps(p, v); }
+  static R broadcast(float x) { return _mm256_set1_ps(x); }
+  static R fma(R a, R b, R c) { return _mm256_fmadd_ps(a, b, c); }
+};
+template <>
+struct Vec<double> {
+  using R = __m256d;
+  static constexpr int W = 4;
+  static R load(const double* p) { return _mm256_loadu_pd(p); }
+  static void store(double* p, R v) { _mm256_storeu_pd(p, v); }
+  static R broadcast(double x) { return _mm256_set1_pd(x); }
+  static R fma(R a, R b, R c) { return _mm256_fmadd_pd(a, b, c); }
+};
+#else
+// Other CPUs: GCC's vector extensions, which the compiler maps to the target's own registers.
+template <class T>
+struct Vec {
+  static constexpr int W = 16 / sizeof(T);
+  typedef T R __attribute__((vector_size(16)));
+  static R load(const T* p) {
+    R v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  }
+  static void store(T* p, R v) { std::memcpy(p, &v, sizeof v); }
+  static R broadcast(T x) { return R{} + x; }
+  static R fma(R a, R b, R c) { return a * b + c; }
+};
+#endif
+
+template <class T>
+struct Blocking {
+  static constexpr int W = Vec<T>::W;
+  static constexpr int MR = 6, NR = 2 * W;
+  // A micro-panel of B (KC x NR) and one of A (KC x MR) together fill about half of a 32 KiB
+  // L1; the A block (MC x KC) about a quarter of a 512 KiB L2.
+  static constexpr int64_t KC = 1024 / sizeof(T), MC = 120, NC = 2048;
+};
+
+// Packs A[0:mc, 0:kc] into panels of MR rows, each k-major (panel[k * MR + i]), zero-padded.
+template <class T>
+void pack_a(int64_t mc, int64_t kc, MatrixRef<T> a, T* dst) {
+  constexpr int MR = Blocking<T>::MR;
+  for (int64_t i0 = 0; i0 < mc; i0 += MR, dst += kc * MR) {
+    const int mr = static_cast<int>(std::min<int64_t>(MR, mc - i0));
+    const T* src = a.p + i0 * a.row_stride;
+    if (mr < MR) std::fill(dst, dst + kc * MR, T(0));
+    if (a.col_stride == 1) {  // rows contiguous: read each row once
+      for (int i = 0; i < mr; ++i)
+        for (int64_t k = 0; k < kc; ++k) dst[k * MR + i] = src[i * a.row_stride + k];
+    } else {
+      for (int64_t k = 0; k < kc; ++k)
+        for (int i = 0; i < mr; ++i) dst[k * MR + i] = src[i * a.row_stride + k * a.col_stride];
+    }
+  }
+}
+
+// Packs B[0:kc, 0:nc] into panels of NR columns, each k-major (panel[k * NR + j]), zero-padded.
+template <class T>
+void pack_b(int64_t kc, int64_t nc, MatrixRef<T> b, T* dst) {
+  constexpr int NR = Blocking<T>::NR;
+  for (int64_t j0 = 0; j0 < nc; j0 += NR, dst += kc * NR) {
+    const int nr = static_cast<int>(std::min<int64_t>(NR, nc - j0));
+    const T* src = b.p + j0 * b.col_stride;
+    if (nr < NR) std::fill(dst, dst + kc * NR, T(0));
+    if (b.col_stride == 1) {
+      for (int64_t k = 0; k < kc; ++k)
+        std::memcpy(dst + k * NR, src + k * b.row_stride, nr * sizeof(T));
+    } else if (b.row_stride == 1) {  // columns contiguous (a transposed view): read each once
+      for (int j = 0; j < nr; ++j)
+        for (int64_t k = 0; k < kc; ++k) dst[k * NR + j] = src[j * b.col_stride + k];
+    } else {
+      for (int64_t k = 0; k < kc; ++k)
+        for (int j = 0; j < nr; ++j) dst[k * NR + j] = src[k * b.row_stride + j * b.col_stride];
+    }
+  }
+}
+
+// C[0:mr, 0:nr] (+)= alpha * sum_k a[k * MR + i] b[k * NR + j], over packed panels.
+template <class T>
+void micro_kernel(int64_t kc, const T* __restrict a, const T* __restrict b, T* c, int64_t ldc,
+                  T alpha, bool accumulate, int mr, int nr) {
+  using V = Vec<T>;
+  using B = Blocking<T>;
+  constexpr int MR = B::MR, NR = B::NR, W = B::W;
+  typename V::R c0[MR], c1[MR];
+  for (int i = 0; i < MR; ++i) {
+    c0[i] = c1[i] = V::broadcast(T(0));
+    __builtin_prefetch(c + i * ldc);  // C's rows lie far apart: fetch them behind the loop
+    __builtin_prefetch(c + i * ldc + NR - 1);
+  }
+#pragma GCC unroll 4
+  for (int64_t k = 0; k < kc; ++k, a += MR, b += NR) {
+    const typename V::R b0 = V::load(b), b1 = V::load(b + W);
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; ++i) {
+      const typename V::R ai = V::broadcast(a[i]);
+      c0[i] = V::fma(ai, b0, c0[i]);
+      c1[i] = V::fma(ai, b1, c1[i]);
+    }
+  }
+  // c = alpha acc, or c = alpha acc + c in one rounding. A partial tile goes through a buffer
+  // with the same vector arithmetic, so an element rounds alike wherever the tiles fall.
+  const typename V::R va = V::broadcast(alpha);
+  auto write = [&](T* dst, int64_t ld) {
+    for (int i = 0; i < MR; ++i, dst += ld) {
+      V::store(dst, accumulate ? V::fma(va, c0[i], V::load(dst)) : c0[i] * va);
+      V::store(dst + W, accumulate ? V::fma(va, c1[i], V::load(dst + W)) : c1[i] * va);
+    }
+  };
+  if (mr == MR && nr == NR) return write(c, ldc);
+  alignas(64) T tile[MR * NR] = {};
+  if (accumulate)
+    for (int i = 0; i < mr; ++i) std::copy(c + i * ldc, c + i * ldc + nr, tile + i * NR);
+  write(tile, NR);
+  for (int i = 0; i < mr; ++i) std::copy(tile + i * NR, tile + i * NR + nr, c + i * ldc);
+}
+
+// One thread's product, through the loop nest above.
+template <class T>
+void gemm_serial(int64_t M, int64_t N, int64_t K, MatrixRef<T> a, MatrixRef<T> b, T* c, int64_t ldc,
+                 T alpha, bool accumulate) {
+  using B = Blocking<T>;
+  constexpr int MR = B::MR, NR = B::NR;
+  // Per-thread packing buffers, kept between calls (OpenMP's threads live as long as the
+  // process): a product allocates nothing once the buffers have grown.
+  thread_local std::vector<T> packed_a, packed_b;
+  packed_a.resize(B::MC * B::KC);
+  packed_b.resize(B::KC * (B::NC + NR));
+  for (int64_t jc = 0; jc < N; jc += B::NC) {
+    const int64_t nc = std::min(B::NC, N - jc);
+    for (int64_t pc = 0; pc < K; pc += B::KC) {
+      const int64_t kc = std::min(B::KC, K - pc);
+      const bool add = accumulate || pc > 0;
+      pack_b(kc, nc, {b.p + pc * b.row_stride + jc * b.col_stride, b.row_stride, b.col_stride},
+             packed_b.data());
+      for (int64_t ic = 0; ic < M; ic += B::MC) {
+        const int64_t mc = std::min(B::MC, M - ic);
+        pack_a(mc, kc, {a.p + ic * a.row_stride + pc * a.col_stride, a.row_stride, a.col_stride},
+               packed_a.data());
+        for (int64_t jr = 0; jr < nc; jr += NR)
+          for (int64_t ir = 0; ir < mc; ir += MR)
+            micro_kernel(kc, packed_a.data() + ir * kc, packed_b.data() + jr * kc,
+                         c + (ic + ir) * ldc + jc + jr, ldc, alpha, add,
+                         static_cast<int>(std::min<int64_t>(MR, mc - ir)),
+                         static_cast<int>(std::min<int64_t>(NR, nc - jr)));
+      }
+    }
+  }
+}
+
+}  // namespace
+
+template <class T>
+void gemm(int64_t M, int64_t N, int64_t K, MatrixRef<T> a, MatrixRef<T> b, T* c, int64_t ldc,
+          T alpha, bool accumulate) {
+  using B = Blocking<T>;
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    if (!accumulate)
+      for (int64_t i = 0; i < M; ++i) std::fill(c + i * ldc, c + i * ldc + N, T(0));
+    return;
+  }
+  // Each thread's share must be at least ~64^3 multiply-adds to pay for waking it.
+  const double madds = double(M) * double(N) * double(K);
+  const int64_t by_work = static_cast<int64_t>(madds / 262144.0);
+  const bool split_n = (N + B::NR - 1) / B::NR >= (M + B::MR - 1) / B::MR;
+  const int64_t tiles = split_n ? (N + B::NR - 1) / B::NR : (M + B::MR - 1) / B::MR;
+  const int64_t parts = std::clamp<int64_t>(by_work, 1, tiles);
+  cpu::parallel_for(parts, 1, [&](int64_t begin, int64_t end) {
+    // Tiles [begin, end) of the split side, out of `parts` equal shares of `tiles`.
+    const int64_t t0 = tiles * begin / parts, t1 = tiles * end / parts;
+    if (split_n) {
+      const int64_t j0 = t0 * B::NR, j1 = std::min(N, t1 * B::NR);
+      gemm_serial<T>(M, j1 - j0, K, a, {b.p + j0 * b.col_stride, b.row_stride, b.col_stride},
+                     c + j0, ldc, alpha, accumulate);
+    } else {
+      const int64_t i0 = t0 * B::MR, i1 = std::min(M, t1 * B::MR);
+      gemm_serial<T>(i1 - i0, N, K, {a.p + i0 * a.row_stride, a.row_stride, a.col_stride}, b,
+                     c + i0 * ldc, ldc, alpha, accumulate);
+    }
+  });
+}
+
+template void gemm<float>(int64_t, int64_t, int64_t, MatrixRef<float>, MatrixRef<float>, float*,
+                          int64_t, float, bool);
+template void gemm<double>(int64_t, int64_t, int64_t, MatrixRef<double>, MatrixRef<double>, double*,
+                           int64_t, double, bool);
+
+}  // namespace lumen::kernels

@@ -1,0 +1,100 @@
+// The CPU GEMM (kernels/cpu/gemm.cpp) against the definition summed in f64: every edge of its
+// blocking (partial MR x NR tiles, K across KC blocks, K = 0), operands in both layouts,
+// alpha and accumulation, and the split over threads, which must not change a bit.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <random>
+#include <vector>
+
+#include "kernels/cpu/gemm.h"
+
+using lumen::kernels::gemm;
+using lumen::kernels::MatrixRef;
+
+namespace {
+
+template <class T>
+struct Product {
+  int64_t M, N, K;
+  bool a_transposed, b_transposed;
+  std::vector<T> a, b;
+  MatrixRef<T> A() const {
+    return a_transposed ? MatrixRef<T>{a.data(), 1, M} : MatrixRef<T>{a.data(), K, 1};
+  }
+  MatrixRef<T> B() const {
+    return b_transposed ? MatrixRef<T>{b.data(), 1, K} : MatrixRef<T>{b.data(), N, 1};
+  }
+  Product(int64_t m, int64_t n, int64_t k, bool ta, bool tb, std::mt19937& rng)
+      : M(m), N(n), K(k), a_transposed(ta), b_transposed(tb), a(m * k), b(k * n) {
+    std::uniform_real_distribution<double> u(-1, 1);
+    for (T& x : a) x = static_cast<T>(u(rng));
+    for (T& x : b) x = static_cast<T>(u(rng));
+  }
+  // alpha sum_k A(i, k) B(k, j) (+ c0), in f64.
+  double want(int64_t i, int64_t j, double alpha, double c0) const {
+    const MatrixRef<T> ra = A(), rb = B();
+    double s = 0;
+    for (int64_t k = 0; k < K; ++k)
+      s += double(ra.p[i * ra.row_stride + k * ra.col_stride]) *
+           double(rb.p[k * rb.row_stride + j * rb.col_stride]);
+    return alpha * s + c0;
+  }
+};
+
+template <class T>
+void check_against_f64(double tol) {
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<double> u(-1, 1);
+  // MR = 6 and NR = 2 vectors: sizes below, at and past a tile; K past the 256 / 128 of KC.
+  for (int64_t M : {1, 6, 7, 61})
+    for (int64_t N : {1, 8, 17, 67})
+      for (int64_t K : {0, 1, 9, 300})
+        for (int layout = 0; layout < 4; ++layout)
+          for (bool accumulate : {false, true}) {
+            Product<T> p(M, N, K, layout & 1, layout & 2, rng);
+            const int64_t ldc = N + 3;  // C's rows strided; the gaps must stay untouched
+            std::vector<T> c(M * ldc);
+            for (T& x : c) x = static_cast<T>(u(rng));
+            const std::vector<T> c0 = c;
+            const T alpha = accumulate ? T(0.75) : T(1);
+            gemm<T>(M, N, K, p.A(), p.B(), c.data(), ldc, alpha, accumulate);
+            for (int64_t i = 0; i < M; ++i) {
+              for (int64_t j = 0; j < ldc; ++j) {
+                const T got = c[i * ldc + j];
+                if (j >= N) {
+                  ASSERT_EQ(got, c0[i * ldc + j]) << "wrote past column N";
+                  continue;
+                }
+                const double want = p.want(i, j, alpha, accumulate ? double(c0[i * ldc + j]) : 0);
+                ASSERT_NEAR(got, want, tol * double(K + 1))
+                    << M << "x" << N << "x" << K << " layout " << layout << " accumulate "
+                    << accumulate << " at " << i << "," << j;
+              }
+            }
+          }
+}
+
+}  // namespace
+
+TEST(Gemm, FloatMatchesTheDefinitionInF64) { check_against_f64<float>(2e-6); }
+
+TEST(Gemm, DoubleMatchesTheDefinitionInF64) { check_against_f64<double>(1e-14); }
+
+// Large enough to split over the threads; the split changes which tiles are partial, and each
+// element must still come out bit for bit as from one thread.
+TEST(Gemm, ThreadSplitGivesTheSameBits) {
+  std::mt19937 rng(3);
+  for (auto [M, N, K] : {std::array<int64_t, 3>{301, 130, 700}, {70, 517, 300}}) {
+    Product<float> p(M, N, K, false, true, rng);
+    std::vector<float> one(M * N), many(M * N, -1.f);
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    gemm<float>(M, N, K, p.A(), p.B(), one.data(), N, 0.5f);
+    omp_set_num_threads(std::max(threads, 3));
+    gemm<float>(M, N, K, p.A(), p.B(), many.data(), N, 0.5f);
+    omp_set_num_threads(threads);
+    ASSERT_EQ(one, many) << M << "x" << N << "x" << K;
+    EXPECT_NEAR(one[M * N - 1], p.want(M - 1, N - 1, 0.5, 0), 1e-3);
+  }
+}
