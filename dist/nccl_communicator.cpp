@@ -124,8 +124,15 @@ struct NcclWork final : Work {
   std::string description;
   bool finished = false;
   Tensor keep_alive;  // the tensor must outlive the collective
+  // Dropped unwaited, the work still frees its tensor (stream-ordered on the default stream)
+  // only after the collective: the default stream waits for it first, or the pool could hand
+  // the block to new work while NCCL still writes it. Errors are left to the next wait.
   ~NcclWork() override {
-    if (done) cudaEventDestroy(done);
+    if (!done) return;
+    if (!finished && cudaSetDevice(impl->device.index) == cudaSuccess)
+      cudaStreamWaitEvent(0, done, 0);
+    cudaEventDestroy(done);
+    cudaGetLastError();
   }
   void wait() override {
     if (finished) return;

@@ -251,11 +251,16 @@ TEST(Cuda, MemoryStatsCountAllocationsAndThePoolKeepsFreedMemory) {
     Tensor t = empty({bytes}, {.dtype = DType::u8, .device = dev});
     EXPECT_EQ(memory_stats(dev).allocated, before.allocated + bytes);
   }
-  ones({1}, {.device = dev}).item();  // the free is stream-ordered: let the stream reach it
+  // The free is stream-ordered: let the stream reach it. The small tensor stays alive while the
+  // stats are read, so its own free cannot be pending in the pool's count.
+  Tensor small = ones({1}, {.device = dev});
+  small.item();
   const MemoryStats after = memory_stats(dev);
-  EXPECT_EQ(after.allocated, before.allocated);
+  EXPECT_EQ(after.allocated, before.allocated + int64_t(small.element_size()));
   EXPECT_EQ(after.peak_allocated, before.allocated + bytes);
-  EXPECT_GE(after.reserved, after.allocated + bytes);  // the pool keeps what was freed
+  // The pool keeps what was freed, less what the small tensor's block may take of it (the pool
+  // counts whole blocks in use; 2 MiB is its granularity on current GPUs).
+  EXPECT_GE(after.reserved, before.allocated + bytes - (int64_t{2} << 20));
 }
 
 TEST(Cuda, MixedDevicesAreRefused) {

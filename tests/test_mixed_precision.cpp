@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -330,11 +331,14 @@ TEST(UnscaleGrads, DividesEveryGradientAndFlagsInfAndNan) {
 TEST(UnscaleGradsCuda, MatchesCpu) {
   if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device";
   set_poison_allocations(true);
-  // Sizes across the kernel's chunk boundaries, more tensors than one launch takes, every
-  // floating dtype.
+  // Sizes across the kernel's chunk boundaries, every floating dtype, and more tensors of one
+  // dtype (100 f32) than one launch takes (launches go by dtype, 48 tensors at most).
   std::vector<Tensor> cpu, gpu;
-  for (int i = 0; i < 70; ++i) {
-    const DType dt = i % 3 == 0 ? DType::f16 : i % 3 == 1 ? DType::f32 : DType::f64;
+  for (int i = 0; i < 170; ++i) {
+    const DType dt = i >= 70      ? DType::f32
+                     : i % 3 == 0 ? DType::f16
+                     : i % 3 == 1 ? DType::f32
+                                  : DType::f64;
     Tensor t = random({(i * 977) % 20000 + 1}, 100 + i, dt);
     cpu.push_back(t);
     gpu.push_back(t.to(Device::cuda()));
@@ -726,6 +730,42 @@ TEST(TrainerPrecision, AnInfLossSkipsItsStepCountsAndLogsIt) {
     if (col < cells.size() && !cells[col].empty() && std::stod(cells[col]) == 2.0) ++rows_with_two;
   }
   EXPECT_EQ(rows_with_two, 3);  // after batches 5, 6, 7
+}
+
+// 16-mixed on the GPU: f16 tensor-core products, the fused unscale and inf check, the scaler's
+// found_inf read back from the device. The same run as on the CPU (its emulation, above) must
+// skip the same steps, move the scale the same way and end at the same weights within f16
+// rounding (tensor cores and the CPU sum the f32 products in different orders).
+TEST(TrainerPrecisionCuda, SixteenMixedSkipsInfStepsAsOnTheCpu) {
+  if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device";
+  std::map<std::string, std::vector<std::vector<float>>> params;
+  for (std::string accelerator : {"cpu", "cuda"}) {
+    SCOPED_TRACE(accelerator);
+    TempDir dir("skip_cuda");
+    seed_everything(4);
+    InfAt model;
+    model.bad = {2, 5};
+    TinyData data({.n_train = 64, .n_val = 8});
+    TrainerOptions o = quiet(dir, "16-mixed");
+    o.accelerator = accelerator;
+    o.grad_scaler = {.init_scale = 256.0, .growth_interval = 2};
+    Trainer trainer(o);
+    trainer.fit(model, data);
+    EXPECT_EQ(model.fc2.weight.device().is_cuda(), accelerator == "cuda");
+    const optim::GradScaler* scaler = trainer.grad_scaler();
+    ASSERT_NE(scaler, nullptr);
+    EXPECT_EQ(scaler->skipped_steps(), 2);
+    EXPECT_EQ(scaler->get_scale(), 512.0);
+    ASSERT_EQ(model.params_after.size(), 8u);
+    EXPECT_EQ(model.params_after[2], model.params_after[1]);
+    EXPECT_EQ(model.params_after[5], model.params_after[4]);
+    EXPECT_NE(model.params_after[3], model.params_after[2]);
+    params[accelerator] = model.params_after;
+  }
+  const std::vector<float>&cpu = params["cpu"].back(), &gpu = params["cuda"].back();
+  float scale = 0;
+  for (float v : cpu) scale = std::max(scale, std::abs(v));
+  for (size_t i = 0; i < cpu.size(); ++i) EXPECT_NEAR(gpu[i], cpu[i], 16 * 0x1p-10 * scale) << i;
 }
 
 TEST(TrainerPrecision, BfloatMixedHasNoScalerAndTracksF32) {

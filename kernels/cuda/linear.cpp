@@ -35,12 +35,16 @@ cublasLtHandle_t cublaslt_handle(int device) {
 // Workspace offered to cuBLASLt per call (PyTorch offers 1 MiB; split-K kernels like more).
 constexpr size_t kWorkspaceBytes = size_t{4} << 20;
 
-// The epilogue for this call, or nullopt where cuBLASLt has none that matches.
-std::optional<cublasLtEpilogue_t> epilogue_for(bool bias, std::optional<UnaryArgs> act, bool pre) {
+// The epilogue for this call, or nullopt where cuBLASLt has none that matches. The GELU ones
+// serve 16-bit outputs only: cuBLASLt may evaluate their tanh with the hardware approximation
+// (CUTLASS's epilogues use tanh.approx.f32, about 2^-11 relative), below f16/bf16 rounding but
+// not f32's, where the separate pass computes the GELU as the CPU and PyTorch do.
+std::optional<cublasLtEpilogue_t> epilogue_for(bool bias, std::optional<UnaryArgs> act, bool pre,
+                                               DType dt) {
   if (!act) return bias && !pre ? std::optional(CUBLASLT_EPILOGUE_BIAS) : std::nullopt;
   if (act->op == UnaryOp::Relu && !pre)
     return bias ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU;
-  if (act->op == UnaryOp::GeluTanh) {
+  if (act->op == UnaryOp::GeluTanh && is_16bit_float(dt)) {
     if (pre) return bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX;
     return bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU;
   }
@@ -85,7 +89,7 @@ void linear_cuda(const Tensor& out, const Tensor& pre, const Tensor& a, const Te
                  const Tensor& bias, std::optional<UnaryArgs> act) {
   const Device dev = out.device();
   const DType dt = out.dtype();
-  const auto epilogue = epilogue_for(bias.defined(), act, pre.defined());
+  const auto epilogue = epilogue_for(bias.defined(), act, pre.defined(), dt);
   const int64_t m = a.size(0), k = a.size(1), n = b.size(1);
   auto aligned = [](const Tensor& t) {
     return !t.defined() || reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
