@@ -125,9 +125,12 @@ void pack_b(int64_t kc, int64_t nc, MatrixRef<T> b, T* dst) {
     const int nr = static_cast<int>(std::min<int64_t>(NR, nc - j0));
     const T* src = b.p + j0 * b.col_stride;
     if (nr < NR) std::fill(dst, dst + kc * NR, T(0));
-    if (b.col_stride == 1) {
+    if (b.col_stride == 1 && nr == NR) {  // a whole panel row: two vector moves
       for (int64_t k = 0; k < kc; ++k)
-        std::memcpy(dst + k * NR, src + k * b.row_stride, nr * sizeof(T));
+        std::memcpy(dst + k * NR, src + k * b.row_stride, NR * sizeof(T));
+    } else if (b.col_stride == 1) {
+      for (int64_t k = 0; k < kc; ++k)
+        for (int j = 0; j < nr; ++j) dst[k * NR + j] = src[k * b.row_stride + j];
     } else if (b.row_stride == 1) {  // columns contiguous (a transposed view): read each once
       for (int j = 0; j < nr; ++j)
         for (int64_t k = 0; k < kc; ++k) dst[k * NR + j] = src[j * b.col_stride + k];
@@ -138,10 +141,20 @@ void pack_b(int64_t kc, int64_t nc, MatrixRef<T> b, T* dst) {
   }
 }
 
-// C[0:mr, 0:nr] (+)= alpha * sum_k a[k * MR + i] b[k * NR + j], over packed panels.
+// A's MR x kc panel as the micro-kernel reads it: packed (element (i, k) at p[k * MR + i]), or
+// in place through A's strides, where packing would cost more than it saves: a product of one
+// or two column panels reads each A panel once or twice, and packing it is a pass of its own
+// (half the time of a 16 x 16 x 16 product).
 template <class T>
-void micro_kernel(int64_t kc, const T* __restrict a, const T* __restrict b, T* c, int64_t ldc,
-                  T alpha, bool accumulate, int mr, int nr) {
+struct PanelA {
+  const T* p;
+  int64_t row_stride, col_stride;  // in place only
+};
+
+// C[0:mr, 0:nr] (+)= alpha * sum_k A(i, k) b[k * NR + j], over a packed panel of B.
+template <class T, bool kPackedA>
+void micro_kernel(int64_t kc, PanelA<T> a, const T* __restrict b, T* c, int64_t ldc, T alpha,
+                  bool accumulate, int mr, int nr) {
   using V = Vec<T>;
   using B = Blocking<T>;
   constexpr int MR = B::MR, NR = B::NR, W = B::W;
@@ -151,14 +164,31 @@ void micro_kernel(int64_t kc, const T* __restrict a, const T* __restrict b, T* c
     __builtin_prefetch(c + i * ldc);  // C's rows lie far apart: fetch them behind the loop
     __builtin_prefetch(c + i * ldc + NR - 1);
   }
+  if constexpr (kPackedA) {
+    const T* __restrict pa = a.p;
 #pragma GCC unroll 4
-  for (int64_t k = 0; k < kc; ++k, a += MR, b += NR) {
-    const typename V::R b0 = V::load(b), b1 = V::load(b + W);
+    for (int64_t k = 0; k < kc; ++k, pa += MR, b += NR) {
+      const typename V::R b0 = V::load(b), b1 = V::load(b + W);
 #pragma GCC unroll 6
-    for (int i = 0; i < MR; ++i) {
-      const typename V::R ai = V::broadcast(a[i]);
-      c0[i] = V::fma(ai, b0, c0[i]);
-      c1[i] = V::fma(ai, b1, c1[i]);
+      for (int i = 0; i < MR; ++i) {
+        const typename V::R ai = V::broadcast(pa[i]);
+        c0[i] = V::fma(ai, b0, c0[i]);
+        c1[i] = V::fma(ai, b1, c1[i]);
+      }
+    }
+  } else {
+    // Rows past mr read row mr - 1 again (in bounds); their sums are never stored.
+    const T* row[MR];
+    for (int i = 0; i < MR; ++i) row[i] = a.p + std::min(i, mr - 1) * a.row_stride;
+    for (int64_t k = 0; k < kc; ++k, b += NR) {
+      const typename V::R b0 = V::load(b), b1 = V::load(b + W);
+      const int64_t at = k * a.col_stride;
+#pragma GCC unroll 6
+      for (int i = 0; i < MR; ++i) {
+        const typename V::R ai = V::broadcast(row[i][at]);
+        c0[i] = V::fma(ai, b0, c0[i]);
+        c1[i] = V::fma(ai, b1, c1[i]);
+      }
     }
   }
   // c = alpha acc, or c = alpha acc + c in one rounding. A partial tile goes through a buffer
@@ -171,11 +201,15 @@ void micro_kernel(int64_t kc, const T* __restrict a, const T* __restrict b, T* c
     }
   };
   if (mr == MR && nr == NR) return write(c, ldc);
-  alignas(64) T tile[MR * NR] = {};
-  if (accumulate)
-    for (int i = 0; i < mr; ++i) std::copy(c + i * ldc, c + i * ldc + nr, tile + i * NR);
+  alignas(64) T tile[MR * NR];
+  if (accumulate) {
+    std::fill(tile, tile + MR * NR, T(0));
+    for (int i = 0; i < mr; ++i)
+      for (int j = 0; j < nr; ++j) tile[i * NR + j] = c[i * ldc + j];
+  }
   write(tile, NR);
-  for (int i = 0; i < mr; ++i) std::copy(tile + i * NR, tile + i * NR + nr, c + i * ldc);
+  for (int i = 0; i < mr; ++i)
+    for (int j = 0; j < nr; ++j) c[i * ldc + j] = tile[i * NR + j];
 }
 
 // One thread's product, through the loop nest above.
@@ -196,16 +230,25 @@ void gemm_serial(int64_t M, int64_t N, int64_t K, MatrixRef<T> a, MatrixRef<T> b
       const bool add = accumulate || pc > 0;
       pack_b(kc, nc, {b.p + pc * b.row_stride + jc * b.col_stride, b.row_stride, b.col_stride},
              packed_b.data());
+      const bool pack = nc > 2 * NR;  // see PanelA
       for (int64_t ic = 0; ic < M; ic += B::MC) {
         const int64_t mc = std::min(B::MC, M - ic);
-        pack_a(mc, kc, {a.p + ic * a.row_stride + pc * a.col_stride, a.row_stride, a.col_stride},
-               packed_a.data());
-        for (int64_t jr = 0; jr < nc; jr += NR)
-          for (int64_t ir = 0; ir < mc; ir += MR)
-            micro_kernel(kc, packed_a.data() + ir * kc, packed_b.data() + jr * kc,
-                         c + (ic + ir) * ldc + jc + jr, ldc, alpha, add,
-                         static_cast<int>(std::min<int64_t>(MR, mc - ir)),
-                         static_cast<int>(std::min<int64_t>(NR, nc - jr)));
+        const T* a_block = a.p + ic * a.row_stride + pc * a.col_stride;
+        if (pack) pack_a(mc, kc, {a_block, a.row_stride, a.col_stride}, packed_a.data());
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+          for (int64_t ir = 0; ir < mc; ir += MR) {
+            T* c_tile = c + (ic + ir) * ldc + jc + jr;
+            const T* b_panel = packed_b.data() + jr * kc;
+            const int mr = static_cast<int>(std::min<int64_t>(MR, mc - ir));
+            const int nr = static_cast<int>(std::min<int64_t>(NR, nc - jr));
+            if (pack)
+              micro_kernel<T, true>(kc, {packed_a.data() + ir * kc, 0, 0}, b_panel, c_tile, ldc,
+                                    alpha, add, mr, nr);
+            else
+              micro_kernel<T, false>(kc, {a_block + ir * a.row_stride, a.row_stride, a.col_stride},
+                                     b_panel, c_tile, ldc, alpha, add, mr, nr);
+          }
+        }
       }
     }
   }
