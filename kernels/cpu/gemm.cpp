@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #if defined(__AVX2__) || defined(__AVX512F__)
@@ -117,6 +118,29 @@ void pack_a(int64_t mc, int64_t kc, MatrixRef<T> a, T* dst) {
   }
 }
 
+// dst[k * dst_stride + j] = src[j * src_stride + k] for an 8 x 8 block of floats: the three
+// rounds of the classic AVX transpose (unpack pairs, shuffle quads, swap 128-bit halves).
+#if defined(__AVX2__)
+inline void transpose_8x8(const float* src, int64_t src_stride, float* dst, int64_t dst_stride) {
+  __m256 r[8], t[8];
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * src_stride);
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+    r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+    r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; ++i) {
+    _mm256_storeu_ps(dst + i * dst_stride, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+    _mm256_storeu_ps(dst + (i + 4) * dst_stride, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+  }
+}
+#endif
+
 // Packs B[0:kc, 0:nc] into panels of NR columns, each k-major (panel[k * NR + j]), zero-padded.
 template <class T>
 void pack_b(int64_t kc, int64_t nc, MatrixRef<T> b, T* dst) {
@@ -132,8 +156,17 @@ void pack_b(int64_t kc, int64_t nc, MatrixRef<T> b, T* dst) {
       for (int64_t k = 0; k < kc; ++k)
         for (int j = 0; j < nr; ++j) dst[k * NR + j] = src[k * b.row_stride + j];
     } else if (b.row_stride == 1) {  // columns contiguous (a transposed view): read each once
+      int64_t k0 = 0;
+#if defined(__AVX2__)
+      if constexpr (std::is_same_v<T, float>) {
+        if (nr == NR)  // 8 x 8 blocks in registers; a scalar loop's stores go one at a time
+          for (; k0 + 8 <= kc; k0 += 8)
+            for (int j = 0; j < NR; j += 8)
+              transpose_8x8(src + j * b.col_stride + k0, b.col_stride, dst + k0 * NR + j, NR);
+      }
+#endif
       for (int j = 0; j < nr; ++j)
-        for (int64_t k = 0; k < kc; ++k) dst[k * NR + j] = src[j * b.col_stride + k];
+        for (int64_t k = k0; k < kc; ++k) dst[k * NR + j] = src[j * b.col_stride + k];
     } else {
       for (int64_t k = 0; k < kc; ++k)
         for (int j = 0; j < nr; ++j) dst[k * NR + j] = src[k * b.row_stride + j * b.col_stride];
