@@ -119,12 +119,13 @@ TEST_P(OpHarness, CudaMatchesCpu) {
 // The op on `low` inputs against the same op on the same (rounded) inputs widened to `wide`,
 // forward and backward, within `ulps` units of low's rounding eps, relative and scaled by the
 // result's largest magnitude (a sum of rounded terms errs by that much in absolute terms, not
-// relative to a small total).
-void compare_precisions(const OpCase& c, DType low_dtype, DType wide_dtype, double eps,
-                        double ulps) {
-  std::vector<Tensor> low = make_inputs(c, low_dtype, false, 11), wide;
+// relative to a small total). The `low` run may be on another device; `wide` is on the CPU.
+void compare_precisions(const OpCase& c, DType low_dtype, DType wide_dtype, double eps, double ulps,
+                        Device low_device = Device::cpu()) {
+  std::vector<Tensor> low = make_inputs(c, low_dtype, false, 11, low_device), wide;
   for (const Tensor& t : low) {
-    Tensor w = t.dtype() == low_dtype ? t.detach().to(wide_dtype) : t;
+    Tensor w =
+        t.dtype() == low_dtype ? t.detach().to(Device::cpu()).to(wide_dtype) : t.to(Device::cpu());
     if (t.requires_grad()) w.requires_grad_(true);
     wide.push_back(w);
   }
@@ -139,7 +140,7 @@ void compare_precisions(const OpCase& c, DType low_dtype, DType wide_dtype, doub
   Generator gen(5);
   Tensor r = randn(want.shape(), {.dtype = low_dtype}, &gen).to(wide_dtype);
   (want * r).sum().backward();
-  (got.to(wide_dtype) * r).sum().backward();
+  (got.to(wide_dtype) * r.to(low_device)).sum().backward();
   for (size_t i = 0; i < low.size(); ++i) {
     if (!low[i].requires_grad()) continue;
     ASSERT_TRUE(low[i].grad().defined()) << c.name << " gradient of input " << i;
@@ -156,6 +157,18 @@ TEST_P(OpHarness, HalfMatchesF32) {
   for (DType dtype : {DType::f16, DType::bf16}) {
     SCOPED_TRACE(dtype_name(dtype));
     compare_precisions(GetParam(), dtype, DType::f32, dtype == DType::f16 ? 0x1p-10 : 0x1p-7, 8.0);
+  }
+}
+
+// f16 and bf16 on the GPU (tensor cores with f32 accumulation, the 16-bit kernels) against
+// f32 on the CPU, within the same 8 units of the 16-bit eps.
+TEST_P(OpHarness, CudaHalfMatchesCpuF32) {
+  if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device";
+  PoisonAllocations poison;
+  for (DType dtype : {DType::f16, DType::bf16}) {
+    SCOPED_TRACE(dtype_name(dtype));
+    compare_precisions(GetParam(), dtype, DType::f32, dtype == DType::f16 ? 0x1p-10 : 0x1p-7, 8.0,
+                       Device::cuda());
   }
 }
 
