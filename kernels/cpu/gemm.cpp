@@ -13,9 +13,10 @@
 // (transposed views included) and zero-pads the last panels, so the micro-kernel never sees an
 // edge; a partial tile goes through a small buffer instead.
 //
-// Threads: a product above ~128^3 multiply-adds, called outside a parallel region, is cut into
-// one independent product per thread along its longer side (N in NR columns or M in MR rows);
-// each thread packs its own operands, so no barrier is needed. Every C element is one chain of
+// Threads: a product above ~64^3 multiply-adds per thread, called outside a parallel region, is
+// cut into one independent product per thread along N (in NR columns) or M (in MR rows); each
+// thread packs its own operands, so no barrier is needed, and the side is chosen so that the
+// operand every thread packs in full is the smaller one. Every C element is one chain of
 // fused multiply-adds over k in order, whatever the split: results repeat bit for bit.
 #include "kernels/cpu/gemm.h"
 
@@ -302,7 +303,9 @@ void gemm(int64_t M, int64_t N, int64_t K, MatrixRef<T> a, MatrixRef<T> b, T* c,
   // Each thread's share must be at least ~64^3 multiply-adds to pay for waking it.
   const double madds = double(M) * double(N) * double(K);
   const int64_t by_work = static_cast<int64_t>(madds / 262144.0);
-  const bool split_n = (N + B::NR - 1) / B::NR >= (M + B::MR - 1) / B::MR;
+  // Every thread packs all of the operand on the side not split: split N (each thread packs
+  // all of A, M x K) when M < N, else M (all of B, K x N), as long as N has a tile per thread.
+  const bool split_n = M < N && (N + B::NR - 1) / B::NR >= cpu::num_threads();
   const int64_t tiles = split_n ? (N + B::NR - 1) / B::NR : (M + B::MR - 1) / B::MR;
   const int64_t parts = std::clamp<int64_t>(by_work, 1, tiles);
   cpu::parallel_for(parts, 1, [&](int64_t begin, int64_t end) {
