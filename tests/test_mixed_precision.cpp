@@ -3,6 +3,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <map>
 #include <set>
@@ -689,31 +690,47 @@ struct InfAt : TinyModel {
   }
 };
 
-TEST(TrainerPrecision, AnInfLossSkipsItsStepCountsAndLogsIt) {
-  TempDir dir("skip");
+// One epoch of 8 batches in 16-mixed whose loss is inf at batches 2 and 5, the scale starting at
+// 256 and growing every 2 good steps in a row. Checks what the scaler did and returns fc2's
+// weight after each batch; `trainer_seen` may look at the trainer afterwards.
+std::vector<std::vector<float>> fit_through_two_infs(
+    TrainerOptions o, const std::function<void(const Trainer&)>& trainer_seen = {}) {
   seed_everything(4);
   InfAt model;
   model.bad = {2, 5};
   TinyData data({.n_train = 64, .n_val = 8});
-  TrainerOptions o = quiet(dir, "16-mixed");
-  o.logger = true;
-  o.log_every_n_steps = 1;
   o.grad_scaler = {.init_scale = 256.0, .growth_interval = 2};
   Trainer trainer(o);
   trainer.fit(model, data);
+  EXPECT_EQ(model.fc2.weight.device().is_cuda(), o.accelerator == "cuda");
   const optim::GradScaler* scaler = trainer.grad_scaler();
-  ASSERT_NE(scaler, nullptr);
+  EXPECT_NE(scaler, nullptr);
+  if (!scaler) return {};
   EXPECT_EQ(scaler->skipped_steps(), 2);
   // Batches: 0 1 | 2 inf | 3 4 | 5 inf | 6 7 ; growth every 2 good steps in a row.
   // 256 -> 512 (after 1) -> 256 (2) -> 512 (4) -> 256 (5) -> 512 (7)
   EXPECT_EQ(scaler->get_scale(), 512.0);
   EXPECT_EQ(trainer.global_step(), 8);  // skipped steps count, as Lightning's
-  ASSERT_EQ(model.params_after.size(), 8u);
-  EXPECT_EQ(model.params_after[2], model.params_after[1]);
-  EXPECT_EQ(model.params_after[5], model.params_after[4]);
-  EXPECT_NE(model.params_after[3], model.params_after[2]);
+  const std::vector<std::vector<float>>& after = model.params_after;
+  EXPECT_EQ(after.size(), 8u);
+  if (after.size() != 8) return after;
+  EXPECT_EQ(after[2], after[1]);
+  EXPECT_EQ(after[5], after[4]);
+  EXPECT_NE(after[3], after[2]);
+  if (trainer_seen) trainer_seen(trainer);
+  return after;
+}
+
+TEST(TrainerPrecision, AnInfLossSkipsItsStepCountsAndLogsIt) {
+  TempDir dir("skip");
+  TrainerOptions o = quiet(dir, "16-mixed");
+  o.logger = true;
+  o.log_every_n_steps = 1;
+  std::string log_dir;
+  fit_through_two_infs(o, [&](const Trainer& t) { log_dir = t.log_dir(); });
+  ASSERT_FALSE(log_dir.empty());
   // The CSV rows carry the scale and the skipped-step count.
-  std::ifstream csv(trainer.log_dir() + "/metrics.csv");
+  std::ifstream csv(log_dir + "/metrics.csv");
   std::string header, line, last;
   std::getline(csv, header);
   EXPECT_NE(header.find("grad_scaler/scale"), std::string::npos) << header;
@@ -742,25 +759,10 @@ TEST(TrainerPrecisionCuda, SixteenMixedSkipsInfStepsAsOnTheCpu) {
   for (std::string accelerator : {"cpu", "cuda"}) {
     SCOPED_TRACE(accelerator);
     TempDir dir("skip_cuda");
-    seed_everything(4);
-    InfAt model;
-    model.bad = {2, 5};
-    TinyData data({.n_train = 64, .n_val = 8});
     TrainerOptions o = quiet(dir, "16-mixed");
     o.accelerator = accelerator;
-    o.grad_scaler = {.init_scale = 256.0, .growth_interval = 2};
-    Trainer trainer(o);
-    trainer.fit(model, data);
-    EXPECT_EQ(model.fc2.weight.device().is_cuda(), accelerator == "cuda");
-    const optim::GradScaler* scaler = trainer.grad_scaler();
-    ASSERT_NE(scaler, nullptr);
-    EXPECT_EQ(scaler->skipped_steps(), 2);
-    EXPECT_EQ(scaler->get_scale(), 512.0);
-    ASSERT_EQ(model.params_after.size(), 8u);
-    EXPECT_EQ(model.params_after[2], model.params_after[1]);
-    EXPECT_EQ(model.params_after[5], model.params_after[4]);
-    EXPECT_NE(model.params_after[3], model.params_after[2]);
-    params[accelerator] = model.params_after;
+    params[accelerator] = fit_through_two_infs(o);
+    ASSERT_EQ(params[accelerator].size(), 8u);
   }
   const std::vector<float>&cpu = params["cpu"].back(), &gpu = params["cuda"].back();
   float scale = 0;
