@@ -34,63 +34,40 @@
 namespace lumen::kernels {
 namespace {
 
-// One register of W lanes of T: the few operations the micro-kernel needs.
-template <class T>
-struct Vec;
+// One register of W lanes of T as a GCC vector type (__m256 and __m512 are such types), with
+// the few operations the micro-kernel needs. Only the fused multiply-add takes the instruction
+// set's intrinsic: in ISO C++ mode the compiler does not contract a * b + c.
+template <class T, int Bytes>
+struct VecOf {
+  typedef T R __attribute__((vector_size(Bytes)));
+  // The same register read or written at any T's address: unaligned, aliasing T.
+  typedef T Unaligned __attribute__((vector_size(Bytes), aligned(alignof(T)), may_alias));
+  static constexpr int W = Bytes / sizeof(T);
+  static R load(const T* p) { return *reinterpret_cast<const Unaligned*>(p); }
+  static void store(T* p, R v) { *reinterpret_cast<Unaligned*>(p) = v; }
+  static R broadcast(T x) { return x - R{}; }  // x - 0 is x exactly, signed zeros included
+  static R fma(R a, R b, R c) {
+    [[maybe_unused]] constexpr bool f32 = std::is_same_v<T, float>;
 #if defined(__AVX512F__)
-template <>
-struct Vec<float> {
-  using R = __m512;
-  static constexpr int W = 16;
-  static R load(const float* p) { return _mm512_loadu_ps(p); }
-  static void store(float* p, R v) { _mm512_storeu_ps(p, v); }
-  static R broadcast(float x) { return _mm512_set1_ps(x); }
-  static R fma(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
-};
-template <>
-struct Vec<double> {
-  using R = __m512d;
-  static constexpr int W = 8;
-  static R load(const double* p) { return _mm512_loadu_pd(p); }
-  static void store(double* p, R v) { _mm512_storeu_pd(p, v); }
-  static R broadcast(double x) { return _mm512_set1_pd(x); }
-  static R fma(R a, R b, R c) { return _mm512_fmadd_pd(a, b, c); }
-};
-#elif defined(__AVX2__) && defined(__FMA__)
-template <>
-struct Vec<float> {
-  using R = __m256;
-  static constexpr int W = 8;
-  static R load(const float* p) { return _mm256_loadu_ps(p); }
-  static void store(float* p, R v) { _mm256_storeu_ps(p, v); }
-  static R broadcast(float x) { return _mm256_set1_ps(x); }
-  static R fma(R a, R b, R c) { return _mm256_fmadd_ps(a, b, c); }
-};
-template <>
-struct Vec<double> {
-  using R = __m256d;
-  static constexpr int W = 4;
-  static R load(const double* p) { return _mm256_loadu_pd(p); }
-  static void store(double* p, R v) { _mm256_storeu_pd(p, v); }
-  static R broadcast(double x) { return _mm256_set1_pd(x); }
-  static R fma(R a, R b, R c) { return _mm256_fmadd_pd(a, b, c); }
-};
-#else
-// Other CPUs: GCC's vector extensions, which the compiler maps to the target's own registers.
-template <class T>
-struct Vec {
-  static constexpr int W = 16 / sizeof(T);
-  typedef T R __attribute__((vector_size(16)));
-  static R load(const T* p) {
-    R v;
-    std::memcpy(&v, p, sizeof v);
-    return v;
-  }
-  static void store(T* p, R v) { std::memcpy(p, &v, sizeof v); }
-  static R broadcast(T x) { return R{} + x; }
-  static R fma(R a, R b, R c) { return a * b + c; }
-};
+    if constexpr (Bytes == 64 && f32) return _mm512_fmadd_ps(a, b, c);
+    if constexpr (Bytes == 64 && !f32) return _mm512_fmadd_pd(a, b, c);
 #endif
+#if defined(__AVX2__) && defined(__FMA__)
+    if constexpr (Bytes == 32 && f32) return _mm256_fmadd_ps(a, b, c);
+    if constexpr (Bytes == 32 && !f32) return _mm256_fmadd_pd(a, b, c);
+#endif
+    return a * b + c;  // other CPUs: two roundings
+  }
+};
+#if defined(__AVX512F__)
+constexpr int kVectorBytes = 64;
+#elif defined(__AVX2__) && defined(__FMA__)
+constexpr int kVectorBytes = 32;
+#else
+constexpr int kVectorBytes = 16;
+#endif
+template <class T>
+using Vec = VecOf<T, kVectorBytes>;
 
 template <class T>
 struct Blocking {
@@ -100,24 +77,6 @@ struct Blocking {
   // L1; the A block (MC x KC) about a quarter of a 512 KiB L2.
   static constexpr int64_t KC = 1024 / sizeof(T), MC = 120, NC = 2048;
 };
-
-// Packs A[0:mc, 0:kc] into panels of MR rows, each k-major (panel[k * MR + i]), zero-padded.
-template <class T>
-void pack_a(int64_t mc, int64_t kc, MatrixRef<T> a, T* dst) {
-  constexpr int MR = Blocking<T>::MR;
-  for (int64_t i0 = 0; i0 < mc; i0 += MR, dst += kc * MR) {
-    const int mr = static_cast<int>(std::min<int64_t>(MR, mc - i0));
-    const T* src = a.p + i0 * a.row_stride;
-    if (mr < MR) std::fill(dst, dst + kc * MR, T(0));
-    if (a.col_stride == 1) {  // rows contiguous: read each row once
-      for (int i = 0; i < mr; ++i)
-        for (int64_t k = 0; k < kc; ++k) dst[k * MR + i] = src[i * a.row_stride + k];
-    } else {
-      for (int64_t k = 0; k < kc; ++k)
-        for (int i = 0; i < mr; ++i) dst[k * MR + i] = src[i * a.row_stride + k * a.col_stride];
-    }
-  }
-}
 
 // dst[k * dst_stride + j] = src[j * src_stride + k] for an 8 x 8 block of floats: the three
 // rounds of the classic AVX transpose (unpack pairs, shuffle quads, swap 128-bit halves).
@@ -142,35 +101,35 @@ inline void transpose_8x8(const float* src, int64_t src_stride, float* dst, int6
 }
 #endif
 
-// Packs B[0:kc, 0:nc] into panels of NR columns, each k-major (panel[k * NR + j]), zero-padded.
-template <class T>
-void pack_b(int64_t kc, int64_t nc, MatrixRef<T> b, T* dst) {
-  constexpr int NR = Blocking<T>::NR;
-  for (int64_t j0 = 0; j0 < nc; j0 += NR, dst += kc * NR) {
-    const int nr = static_cast<int>(std::min<int64_t>(NR, nc - j0));
+// Packs B[0:kc, 0:n] into panels of P columns, each k-major (panel[k * P + j]), zero-padded:
+// B's panels with P = NR, and A's with P = MR from A^T (A's rows are the columns of A^T).
+template <int P, class T>
+void pack_panels(int64_t kc, int64_t n, MatrixRef<T> b, T* dst) {
+  for (int64_t j0 = 0; j0 < n; j0 += P, dst += kc * P) {
+    const int np = static_cast<int>(std::min<int64_t>(P, n - j0));
     const T* src = b.p + j0 * b.col_stride;
-    if (nr < NR) std::fill(dst, dst + kc * NR, T(0));
-    if (b.col_stride == 1 && nr == NR) {  // a whole panel row: two vector moves
+    if (np < P) std::fill(dst, dst + kc * P, T(0));
+    if (b.col_stride == 1 && np == P) {  // a whole panel row: fixed-size vector moves
       for (int64_t k = 0; k < kc; ++k)
-        std::memcpy(dst + k * NR, src + k * b.row_stride, NR * sizeof(T));
+        std::memcpy(dst + k * P, src + k * b.row_stride, P * sizeof(T));
     } else if (b.col_stride == 1) {
       for (int64_t k = 0; k < kc; ++k)
-        for (int j = 0; j < nr; ++j) dst[k * NR + j] = src[k * b.row_stride + j];
+        for (int j = 0; j < np; ++j) dst[k * P + j] = src[k * b.row_stride + j];
     } else if (b.row_stride == 1) {  // columns contiguous (a transposed view): read each once
       int64_t k0 = 0;
 #if defined(__AVX2__)
-      if constexpr (std::is_same_v<T, float>) {
-        if (nr == NR)  // 8 x 8 blocks in registers; a scalar loop's stores go one at a time
+      if constexpr (std::is_same_v<T, float> && P % 8 == 0) {
+        if (np == P)  // 8 x 8 blocks in registers; a scalar loop's stores go one at a time
           for (; k0 + 8 <= kc; k0 += 8)
-            for (int j = 0; j < NR; j += 8)
-              transpose_8x8(src + j * b.col_stride + k0, b.col_stride, dst + k0 * NR + j, NR);
+            for (int j = 0; j < P; j += 8)
+              transpose_8x8(src + j * b.col_stride + k0, b.col_stride, dst + k0 * P + j, P);
       }
 #endif
-      for (int j = 0; j < nr; ++j)
-        for (int64_t k = k0; k < kc; ++k) dst[k * NR + j] = src[j * b.col_stride + k];
+      for (int j = 0; j < np; ++j)
+        for (int64_t k = k0; k < kc; ++k) dst[k * P + j] = src[j * b.col_stride + k];
     } else {
       for (int64_t k = 0; k < kc; ++k)
-        for (int j = 0; j < nr; ++j) dst[k * NR + j] = src[k * b.row_stride + j * b.col_stride];
+        for (int j = 0; j < np; ++j) dst[k * P + j] = src[k * b.row_stride + j * b.col_stride];
     }
   }
 }
@@ -262,13 +221,16 @@ void gemm_serial(int64_t M, int64_t N, int64_t K, MatrixRef<T> a, MatrixRef<T> b
     for (int64_t pc = 0; pc < K; pc += B::KC) {
       const int64_t kc = std::min(B::KC, K - pc);
       const bool add = accumulate || pc > 0;
-      pack_b(kc, nc, {b.p + pc * b.row_stride + jc * b.col_stride, b.row_stride, b.col_stride},
-             packed_b.data());
+      pack_panels<NR>(kc, nc,
+                      {b.p + pc * b.row_stride + jc * b.col_stride, b.row_stride, b.col_stride},
+                      packed_b.data());
       const bool pack = nc > 2 * NR;  // see PanelA
       for (int64_t ic = 0; ic < M; ic += B::MC) {
         const int64_t mc = std::min(B::MC, M - ic);
         const T* a_block = a.p + ic * a.row_stride + pc * a.col_stride;
-        if (pack) pack_a(mc, kc, {a_block, a.row_stride, a.col_stride}, packed_a.data());
+        if (pack)
+          pack_panels<MR>(kc, mc, MatrixRef<T>{a_block, a.row_stride, a.col_stride}.transposed(),
+                          packed_a.data());
         for (int64_t jr = 0; jr < nc; jr += NR) {
           for (int64_t ir = 0; ir < mc; ir += MR) {
             T* c_tile = c + (ic + ir) * ldc + jc + jr;
