@@ -152,10 +152,10 @@ void micro_kernel(int64_t kc, PanelA<T> a, const T* __restrict b, T* c, int64_t 
   using B = Blocking<T>;
   constexpr int MR = B::MR, NR = B::NR, W = B::W;
   typename V::R c0[MR], c1[MR];
-  for (int i = 0; i < MR; ++i) {
-    c0[i] = c1[i] = V::broadcast(T(0));
-    __builtin_prefetch(c + i * ldc);  // C's rows lie far apart: fetch them behind the loop
-    __builtin_prefetch(c + i * ldc + NR - 1);
+  for (int i = 0; i < MR; ++i) c0[i] = c1[i] = V::broadcast(T(0));
+  for (int i = 0; i < mr; ++i) {  // C's rows lie far apart: fetch them behind the loop
+    __builtin_prefetch(c + i * ldc);
+    __builtin_prefetch(c + i * ldc + nr - 1);
   }
   if constexpr (kPackedA) {
     const T* __restrict pa = a.p;
