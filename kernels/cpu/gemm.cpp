@@ -5,7 +5,7 @@
 //     for pc in K by KC:
 //       pack B[pc:, jc:] into panels of NR columns, k-major  (KC x NR each, L1)
 //       for ic in M by MC:         A block [MC, KC] packed, lives in L2
-//         pack A[ic:, pc:] into panels of MR rows, k-major   (KC x MR each)
+//         pack A[ic:, pc:] into panels of MR rows, k-major   (KC x MR each; see PanelA)
 //         for each MR x NR tile: the micro-kernel, C_tile (+)= sum_k a[:, k] b[k, :]
 // The micro-kernel keeps the MR x NR tile of C in registers (MR rows of two vectors) and, for
 // each k, loads two vectors of b and broadcasts each of the MR values of a: 2 MR fused
@@ -73,8 +73,9 @@ template <class T>
 struct Blocking {
   static constexpr int W = Vec<T>::W;
   static constexpr int MR = 6, NR = 2 * W;
-  // A micro-panel of B (KC x NR) and one of A (KC x MR) together fill about half of a 32 KiB
-  // L1; the A block (MC x KC) about a quarter of a 512 KiB L2.
+  // A micro-panel of B (KC x NR, 1 KiB per column) and one of A (KC x MR) fill two thirds of a
+  // 32 KiB L1 with AVX2 (most of AVX-512 CPUs' 48 KiB); the A block (MC x KC, 120 KiB) a
+  // quarter of a 512 KiB L2.
   static constexpr int64_t KC = 1024 / sizeof(T), MC = 120, NC = 2048;
 };
 
