@@ -134,7 +134,7 @@ struct TinyModel : LightningModule {
   Tensor training_step(const Batch& b, int64_t) override {
     record("training_step");
     ++training_steps;
-    first_inputs.push_back(b[0].contiguous().data<float>()[0]);
+    first_inputs.push_back(b[0].select(0, 0).select(0, 0).item<float>());  // on any device
     Tensor loss = nn::functional::mse_loss(forward(b[0]), b[1]);
     train_losses.push_back(loss.item<float>());
     log("train_loss", loss, {.prog_bar = true});
