@@ -50,8 +50,8 @@ void gemm_one(T* c, const T* a, const Layout& la, const T* b, const Layout& lb) 
 
 // 16-bit types: widen both operands to float (keeping each one's layout, so every row or
 // column converts as one contiguous run), multiply in float, round once. The float buffers are
-// tensors: the CPU allocator keeps their blocks, where Eigen's temporaries were fresh mmap()s
-// whose pages faulted in on every product (8% of a 16-mixed MLP step).
+// tensors: the CPU allocator keeps their blocks, where fresh temporaries are mmap()s whose
+// pages fault in on every product (8% of a 16-mixed MLP step when they were Eigen's).
 template <class T>
 void gemm_one_half(T* c, const T* a, const Layout& la, const T* b, const Layout& lb) {
   auto widen = [](const T* p, const Layout& l, Tensor& buffer) {
