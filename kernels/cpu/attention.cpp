@@ -89,6 +89,18 @@ T exp_shifted(T* s, int64_t n, T shift) {
   return sum;
 }
 
+// The dropout words of a block's `rows` rows, n keys each, into words[r * n + j]: row r's keys
+// are stream positions first + r S + j. When every row takes all S keys the positions run on
+// from row to row, and one bulk call draws them all (a call per row of a few dozen keys spent
+// more on its start than on its words).
+void block_dropout_words(const DropoutMask& dm, uint64_t first, int64_t rows, int64_t n, int64_t S,
+                         uint32_t* words) {
+  if (n == S) return cpu::philox_position_words(dm.seed, dm.offset, first, rows * S, words);
+  for (int64_t r = 0; r < rows; ++r)
+    cpu::philox_position_words(dm.seed, dm.offset, first + static_cast<uint64_t>(r * S), n,
+                               words + r * n);
+}
+
 template <class T>
 void forward_typed(const Tensor& out, const Tensor& lse_t, const Tensor& q_t, const Tensor& k_t,
                    const Tensor& v_t, const AttentionParams& p) {
@@ -99,7 +111,7 @@ void forward_typed(const Tensor& out, const Tensor& lse_t, const Tensor& q_t, co
   const int64_t blocks = (d.L + kBlock - 1) / kBlock;
   cpu::parallel_for(d.BH * blocks, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> scratch(kBlock * d.S), inv(kBlock);
-    std::vector<uint32_t> words(p.dropout ? d.S : 0);
+    std::vector<uint32_t> words(p.dropout ? kBlock * d.S : 0);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t bh = task / blocks, i0 = task % blocks * kBlock;
       const int64_t rows = std::min(kBlock, d.L - i0), n = d.keys(p, i0 + rows);
@@ -109,6 +121,9 @@ void forward_typed(const Tensor& out, const Tensor& lse_t, const Tensor& q_t, co
         continue;
       }
       gemm<T>(rows, n, q.cols, q.from(bh, i0), k.from(bh, 0).transposed(), scratch.data(), n);
+      if (p.dropout)
+        block_dropout_words(p.dropout_mask, static_cast<uint64_t>((bh * d.L + i0) * d.S), rows, n,
+                            d.S, words.data());
       for (int64_t r = 0; r < rows; ++r) {
         T* row = scratch.data() + r * n;
         mask_scores(row, n, bh, i0 + r, p);
@@ -123,11 +138,8 @@ void forward_typed(const Tensor& out, const Tensor& lse_t, const Tensor& q_t, co
         lse[bh * d.L + i0 + r] = m + std::log(sum);
         inv[r] = T(1) / sum;
         if (p.dropout) {
-          const DropoutMask& dm = p.dropout_mask;
-          cpu::philox_position_words(dm.seed, dm.offset,
-                                     static_cast<uint64_t>((bh * d.L + i0 + r) * d.S), n,
-                                     words.data());
-          for (int64_t j = 0; j < n; ++j) row[j] = dm.given(words[j], row[j]);
+          const uint32_t* w = words.data() + r * n;
+          for (int64_t j = 0; j < n; ++j) row[j] = p.dropout_mask.given(w[j], row[j]);
         }
       }
       gemm<T>(rows, v.cols, n, {scratch.data(), n, 1}, v.from(bh, 0), o.row(bh, i0), o.row_stride);
@@ -152,7 +164,7 @@ void backward_typed(const Tensor& dq_t, const Tensor& dk_t, const Tensor& dv_t,
   const T scale = static_cast<T>(p.scale);
   cpu::parallel_for(d.BH, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> prob(kBlock * d.S), dprob(kBlock * d.S);
-    std::vector<uint32_t> words(p.dropout ? d.S : 0);
+    std::vector<uint32_t> words(p.dropout ? kBlock * d.S : 0);
     for (int64_t bh = begin; bh < end; ++bh) {
       dk.zero_rows(bh, 0, d.S);
       dv.zero_rows(bh, 0, d.S);
@@ -165,6 +177,9 @@ void backward_typed(const Tensor& dq_t, const Tensor& dk_t, const Tensor& dv_t,
         }
         gemm<T>(rows, n, q.cols, q.from(bh, i0), k.from(bh, 0).transposed(), prob.data(), n);
         gemm<T>(rows, n, v.cols, dout.from(bh, i0), v.from(bh, 0).transposed(), dprob.data(), n);
+        if (p.dropout)
+          block_dropout_words(p.dropout_mask, static_cast<uint64_t>(at * d.S), rows, n, d.S,
+                              words.data());
         for (int64_t r = 0; r < rows; ++r) {
           T *pr_r = prob.data() + r * n, *dp_r = dprob.data() + r * n;
           const T l = lse[at + r];
@@ -182,11 +197,9 @@ void backward_typed(const Tensor& dq_t, const Tensor& dk_t, const Tensor& dv_t,
           for (int64_t c = 0; c < out.cols; ++c) D += do_r[c] * o_r[c];
           if (p.dropout) {
             // dv takes the dropped weights f p; ds the kept ones p.
-            const DropoutMask& dm = p.dropout_mask;
-            cpu::philox_position_words(dm.seed, dm.offset, static_cast<uint64_t>((at + r) * d.S), n,
-                                       words.data());
+            const uint32_t* w = words.data() + r * n;
             for (int64_t j = 0; j < n; ++j) {
-              const T f = dm.given(words[j], T(1));
+              const T f = p.dropout_mask.given(w[j], T(1));
               dp_r[j] = pr_r[j] * (f * dp_r[j] - D);
               pr_r[j] *= f;
             }
