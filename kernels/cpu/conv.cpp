@@ -135,17 +135,22 @@ void col2im(const T* col, T* gx, const Geom& g) {
   });
 }
 
+// A col buffer for im2col, [Cg kH kW, OH OW]; none for a pointwise conv, which reads x itself.
+template <class T>
+std::vector<T> col_buffer(const Geom& g) {
+  return std::vector<T>(g.pointwise() ? 0 : g.ckk() * g.l());
+}
+
 // Runs image(n, col) for every image, with a col buffer per thread (see the file comment).
 template <class T, class F>
 void for_each_image(const Geom& g, const F& image) {
-  auto buffer = [&] { return std::vector<T>(g.pointwise() ? 0 : g.ckk() * g.l()); };
   if (g.per_image()) {
     cpu::parallel_for(g.N, 1, [&](int64_t b, int64_t e) {
-      std::vector<T> col = buffer();
+      std::vector<T> col = col_buffer<T>(g);
       for (int64_t n = b; n < e; ++n) image(n, col);
     });
   } else {
-    std::vector<T> col = buffer();
+    std::vector<T> col = col_buffer<T>(g);
     for (int64_t n = 0; n < g.N; ++n) image(n, col);
   }
 }
@@ -227,7 +232,7 @@ void backward_weight(const Tensor& gw, const Tensor& gy, const Tensor& x, const 
     for (int64_t p = p0; p < p1; ++p) {
       std::vector<T>& acc = partial[p];
       acc.assign(size, T(0));
-      std::vector<T> col(g.pointwise() ? 0 : ckk * L);
+      std::vector<T> col = col_buffer<T>(g);
       for (int64_t n = g.N * p / P; n < g.N * (p + 1) / P; ++n) {
         for (int64_t grp = 0; grp < g.G; ++grp) {
           // dW_g += dY_g col^T, col^T [OH OW, Cg kH kW] read in place.
