@@ -72,9 +72,11 @@ void check_one(const Product<T>& p, T alpha, bool accumulate, double tol, std::m
 template <class T>
 void check_against_f64(double tol) {
   std::mt19937 rng(7);
-  // MR = 6 and NR = 2 vectors: sizes below, at and past a tile; K past the 256 / 128 of KC.
+  // MR = 6 and NR = 2 vectors: sizes below, at and past a tile, and edge panels narrower
+  // than, as wide as and wider than one vector (8 floats or 4 doubles with AVX2); K past the
+  // 256 / 128 of KC.
   for (int64_t M : {1, 6, 7, 61})
-    for (int64_t N : {1, 8, 17, 67})
+    for (int64_t N : {1, 8, 14, 17, 25, 67})
       for (int64_t K : {0, 1, 9, 300})
         for (int layout = 0; layout < 4; ++layout)
           for (T alpha : {T(1), T(0.75)})

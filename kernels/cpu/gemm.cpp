@@ -79,12 +79,17 @@ struct Blocking {
   static constexpr int64_t KC = 1024 / sizeof(T), MC = 120, NC = 2048;
 };
 
-// dst[k * dst_stride + j] = src[j * src_stride + k] for an 8 x 8 block of floats: the three
-// rounds of the classic AVX transpose (unpack pairs, shuffle quads, swap 128-bit halves).
+// dst[k * dst_stride + j] = src[j * src_stride + k] for j < Rows (at most 8) and k < 8: the three
+// rounds of the classic AVX transpose (unpack pairs, shuffle quads, swap 128-bit halves), rows
+// past Rows read as zeros. Each k stores 8 floats, in order of k: with dst_stride < 8 a store's
+// tail (zeros) runs into the next k's start, which the next store then writes, and the last one
+// writes 8 - dst_stride floats past the block, which the caller must own.
 #if defined(__AVX2__)
+template <int Rows>
 inline void transpose_8x8(const float* src, int64_t src_stride, float* dst, int64_t dst_stride) {
   __m256 r[8], t[8];
-  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * src_stride);
+  for (int i = 0; i < 8; ++i)
+    r[i] = i < Rows ? _mm256_loadu_ps(src + i * src_stride) : _mm256_setzero_ps();
   for (int i = 0; i < 8; i += 2) {
     t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
     t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
@@ -96,9 +101,10 @@ inline void transpose_8x8(const float* src, int64_t src_stride, float* dst, int6
     r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
   }
   for (int i = 0; i < 4; ++i) {
-    _mm256_storeu_ps(dst + i * dst_stride, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
-    _mm256_storeu_ps(dst + (i + 4) * dst_stride, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+    t[i] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x20);
+    t[i + 4] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x31);
   }
+  for (int k = 0; k < 8; ++k) _mm256_storeu_ps(dst + k * dst_stride, t[k]);
 }
 #endif
 
@@ -119,11 +125,17 @@ void pack_panels(int64_t kc, int64_t n, MatrixRef<T> b, T* dst) {
     } else if (b.row_stride == 1) {  // columns contiguous (a transposed view): read each once
       int64_t k0 = 0;
 #if defined(__AVX2__)
+      // 8 x 8 blocks in registers; a scalar loop's stores go one at a time. A's panels of
+      // P = MR < 8 rows store 8 floats per k, so their buffer has room past its last panel.
       if constexpr (std::is_same_v<T, float> && P % 8 == 0) {
-        if (np == P)  // 8 x 8 blocks in registers; a scalar loop's stores go one at a time
+        if (np == P)
           for (; k0 + 8 <= kc; k0 += 8)
             for (int j = 0; j < P; j += 8)
-              transpose_8x8(src + j * b.col_stride + k0, b.col_stride, dst + k0 * P + j, P);
+              transpose_8x8<8>(src + j * b.col_stride + k0, b.col_stride, dst + k0 * P + j, P);
+      } else if constexpr (std::is_same_v<T, float> && P < 8) {
+        if (np == P)
+          for (; k0 + 8 <= kc; k0 += 8)
+            transpose_8x8<P>(src + k0, b.col_stride, dst + k0 * P, P);
       }
 #endif
       for (int j = 0; j < np; ++j)
@@ -145,56 +157,55 @@ struct PanelA {
   int64_t row_stride, col_stride;  // in place only
 };
 
-// C[0:mr, 0:nr] (+)= alpha * sum_k A(i, k) b[k * NR + j], over a packed panel of B.
-template <class T, bool kPackedA>
+// C[0:mr, 0:nr] (+)= alpha * sum_k A(i, k) b[k * NR + j], over a packed panel of B, with
+// Vecs vectors of columns: two, or one for an edge panel of at most W columns (a product whose
+// N is 16 k + 2 would otherwise spend a whole panel's work on two columns).
+template <class T, bool kPackedA, int Vecs>
 void micro_kernel(int64_t kc, PanelA<T> a, const T* __restrict b, T* c, int64_t ldc, T alpha,
                   bool accumulate, int mr, int nr) {
   using V = Vec<T>;
   using B = Blocking<T>;
   constexpr int MR = B::MR, NR = B::NR, W = B::W;
-  typename V::R c0[MR], c1[MR];
-  for (int i = 0; i < MR; ++i) c0[i] = c1[i] = V::broadcast(T(0));
+  typename V::R acc[Vecs][MR];
+  for (int v = 0; v < Vecs; ++v)
+    for (int i = 0; i < MR; ++i) acc[v][i] = V::broadcast(T(0));
   for (int i = 0; i < mr; ++i) {  // C's rows lie far apart: fetch them behind the loop
     __builtin_prefetch(c + i * ldc);
     __builtin_prefetch(c + i * ldc + nr - 1);
   }
+  // Each k: Vecs vectors of b, MR broadcasts of a, Vecs MR fused multiply-adds.
+  auto step = [&](const T* bk, auto a_of) {
+    typename V::R bv[Vecs];
+    for (int v = 0; v < Vecs; ++v) bv[v] = V::load(bk + v * W);
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; ++i) {
+      const typename V::R ai = V::broadcast(a_of(i));
+      for (int v = 0; v < Vecs; ++v) acc[v][i] = V::fma(ai, bv[v], acc[v][i]);
+    }
+  };
   if constexpr (kPackedA) {
     const T* __restrict pa = a.p;
 #pragma GCC unroll 4
-    for (int64_t k = 0; k < kc; ++k, pa += MR, b += NR) {
-      const typename V::R b0 = V::load(b), b1 = V::load(b + W);
-#pragma GCC unroll 6
-      for (int i = 0; i < MR; ++i) {
-        const typename V::R ai = V::broadcast(pa[i]);
-        c0[i] = V::fma(ai, b0, c0[i]);
-        c1[i] = V::fma(ai, b1, c1[i]);
-      }
-    }
+    for (int64_t k = 0; k < kc; ++k, pa += MR, b += NR) step(b, [&](int i) { return pa[i]; });
   } else {
     // Rows past mr read row mr - 1 again (in bounds); their sums are never stored.
     const T* row[MR];
     for (int i = 0; i < MR; ++i) row[i] = a.p + std::min(i, mr - 1) * a.row_stride;
     for (int64_t k = 0; k < kc; ++k, b += NR) {
-      const typename V::R b0 = V::load(b), b1 = V::load(b + W);
       const int64_t at = k * a.col_stride;
-#pragma GCC unroll 6
-      for (int i = 0; i < MR; ++i) {
-        const typename V::R ai = V::broadcast(row[i][at]);
-        c0[i] = V::fma(ai, b0, c0[i]);
-        c1[i] = V::fma(ai, b1, c1[i]);
-      }
+      step(b, [&](int i) { return row[i][at]; });
     }
   }
   // c = alpha acc, or c = alpha acc + c in one rounding. A partial tile goes through a buffer
   // with the same vector arithmetic, so an element rounds alike wherever the tiles fall.
   const typename V::R va = V::broadcast(alpha);
   auto write = [&](T* dst, int64_t ld) {
-    for (int i = 0; i < MR; ++i, dst += ld) {
-      V::store(dst, accumulate ? V::fma(va, c0[i], V::load(dst)) : c0[i] * va);
-      V::store(dst + W, accumulate ? V::fma(va, c1[i], V::load(dst + W)) : c1[i] * va);
-    }
+    for (int i = 0; i < MR; ++i, dst += ld)
+      for (int v = 0; v < Vecs; ++v)
+        V::store(dst + v * W,
+                 accumulate ? V::fma(va, acc[v][i], V::load(dst + v * W)) : acc[v][i] * va);
   };
-  if (mr == MR && nr == NR) return write(c, ldc);
+  if (mr == MR && nr == Vecs * W) return write(c, ldc);
   alignas(64) T tile[MR * NR];
   if (accumulate) {
     std::fill(tile, tile + MR * NR, T(0));
@@ -215,7 +226,7 @@ void gemm_serial(int64_t M, int64_t N, int64_t K, MatrixRef<T> a, MatrixRef<T> b
   // Per-thread packing buffers, kept between calls (OpenMP's threads live as long as the
   // process): a product allocates nothing once the buffers have grown.
   thread_local std::vector<T> packed_a, packed_b;
-  packed_a.resize(B::MC * B::KC);
+  packed_a.resize(B::MC * B::KC + 8);  // + 8: see pack_panels
   packed_b.resize(B::KC * (B::NC + NR));
   for (int64_t jc = 0; jc < N; jc += B::NC) {
     const int64_t nc = std::min(B::NC, N - jc);
@@ -238,12 +249,18 @@ void gemm_serial(int64_t M, int64_t N, int64_t K, MatrixRef<T> a, MatrixRef<T> b
             const T* b_panel = packed_b.data() + jr * kc;
             const int mr = static_cast<int>(std::min<int64_t>(MR, mc - ir));
             const int nr = static_cast<int>(std::min<int64_t>(NR, nc - jr));
-            if (pack)
-              micro_kernel<T, true>(kc, {packed_a.data() + ir * kc, 0, 0}, b_panel, c_tile, ldc,
-                                    alpha, add, mr, nr);
+            const PanelA<T> a_panel =
+                pack ? PanelA<T>{packed_a.data() + ir * kc, 0, 0}
+                     : PanelA<T>{a_block + ir * a.row_stride, a.row_stride, a.col_stride};
+            const bool wide = nr > B::W;
+            if (pack && wide)
+              micro_kernel<T, true, 2>(kc, a_panel, b_panel, c_tile, ldc, alpha, add, mr, nr);
+            else if (pack)
+              micro_kernel<T, true, 1>(kc, a_panel, b_panel, c_tile, ldc, alpha, add, mr, nr);
+            else if (wide)
+              micro_kernel<T, false, 2>(kc, a_panel, b_panel, c_tile, ldc, alpha, add, mr, nr);
             else
-              micro_kernel<T, false>(kc, {a_block + ir * a.row_stride, a.row_stride, a.col_stride},
-                                     b_panel, c_tile, ldc, alpha, add, mr, nr);
+              micro_kernel<T, false, 1>(kc, a_panel, b_panel, c_tile, ldc, alpha, add, mr, nr);
           }
         }
       }
