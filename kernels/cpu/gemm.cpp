@@ -134,8 +134,7 @@ void pack_panels(int64_t kc, int64_t n, MatrixRef<T> b, T* dst) {
               transpose_8x8<8>(src + j * b.col_stride + k0, b.col_stride, dst + k0 * P + j, P);
       } else if constexpr (std::is_same_v<T, float> && P < 8) {
         if (np == P)
-          for (; k0 + 8 <= kc; k0 += 8)
-            transpose_8x8<P>(src + k0, b.col_stride, dst + k0 * P, P);
+          for (; k0 + 8 <= kc; k0 += 8) transpose_8x8<P>(src + k0, b.col_stride, dst + k0 * P, P);
       }
 #endif
       for (int j = 0; j < np; ++j)
