@@ -3,6 +3,8 @@
 # run on the CPU with the same data, model, optimizer, batch size and thread count (2), and
 # prints per-epoch training time, time from process start to the first training step, and
 # the ratios. PyTorch and Lightning are installed from PyPI into bench/.venv when missing.
+# The model "gpt" is the character-level GPT (examples/char_gpt.cpp, bench/lightning_char_gpt.py),
+# whose last validation loss stands where the others have a test accuracy.
 #   bench/compare_fashion_mnist.sh [epochs (default 2)] [models (default "mlp cnn vit")]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,17 +22,22 @@ errlog=$(mktemp /tmp/compare_fashion_mnist.XXXXXX.log)
 
 source bench/measure.sh
 
-printf '| model | framework | epoch (s, median of %s) | start to first step (s) | test acc |\n' "$epochs"
+printf '| model | framework | epoch (s, median of %s) | start to first step (s) | test acc (gpt: val loss) |\n' "$epochs"
 printf '|---|---|---|---|---|\n'
 # A failed run (measure prints "-" and the end of its stderr) leaves "-" in its cells.
 f2() { awk -v x="$1" 'BEGIN { print (x ~ /^-?[0-9.]+$/ ? sprintf("%.2f", x) : "-") }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { print (a + 0 && b + 0 ? sprintf("%.2f", a / b) : "-") }'; }
 for model in $models; do
   l_first=- l_epoch=- l_acc=- p_first=- p_epoch=- p_acc=-
+  if [ "$model" = gpt ]; then
+    lumen=(build/char_gpt) twin=(bench/lightning_char_gpt.py)
+  else
+    lumen=("build/fashion_mnist_$model") twin=(bench/lightning_fashion_mnist.py "$model")
+  fi
   read -r l_first l_epoch l_acc _ < <(OMP_NUM_THREADS=$threads measure \
-    "build/fashion_mnist_$model" --bench --epochs "$epochs" --threads "$threads") || true
-  read -r p_first p_epoch p_acc _ < <(measure "$venv/bin/python" bench/lightning_fashion_mnist.py \
-    "$model" --epochs "$epochs" --threads "$threads") || true
+    "${lumen[@]}" --bench --epochs "$epochs" --threads "$threads") || true
+  read -r p_first p_epoch p_acc _ < <(measure "$venv/bin/python" "${twin[@]}" \
+    --epochs "$epochs" --threads "$threads") || true
   printf '| %s | Lumen | %s | %s | %s |\n' "$model" "$(f2 "$l_epoch")" "$(f2 "$l_first")" "$l_acc"
   printf '| %s | PyTorch + Lightning | %s | %s | %s |\n' "$model" "$(f2 "$p_epoch")" \
     "$(f2 "$p_first")" "$p_acc"

@@ -3,8 +3,9 @@
 // given network, and the program around it (options, trainer, test, bench output).
 #include <lumen/lumen.h>
 
+#include "examples/epoch_timer.h"
+
 #include <omp.h>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -41,36 +42,6 @@ struct Classifier : LightningModule {
     log("test_acc", metrics::accuracy(net(b[0]), b[1]), {.sync_dist = true});
   }
   OptimizerConfig configure_optimizers() override { return optim::AdamW(parameters(), {.lr = lr}); }
-};
-
-// With --bench: the same lines bench/lightning_fashion_mnist.py prints, so
-// bench/compare_fashion_mnist.sh can time both frameworks alike.
-struct EpochTimer : Callback {
-  using Clock = std::chrono::steady_clock;
-  Clock::time_point start, paused;
-  std::string state_key() const override { return "EpochTimer"; }
-  void on_train_batch_start(Trainer& t, LightningModule&, const Batch&, int64_t i) override {
-    if (t.global_step() == 0 && i == 0) {
-      double now =
-          std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-              .count();
-      std::printf("first_step_unix=%.6f\n", now);
-    }
-  }
-  void on_train_epoch_start(Trainer&, LightningModule&) override { start = Clock::now(); }
-  // The validation inside fit (at the epoch's end) is not training time. training() is already
-  // false in these hooks, as in Lightning; the stage says whether a fit runs.
-  void on_validation_start(Trainer& t, LightningModule&) override {
-    if (t.stage() == "fit") paused = Clock::now();
-  }
-  void on_validation_end(Trainer& t, LightningModule&) override {
-    if (t.stage() == "fit") start += Clock::now() - paused;
-  }
-  void on_train_epoch_end(Trainer& t, LightningModule&) override {
-    std::printf("epoch=%lld train_seconds=%.4f\n", static_cast<long long>(t.current_epoch()),
-                std::chrono::duration<double>(Clock::now() - start).count());
-    std::fflush(stdout);
-  }
 };
 
 // Usage: <program> [--epochs N] [--threads N] [--precision P] [--accelerator A] [--data DIR]
@@ -116,7 +87,7 @@ inline int run(const char* name, Layers layers, int64_t default_epochs, int argc
       options.enable_checkpointing = false;
       options.enable_model_summary = false;
       options.logger = false;
-      options.callbacks = {std::make_shared<EpochTimer>()};
+      options.callbacks = {std::make_shared<examples::EpochTimer>()};
     } else {
       options.callbacks = {std::make_shared<ModelCheckpoint>(
           ModelCheckpointOptions{.filename = "{epoch}-{val_acc:.4f}",

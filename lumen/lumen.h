@@ -5,6 +5,7 @@
 #include "autograd/gradcheck.h"
 #include "dist/communicator.h"
 #include "dist/world.h"
+#include "io/character_text.h"
 #include "io/checkpoint.h"
 #include "io/fashion_mnist.h"
 #include "io/idx.h"

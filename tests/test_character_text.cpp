@@ -1,0 +1,170 @@
+// io::CharacterText (a text file as character-level language-modelling data) and the
+// character-level GPT of examples/char_gpt.h that trains on it.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "examples/char_gpt.h"
+#include "op_harness.h"
+#include "trainer_fixtures.h"
+
+namespace lumen {
+namespace {
+
+using testing::TempDir;
+
+std::string write_text(const TempDir& dir, const std::string& name, const std::string& text) {
+  std::ofstream(dir.str(name), std::ios::binary) << text;
+  return dir.str(name);
+}
+
+std::vector<int64_t> values(const Tensor& t) {
+  const Tensor c = t.contiguous();
+  return {c.data<int64_t>(), c.data<int64_t>() + c.numel()};
+}
+
+TEST(CharacterText, VocabularyIsTheSortedDistinctBytes) {
+  TempDir dir("chartext");
+  io::CharacterText data(
+      {.path = write_text(dir, "t.txt", "hello world\n"), .block_size = 2, .val_fraction = 0});
+  data.setup("fit");
+  // '\n' ' ' d e h l o r w
+  EXPECT_EQ(data.vocab_size(), 9);
+  EXPECT_EQ(values(data.encode("hold\n w")), (std::vector<int64_t>{4, 6, 5, 2, 0, 1, 8}));
+  EXPECT_EQ(data.decode(data.encode("world hello\n")), "world hello\n");
+  EXPECT_EQ(data.decode(from_vector<int32_t>({8, 6, 7})), "wor");
+}
+
+TEST(CharacterText, WindowsAreShiftedByOneAndSplitTrainThenValidation) {
+  TempDir dir("chartext");
+  std::string text;
+  for (int i = 0; i < 100; ++i) text += static_cast<char>('a' + (i * 7) % 26);
+  io::CharacterText data({.path = write_text(dir, "t.txt", text),
+                          .block_size = 8,
+                          .stride = 4,
+                          .batch_size = 5,
+                          .val_fraction = 0.2,
+                          .num_workers = 0,
+                          .shuffle = false});
+  data.setup("fit");
+  // 80 training tokens: windows start at 0, 4, ..., 68 (the last needs tokens up to 76 + 1).
+  ASSERT_EQ(data.train_dataset()->size(), 18);
+  ASSERT_EQ(data.val_dataset()->size(), 3);  // 20 tokens: starts 0, 4, 8
+  for (int64_t i : {0, 5, 17}) {
+    Batch b = data.train_dataset()->get(i);
+    EXPECT_EQ(data.decode(b[0]), text.substr(static_cast<size_t>(4 * i), 8)) << i;
+    EXPECT_EQ(data.decode(b[1]), text.substr(static_cast<size_t>(4 * i + 1), 8)) << i;
+  }
+  Batch v = data.val_dataset()->get(2);
+  EXPECT_EQ(data.decode(v[0]), text.substr(88, 8));
+  EXPECT_EQ(data.decode(v[1]), text.substr(89, 8));
+
+  auto loader = data.train_dataloader();
+  EXPECT_EQ(loader->size(), 4);  // 18 windows in batches of 5
+  for (const Batch& b : loader->epoch(0)) {
+    EXPECT_EQ(b[0].dtype(), DType::i64);
+    EXPECT_EQ(b[0].shape(), b[1].shape());
+    EXPECT_EQ(b[0].size(1), 8);
+    break;
+  }
+  EXPECT_EQ(io::CharacterText({.path = data.options().path, .block_size = 8, .val_fraction = 0})
+                .options()
+                .stride,
+            8);  // 0: the block size
+}
+
+TEST(CharacterText, BadInputSaysWhatWasExpected) {
+  TempDir dir("chartext");
+  EXPECT_THROW_MSG(io::CharacterText({.path = dir.str("absent.txt")}).prepare_data(), "absent.txt",
+                   "expected a text file");
+  if (!std::filesystem::exists(io::CharacterTextOptions().path))  // the default names its package
+    EXPECT_THROW_MSG(io::CharacterText().prepare_data(), "apt-get install fortunes");
+  const std::string empty_file = write_text(dir, "empty.txt", "");
+  EXPECT_THROW_MSG(io::CharacterText({.path = empty_file}).setup("fit"), "empty.txt", "is empty");
+  const std::string short_file = write_text(dir, "short.txt", "abcdefghij");
+  EXPECT_THROW_MSG(
+      io::CharacterText({.path = short_file, .block_size = 9, .val_fraction = 0.5}).setup("fit"),
+      "training split", "has 5 tokens", "needs 10");
+  EXPECT_THROW_MSG(
+      io::CharacterText({.path = short_file, .block_size = 3, .val_fraction = 0.2}).setup("fit"),
+      "validation split", "has 2 tokens", "needs 4");
+  EXPECT_THROW_MSG(io::CharacterText({.path = short_file, .block_size = 0}), "block_size");
+  EXPECT_THROW_MSG(io::CharacterText({.path = short_file, .val_fraction = 1}), "val_fraction",
+                   "[0, 1)");
+  EXPECT_THROW_MSG(io::CharacterText({.path = short_file, .stride = -1}), "stride");
+
+  io::CharacterText data({.path = short_file, .block_size = 3, .val_fraction = 0});
+  EXPECT_THROW_MSG(data.vocab_size(), "setup");
+  EXPECT_THROW_MSG(data.encode("abc"), "setup");
+  EXPECT_THROW_MSG(data.train_dataloader(), "setup");
+  EXPECT_THROW_MSG(data.setup("train"), "unknown stage 'train'");
+  data.setup("fit");
+  EXPECT_EQ(data.val_dataloader(), nullptr);
+  EXPECT_THROW_MSG(data.encode("abz"), "'z' at position 2", "not in the vocabulary");
+  EXPECT_THROW_MSG(data.decode(from_vector<int64_t>({0, 10})), "token 10 at position 1",
+                   "vocabulary of 10");
+  EXPECT_THROW_MSG(data.decode(from_vector<float>({0.f})), "i64 or i32");
+  EXPECT_THROW_MSG(data.train_dataset()->get(3), "index 3", "3 windows");
+}
+
+TEST(CharGPT, APositionSeesNoLaterToken) {
+  manual_seed(3);
+  char_gpt::CharGPT model(
+      {.vocab_size = 11, .block_size = 8, .n_embd = 16, .n_head = 2, .n_layer = 2});
+  model.eval();
+  NoGradGuard no_grad;
+  Tensor a = from_vector<int64_t>({1, 5, 2, 9, 3, 3, 7, 0}, {1, 8});
+  Tensor b = from_vector<int64_t>({1, 5, 2, 9, 4, 10, 6, 1}, {1, 8});  // from position 4 on
+  Tensor la = model.forward(a), lb = model.forward(b);
+  ASSERT_EQ(la.shape(), (Shape{1, 8, 11}));
+  const float *pa = la.data<float>(), *pb = lb.data<float>();
+  for (int64_t i = 0; i < 4 * 11; ++i) EXPECT_EQ(pa[i], pb[i]) << i;  // bit for bit
+  double changed = 0;
+  for (int64_t i = 4 * 11; i < 8 * 11; ++i) changed += std::abs(pa[i] - pb[i]);
+  EXPECT_GT(changed, 1e-3);
+}
+
+// A text with period 13 is predictable from a few characters: a tiny model must get far
+// below the ln(vocab) of guessing.
+TEST(CharGPT, LearnsAPeriodicText) {
+  TempDir dir("chargpt");
+  std::string text;
+  for (int i = 0; i < 120; ++i) text += "lumen trains ";
+  seed_everything(5);
+  io::CharacterText data({.path = write_text(dir, "t.txt", text),
+                          .block_size = 16,
+                          .stride = 3,
+                          .batch_size = 16,
+                          .val_fraction = 0.1,
+                          .num_workers = 0});
+  data.setup("fit");
+  char_gpt::CharGPT model({.vocab_size = data.vocab_size(),
+                           .block_size = 16,
+                           .n_embd = 32,
+                           .n_head = 2,
+                           .n_layer = 1,
+                           .dropout = 0,
+                           .lr = 3e-3});
+  Trainer trainer({.max_epochs = 3,
+                   .default_root_dir = dir.str(),
+                   .enable_progress_bar = false,
+                   .enable_checkpointing = false,
+                   .enable_model_summary = false,
+                   .logger = false,
+                   .accelerator = "cpu"});
+  trainer.fit(model, data);
+  const double val_loss = trainer.callback_metrics().at("val_loss");
+  EXPECT_LT(val_loss, 0.1 * std::log(double(data.vocab_size()))) << val_loss;
+
+  model.eval();
+  Generator gen(1);
+  const std::string sample =
+      data.decode(from_vector(model.generate(data.encode("lumen "), 26, 0.5, gen)));
+  EXPECT_EQ(sample, "lumen trains lumen trains lumen ");
+}
+
+}  // namespace
+}  // namespace lumen
