@@ -1,5 +1,5 @@
 """The PyTorch + Lightning twin of examples/char_gpt.cpp, for bench/compare_fashion_mnist.sh's
-"gpt" model (CPU) and bench/gpu_compare.sh (GPU).
+"gpt" model (CPU; --accelerator gpu runs it on a GPU).
 
 Same data (a text file, by default the songs and poems of Debian's `fortunes` package, or
 $CHAR_GPT_TEXT; the sorted distinct bytes are the vocabulary, the first 90% trains and the rest

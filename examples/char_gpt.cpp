@@ -75,7 +75,6 @@ int main(int argc, char** argv) {
                   static_cast<long long>(memory_stats(model.device()).peak_allocated));
       return 0;
     }
-    model.eval();
     Generator gen(42);
     std::printf(
         "checkpoints and logs: %s\n--- sampled from the model ---\n%s\n", trainer.log_dir().c_str(),

@@ -61,6 +61,8 @@ struct CharGPT : LightningModule {
 
   // idx i64 [B, T] (T <= block_size) -> logits [B, T, vocab_size]; position t sees tokens <= t.
   Tensor forward(const Tensor& idx) {
+    LUMEN_CHECK(idx.dim() == 2 && idx.size(1) <= opt.block_size, "CharGPT: expected tokens [B, T] ",
+                "with T <= block_size ", opt.block_size, ", got ", ShapeStr{idx.shape()});
     const int64_t T = idx.size(1);
     Tensor x = token_embedding(idx) + pos_embedding.narrow(1, 0, T);
     return head(blocks.forward(drop(x), {.is_causal = true}));
@@ -83,10 +85,22 @@ struct CharGPT : LightningModule {
   }
 
   // `prompt` (i64 [t], t >= 1) followed by n sampled tokens: each drawn from softmax(logits /
-  // temperature) at the last position, the context being the last block_size tokens.
+  // temperature) at the last position, the context being the last block_size tokens. Runs in
+  // eval mode (no dropout), then restores the module's mode.
   std::vector<int64_t> generate(const Tensor& prompt, int64_t n, double temperature,
                                 Generator& gen) {
+    LUMEN_CHECK(prompt.dim() == 1 && prompt.numel() >= 1 && prompt.dtype() == DType::i64,
+                "CharGPT::generate: expected a prompt of i64 tokens [t] with t >= 1, got ",
+                dtype_name(prompt.dtype()), " ", ShapeStr{prompt.shape()});
+    LUMEN_CHECK(temperature > 0 && n >= 0, "CharGPT::generate: expected temperature > 0 and ",
+                "n >= 0, got ", temperature, " and ", n);
     NoGradGuard no_grad;
+    struct RestoreMode {
+      CharGPT& m;
+      bool training;
+      ~RestoreMode() { m.train(training); }
+    } restore{*this, is_training()};
+    eval();
     const Tensor host = host_values(prompt.contiguous());
     std::vector<int64_t> tokens(host.data<int64_t>(), host.data<int64_t>() + host.numel());
     for (int64_t i = 0; i < n; ++i) {
@@ -94,16 +108,16 @@ struct CharGPT : LightningModule {
       const std::vector<int64_t> context(tokens.end() - t, tokens.end());
       Tensor logits = forward(from_vector(context, {1, t}).to(device())).select(1, t - 1);
       Tensor probs = host_values(softmax(logits * (1.0 / temperature), -1));
-      // Inverse transform: the first token whose cumulative probability passes u.
+      // Inverse transform: the first token whose cumulative probability passes u (the last
+      // token of nonzero probability when rounding leaves the sum just under u).
       const double u = rand({}, {.dtype = DType::f64}, &gen).item();
       const float* p = probs.data<float>();
-      int64_t next = probs.numel() - 1;
+      int64_t next = -1;
       double cumulative = 0;
-      for (int64_t v = 0; v < probs.numel(); ++v)
-        if ((cumulative += p[v]) > u) {
-          next = v;
-          break;
-        }
+      for (int64_t v = 0; v < probs.numel() && next < 0; ++v)
+        if ((cumulative += p[v]) > u) next = v;
+      for (int64_t v = probs.numel() - 1; next < 0; --v)
+        if (p[v] > 0) next = v;
       tokens.push_back(next);
     }
     return tokens;

@@ -95,9 +95,10 @@ void CharacterText::setup(const std::string& stage) {
   const int64_t n_train = n - n_val, need = options_.block_size + 1;
   LUMEN_CHECK(n_train >= need, "CharacterText: the training split of '", options_.path, "' has ",
               n_train, " tokens; a window of block_size ", options_.block_size, " needs ", need);
-  LUMEN_CHECK(n_val == 0 || n_val >= need, "CharacterText: the validation split of '",
-              options_.path, "' (val_fraction ", options_.val_fraction, ") has ", n_val,
-              " tokens; a window of block_size ", options_.block_size, " needs ", need,
+  LUMEN_CHECK(options_.val_fraction == 0 || n_val >= need,
+              "CharacterText: the validation split of '", options_.path, "' (val_fraction ",
+              options_.val_fraction, ") has ", n_val, " tokens; a window of block_size ",
+              options_.block_size, " needs ", need,
               " (raise val_fraction, or set it to 0 for no validation)");
   train_ = std::make_shared<TokenWindows>(tokens.narrow(0, 0, n_train), options_.block_size,
                                           options_.stride);

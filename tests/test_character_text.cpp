@@ -36,6 +36,25 @@ TEST(CharacterText, VocabularyIsTheSortedDistinctBytes) {
   EXPECT_EQ(values(data.encode("hold\n w")), (std::vector<int64_t>{4, 6, 5, 2, 0, 1, 8}));
   EXPECT_EQ(data.decode(data.encode("world hello\n")), "world hello\n");
   EXPECT_EQ(data.decode(from_vector<int32_t>({8, 6, 7})), "wor");
+  // setup is done once: later stages keep the same data.
+  const auto train = data.train_dataset();
+  data.setup("validate");
+  data.setup("fit");
+  EXPECT_EQ(data.train_dataset(), train);
+}
+
+// Bytes, not characters: the two bytes of UTF-8's "é" (0xC3 0xA9) are two tokens, ordered
+// after ASCII as unsigned bytes.
+TEST(CharacterText, BytesAboveAsciiAreTokensInUnsignedOrder) {
+  TempDir dir("chartext");
+  io::CharacterText data(
+      {.path = write_text(dir, "t.txt", "caf\xc3\xa9 a\x01"), .block_size = 2, .val_fraction = 0});
+  data.setup("fit");
+  // \x01 ' ' a c f \xa9 \xc3
+  EXPECT_EQ(data.vocab_size(), 7);
+  EXPECT_EQ(values(data.encode("\xc3\xa9\x01")), (std::vector<int64_t>{6, 5, 0}));
+  EXPECT_EQ(data.decode(data.encode("caf\xc3\xa9")), "caf\xc3\xa9");
+  EXPECT_THROW_MSG(data.encode("\xff"), "byte 255 at position 0");
 }
 
 TEST(CharacterText, WindowsAreShiftedByOneAndSplitTrainThenValidation) {
@@ -91,6 +110,10 @@ TEST(CharacterText, BadInputSaysWhatWasExpected) {
   EXPECT_THROW_MSG(
       io::CharacterText({.path = short_file, .block_size = 3, .val_fraction = 0.2}).setup("fit"),
       "validation split", "has 2 tokens", "needs 4");
+  // A fraction too small for one validation token is an error, not a silent empty split.
+  EXPECT_THROW_MSG(
+      io::CharacterText({.path = short_file, .block_size = 3, .val_fraction = 0.05}).setup("fit"),
+      "validation split", "has 0 tokens");
   EXPECT_THROW_MSG(io::CharacterText({.path = short_file, .block_size = 0}), "block_size");
   EXPECT_THROW_MSG(io::CharacterText({.path = short_file, .val_fraction = 1}), "val_fraction",
                    "[0, 1)");
@@ -125,6 +148,27 @@ TEST(CharGPT, APositionSeesNoLaterToken) {
   double changed = 0;
   for (int64_t i = 4 * 11; i < 8 * 11; ++i) changed += std::abs(pa[i] - pb[i]);
   EXPECT_GT(changed, 1e-3);
+  EXPECT_THROW_MSG(model.forward(zeros({1, 9}, {.dtype = DType::i64})), "T <= block_size 8",
+                   "[1, 9]");
+}
+
+TEST(CharGPT, GenerateChecksItsArgumentsAndKeepsTheModulesMode) {
+  manual_seed(4);
+  char_gpt::CharGPT model(
+      {.vocab_size = 5, .block_size = 4, .n_embd = 8, .n_head = 2, .n_layer = 1, .dropout = 0.5});
+  Generator gen(2);
+  const Tensor prompt = from_vector<int64_t>({1, 2});
+  EXPECT_THROW_MSG(model.generate(zeros({0}, {.dtype = DType::i64}), 3, 1.0, gen), "t >= 1");
+  EXPECT_THROW_MSG(model.generate(prompt, 3, 0.0, gen), "temperature > 0");
+  EXPECT_THROW_MSG(model.generate(prompt.to(DType::f32), 3, 1.0, gen), "i64");
+  ASSERT_TRUE(model.is_training());
+  // Dropout is off while sampling (eval mode): the same generator state gives the same text.
+  Generator g1(9), g2(9);
+  const auto a = model.generate(prompt, 10, 1.0, g1), b = model.generate(prompt, 10, 1.0, g2);
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(a.size(), 12u);
+  for (int64_t t : a) EXPECT_TRUE(t >= 0 && t < 5) << t;
+  EXPECT_TRUE(model.is_training());
 }
 
 // A text with period 13 is predictable from a few characters: a tiny model must get far

@@ -73,10 +73,10 @@ template <class T>
 void check_against_f64(double tol) {
   std::mt19937 rng(7);
   // MR = 6 and NR = 2 vectors: sizes below, at and past a tile, and edge panels narrower
-  // than, as wide as and wider than one vector (8 floats or 4 doubles with AVX2); K past the
-  // 256 / 128 of KC.
+  // than, as wide as and wider than one vector (8 floats or 4 doubles with AVX2), with A read
+  // in place (N <= 2 NR) and packed (40, 67); K past the 256 / 128 of KC.
   for (int64_t M : {1, 6, 7, 61})
-    for (int64_t N : {1, 8, 14, 17, 25, 67})
+    for (int64_t N : {1, 8, 12, 14, 17, 25, 40, 67})
       for (int64_t K : {0, 1, 9, 300})
         for (int layout = 0; layout < 4; ++layout)
           for (T alpha : {T(1), T(0.75)})
@@ -140,4 +140,20 @@ void check_thread_split(double tol) {
 TEST(Gemm, ThreadSplitGivesTheSameBits) {
   check_thread_split<float>(2e-6);
   check_thread_split<double>(1e-14);
+}
+
+// Columns 16..23 of a 40-column product go through the two-vector micro-kernel; the same
+// columns as an 8-column product through the one-vector kernel of edge panels. Each element is
+// the same chain of fused multiply-adds either way: the same bits.
+TEST(Gemm, EdgePanelKernelGivesTheSameBits) {
+  std::mt19937 rng(5);
+  for (bool a_transposed : {false, true}) {
+    const Product<float> p(13, 40, 37, a_transposed, false, rng);
+    std::vector<float> full(13 * 40), part(13 * 8);
+    gemm<float>(13, 40, 37, p.A(), p.B(), full.data(), 40);
+    gemm<float>(13, 8, 37, p.A(), MatrixRef<float>{p.b.data() + 16, 40, 1}, part.data(), 8);
+    for (int64_t i = 0; i < 13; ++i)
+      for (int64_t j = 0; j < 8; ++j)
+        ASSERT_EQ(part[i * 8 + j], full[i * 40 + 16 + j]) << i << "," << j;
+  }
 }

@@ -12,7 +12,8 @@ namespace lumen {
 class DataModule {
  public:
   virtual ~DataModule() = default;
-  // Downloads or checks files once (rank 0 only under DDP); setup(stage) then builds the
+  // Downloads or checks files once per node (on its local rank 0 under DDP, as Lightning's
+  // prepare_data_per_node; the node's other ranks wait for it); setup(stage) then builds the
   // datasets of "fit", "validate", "test" or "predict" on every process.
   virtual void prepare_data() {}
   virtual void setup(const std::string& stage) { (void)stage; }

@@ -563,7 +563,7 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
   L.resume_phase.reset();
   if (stage == "fit") L.should_stop = false;
   try {
-    data.prepare_data();
+    prepare_data(data);
     // _call_setup_hook: the DataModule, then the callbacks.
     {
       CurrentFx fx(L.current_fx, "setup");
@@ -724,6 +724,29 @@ void Trainer::use_gpu_per_process() {
 // DDP: rank 0's parameters (unless buffers_only) and buffers, broadcast to every rank: one
 // broadcast per dtype, the tensors packed end to end and unpacked in place (buffers go every
 // step, three per batch norm: one call each would be one round trip each).
+// Lightning's prepare_data_per_node: local rank 0 of each node prepares (downloads, checks
+// files) while the node's other ranks wait, then every rank sets up. The wait is an all-reduce
+// of "failed" rather than a barrier, so the other ranks learn of a failure at once instead of
+// waiting for rank 0 until the timeout.
+void Trainer::prepare_data(DataModule& data) {
+  Loop& L = *loop_;
+  if (!L.comm) return data.prepare_data();
+  std::exception_ptr error;
+  if (L.comm->local_rank() == 0) {
+    try {
+      data.prepare_data();
+    } catch (...) {
+      error = std::current_exception();
+    }
+  }
+  const bool any_failed = reduce_boolean_decision(error != nullptr, /*all=*/false);
+  if (error) std::rethrow_exception(error);
+  LUMEN_CHECK(!any_failed,
+              "Trainer: the DataModule's prepare_data failed on local rank 0 of a "
+              "node (its error is in that rank's output); rank ",
+              L.comm->rank(), " stops too");
+}
+
 void Trainer::broadcast_module_state(bool buffers_only) {
   Loop& L = *loop_;
   NoGradGuard no_grad;

@@ -9,7 +9,8 @@
 //         for each MR x NR tile: the micro-kernel, C_tile (+)= sum_k a[:, k] b[k, :]
 // The micro-kernel keeps the MR x NR tile of C in registers (MR rows of two vectors) and, for
 // each k, loads two vectors of b and broadcasts each of the MR values of a: 2 MR fused
-// multiply-adds per 2 loads and MR broadcasts. Packing reads the operands through any strides
+// multiply-adds per 2 loads and MR broadcasts (an edge panel of at most one vector of columns
+// takes a one-vector kernel). Packing reads the operands through any strides
 // (transposed views included) and zero-pads the last panels, so the micro-kernel never sees an
 // edge; a partial tile goes through a small buffer instead.
 //

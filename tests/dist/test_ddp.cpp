@@ -3,6 +3,7 @@
 // distributed sampler interleaves the one-process order, and gradients are averaged).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -315,6 +316,48 @@ struct Sleeper : TinyModel {
     return TinyModel::training_step(b, i);
   }
 };
+
+// Lightning's prepare_data_per_node: only local rank 0 (both ranks share this node) prepares;
+// when it fails, the other rank stops with an error at once instead of waiting out the timeout.
+struct FailingPrepare : TinyData {
+  using TinyData::TinyData;
+  void prepare_data() override { throw Error("FailingPrepare: no data here"); }
+};
+
+TEST(Ddp, PrepareDataRunsOnLocalRankZeroAndItsFailureStopsEveryRank) {
+  using namespace std::chrono_literals;
+  auto world = dist::world();
+  int rank = world->rank();
+  manual_seed(6);
+  {
+    TinyModel model;
+    TinyData data(TinyDataOptions{.n_train = 16, .batch_size = 4});
+    std::vector<std::string> events;
+    data.events = &events;
+    Trainer trainer(quiet({.max_steps = 1, .num_sanity_val_steps = 0, .strategy = "ddp"}));
+    trainer.fit(model, data);
+    EXPECT_EQ(std::count(events.begin(), events.end(), "data:prepare_data"), rank == 0 ? 1 : 0);
+    EXPECT_EQ(std::count(events.begin(), events.end(), "data:setup:fit"), 1);
+  }
+  {
+    TinyModel model;
+    FailingPrepare data(TinyDataOptions{.n_train = 16, .batch_size = 4});
+    // The timeout is far beyond the test's run time: rank 1 must not get there.
+    Trainer trainer(quiet(
+        {.max_steps = 1, .num_sanity_val_steps = 0, .strategy = DDPStrategy{.timeout = 600s}}));
+    const auto start = std::chrono::steady_clock::now();
+    try {
+      trainer.fit(model, data);
+      ADD_FAILURE() << "expected lumen::Error";
+    } catch (const Error& e) {
+      const std::string m = e.what();
+      const char* want = rank == 0 ? "no data here" : "prepare_data failed on local rank 0";
+      EXPECT_NE(m.find(want), std::string::npos) << m;
+    }
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 60s);
+  }
+  world->barrier();
+}
 
 TEST(Ddp, AHangingRankMakesTheOtherFailAfterTheTimeout) {
   using namespace std::chrono_literals;
