@@ -2,7 +2,9 @@
 # On the GPU machine: the Fashion-MNIST MLP, CNN, wide MLP (4 x 4096) and vision transformer
 # (examples/fashion_mnist_vit.cpp) in Lumen and in PyTorch + Lightning, in f32, 16-mixed and
 # bf16-mixed, side by side in one run: median epoch time, step time (epoch / 430 steps of 128),
-# peak GPU memory, test accuracy and the ratios.
+# peak GPU memory, test accuracy and the ratios. The model "gpt" (not in the default list) is
+# the character-level GPT (examples/char_gpt.cpp, bench/lightning_char_gpt.py; 103 steps of 64
+# windows an epoch, its last validation loss in the accuracy column).
 # The epoch leaves out its validation pass on both sides (the EpochTimer callbacks); with 3
 # epochs the median leaves out the slowest, the first (CUDA and cuDNN/cuBLAS start-up, loader
 # start).
@@ -35,6 +37,11 @@ if [ -z "${FASHION_MNIST_DIR:-}" ]; then
   [ -d "$FASHION_MNIST_DIR" ] || FASHION_MNIST_DIR=/usr/share/datasets/fashion-mnist
 fi
 export FASHION_MNIST_DIR
+if [ -z "${CHAR_GPT_TEXT:-}" ]; then
+  CHAR_GPT_TEXT="$here/data/songs-poems"
+  [ -f "$CHAR_GPT_TEXT" ] || CHAR_GPT_TEXT=/usr/share/games/fortunes/songs-poems
+fi
+export CHAR_GPT_TEXT
 for f in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte \
   t10k-labels-idx1-ubyte; do
   [ -f "$FASHION_MNIST_DIR/$f.gz" ] || { echo "gpu_compare: no $FASHION_MNIST_DIR/$f.gz" >&2; exit 1; }
@@ -46,7 +53,6 @@ else
   errlog=$(mktemp /tmp/gpu_compare.XXXXXX.log)
 fi
 source "$here/measure.sh"
-steps=430  # ceil(55000 / 128)
 lumen_acc=cuda torch_acc=gpu python=python3 bin="${LUMEN_BUNDLE:+$LUMEN_BUNDLE/bin}"
 if [ -n "${GPU_COMPARE_LOCAL:-}" ]; then
   lumen_acc=cpu torch_acc=cpu python="$here/../bench/.venv/bin/python"
@@ -132,7 +138,7 @@ print(f"| clip_grad_norm_ | 64 x 2^20 | {s * 1e3:.4f} | {3 * 4 * 64 * (1 << 20) 
 EOF
 fi
 
-printf '| model | precision | framework | epoch s (median of %s) | step ms | peak GPU MiB | test acc |\n' "$epochs"
+printf '| model | precision | framework | epoch s (median of %s) | step ms | peak GPU MiB | test acc (gpt: val loss) |\n' "$epochs"
 printf '|---|---|---|---|---|---|---|\n'
 row() {  # model precision framework epoch peak acc
   awk -v m="$1" -v p="$2" -v f="$3" -v e="$4" -v pk="$5" -v a="$6" -v s="$steps" 'BEGIN {
@@ -152,21 +158,29 @@ timed() {
   MEASURE_TIMEOUT=$((left < run_timeout ? left : run_timeout)) measure "$@"
 }
 for model in $models; do
+  if [ "$model" = gpt ]; then
+    lumen=("$bin/char_gpt" --data "$CHAR_GPT_TEXT") twin=("$here/lightning_char_gpt.py")
+    steps=103  # ceil(6579 windows / 64)
+  else
+    lumen=("$bin/fashion_mnist_$model" --data "$FASHION_MNIST_DIR")
+    twin=("$here/lightning_fashion_mnist.py" "$model")
+    steps=430  # ceil(55000 / 128)
+  fi
   for precision in $precisions; do
     l_epoch=- l_acc=- l_peak=- p_epoch=- p_acc=- p_peak=-
-    read -r _ l_epoch l_acc l_peak < <(timed "$bin/fashion_mnist_$model" --bench \
+    read -r _ l_epoch l_acc l_peak < <(timed "${lumen[@]}" --bench \
       --epochs "$epochs" --accelerator "$lumen_acc" --precision "$precision" \
-      --threads "$threads" --data "$FASHION_MNIST_DIR") || true
+      --threads "$threads") || true
     framework="PyTorch + Lightning"
     if [ "$torch_ok" = 1 ]; then
-      read -r _ p_epoch p_acc p_peak < <(timed "${py[@]}" "$here/lightning_fashion_mnist.py" "$model" \
+      read -r _ p_epoch p_acc p_peak < <(timed "${py[@]}" "${twin[@]}" \
         --epochs "$epochs" --accelerator "$torch_acc" --precision "$precision" \
         --threads "$threads" --workers "$workers") || true
       if [ "$p_epoch" = - ] && [ "$workers" != 0 ] && ((deadline - SECONDS > 60)); then
         # Loader processes need shared memory; if they failed, go on without them.
         echo "gpu_compare: retrying PyTorch with --workers 0" >&2
         workers=0
-        read -r _ p_epoch p_acc p_peak < <(timed "${py[@]}" "$here/lightning_fashion_mnist.py" "$model" \
+        read -r _ p_epoch p_acc p_peak < <(timed "${py[@]}" "${twin[@]}" \
           --epochs "$epochs" --accelerator "$torch_acc" --precision "$precision" \
           --threads "$threads" --workers 0) || true
       fi

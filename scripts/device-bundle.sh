@@ -7,7 +7,7 @@
 #                                 (shared libraries outside glibc, except cuBLAS, cuDNN and
 #                                 NCCL: too big to carry, and the device has them in Python's
 #                                 site-packages, which device-run.sh finds)
-#   device-bundle/data/           the Fashion-MNIST IDX files
+#   device-bundle/data/           the Fashion-MNIST IDX files and char_gpt's text
 #   device-bundle/*.sh, *.py      device-run.sh and the GPU benchmark scripts
 # Then, on the device, from the repo root (the tool's run with carry ["device-bundle"]):
 #   device-bundle/device-run.sh device-tests.sh      # the GPU tests, a process each
@@ -27,7 +27,7 @@ stage=$(mktemp -d /tmp/device-bundle.XXXXXX)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/bin" "$stage/lib"
 cp build-device/liblumen.so build-device/lumen_tests build-device/bench_* \
-  build-device/fashion_mnist_* "$stage/bin/"
+  build-device/fashion_mnist_* build-device/char_gpt "$stage/bin/"
 # Every library the programs need must resolve here: one ldd cannot find would be missing there.
 if ldd "$stage"/bin/* | grep -F 'not found'; then
   echo "device-bundle: unresolved libraries (above)" >&2
@@ -52,8 +52,9 @@ for f in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte 
   t10k-labels-idx1-ubyte; do
   cp "$data/$f.gz" device-bundle/data/
 done
+cp /usr/share/games/fortunes/songs-poems device-bundle/data/  # char_gpt's text (fortunes)
 cp scripts/device-run.sh scripts/device-tests.sh bench/gpu_compare.sh bench/measure.sh \
-  bench/lightning_fashion_mnist.py device-bundle/
+  bench/lightning_fashion_mnist.py bench/lightning_char_gpt.py device-bundle/
 chmod +x device-bundle/device-run.sh device-bundle/device-tests.sh device-bundle/gpu_compare.sh
 echo "from the device's site-packages: $from_device"
 size=$(du -sm device-bundle | cut -f1)
