@@ -35,7 +35,7 @@ for model in $models; do
     lumen=("build/fashion_mnist_$model") twin=(bench/lightning_fashion_mnist.py "$model")
   fi
   read -r l_first l_epoch l_acc _ < <(OMP_NUM_THREADS=$threads measure \
-    "${lumen[@]}" --bench --epochs "$epochs" --threads "$threads") || true
+    "${lumen[@]}" --bench --epochs "$epochs" --threads "$threads" --accelerator cpu) || true
   read -r p_first p_epoch p_acc _ < <(measure "$venv/bin/python" "${twin[@]}" \
     --epochs "$epochs" --threads "$threads") || true
   printf '| %s | Lumen | %s | %s | %s |\n' "$model" "$(f2 "$l_epoch")" "$(f2 "$l_first")" "$l_acc"

@@ -1,15 +1,15 @@
 #pragma once
-// What the two Fashion-MNIST examples share: a LightningModule that classifies images with a
+// What the Fashion-MNIST examples share: a LightningModule that classifies images with a
 // given network, and the program around it (options, trainer, test, bench output).
 #include <lumen/lumen.h>
-
-#include "examples/epoch_timer.h"
-
 #include <omp.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+
+#include "examples/epoch_timer.h"
 
 namespace fashion_mnist {
 
