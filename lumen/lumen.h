@@ -7,6 +7,7 @@
 #include "dist/world.h"
 #include "io/character_text.h"
 #include "io/checkpoint.h"
+#include "io/csv.h"
 #include "io/fashion_mnist.h"
 #include "io/idx.h"
 #include "nn/activation.h"
