@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "io/token_windows.h"
 #include "trainer/data_module.h"
 
 namespace lumen::io {
@@ -63,19 +64,6 @@ class CharacterText : public DataModule {
   std::vector<char> vocabulary_;  // token -> byte
   std::vector<int> token_of_;     // byte -> token, -1 when absent
   std::shared_ptr<const Dataset> train_, val_;
-};
-
-// Windows of a token sequence (i64 [n]): example i is (x, y) = (tokens[s : s + block],
-// tokens[s + 1 : s + block + 1]) with s = i * stride, for every window that fits.
-class TokenWindows : public Dataset {
- public:
-  TokenWindows(Tensor tokens, int64_t block_size, int64_t stride);
-  int64_t size() const override;
-  Batch get(int64_t index) const override;
-
- private:
-  Tensor tokens_;
-  int64_t block_size_, stride_;
 };
 
 }  // namespace lumen::io

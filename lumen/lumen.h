@@ -10,6 +10,8 @@
 #include "io/csv.h"
 #include "io/fashion_mnist.h"
 #include "io/idx.h"
+#include "io/token_file.h"
+#include "io/token_windows.h"
 #include "nn/activation.h"
 #include "nn/adaptive_avg_pool2d.h"
 #include "nn/avg_pool2d.h"

@@ -1,5 +1,5 @@
-// io::CharacterText (a text file as character-level language-modelling data) and the
-// character-level GPT of examples/char_gpt.h that trains on it.
+// io::CharacterText (a text file as character-level language-modelling data), token files, and
+// the character-level GPT of examples/char_gpt.h that trains on them.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -8,6 +8,7 @@
 #include <string>
 
 #include "examples/char_gpt.h"
+#include "io/token_file.h"
 #include "op_harness.h"
 #include "trainer_fixtures.h"
 
@@ -131,6 +132,26 @@ TEST(CharacterText, BadInputSaysWhatWasExpected) {
                    "vocabulary of 10");
   EXPECT_THROW_MSG(data.decode(from_vector<float>({0.f})), "i64 or i32");
   EXPECT_THROW_MSG(data.train_dataset()->get(3), "index 3", "3 windows");
+}
+
+// Little-endian unsigned ids of 1, 2 or 4 bytes (nanoGPT's train.bin is numpy uint16).
+TEST(TokenFile, ReadsLittleEndianIdsOfEachWidth) {
+  TempDir dir("tokens");
+  const std::string bytes("\x01\x00\xff\xff\x34\x12\x00\x80", 8);
+  const std::string path = write_text(dir, "t.bin", bytes);
+  EXPECT_EQ(values(io::read_token_file(path)), (std::vector<int64_t>{1, 65535, 0x1234, 0x8000}));
+  EXPECT_EQ(values(io::read_token_file(path, 4)), (std::vector<int64_t>{0xffff0001, 0x80001234}));
+  EXPECT_EQ(values(io::read_token_file(path, 1)),
+            (std::vector<int64_t>{1, 0, 255, 255, 0x34, 0x12, 0, 0x80}));
+  io::TokenWindows windows(io::read_token_file(path, 1), 3, 2);
+  ASSERT_EQ(windows.size(), 3);  // starts 0, 2, 4 (the last needs tokens 4..7)
+  EXPECT_EQ(values(windows.get(2)[1]), (std::vector<int64_t>{0x12, 0, 0x80}));
+
+  EXPECT_THROW_MSG(io::read_token_file(dir.str("none.bin")), "cannot open", "none.bin");
+  EXPECT_THROW_MSG(io::read_token_file(write_text(dir, "e.bin", "")), "is empty");
+  EXPECT_THROW_MSG(io::read_token_file(write_text(dir, "o.bin", std::string("abc"))), "3 bytes",
+                   "2-byte tokens");
+  EXPECT_THROW_MSG(io::read_token_file(path, 3), "1, 2 or 4");
 }
 
 TEST(CharGPT, APositionSeesNoLaterToken) {
