@@ -14,6 +14,7 @@
 #include <set>
 
 #include "io/hdf5_file.h"
+#include "io/hdf5_tensor.h"
 #include "tensor/error.h"
 
 #ifndef LUMEN_VERSION_STRING
@@ -25,8 +26,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using hdf5::Handle;
-
-constexpr const char* kDtypeAttribute = "lumen_dtype";
 
 int g_fail_after_datasets = -1;
 std::function<void(const std::string&, int)> g_dataset_written_hook;
@@ -53,104 +52,6 @@ void check_names(const State& s, const std::string& where) {
     check_name(name, where, "group");
     check_names(g, where == "/" ? "/" + name : where + "/" + name);
   }
-}
-
-// The HDF5 type a dtype is stored as (bool and bf16 also get the lumen_dtype tag).
-Handle file_type(DType dt) {
-  auto copy = [](hid_t t) {
-    return Handle(hdf5::check(H5Tcopy(t), "H5Tcopy", {"", "datatype", ""}), H5Tclose);
-  };
-  switch (dt) {
-    case DType::f32:
-      return copy(H5T_IEEE_F32LE);
-    case DType::f64:
-      return copy(H5T_IEEE_F64LE);
-    case DType::f16:
-      return hdf5::ieee_f16_type(/*file_order=*/true);
-    case DType::bf16:
-      return copy(H5T_STD_U16LE);
-    case DType::i32:
-      return copy(H5T_STD_I32LE);
-    case DType::i64:
-      return copy(H5T_STD_I64LE);
-    case DType::u8:
-    case DType::boolean:
-      return copy(H5T_STD_U8LE);
-  }
-  throw Error("save_state: unknown dtype");
-}
-
-Handle memory_type(DType dt) {
-  auto copy = [](hid_t t) {
-    return Handle(hdf5::check(H5Tcopy(t), "H5Tcopy", {"", "datatype", ""}), H5Tclose);
-  };
-  switch (dt) {
-    case DType::f32:
-      return copy(H5T_NATIVE_FLOAT);
-    case DType::f64:
-      return copy(H5T_NATIVE_DOUBLE);
-    case DType::f16:
-      return hdf5::ieee_f16_type(/*file_order=*/false);
-    case DType::bf16:
-      return copy(H5T_NATIVE_UINT16);
-    case DType::i32:
-      return copy(H5T_NATIVE_INT32);
-    case DType::i64:
-      return copy(H5T_NATIVE_INT64);
-    case DType::u8:
-    case DType::boolean:
-      return copy(H5T_NATIVE_UINT8);
-  }
-  throw Error("load_state: unknown dtype");
-}
-
-std::string describe_type(hid_t t) {
-  H5T_class_t cls = H5Tget_class(t);
-  size_t size = H5Tget_size(t);
-  const char* name = cls == H5T_INTEGER
-                         ? (H5Tget_sign(t) == H5T_SGN_NONE ? "unsigned integer" : "signed integer")
-                     : cls == H5T_FLOAT    ? "float"
-                     : cls == H5T_STRING   ? "string"
-                     : cls == H5T_COMPOUND ? "compound"
-                     : cls == H5T_ARRAY    ? "array"
-                     : cls == H5T_ENUM     ? "enum"
-                                           : "other";
-  return lumen::detail::concat(size, "-byte ", name);
-}
-
-DType dtype_in_file(const hdf5::Dataset& ds) {
-  Handle t = ds.type();
-  std::string tag =
-      ds.has_attribute(kDtypeAttribute) ? ds.open_attribute(kDtypeAttribute).read_string() : "";
-  H5T_class_t cls = H5Tget_class(t.id());
-  size_t size = H5Tget_size(t.id());
-  bool is_unsigned = cls == H5T_INTEGER && H5Tget_sign(t.id()) == H5T_SGN_NONE;
-  auto fail = [&](const char* why) {
-    lumen::detail::throw_error(
-        "load_state: dataset '", ds.where().path, "' in '", ds.where().file, "' is a ",
-        describe_type(t.id()),
-        tag.empty() ? "" : " tagged " + std::string(kDtypeAttribute) + "=" + tag, ": ", why);
-  };
-  if (tag == "bool") {
-    if (!(is_unsigned && size == 1)) fail("a bool tensor is stored as 1-byte unsigned integers");
-    return DType::boolean;
-  }
-  if (tag == "bf16") {
-    if (!(is_unsigned && size == 2)) fail("a bf16 tensor is stored as 2-byte unsigned integers");
-    return DType::bf16;
-  }
-  if (!tag.empty()) fail("the tag is not one Lumen writes (bool, bf16)");
-  if (cls == H5T_FLOAT) {
-    if (size == 2) return DType::f16;
-    if (size == 4) return DType::f32;
-    if (size == 8) return DType::f64;
-  } else if (cls == H5T_INTEGER) {
-    if (!is_unsigned && size == 4) return DType::i32;
-    if (!is_unsigned && size == 8) return DType::i64;
-    if (is_unsigned && size == 1) return DType::u8;
-  }
-  fail("Lumen has no dtype for it (f16, f32, f64, i32, i64, u8; bool and bf16 tagged)");
-  return DType::f32;
 }
 
 struct WriteProgress {
@@ -186,21 +87,6 @@ void write_attribute(hdf5::Group& g, const std::string& name, const AttrValue& v
         }
       },
       value);
-}
-
-// Returns the dataset's path in the file.
-std::string write_tensor(hdf5::Group& g, const std::string& name, const Tensor& tensor) {
-  // The bytes HDF5 gets: on the CPU, row-major, without the autograd graph.
-  Tensor t = tensor.detach();
-  if (!t.device().is_cpu()) t = t.to(Device::cpu());
-  t = t.contiguous();
-  Handle ft = file_type(t.dtype());
-  Handle mt = memory_type(t.dtype());
-  hdf5::Dataset ds = g.create_dataset(name, ft.id(), t.shape());
-  ds.write(mt.id(), t.data_ptr());
-  if (t.dtype() == DType::boolean || t.dtype() == DType::bf16)
-    ds.write_string_attribute(kDtypeAttribute, dtype_name(t.dtype()));
-  return ds.where().path;
 }
 
 void write_group(hdf5::Group& g, const State& s, WriteProgress& progress) {
@@ -274,19 +160,6 @@ AttrValue read_attribute(const hdf5::Attribute& a) {
   return read_as.operator()<double>(H5T_NATIVE_DOUBLE);
 }
 
-Tensor read_tensor(const hdf5::Dataset& ds) {
-  DType dt = dtype_in_file(ds);
-  Tensor t = empty(ds.dims(), {.dtype = dt});
-  Handle mt = memory_type(dt);
-  ds.read(mt.id(), t.data_ptr());
-  if (dt == DType::boolean) {
-    // Any nonzero byte is true; a bool holding another byte than 0 or 1 is not a valid bool.
-    auto* p = static_cast<uint8_t*>(t.data_ptr());
-    for (int64_t i = 0; i < t.numel(); ++i) p[i] = p[i] != 0;
-  }
-  return t;
-}
-
 void read_group(const hdf5::Group& g, State& out) {
   for (const std::string& name : g.attribute_names())
     out.attrs.emplace(name, read_attribute(g.open_attribute(name)));
@@ -294,7 +167,7 @@ void read_group(const hdf5::Group& g, State& out) {
     if (c.kind == hdf5::Group::ChildKind::Group) {
       read_group(g.open_group(c.name), out.groups[c.name]);
     } else if (c.kind == hdf5::Group::ChildKind::Dataset) {
-      out.tensors.emplace(c.name, read_tensor(g.open_dataset(c.name)));
+      out.tensors.emplace(c.name, read_tensor(g.open_dataset(c.name), "load_state"));
     } else {
       lumen::detail::throw_error("load_state: '", g.where().path == "/" ? "" : g.where().path, "/",
                                  c.name, "' in '", g.where().file,

@@ -9,6 +9,7 @@
 #include "io/checkpoint.h"
 #include "io/csv.h"
 #include "io/fashion_mnist.h"
+#include "io/hdf5_data.h"
 #include "io/idx.h"
 #include "io/token_file.h"
 #include "io/token_windows.h"
