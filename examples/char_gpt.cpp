@@ -57,12 +57,7 @@ int main(int argc, char** argv) {
                            .accelerator = accelerator,
                            .precision = precision};
     if (bench) {
-      options.num_sanity_val_steps = 0;
-      options.enable_progress_bar = false;
-      options.enable_checkpointing = false;
-      options.enable_model_summary = false;
-      options.logger = false;
-      options.callbacks = {std::make_shared<examples::EpochTimer>()};
+      examples::bench_mode(options);
     } else {
       options.callbacks = {std::make_shared<ModelCheckpoint>(
           ModelCheckpointOptions{.monitor = "val_loss", .mode = "min", .save_last = true})};

@@ -82,12 +82,7 @@ inline int run(const char* name, Layers layers, int64_t default_epochs, int argc
                            .accelerator = accelerator,
                            .precision = precision};
     if (bench) {
-      options.num_sanity_val_steps = 0;
-      options.enable_progress_bar = false;
-      options.enable_checkpointing = false;
-      options.enable_model_summary = false;
-      options.logger = false;
-      options.callbacks = {std::make_shared<examples::EpochTimer>()};
+      examples::bench_mode(options);
     } else {
       options.callbacks = {std::make_shared<ModelCheckpoint>(
           ModelCheckpointOptions{.filename = "{epoch}-{val_acc:.4f}",

@@ -4,7 +4,6 @@
 
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <string>
 
 #include "examples/char_gpt.h"
@@ -17,11 +16,6 @@ namespace {
 
 using testing::TempDir;
 
-std::string write_text(const TempDir& dir, const std::string& name, const std::string& text) {
-  std::ofstream(dir.str(name), std::ios::binary) << text;
-  return dir.str(name);
-}
-
 std::vector<int64_t> values(const Tensor& t) {
   const Tensor c = t.contiguous();
   return {c.data<int64_t>(), c.data<int64_t>() + c.numel()};
@@ -30,7 +24,7 @@ std::vector<int64_t> values(const Tensor& t) {
 TEST(CharacterText, VocabularyIsTheSortedDistinctBytes) {
   TempDir dir("chartext");
   io::CharacterText data(
-      {.path = write_text(dir, "t.txt", "hello world\n"), .block_size = 2, .val_fraction = 0});
+      {.path = dir.write("t.txt", "hello world\n"), .block_size = 2, .val_fraction = 0});
   data.setup("fit");
   // '\n' ' ' d e h l o r w
   EXPECT_EQ(data.vocab_size(), 9);
@@ -49,7 +43,7 @@ TEST(CharacterText, VocabularyIsTheSortedDistinctBytes) {
 TEST(CharacterText, BytesAboveAsciiAreTokensInUnsignedOrder) {
   TempDir dir("chartext");
   io::CharacterText data(
-      {.path = write_text(dir, "t.txt", "caf\xc3\xa9 a\x01"), .block_size = 2, .val_fraction = 0});
+      {.path = dir.write("t.txt", "caf\xc3\xa9 a\x01"), .block_size = 2, .val_fraction = 0});
   data.setup("fit");
   // \x01 ' ' a c f \xa9 \xc3
   EXPECT_EQ(data.vocab_size(), 7);
@@ -62,7 +56,7 @@ TEST(CharacterText, WindowsAreShiftedByOneAndSplitTrainThenValidation) {
   TempDir dir("chartext");
   std::string text;
   for (int i = 0; i < 100; ++i) text += static_cast<char>('a' + (i * 7) % 26);
-  io::CharacterText data({.path = write_text(dir, "t.txt", text),
+  io::CharacterText data({.path = dir.write("t.txt", text),
                           .block_size = 8,
                           .stride = 4,
                           .batch_size = 5,
@@ -102,9 +96,9 @@ TEST(CharacterText, BadInputSaysWhatWasExpected) {
                    "expected a text file");
   if (!std::filesystem::exists(io::CharacterTextOptions().path))  // the default names its package
     EXPECT_THROW_MSG(io::CharacterText().prepare_data(), "apt-get install fortunes");
-  const std::string empty_file = write_text(dir, "empty.txt", "");
+  const std::string empty_file = dir.write("empty.txt", "");
   EXPECT_THROW_MSG(io::CharacterText({.path = empty_file}).setup("fit"), "empty.txt", "is empty");
-  const std::string short_file = write_text(dir, "short.txt", "abcdefghij");
+  const std::string short_file = dir.write("short.txt", "abcdefghij");
   EXPECT_THROW_MSG(
       io::CharacterText({.path = short_file, .block_size = 9, .val_fraction = 0.5}).setup("fit"),
       "training split", "has 5 tokens", "needs 10");
@@ -138,7 +132,7 @@ TEST(CharacterText, BadInputSaysWhatWasExpected) {
 TEST(TokenFile, ReadsLittleEndianIdsOfEachWidth) {
   TempDir dir("tokens");
   const std::string bytes("\x01\x00\xff\xff\x34\x12\x00\x80", 8);
-  const std::string path = write_text(dir, "t.bin", bytes);
+  const std::string path = dir.write("t.bin", bytes);
   EXPECT_EQ(values(io::read_token_file(path)), (std::vector<int64_t>{1, 65535, 0x1234, 0x8000}));
   EXPECT_EQ(values(io::read_token_file(path, 4)), (std::vector<int64_t>{0xffff0001, 0x80001234}));
   EXPECT_EQ(values(io::read_token_file(path, 1)),
@@ -148,8 +142,8 @@ TEST(TokenFile, ReadsLittleEndianIdsOfEachWidth) {
   EXPECT_EQ(values(windows.get(2)[1]), (std::vector<int64_t>{0x12, 0, 0x80}));
 
   EXPECT_THROW_MSG(io::read_token_file(dir.str("none.bin")), "cannot open", "none.bin");
-  EXPECT_THROW_MSG(io::read_token_file(write_text(dir, "e.bin", "")), "is empty");
-  EXPECT_THROW_MSG(io::read_token_file(write_text(dir, "o.bin", std::string("abc"))), "3 bytes",
+  EXPECT_THROW_MSG(io::read_token_file(dir.write("e.bin", "")), "is empty");
+  EXPECT_THROW_MSG(io::read_token_file(dir.write("o.bin", std::string("abc"))), "3 bytes",
                    "2-byte tokens");
   EXPECT_THROW_MSG(io::read_token_file(path, 3), "1, 2 or 4");
 }
@@ -199,7 +193,7 @@ TEST(CharGPT, LearnsAPeriodicText) {
   std::string text;
   for (int i = 0; i < 120; ++i) text += "lumen trains ";
   seed_everything(5);
-  io::CharacterText data({.path = write_text(dir, "t.txt", text),
+  io::CharacterText data({.path = dir.write("t.txt", text),
                           .block_size = 16,
                           .stride = 3,
                           .batch_size = 16,

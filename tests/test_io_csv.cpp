@@ -2,7 +2,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <fstream>
 #include <string>
 
 #include "io/csv.h"
@@ -14,19 +13,14 @@ namespace {
 
 using testing::TempDir;
 
-std::string write(const TempDir& dir, const std::string& name, const std::string& text) {
-  std::ofstream(dir.str(name), std::ios::binary) << text;
-  return dir.str(name);
-}
-
 TEST(IoCsv, ReadsTheHeaderAndTheValuesRowByRow) {
   TempDir dir("csv");
-  const std::string path = write(dir, "a.csv",
-                                 "x1, \"x2\",label\r\n"
-                                 "1.5,-2,0\r\n"
-                                 "\r\n"
-                                 "  3e-2 ,+4,1\n"
-                                 "nan,inf,\"2\"\n");
+  const std::string path = dir.write("a.csv",
+                                     "x1, \"x2\",label\r\n"
+                                     "1.5,-2,0\r\n"
+                                     "\r\n"
+                                     "  3e-2 ,+4,1\n"
+                                     "nan,inf,\"2\"\n");
   io::CsvTable t = io::read_csv(path);
   EXPECT_EQ(t.columns, (std::vector<std::string>{"x1", "x2", "label"}));
   ASSERT_EQ(t.values.shape(), (Shape{3, 3}));
@@ -44,7 +38,7 @@ TEST(IoCsv, ReadsTheHeaderAndTheValuesRowByRow) {
 
 TEST(IoCsv, OptionsDelimiterNoHeaderAndF64) {
   TempDir dir("csv");
-  const std::string path = write(dir, "b.csv", "0.1;2\n3;0.30000000000000004\n");
+  const std::string path = dir.write("b.csv", "0.1;2\n3;0.30000000000000004\n");
   io::CsvTable t = io::read_csv(path, {.delimiter = ';', .header = false, .dtype = DType::f64});
   EXPECT_TRUE(t.columns.empty());
   ASSERT_EQ(t.values.shape(), (Shape{2, 2}));
@@ -55,17 +49,17 @@ TEST(IoCsv, OptionsDelimiterNoHeaderAndF64) {
 TEST(IoCsv, BadInputSaysWhereAndWhat) {
   TempDir dir("csv");
   EXPECT_THROW_MSG(io::read_csv(dir.str("none.csv")), "cannot open", "none.csv");
-  EXPECT_THROW_MSG(io::read_csv(write(dir, "c.csv", "a,b\n1,2\n3\n")), "c.csv", "line 3",
+  EXPECT_THROW_MSG(io::read_csv(dir.write("c.csv", "a,b\n1,2\n3\n")), "c.csv", "line 3",
                    "has 1 fields; expected 2 (as the header)");
-  EXPECT_THROW_MSG(io::read_csv(write(dir, "d.csv", "1,2\n3,4,5\n"), {.header = false}), "line 2",
+  EXPECT_THROW_MSG(io::read_csv(dir.write("d.csv", "1,2\n3,4,5\n"), {.header = false}), "line 2",
                    "has 3 fields; expected 2 (as the first row)");
-  EXPECT_THROW_MSG(io::read_csv(write(dir, "e.csv", "a,b\n1,2\n3,x7\n")), "line 3 column 2 ('b')",
+  EXPECT_THROW_MSG(io::read_csv(dir.write("e.csv", "a,b\n1,2\n3,x7\n")), "line 3 column 2 ('b')",
                    "'x7' is not a number");
-  EXPECT_THROW_MSG(io::read_csv(write(dir, "f.csv", "1,2,\n"), {.header = false}), "column 3",
+  EXPECT_THROW_MSG(io::read_csv(dir.write("f.csv", "1,2,\n"), {.header = false}), "column 3",
                    "'' is not a number");
-  EXPECT_THROW_MSG(io::read_csv(write(dir, "g.csv", "a,b\n\n")), "no rows of values",
+  EXPECT_THROW_MSG(io::read_csv(dir.write("g.csv", "a,b\n\n")), "no rows of values",
                    "after its header");
-  EXPECT_THROW_MSG(io::read_csv(write(dir, "h.csv", "1\n"), {.dtype = DType::i64}), "f32 or f64");
+  EXPECT_THROW_MSG(io::read_csv(dir.write("h.csv", "1\n"), {.dtype = DType::i64}), "f32 or f64");
 }
 
 }  // namespace

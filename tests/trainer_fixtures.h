@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <string>
@@ -41,6 +42,11 @@ struct TempDir {
     std::filesystem::remove_all(path, ec);
   }
   std::string str(const std::string& name = "") const { return (path / name).string(); }
+  // Writes `bytes` to the file `name` here; returns its path.
+  std::string write(const std::string& name, const std::string& bytes) const {
+    std::ofstream(path / name, std::ios::binary) << bytes;
+    return str(name);
+  }
 };
 
 // Regression rows: x ~ N(0, 1) [n, 4], y = x . (1, -2, 0.5, 3) + 0.1 noise [n, 1]. Drawn from a
