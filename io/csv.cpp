@@ -1,7 +1,9 @@
 #include "io/csv.h"
 
-#include <charconv>
+#include <cctype>
+#include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <string_view>
 
 #include "tensor/error.h"
@@ -9,20 +11,39 @@
 namespace lumen::io {
 namespace {
 
-// The line split at the delimiter, each field without surrounding spaces and double quotes.
-std::vector<std::string_view> fields(std::string_view line, char delimiter) {
-  std::vector<std::string_view> out;
-  size_t start = 0;
-  while (true) {
-    const size_t end = line.find(delimiter, start);
-    std::string_view f = line.substr(start, end == std::string_view::npos ? end : end - start);
-    while (!f.empty() && (f.front() == ' ' || f.front() == '\t')) f.remove_prefix(1);
-    while (!f.empty() && (f.back() == ' ' || f.back() == '\t')) f.remove_suffix(1);
-    if (f.size() >= 2 && f.front() == '"' && f.back() == '"') f = f.substr(1, f.size() - 2);
-    out.push_back(f);
-    if (end == std::string_view::npos) return out;
-    start = end + 1;
+// The line's fields: split at the delimiter outside double quotes, each without surrounding
+// spaces and quotes ("" inside quotes is a quote; a number field never holds one).
+std::vector<std::string> fields(std::string_view line, char delimiter) {
+  std::vector<std::string> out(1);
+  bool quoted = false;
+  for (size_t i = 0; i < line.size(); ++i) {
+    const char c = line[i];
+    if (c == '"' && quoted && i + 1 < line.size() && line[i + 1] == '"') {
+      out.back() += '"';
+      ++i;
+    } else if (c == '"') {
+      quoted = !quoted;
+    } else if (c == delimiter && !quoted) {
+      out.emplace_back();
+    } else {
+      out.back() += c;
+    }
   }
+  for (std::string& f : out) {
+    const size_t first = f.find_first_not_of(" \t"), last = f.find_last_not_of(" \t");
+    f = first == std::string::npos ? "" : f.substr(first, last - first + 1);
+  }
+  return out;
+}
+
+// The field as a number, as strtod reads it (out of range: +-inf or +-0, as numpy), or nothing
+// when it is not one whole number.
+std::optional<double> number(const std::string& f) {
+  if (f.empty() || std::isspace(static_cast<unsigned char>(f[0]))) return std::nullopt;
+  char* end = nullptr;
+  const double v = std::strtod(f.c_str(), &end);
+  if (end != f.c_str() + f.size()) return std::nullopt;
+  return v;
 }
 
 }  // namespace
@@ -44,10 +65,11 @@ CsvTable read_csv(const std::string& path, CsvOptions options) {
     ++line_number;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
-    const std::vector<std::string_view> row = fields(line, options.delimiter);
+    if (line_number == 1 && line.starts_with("\xEF\xBB\xBF")) line.erase(0, 3);  // UTF-8 BOM
+    const std::vector<std::string> row = fields(line, options.delimiter);
     if (header_pending) {
       header_pending = false;
-      for (std::string_view name : row) table.columns.emplace_back(name);
+      table.columns = row;
       width = row.size();
       continue;
     }
@@ -56,15 +78,11 @@ CsvTable read_csv(const std::string& path, CsvOptions options) {
                 row.size(), " fields; expected ", width,
                 table.columns.empty() ? " (as the first row)" : " (as the header)");
     for (size_t c = 0; c < row.size(); ++c) {
-      double v = 0;
-      const char *first = row[c].data(), *last = first + row[c].size();
-      if (first != last && *first == '+') ++first;  // from_chars takes no '+'
-      const auto [end, ec] = std::from_chars(first, last, v);
-      LUMEN_CHECK(ec == std::errc() && end == last && first != last, "read_csv: '", path, "' line ",
-                  line_number, " column ", c + 1,
+      const std::optional<double> v = number(row[c]);
+      LUMEN_CHECK(v.has_value(), "read_csv: '", path, "' line ", line_number, " column ", c + 1,
                   table.columns.empty() ? std::string() : " ('" + table.columns[c] + "')", ": '",
                   row[c], "' is not a number");
-      values.push_back(v);
+      values.push_back(*v);
     }
     ++rows;
   }

@@ -1,8 +1,9 @@
 #pragma once
 // Numeric CSV files as tensors (numpy.loadtxt, or pandas.read_csv of an all-number table): one
-// row per line, the fields split at `delimiter`, each parsed as a number ("nan" and "inf"
-// included; surrounding double quotes and spaces are ignored). Empty lines are skipped, "\r\n"
-// line ends accepted. Make a dataset of it by columns:
+// row per line, the fields split at `delimiter` outside double quotes, each parsed as a number
+// as strtod reads it ("nan" and "inf" included, out of range as +-inf or 0; surrounding spaces
+// and quotes are ignored). Empty lines are skipped, "\r\n" line ends and a UTF-8 byte-order
+// mark accepted. Make a dataset of it by columns:
 //   io::CsvTable t = io::read_csv("data.csv");
 //   TensorDataset ds({t.values.narrow(1, 0, 4).contiguous(), t.values.select(1, 4).contiguous()});
 #include <string>

@@ -1,6 +1,7 @@
 #include "io/token_file.h"
 
 #include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <vector>
 
@@ -11,6 +12,9 @@ namespace lumen::io {
 Tensor read_token_file(const std::string& path, int bytes_per_token) {
   LUMEN_CHECK(bytes_per_token == 1 || bytes_per_token == 2 || bytes_per_token == 4,
               "read_token_file: bytes_per_token must be 1, 2 or 4, got ", bytes_per_token);
+  std::error_code ec;
+  LUMEN_CHECK(std::filesystem::is_regular_file(path, ec), "read_token_file: no file '", path,
+              "'; expected a token file");
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   LUMEN_CHECK(in.good(), "read_token_file: cannot open '", path, "'; expected a token file");
   const auto size = static_cast<int64_t>(in.tellg());

@@ -141,7 +141,8 @@ TEST(TokenFile, ReadsLittleEndianIdsOfEachWidth) {
   ASSERT_EQ(windows.size(), 3);  // starts 0, 2, 4 (the last needs tokens 4..7)
   EXPECT_EQ(values(windows.get(2)[1]), (std::vector<int64_t>{0x12, 0, 0x80}));
 
-  EXPECT_THROW_MSG(io::read_token_file(dir.str("none.bin")), "cannot open", "none.bin");
+  EXPECT_THROW_MSG(io::read_token_file(dir.str("none.bin")), "no file", "none.bin");
+  EXPECT_THROW_MSG(io::read_token_file(dir.str()), "no file", "expected a token file");
   EXPECT_THROW_MSG(io::read_token_file(dir.write("e.bin", "")), "is empty");
   EXPECT_THROW_MSG(io::read_token_file(dir.write("o.bin", std::string("abc"))), "3 bytes",
                    "2-byte tokens");

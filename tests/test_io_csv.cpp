@@ -36,6 +36,25 @@ TEST(IoCsv, ReadsTheHeaderAndTheValuesRowByRow) {
   EXPECT_EQ(v[8], 2.f);
 }
 
+// pandas' and Excel's habits: a delimiter inside quotes, "" for a quote, a byte-order mark,
+// numbers beyond double's range (numpy reads them as inf and 0).
+TEST(IoCsv, QuotesByteOrderMarkAndOutOfRangeNumbers) {
+  TempDir dir("csv");
+  const std::string path = dir.write("q.csv",
+                                     "\xEF\xBB\xBF\"weight, kg\",\"say \"\"hi\"\"\",z\n"
+                                     "\" 3 \",1e400,-1e-400\n");
+  io::CsvTable t = io::read_csv(path, {.dtype = DType::f64});
+  EXPECT_EQ(t.columns, (std::vector<std::string>{"weight, kg", "say \"hi\"", "z"}));
+  const std::vector<double> v = t.values.to_vector<double>();
+  ASSERT_EQ(v.size(), 3u);
+  EXPECT_EQ(v[0], 3.0);
+  EXPECT_TRUE(std::isinf(v[1]) && v[1] > 0);
+  EXPECT_EQ(v[2], 0.0);
+  EXPECT_TRUE(std::signbit(v[2]));
+  EXPECT_THROW_MSG(io::read_csv(dir.write("s.csv", "+-3\n"), {.header = false}),
+                   "'+-3' is not a number");
+}
+
 TEST(IoCsv, OptionsDelimiterNoHeaderAndF64) {
   TempDir dir("csv");
   const std::string path = dir.write("b.csv", "0.1;2\n3;0.30000000000000004\n");

@@ -37,7 +37,10 @@ TEST(IoHdf5, ReadsDatasetsByPathWithTheirDtypeAndShape) {
   EXPECT_THROW_MSG(io::read_hdf5(path, "/train/missing"), "H5Dopen2", "/train/missing", "data.h5");
   EXPECT_THROW_MSG(io::read_hdf5(path, "u16"), "read_hdf5: dataset '/u16'",
                    "2-byte unsigned integer", "Lumen has no dtype for it");
-  EXPECT_THROW_MSG(io::read_hdf5(dir.str("none.h5"), "x"), "none.h5");
+  EXPECT_THROW_MSG(io::read_hdf5(dir.str("none.h5"), "x"), "read_hdf5: no file", "none.h5");
+  EXPECT_THROW_MSG(io::read_hdf5(dir.write("text.h5", "not hdf5"), "x"), "text.h5",
+                   "is not an HDF5 file");
+  EXPECT_THROW_MSG(io::read_hdf5(path, "/"), "expected a dataset's path");
 }
 
 }  // namespace

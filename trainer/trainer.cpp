@@ -721,9 +721,6 @@ void Trainer::use_gpu_per_process() {
 #endif
 }
 
-// DDP: rank 0's parameters (unless buffers_only) and buffers, broadcast to every rank: one
-// broadcast per dtype, the tensors packed end to end and unpacked in place (buffers go every
-// step, three per batch norm: one call each would be one round trip each).
 // Lightning's prepare_data_per_node: local rank 0 of each node prepares (downloads, checks
 // files) while the node's other ranks wait, then every rank sets up. The wait is an all-reduce
 // of "failed" rather than a barrier, so the other ranks learn of a failure at once instead of
@@ -739,14 +736,19 @@ void Trainer::prepare_data(DataModule& data) {
       error = std::current_exception();
     }
   }
-  const bool any_failed = reduce_boolean_decision(error != nullptr, /*all=*/false);
+  // The highest failed rank + 1, or 0.
+  Tensor failed = from_vector(std::vector<int64_t>{error ? L.comm->rank() + 1 : 0}, {1});
+  L.comm->all_reduce(failed, dist::ReduceOp::max);
   if (error) std::rethrow_exception(error);
-  LUMEN_CHECK(!any_failed,
-              "Trainer: the DataModule's prepare_data failed on local rank 0 of a "
-              "node (its error is in that rank's output); rank ",
+  const int64_t failed_rank = failed.item<int64_t>() - 1;
+  LUMEN_CHECK(failed_rank < 0, "Trainer: the DataModule's prepare_data failed on rank ",
+              failed_rank, " (local rank 0 of its node; its error is in that rank's output); rank ",
               L.comm->rank(), " stops too");
 }
 
+// DDP: rank 0's parameters (unless buffers_only) and buffers, broadcast to every rank: one
+// broadcast per dtype, the tensors packed end to end and unpacked in place (buffers go every
+// step, three per batch norm: one call each would be one round trip each).
 void Trainer::broadcast_module_state(bool buffers_only) {
   Loop& L = *loop_;
   NoGradGuard no_grad;
