@@ -563,12 +563,15 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
   L.resume_phase.reset();
   if (stage == "fit") L.should_stop = false;
   try {
-    prepare_data(data);
+    // Lightning's prepare_data_per_node: local rank 0 of each node prepares (downloads, checks
+    // files) while the node's other ranks wait; then every rank sets up.
+    run_and_agree("the DataModule's prepare_data", !L.comm || L.comm->local_rank() == 0,
+                  [&] { data.prepare_data(); });
     // _call_setup_hook: the DataModule, then the callbacks.
-    {
+    run_and_agree("the DataModule's setup", true, [&] {
       CurrentFx fx(L.current_fx, "setup");
       data.setup(stage);
-    }
+    });
     // DDP: every rank uses the log directory rank 0 resolves (a logger's next free version
     // would differ once rank 0 has created its directory).
     if (L.comm) {
@@ -721,17 +724,17 @@ void Trainer::use_gpu_per_process() {
 #endif
 }
 
-// Lightning's prepare_data_per_node: local rank 0 of each node prepares (downloads, checks
-// files) while the node's other ranks wait, then every rank sets up. The wait is an all-reduce
-// of "failed" rather than a barrier, so the other ranks learn of a failure at once instead of
-// waiting for rank 0 until the timeout.
-void Trainer::prepare_data(DataModule& data) {
+// Runs `step` on this rank when `here`, then, under DDP, agrees with the other ranks on whether
+// it failed anywhere: an all-reduce of the failed rank where a barrier would do, so that the
+// others stop at once with an error naming it instead of waiting at their next collective
+// until the timeout. The failed rank rethrows its own error.
+void Trainer::run_and_agree(const char* what, bool here, const std::function<void()>& step) {
   Loop& L = *loop_;
-  if (!L.comm) return data.prepare_data();
+  if (!L.comm) return step();
   std::exception_ptr error;
-  if (L.comm->local_rank() == 0) {
+  if (here) {
     try {
-      data.prepare_data();
+      step();
     } catch (...) {
       error = std::current_exception();
     }
@@ -741,9 +744,8 @@ void Trainer::prepare_data(DataModule& data) {
   L.comm->all_reduce(failed, dist::ReduceOp::max);
   if (error) std::rethrow_exception(error);
   const int64_t failed_rank = failed.item<int64_t>() - 1;
-  LUMEN_CHECK(failed_rank < 0, "Trainer: the DataModule's prepare_data failed on rank ",
-              failed_rank, " (local rank 0 of its node; its error is in that rank's output); rank ",
-              L.comm->rank(), " stops too");
+  LUMEN_CHECK(failed_rank < 0, "Trainer: ", what, " failed on rank ", failed_rank,
+              " (its error is in that rank's output); rank ", L.comm->rank(), " stops too");
 }
 
 // DDP: rank 0's parameters (unless buffers_only) and buffers, broadcast to every rank: one

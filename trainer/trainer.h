@@ -193,7 +193,7 @@ class Trainer {
   // trainer.cpp: what every stage shares (Lightning's Trainer._run and call.py).
   void run_stage(LightningModule& model, DataModule& data, const std::string& stage,
                  const std::string& ckpt_path, const std::function<void()>& body);
-  void prepare_data(DataModule& data);
+  void run_and_agree(const char* what, bool here, const std::function<void()>& step);
   void resolve_loaders();
   void call_callbacks(const char* hook, const std::function<void(Callback&)>& fn);
   void call_module(const char* hook, const std::function<void()>& fn);

@@ -318,13 +318,20 @@ struct Sleeper : TinyModel {
 };
 
 // Lightning's prepare_data_per_node: only local rank 0 (both ranks share this node) prepares;
-// when it fails, the other rank stops with an error at once instead of waiting out the timeout.
+// when it, or one rank's setup, fails, the other rank stops with an error at once instead of
+// waiting out the timeout at its next collective.
 struct FailingPrepare : TinyData {
   using TinyData::TinyData;
   void prepare_data() override { throw Error("FailingPrepare: no data here"); }
 };
+struct FailingSetupOnRankOne : TinyData {
+  using TinyData::TinyData;
+  void setup(const std::string&) override {
+    if (dist::world()->rank() == 1) throw Error("FailingSetupOnRankOne: no split here");
+  }
+};
 
-TEST(Ddp, PrepareDataRunsOnLocalRankZeroAndItsFailureStopsEveryRank) {
+TEST(Ddp, PrepareDataRunsOnLocalRankZeroAndAFailedPrepareOrSetupStopsEveryRank) {
   using namespace std::chrono_literals;
   auto world = dist::world();
   int rank = world->rank();
@@ -352,7 +359,23 @@ TEST(Ddp, PrepareDataRunsOnLocalRankZeroAndItsFailureStopsEveryRank) {
       ADD_FAILURE() << "expected lumen::Error";
     } catch (const Error& e) {
       const std::string m = e.what();
-      const char* want = rank == 0 ? "no data here" : "prepare_data failed on rank 0 (local rank 0";
+      const char* want = rank == 0 ? "no data here" : "prepare_data failed on rank 0";
+      EXPECT_NE(m.find(want), std::string::npos) << m;
+    }
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 60s);
+  }
+  {
+    TinyModel model;
+    FailingSetupOnRankOne data(TinyDataOptions{.n_train = 16, .batch_size = 4});
+    Trainer trainer(quiet(
+        {.max_steps = 1, .num_sanity_val_steps = 0, .strategy = DDPStrategy{.timeout = 600s}}));
+    const auto start = std::chrono::steady_clock::now();
+    try {
+      trainer.fit(model, data);
+      ADD_FAILURE() << "expected lumen::Error";
+    } catch (const Error& e) {
+      const std::string m = e.what();
+      const char* want = rank == 1 ? "no split here" : "setup failed on rank 1";
       EXPECT_NE(m.find(want), std::string::npos) << m;
     }
     EXPECT_LT(std::chrono::steady_clock::now() - start, 60s);
