@@ -4,9 +4,9 @@
 //                 [--prompt TEXT] [--generate N] [--bench]
 // --bench prints what bench/compare_fashion_mnist.sh reads (epoch times, the last val_loss).
 #include "examples/char_gpt.h"
+#include "examples/command_line.h"
 #include "examples/epoch_timer.h"
 
-#include <omp.h>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -15,48 +15,28 @@
 using namespace lumen;
 
 int main(int argc, char** argv) {
-  int64_t epochs = 10, generate = 400;
-  bool bench = false;
-  std::string precision = "32", accelerator = "auto", prompt = "\n";
+  int64_t generate = 400;
+  std::string prompt = "\n";
+  examples::CommandLine cl;
+  if (!examples::parse_command_line(
+          argc, argv, cl, "FILE",
+          {{"--prompt", "TEXT", [&](const char* v) { prompt = v; }},
+           {"--generate", "N", [&](const char* v) { generate = std::atoll(v); }}}))
+    return 2;
   io::CharacterTextOptions data_options{.block_size = 64, .stride = 32, .batch_size = 64};
-  for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--epochs") && i + 1 < argc)
-      epochs = std::atoll(argv[++i]);
-    else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc)
-      omp_set_num_threads(std::atoi(argv[++i]));
-    else if (!std::strcmp(argv[i], "--precision") && i + 1 < argc)
-      precision = argv[++i];
-    else if (!std::strcmp(argv[i], "--accelerator") && i + 1 < argc)
-      accelerator = argv[++i];
-    else if (!std::strcmp(argv[i], "--data") && i + 1 < argc)
-      data_options.path = argv[++i];
-    else if (!std::strcmp(argv[i], "--prompt") && i + 1 < argc)
-      prompt = argv[++i];
-    else if (!std::strcmp(argv[i], "--generate") && i + 1 < argc)
-      generate = std::atoll(argv[++i]);
-    else if (!std::strcmp(argv[i], "--bench"))
-      bench = true;
-    else {
-      std::fprintf(stderr,
-                   "usage: %s [--epochs N] [--threads N] [--precision 32|16-mixed|bf16-mixed]\n"
-                   "          [--accelerator auto|cpu|cuda] [--data FILE] [--prompt TEXT]\n"
-                   "          [--generate N] [--bench]\n",
-                   argv[0]);
-      return 2;
-    }
-  }
+  if (!cl.data.empty()) data_options.path = cl.data;
   try {
     seed_everything(42);
     io::CharacterText data(data_options);
     data.setup("fit");  // the vocabulary sizes the model
     char_gpt::CharGPT model(
         {.vocab_size = data.vocab_size(), .block_size = data_options.block_size});
-    TrainerOptions options{.max_epochs = epochs,
+    TrainerOptions options{.max_epochs = cl.epochs,
                            .default_root_dir = "runs/char_gpt",
                            .deterministic = true,
-                           .accelerator = accelerator,
-                           .precision = precision};
-    if (bench) {
+                           .accelerator = cl.accelerator,
+                           .precision = cl.precision};
+    if (cl.bench) {
       examples::bench_mode(options);
     } else {
       options.callbacks = {std::make_shared<ModelCheckpoint>(
@@ -65,7 +45,7 @@ int main(int argc, char** argv) {
     Trainer trainer(options);
     trainer.fit(model, data);
     if (!trainer.is_global_zero()) return 0;  // under mpirun, rank 0 writes
-    if (bench) {
+    if (cl.bench) {
       std::printf("val_loss=%.4f\npeak_mem_bytes=%lld\n", trainer.callback_metrics().at("val_loss"),
                   static_cast<long long>(memory_stats(model.device()).peak_allocated));
       return 0;

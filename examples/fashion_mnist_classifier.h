@@ -9,6 +9,7 @@
 #include <cstring>
 #include <string>
 
+#include "examples/command_line.h"
 #include "examples/epoch_timer.h"
 
 namespace fashion_mnist {
@@ -47,41 +48,20 @@ struct Classifier : LightningModule {
 // Usage: <program> [--epochs N] [--threads N] [--precision P] [--accelerator A] [--data DIR]
 //                  [--bench]
 inline int run(const char* name, Layers layers, int64_t default_epochs, int argc, char** argv) {
-  int64_t epochs = default_epochs;
-  bool bench = false;
-  std::string precision = "32", accelerator = "auto";
+  examples::CommandLine cl{.epochs = default_epochs};
+  if (!examples::parse_command_line(argc, argv, cl, "DIR")) return 2;
   io::FashionMNISTOptions data_options{.batch_size = 128};
-  for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--epochs") && i + 1 < argc)
-      epochs = std::atoll(argv[++i]);
-    else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc)
-      omp_set_num_threads(std::atoi(argv[++i]));
-    else if (!std::strcmp(argv[i], "--precision") && i + 1 < argc)
-      precision = argv[++i];
-    else if (!std::strcmp(argv[i], "--accelerator") && i + 1 < argc)
-      accelerator = argv[++i];
-    else if (!std::strcmp(argv[i], "--data") && i + 1 < argc)
-      data_options.data_dir = argv[++i];
-    else if (!std::strcmp(argv[i], "--bench"))
-      bench = true;
-    else {
-      std::fprintf(stderr,
-                   "usage: %s [--epochs N] [--threads N] [--precision 32|16-mixed|bf16-mixed]\n"
-                   "          [--accelerator auto|cpu|cuda] [--data DIR] [--bench]\n",
-                   argv[0]);
-      return 2;
-    }
-  }
+  if (!cl.data.empty()) data_options.data_dir = cl.data;
   try {
     seed_everything(42);
     io::FashionMNIST data(data_options);
     Classifier model(layers, 1e-3);
-    TrainerOptions options{.max_epochs = epochs,
+    TrainerOptions options{.max_epochs = cl.epochs,
                            .default_root_dir = std::string("runs/") + name,
                            .deterministic = true,
-                           .accelerator = accelerator,
-                           .precision = precision};
-    if (bench) {
+                           .accelerator = cl.accelerator,
+                           .precision = cl.precision};
+    if (cl.bench) {
       examples::bench_mode(options);
     } else {
       options.callbacks = {std::make_shared<ModelCheckpoint>(
@@ -93,9 +73,9 @@ inline int run(const char* name, Layers layers, int64_t default_epochs, int argc
     Trainer trainer(options);
     trainer.fit(model, data);
     // Without --bench the trainer prints Lightning's table of test metrics.
-    auto results = trainer.test(model, data, "", /*verbose=*/!bench);
+    auto results = trainer.test(model, data, "", /*verbose=*/!cl.bench);
     if (!trainer.is_global_zero()) return 0;  // under mpirun, rank 0 reports
-    if (bench) {
+    if (cl.bench) {
       std::printf("test_acc=%.4f\n", results.at("test_acc"));
       // The most memory the run's tensors held on the training device.
       Device dev = model.parameters().at(0).device();

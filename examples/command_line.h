@@ -1,0 +1,71 @@
+#pragma once
+// The flags every training example takes, --epochs N, --threads N, --precision P,
+// --accelerator A, --data PATH and --bench, plus an example's own (ExtraFlag).
+#include <omp.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace examples {
+
+struct CommandLine {
+  int64_t epochs = 10;
+  std::string precision = "32", accelerator = "auto";
+  std::string data = {};  // empty: the example's default
+  bool bench = false;
+};
+
+struct ExtraFlag {
+  const char* name;   // "--prompt"
+  const char* value;  // "TEXT", shown in the usage line
+  std::function<void(const char*)> set;
+};
+
+// Fills `cl` from argv (--threads goes to omp_set_num_threads); on an unknown flag, or one
+// without its value, prints the usage line and returns false.
+inline bool parse_command_line(int argc, char** argv, CommandLine& cl, const char* data_value,
+                               const std::vector<ExtraFlag>& extra = {}) {
+  for (int i = 1; i < argc; ++i) {
+    const bool has_value = i + 1 < argc;
+    auto is = [&](const char* flag) { return !std::strcmp(argv[i], flag) && has_value; };
+    bool taken = true;
+    if (is("--epochs"))
+      cl.epochs = std::atoll(argv[++i]);
+    else if (is("--threads"))
+      omp_set_num_threads(std::atoi(argv[++i]));
+    else if (is("--precision"))
+      cl.precision = argv[++i];
+    else if (is("--accelerator"))
+      cl.accelerator = argv[++i];
+    else if (is("--data"))
+      cl.data = argv[++i];
+    else if (!std::strcmp(argv[i], "--bench"))
+      cl.bench = true;
+    else {
+      taken = false;
+      for (const ExtraFlag& f : extra)
+        if (is(f.name)) {
+          f.set(argv[++i]);
+          taken = true;
+          break;
+        }
+    }
+    if (!taken) {
+      std::string usage = std::string("usage: ") + argv[0] +
+                          " [--epochs N] [--threads N] [--precision 32|16-mixed|bf16-mixed]\n"
+                          "          [--accelerator auto|cpu|cuda] [--data " +
+                          data_value + "]";
+      for (const ExtraFlag& f : extra) usage += std::string(" [") + f.name + " " + f.value + "]";
+      std::fprintf(stderr, "%s [--bench]\n", usage.c_str());
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace examples
