@@ -5,7 +5,6 @@
 // --bench prints what bench/compare_fashion_mnist.sh reads (epoch times, the last val_loss).
 #include "examples/char_gpt.h"
 #include "examples/command_line.h"
-#include "examples/epoch_timer.h"
 
 #include <cstdio>
 #include <cstdlib>
@@ -31,18 +30,9 @@ int main(int argc, char** argv) {
     data.setup("fit");  // the vocabulary sizes the model
     char_gpt::CharGPT model(
         {.vocab_size = data.vocab_size(), .block_size = data_options.block_size});
-    TrainerOptions options{.max_epochs = cl.epochs,
-                           .default_root_dir = "runs/char_gpt",
-                           .deterministic = true,
-                           .accelerator = cl.accelerator,
-                           .precision = cl.precision};
-    if (cl.bench) {
-      examples::bench_mode(options);
-    } else {
-      options.callbacks = {std::make_shared<ModelCheckpoint>(
-          ModelCheckpointOptions{.monitor = "val_loss", .mode = "min", .save_last = true})};
-    }
-    Trainer trainer(options);
+    Trainer trainer(examples::trainer_options(
+        cl, "runs/char_gpt",
+        ModelCheckpoint({.monitor = "val_loss", .mode = "min", .save_last = true})));
     trainer.fit(model, data);
     if (!trainer.is_global_zero()) return 0;  // under mpirun, rank 0 writes
     if (cl.bench) {

@@ -1,6 +1,8 @@
 #pragma once
 // The flags every training example takes, --epochs N, --threads N, --precision P,
-// --accelerator A, --data PATH and --bench, plus an example's own (ExtraFlag).
+// --accelerator A, --data PATH and --bench, plus an example's own (ExtraFlag), and the trainer
+// they ask for.
+#include <lumen/lumen.h>
 #include <omp.h>
 
 #include <cstdint>
@@ -9,7 +11,10 @@
 #include <cstring>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "examples/epoch_timer.h"
 
 namespace examples {
 
@@ -66,6 +71,28 @@ inline bool parse_command_line(int argc, char** argv, CommandLine& cl, const cha
     }
   }
   return true;
+}
+
+// The trainer of the flags, its logs under `root_dir`: deterministic, with `checkpoint`; with
+// --bench the EpochTimer alone, and no sanity check, progress bar, checkpoints, model summary
+// or logger (what the PyTorch twins turn off too).
+inline lumen::TrainerOptions trainer_options(const CommandLine& cl, std::string root_dir,
+                                             lumen::CallbackPtr checkpoint) {
+  lumen::TrainerOptions o{.max_epochs = cl.epochs,
+                          .default_root_dir = std::move(root_dir),
+                          .deterministic = true,
+                          .callbacks = {std::move(checkpoint)},
+                          .accelerator = cl.accelerator,
+                          .precision = cl.precision};
+  if (cl.bench) {
+    o.num_sanity_val_steps = 0;
+    o.enable_progress_bar = false;
+    o.enable_checkpointing = false;
+    o.enable_model_summary = false;
+    o.logger = false;
+    o.callbacks = {std::make_shared<EpochTimer>()};
+  }
+  return o;
 }
 
 }  // namespace examples

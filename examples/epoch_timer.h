@@ -41,15 +41,4 @@ struct EpochTimer : Callback {
   }
 };
 
-// The trainer of a --bench run: the EpochTimer alone, no sanity check, progress bar,
-// checkpoints, model summary or logger (what the PyTorch twins turn off too).
-inline void bench_mode(TrainerOptions& options) {
-  options.num_sanity_val_steps = 0;
-  options.enable_progress_bar = false;
-  options.enable_checkpointing = false;
-  options.enable_model_summary = false;
-  options.logger = false;
-  options.callbacks = {std::make_shared<EpochTimer>()};
-}
-
 }  // namespace examples

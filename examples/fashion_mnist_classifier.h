@@ -10,7 +10,6 @@
 #include <string>
 
 #include "examples/command_line.h"
-#include "examples/epoch_timer.h"
 
 namespace fashion_mnist {
 
@@ -56,21 +55,11 @@ inline int run(const char* name, Layers layers, int64_t default_epochs, int argc
     seed_everything(42);
     io::FashionMNIST data(data_options);
     Classifier model(layers, 1e-3);
-    TrainerOptions options{.max_epochs = cl.epochs,
-                           .default_root_dir = std::string("runs/") + name,
-                           .deterministic = true,
-                           .accelerator = cl.accelerator,
-                           .precision = cl.precision};
-    if (cl.bench) {
-      examples::bench_mode(options);
-    } else {
-      options.callbacks = {std::make_shared<ModelCheckpoint>(
-          ModelCheckpointOptions{.filename = "{epoch}-{val_acc:.4f}",
-                                 .monitor = "val_acc",
-                                 .mode = "max",
-                                 .save_last = true})};
-    }
-    Trainer trainer(options);
+    Trainer trainer(examples::trainer_options(cl, std::string("runs/") + name,
+                                              ModelCheckpoint({.filename = "{epoch}-{val_acc:.4f}",
+                                                               .monitor = "val_acc",
+                                                               .mode = "max",
+                                                               .save_last = true})));
     trainer.fit(model, data);
     // Without --bench the trainer prints Lightning's table of test metrics.
     auto results = trainer.test(model, data, "", /*verbose=*/!cl.bench);

@@ -89,12 +89,7 @@ CsvTable read_csv(const std::string& path, CsvOptions options) {
   LUMEN_CHECK(!in.bad(), "read_csv: reading '", path, "' failed");
   LUMEN_CHECK(rows > 0, "read_csv: '", path, "' has no rows of values",
               options.header ? " after its header" : "");
-  table.values = empty({rows, static_cast<int64_t>(width)}, {.dtype = options.dtype});
-  if (options.dtype == DType::f64)
-    std::copy(values.begin(), values.end(), table.values.data<double>());
-  else
-    for (size_t i = 0; i < values.size(); ++i)
-      table.values.data<float>()[i] = static_cast<float>(values[i]);
+  table.values = from_vector(values, {rows, static_cast<int64_t>(width)}).to(options.dtype);
   return table;
 }
 

@@ -16,11 +16,6 @@ namespace {
 
 using testing::TempDir;
 
-std::vector<int64_t> values(const Tensor& t) {
-  const Tensor c = t.contiguous();
-  return {c.data<int64_t>(), c.data<int64_t>() + c.numel()};
-}
-
 TEST(CharacterText, VocabularyIsTheSortedDistinctBytes) {
   TempDir dir("chartext");
   io::CharacterText data(
@@ -28,7 +23,8 @@ TEST(CharacterText, VocabularyIsTheSortedDistinctBytes) {
   data.setup("fit");
   // '\n' ' ' d e h l o r w
   EXPECT_EQ(data.vocab_size(), 9);
-  EXPECT_EQ(values(data.encode("hold\n w")), (std::vector<int64_t>{4, 6, 5, 2, 0, 1, 8}));
+  EXPECT_EQ(data.encode("hold\n w").to_vector<int64_t>(),
+            (std::vector<int64_t>{4, 6, 5, 2, 0, 1, 8}));
   EXPECT_EQ(data.decode(data.encode("world hello\n")), "world hello\n");
   EXPECT_EQ(data.decode(from_vector<int32_t>({8, 6, 7})), "wor");
   // setup is done once: later stages keep the same data.
@@ -47,7 +43,7 @@ TEST(CharacterText, BytesAboveAsciiAreTokensInUnsignedOrder) {
   data.setup("fit");
   // \x01 ' ' a c f \xa9 \xc3
   EXPECT_EQ(data.vocab_size(), 7);
-  EXPECT_EQ(values(data.encode("\xc3\xa9\x01")), (std::vector<int64_t>{6, 5, 0}));
+  EXPECT_EQ(data.encode("\xc3\xa9\x01").to_vector<int64_t>(), (std::vector<int64_t>{6, 5, 0}));
   EXPECT_EQ(data.decode(data.encode("caf\xc3\xa9")), "caf\xc3\xa9");
   EXPECT_THROW_MSG(data.encode("\xff"), "byte 255 at position 0");
 }
@@ -133,13 +129,15 @@ TEST(TokenFile, ReadsLittleEndianIdsOfEachWidth) {
   TempDir dir("tokens");
   const std::string bytes("\x01\x00\xff\xff\x34\x12\x00\x80", 8);
   const std::string path = dir.write("t.bin", bytes);
-  EXPECT_EQ(values(io::read_token_file(path)), (std::vector<int64_t>{1, 65535, 0x1234, 0x8000}));
-  EXPECT_EQ(values(io::read_token_file(path, 4)), (std::vector<int64_t>{0xffff0001, 0x80001234}));
-  EXPECT_EQ(values(io::read_token_file(path, 1)),
+  EXPECT_EQ(io::read_token_file(path).to_vector<int64_t>(),
+            (std::vector<int64_t>{1, 65535, 0x1234, 0x8000}));
+  EXPECT_EQ(io::read_token_file(path, 4).to_vector<int64_t>(),
+            (std::vector<int64_t>{0xffff0001, 0x80001234}));
+  EXPECT_EQ(io::read_token_file(path, 1).to_vector<int64_t>(),
             (std::vector<int64_t>{1, 0, 255, 255, 0x34, 0x12, 0, 0x80}));
   io::TokenWindows windows(io::read_token_file(path, 1), 3, 2);
   ASSERT_EQ(windows.size(), 3);  // starts 0, 2, 4 (the last needs tokens 4..7)
-  EXPECT_EQ(values(windows.get(2)[1]), (std::vector<int64_t>{0x12, 0, 0x80}));
+  EXPECT_EQ(windows.get(2)[1].to_vector<int64_t>(), (std::vector<int64_t>{0x12, 0, 0x80}));
 
   EXPECT_THROW_MSG(io::read_token_file(dir.str("none.bin")), "no file", "none.bin");
   EXPECT_THROW_MSG(io::read_token_file(dir.str()), "no file", "expected a token file");

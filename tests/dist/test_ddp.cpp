@@ -331,8 +331,27 @@ struct FailingSetupOnRankOne : TinyData {
   }
 };
 
-TEST(Ddp, PrepareDataRunsOnLocalRankZeroAndAFailedPrepareOrSetupStopsEveryRank) {
+// A DDP fit over Data must throw lumen::Error containing `want`, well before the timeout
+// (far beyond the test's run time: no rank may wait for it).
+template <class Data>
+void expect_fit_fails_fast(const char* want) {
   using namespace std::chrono_literals;
+  TinyModel model;
+  Data data(TinyDataOptions{.n_train = 16, .batch_size = 4});
+  Trainer trainer(
+      quiet({.max_steps = 1, .num_sanity_val_steps = 0, .strategy = DDPStrategy{.timeout = 600s}}));
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    trainer.fit(model, data);
+    ADD_FAILURE() << "expected lumen::Error";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find(want), std::string::npos) << m;
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 60s);
+}
+
+TEST(Ddp, PrepareDataRunsOnLocalRankZeroAndAFailedPrepareOrSetupStopsEveryRank) {
   auto world = dist::world();
   int rank = world->rank();
   manual_seed(6);
@@ -347,39 +366,10 @@ TEST(Ddp, PrepareDataRunsOnLocalRankZeroAndAFailedPrepareOrSetupStopsEveryRank) 
               world->local_rank() == 0 ? 1 : 0);
     EXPECT_EQ(std::count(events.begin(), events.end(), "data:setup:fit"), 1);
   }
-  {
-    TinyModel model;
-    FailingPrepare data(TinyDataOptions{.n_train = 16, .batch_size = 4});
-    // The timeout is far beyond the test's run time: rank 1 must not get there.
-    Trainer trainer(quiet(
-        {.max_steps = 1, .num_sanity_val_steps = 0, .strategy = DDPStrategy{.timeout = 600s}}));
-    const auto start = std::chrono::steady_clock::now();
-    try {
-      trainer.fit(model, data);
-      ADD_FAILURE() << "expected lumen::Error";
-    } catch (const Error& e) {
-      const std::string m = e.what();
-      const char* want = rank == 0 ? "no data here" : "prepare_data failed on rank 0";
-      EXPECT_NE(m.find(want), std::string::npos) << m;
-    }
-    EXPECT_LT(std::chrono::steady_clock::now() - start, 60s);
-  }
-  {
-    TinyModel model;
-    FailingSetupOnRankOne data(TinyDataOptions{.n_train = 16, .batch_size = 4});
-    Trainer trainer(quiet(
-        {.max_steps = 1, .num_sanity_val_steps = 0, .strategy = DDPStrategy{.timeout = 600s}}));
-    const auto start = std::chrono::steady_clock::now();
-    try {
-      trainer.fit(model, data);
-      ADD_FAILURE() << "expected lumen::Error";
-    } catch (const Error& e) {
-      const std::string m = e.what();
-      const char* want = rank == 1 ? "no split here" : "setup failed on rank 1";
-      EXPECT_NE(m.find(want), std::string::npos) << m;
-    }
-    EXPECT_LT(std::chrono::steady_clock::now() - start, 60s);
-  }
+  expect_fit_fails_fast<FailingPrepare>(rank == 0 ? "no data here"
+                                                  : "prepare_data failed on rank 0");
+  expect_fit_fails_fast<FailingSetupOnRankOne>(rank == 1 ? "no split here"
+                                                         : "setup failed on rank 1");
   world->barrier();
 }
 
