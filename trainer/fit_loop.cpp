@@ -185,7 +185,8 @@ bool Trainer::train_batch(const Batch& batch, int64_t batch_idx) {
 
   bool accumulate = should_accumulate(batch_idx);
   // DDP's broadcast_buffers: every rank's forward sees rank 0's buffers.
-  if (L.comm && options_.strategy.ddp.broadcast_buffers) broadcast_module_state(true);
+  if (L.comm && options_.strategy.ddp.broadcast_buffers)
+    broadcast_module_state(model, *L.device_comm, true);
   Tensor loss;
   call_module("training_step", [&] {
     ForwardContext autocast(L.autocast_dtype);

@@ -20,16 +20,14 @@
 #include "tensor/error.h"
 #include "tensor/generator.h"
 #include "tensor/storage.h"
+#include "trainer/accelerator.h"
 #include "trainer/csv_logger.h"
 #include "trainer/model_checkpoint.h"
 #include "trainer/model_summary.h"
+#include "trainer/precision.h"
 #include "trainer/progress_bar.h"
 #include "trainer/results_table.h"
 #include "trainer/trainer_loop.h"
-
-#if LUMEN_NCCL
-#include "dist/nccl_communicator.h"
-#endif
 
 namespace lumen {
 
@@ -108,32 +106,12 @@ Trainer::Trainer(TrainerOptions options) : options_(std::move(options)), loop_(n
               "Trainer: max_epochs must be >= -1 (-1: no limit), got ", o.max_epochs.value_or(0));
   LUMEN_CHECK(o.min_epochs >= 0, "Trainer: min_epochs must be >= 0, got ", o.min_epochs);
   {
-    // Lightning's precision flags and its aliases.
-    std::string p = o.precision;
-    if (p == "16" || p == "bf16") {
-      std::cerr << "Warning: `precision=" << p
-                << "` is supported for historical reasons but its usage is discouraged. Please "
-                   "set your precision to "
-                << p << "-mixed instead!\n";
-      p += "-mixed";
-    }
-    if (p == "32") p = "32-true";
-    LUMEN_CHECK(p == "32-true" || p == "16-mixed" || p == "bf16-mixed", "Trainer: precision \"",
-                o.precision,
-                "\" is not supported; expected \"32-true\" (or \"32\"), \"16-mixed\" or "
-                "\"bf16-mixed\"");
-    loop_->precision = p;
-    if (p == "16-mixed") {
-      loop_->autocast_dtype = DType::f16;
-      loop_->scaler = std::make_unique<optim::GradScaler>(o.grad_scaler);
-    } else if (p == "bf16-mixed") {
-      loop_->autocast_dtype = DType::bf16;
-    }
+    Precision precision = parse_precision(o.precision, "Trainer");
+    loop_->precision = precision.name;
+    loop_->autocast_dtype = precision.autocast_dtype;
+    if (precision.scales_loss()) loop_->scaler = std::make_unique<optim::GradScaler>(o.grad_scaler);
   }
-  LUMEN_CHECK(o.accelerator == "auto" || o.accelerator == "cpu" || o.accelerator == "cuda" ||
-                  o.accelerator == "gpu",
-              "Trainer: accelerator must be \"auto\", \"cpu\", \"cuda\" or \"gpu\", got \"",
-              o.accelerator, "\"");
+  check_accelerator(o.accelerator, "Trainer");
 
   Loop& L = *loop_;
   // Lightning's _init_debugging_flags and max_epochs defaults.
@@ -193,20 +171,7 @@ Trainer::Trainer(TrainerOptions options) : options_(std::move(options)), loop_(n
                   "\"; checkpoints need them unique (override state_key())");
 
   // The strategy: "auto" is DDP when a launcher started several processes.
-  const std::string& strategy = o.strategy.name;
-  LUMEN_CHECK(strategy == "auto" || strategy == "single_device" || strategy == "ddp",
-              "Trainer: strategy must be \"auto\", \"single_device\", \"ddp\" or a DDPStrategy, "
-              "got \"",
-              strategy, "\"");
-  if (strategy == "ddp" || (strategy == "auto" && dist::launcher_environment().world_size > 1)) {
-    const DDPStrategy& ddp = o.strategy.ddp;
-    LUMEN_CHECK(ddp.bucket_cap_mb > 0, "Trainer: DDPStrategy::bucket_cap_mb must be > 0, got ",
-                ddp.bucket_cap_mb);
-    LUMEN_CHECK(ddp.timeout.count() > 0, "Trainer: DDPStrategy::timeout must be > 0 ms, got ",
-                ddp.timeout.count());
-    L.comm = ddp.communicator ? ddp.communicator
-                              : dist::new_world_communicator({.timeout = ddp.timeout});
-  }
+  L.comm = strategy_communicator(o.strategy, "Trainer");
   // Only rank 0 shows a progress bar and a model summary (Lightning's rank_zero_only).
   if (!is_global_zero())
     std::erase_if(L.callbacks, [](const std::shared_ptr<Callback>& cb) {
@@ -477,12 +442,7 @@ void Trainer::resolve_loaders() {
   DataModule& data = *L.data;
   // DDP: each rank loads its shard (Lightning's use_distributed_sampler).
   auto shard = [&](std::shared_ptr<DataLoader> loader) {
-    if (loader && L.comm && options_.use_distributed_sampler) {
-      Tensor seed = from_vector(std::vector<int64_t>{static_cast<int64_t>(loader->seed())}, {1});
-      L.comm->broadcast(seed, 0);
-      loader->distribute(L.comm->rank(), L.comm->world_size(),
-                         static_cast<uint64_t>(seed.data<int64_t>()[0]));
-    }
+    if (loader && L.comm && options_.use_distributed_sampler) distribute_loader(*loader, *L.comm);
     return loader;
   };
   L.train_loader = L.val_loader = L.test_loader = L.predict_loader = nullptr;
@@ -565,10 +525,10 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
   try {
     // Lightning's prepare_data_per_node: local rank 0 of each node prepares (downloads, checks
     // files) while the node's other ranks wait; then every rank sets up.
-    run_and_agree("the DataModule's prepare_data", !L.comm || L.comm->local_rank() == 0,
-                  [&] { data.prepare_data(); });
+    run_and_agree(L.comm.get(), "Trainer", "the DataModule's prepare_data",
+                  !L.comm || L.comm->local_rank() == 0, [&] { data.prepare_data(); });
     // _call_setup_hook: the DataModule, then the callbacks.
-    run_and_agree("the DataModule's setup", true, [&] {
+    run_and_agree(L.comm.get(), "Trainer", "the DataModule's setup", true, [&] {
       CurrentFx fx(L.current_fx, "setup");
       data.setup(stage);
     });
@@ -582,14 +542,17 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
     }
     call_callbacks("setup", [&](Callback& cb) { cb.setup(*this, model, stage); });
 
-    // The strategy's device: "auto" takes the GPU when there is one.
-    const std::string& acc = options_.accelerator;
-    bool want_cuda = acc == "cuda" || acc == "gpu" || (acc == "auto" && cuda_is_available());
-    LUMEN_CHECK(!want_cuda || cuda_is_available(), "Trainer: accelerator \"", acc,
-                "\" asks for a GPU but no CUDA device is available");
-    L.device = want_cuda ? Device::cuda(0) : Device::cpu();
+    // The strategy's device: "auto" takes the GPU when there is one; under DDP the GPU of the
+    // process's local rank, and NCCL for the model's tensors (made once per Trainer: every rank
+    // reaches this point of the same stage together, so the collective setup matches).
+    bool cuda = accelerator_uses_cuda(options_.accelerator, "Trainer");
+    L.device = cuda ? Device::cuda(0) : Device::cpu();
     L.device_comm = L.comm;
-    if (L.comm && want_cuda) use_gpu_per_process();
+    if (L.comm && cuda) {
+      L.device = gpu_of_process(*L.comm, "Trainer");
+      if (!L.nccl) L.nccl = nccl_communicator(L.comm, L.device, "Trainer");
+      L.device_comm = L.nccl;
+    }
     model.to(L.device);
 
     resolve_loaders();
@@ -649,7 +612,7 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
 
     if (checkpoint && stage == "fit") restore_training_state(*checkpoint);
     // DDP starts every rank from rank 0's parameters and buffers.
-    if (L.comm && stage == "fit") broadcast_module_state(false);
+    if (L.comm && stage == "fit") broadcast_module_state(model, *L.device_comm, false);
 
     // deterministic: Lumen's CPU kernels split work by element count and thread count only
     // (kernels/cpu/parallel.h) and combine partial results in a fixed order, and loaders hand
@@ -702,80 +665,6 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
   L.training = L.validating = L.testing = L.predicting = L.sanity_checking = false;
   L.active_results = nullptr;
   L.current_fx.clear();
-}
-
-// DDP on GPUs: one GPU per process, the one of its local rank (the launcher starts one process
-// per GPU of a node), and an NCCL communicator for the model's tensors, made once per Trainer
-// (every rank reaches this point of the same stage together, so the collective setup matches).
-void Trainer::use_gpu_per_process() {
-  Loop& L = *loop_;
-  const int gpus = device_count(Device::CUDA), local = L.comm->local_rank();
-  LUMEN_CHECK(local < gpus, "Trainer: DDP on GPUs runs one process per GPU, but local rank ", local,
-              " has no GPU of its own (", gpus,
-              " on this node); start at most as many processes per node as it has GPUs");
-  L.device = Device::cuda(local);
-#if LUMEN_NCCL
-  if (!L.nccl) L.nccl = std::make_shared<dist::NcclCommunicator>(L.comm, local, L.comm->options());
-  L.device_comm = L.nccl;
-#else
-  detail::throw_error("Trainer: DDP on GPUs needs NCCL, and this build of Lumen has none ",
-                      "(configure with CUDA and NCCL found); use accelerator = \"cpu\" to train ",
-                      "over MPI");
-#endif
-}
-
-// Runs `step` on this rank when `here`, then, under DDP, agrees with the other ranks on whether
-// it failed anywhere: an all-reduce of the failed rank where a barrier would do, so that the
-// others stop at once with an error naming it instead of waiting at their next collective
-// until the timeout. The failed rank rethrows its own error.
-void Trainer::run_and_agree(const char* what, bool here, const std::function<void()>& step) {
-  Loop& L = *loop_;
-  if (!L.comm) return step();
-  std::exception_ptr error;
-  if (here) {
-    try {
-      step();
-    } catch (...) {
-      error = std::current_exception();
-    }
-  }
-  // The highest failed rank + 1, or 0.
-  Tensor failed = from_vector(std::vector<int64_t>{error ? L.comm->rank() + 1 : 0}, {1});
-  L.comm->all_reduce(failed, dist::ReduceOp::max);
-  if (error) std::rethrow_exception(error);
-  const int64_t failed_rank = failed.item<int64_t>() - 1;
-  LUMEN_CHECK(failed_rank < 0, "Trainer: ", what, " failed on rank ", failed_rank,
-              " (its error is in that rank's output); rank ", L.comm->rank(), " stops too");
-}
-
-// DDP: rank 0's parameters (unless buffers_only) and buffers, broadcast to every rank: one
-// broadcast per dtype, the tensors packed end to end and unpacked in place (buffers go every
-// step, three per batch norm: one call each would be one round trip each).
-void Trainer::broadcast_module_state(bool buffers_only) {
-  Loop& L = *loop_;
-  NoGradGuard no_grad;
-  std::map<DType, std::vector<Tensor>> by_dtype;
-  if (!buffers_only)
-    for (const auto& [name, p] : L.model->named_parameters())
-      if (p.numel() > 0) by_dtype[p.dtype()].push_back(p);
-  for (const auto& [name, b] : L.model->named_buffers())
-    if (b.numel() > 0) by_dtype[b.dtype()].push_back(b);
-  for (const auto& [dtype, tensors] : by_dtype) {
-    if (tensors.size() == 1 && tensors[0].is_contiguous()) {
-      L.device_comm->broadcast(tensors[0], 0);
-      tensors[0].bump_version();  // written in place (autocast's weight copies are stale)
-      continue;
-    }
-    std::vector<Tensor> flat_parts;
-    for (const Tensor& t : tensors) flat_parts.push_back(t.reshape({-1}));
-    Tensor flat = cat(flat_parts);
-    L.device_comm->broadcast(flat, 0);
-    int64_t offset = 0;
-    for (const Tensor& t : tensors) {
-      Tensor(t).copy_(flat.narrow(0, offset, t.numel()).view(t.shape()));  // bumps its version
-      offset += t.numel();
-    }
-  }
 }
 
 void Trainer::fit(LightningModule& model, DataModule& data, const std::string& ckpt_path) {

@@ -193,15 +193,12 @@ class Trainer {
   // trainer.cpp: what every stage shares (Lightning's Trainer._run and call.py).
   void run_stage(LightningModule& model, DataModule& data, const std::string& stage,
                  const std::string& ckpt_path, const std::function<void()>& body);
-  void run_and_agree(const char* what, bool here, const std::function<void()>& step);
   void resolve_loaders();
   void call_callbacks(const char* hook, const std::function<void(Callback&)>& fn);
   void call_module(const char* hook, const std::function<void()>& fn);
   void log_to_loggers(std::map<std::string, double> metrics, std::optional<int64_t> step);
   void refresh_metrics() const;
   void flush_refresh() const;  // the refresh a training batch deferred, if any
-  void use_gpu_per_process();
-  void broadcast_module_state(bool buffers_only);
 
   // fit_loop.cpp: Lightning's _FitLoop and _TrainingEpochLoop.
   void run_sanity_check();

@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "autograd/autocast_mode.h"
 #include "trainer/gradient_buckets.h"
 #include "trainer/metric_aggregator.h"
+#include "trainer/precision.h"
 #include "trainer/trainer.h"
 
 namespace lumen {
@@ -102,18 +102,6 @@ struct Trainer::Loop {
 
   // A fit resumed from a checkpoint: where the interrupted one was.
   std::optional<FitPhase> resume_phase;
-};
-
-// Lightning's precision forward_context: the step hooks run under autocast when the precision
-// is mixed.
-class ForwardContext {
- public:
-  explicit ForwardContext(std::optional<DType> autocast_dtype) {
-    if (autocast_dtype) guard_.emplace(*autocast_dtype);
-  }
-
- private:
-  std::optional<AutocastGuard> guard_;
 };
 
 }  // namespace lumen
