@@ -62,6 +62,7 @@
 #include "trainer/dataset.h"
 #include "trainer/ddp_strategy.h"
 #include "trainer/early_stopping.h"
+#include "trainer/fabric.h"
 #include "trainer/learning_rate_monitor.h"
 #include "trainer/lightning_module.h"
 #include "trainer/metrics.h"

@@ -94,7 +94,10 @@ void distribute_loader(DataLoader& loader, dist::Communicator& comm) {
 // An all-reduce of the failed rank where a barrier would do.
 void run_and_agree(dist::Communicator* comm, const std::string& who, const std::string& what,
                    bool here, const std::function<void()>& step) {
-  if (!comm) return step();
+  if (!comm) {
+    if (here) step();
+    return;
+  }
   std::exception_ptr error;
   if (here) {
     try {

@@ -1,0 +1,151 @@
+// Fabric's DDP over two processes: a hand-written loop on two ranks with batch B each must end
+// with the parameters one process reaches with batch 2B; collectives, checkpoints and
+// rank_zero_first must behave as on one device, from every rank.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "dist/world.h"
+#include "trainer/fabric.h"
+#include "trainer_fixtures.h"
+
+namespace lumen {
+namespace {
+
+using testing::TempDir;
+using testing::TinyData;
+using testing::TinyDataOptions;
+using testing::TinyModel;
+
+std::vector<std::vector<float>> parameters_of(const nn::Module& m) {
+  std::vector<std::vector<float>> out;
+  for (const Tensor& p : m.parameters()) out.push_back(p.to_vector<float>());
+  return out;
+}
+
+// `steps` optimizer steps of `accumulate` micro-batches each (no sync on all but the last).
+std::vector<std::vector<float>> train(const StrategyOption& strategy, uint64_t seed, int64_t batch,
+                                      int64_t steps, int64_t accumulate) {
+  manual_seed(seed);
+  TinyModel net;
+  auto data = TinyData(TinyDataOptions{.n_train = 64, .batch_size = batch, .shuffle = true})
+                  .train_dataloader();
+  Fabric fabric({.accelerator = "cpu", .strategy = strategy});
+  OptimizerConfig config = net.configure_optimizers();
+  auto [model, optimizer] = fabric.setup(net, *config.optimizer);
+  FabricDataLoader loader = fabric.setup_dataloaders(*data);
+  int64_t micro = 0;
+  while (micro < steps * accumulate)
+    for (Batch& b : loader) {
+      if (micro == steps * accumulate) break;
+      bool last = (micro + 1) % accumulate == 0;
+      auto no_sync = fabric.no_backward_sync(model, !last);
+      Tensor loss = nn::functional::mse_loss(model(b[0]), b[1]);
+      fabric.backward(loss / static_cast<double>(accumulate));
+      if (last) {
+        optimizer.step();
+        optimizer.zero_grad();
+      }
+      ++micro;
+    }
+  return parameters_of(net);
+}
+
+TEST(FabricDdp, TwoRanksWithBatchBMatchOneProcessWithBatch2B) {
+  auto world = dist::world();
+  const int rank = world->rank(), size = world->world_size();
+  for (int64_t accumulate : {1, 2}) {
+    SCOPED_TRACE(accumulate);
+    // Each rank starts from other weights and loader seed: setup must broadcast rank 0's.
+    std::vector<std::vector<float>> ddp = train(
+        DDPStrategy{.bucket_cap_mb = 0.0001}, 100 + static_cast<uint64_t>(rank), 4, 5, accumulate);
+    std::vector<std::vector<float>> one = train("single_device", 100, 4 * size, 5, accumulate);
+    manual_seed(100);
+    std::vector<std::vector<float>> initial = parameters_of(TinyModel());
+    ASSERT_EQ(ddp.size(), one.size());
+    float moved = 0;
+    for (size_t i = 0; i < one.size(); ++i)
+      for (size_t j = 0; j < one[i].size(); ++j) {
+        ASSERT_NEAR(ddp[i][j], one[i][j], 2e-6f) << "parameter " << i << " element " << j;
+        moved = std::max(moved, std::abs(one[i][j] - initial[i][j]));
+      }
+    EXPECT_GT(moved, 1e-2f);
+  }
+}
+
+TEST(FabricDdp, CollectivesCheckpointsAndRankZeroFirst) {
+  auto world = dist::world();
+  const int rank = world->rank(), size = world->world_size();
+  Fabric fabric({.accelerator = "cpu", .strategy = "ddp"});
+  EXPECT_EQ(fabric.strategy(), "ddp");
+  EXPECT_EQ(fabric.global_rank(), rank);
+  EXPECT_EQ(fabric.world_size(), size);
+
+  Tensor mine =
+      from_vector<float>({static_cast<float>(rank + 1), 2.f * static_cast<float>(rank)}, {2});
+  float n = static_cast<float>(size);
+  EXPECT_EQ(fabric.all_reduce(mine).to_vector<float>(),
+            (std::vector<float>{(n + 1) / 2, n - 1}));  // the mean over ranks
+  EXPECT_EQ(fabric.all_reduce(mine, dist::ReduceOp::sum).to_vector<float>()[0], n * (n + 1) / 2);
+  Tensor gathered = fabric.all_gather(mine);
+  ASSERT_EQ(gathered.shape(), (Shape{size, 2}));
+  EXPECT_EQ(gathered.select(0, 1).to_vector<float>(), (std::vector<float>{2.f, 2.f}));
+  EXPECT_EQ(fabric.broadcast(mine, 1).to_vector<float>(), (std::vector<float>{2.f, 2.f}));
+  EXPECT_EQ(fabric.broadcast(std::string(rank == 0 ? "zero" : "other")), "zero");
+
+  // rank_zero_first: rank 0 writes a file the others then read; the directory is rank 0's.
+  std::unique_ptr<TempDir> mine_dir;
+  if (rank == 0) mine_dir = std::make_unique<TempDir>("fabric_ddp");
+  const std::string dir = fabric.broadcast(rank == 0 ? mine_dir->str() : std::string());
+  const std::string file = dir + "/prepared.txt";
+  std::string seen;
+  fabric.rank_zero_first([&] {
+    if (rank == 0) std::ofstream(file) << "ready";
+    std::ifstream(file) >> seen;
+  });
+  EXPECT_EQ(seen, "ready");
+  // A failure on rank 1 stops every rank.
+  try {
+    fabric.rank_zero_first([&] { LUMEN_CHECK(rank != 1, "cannot prepare here"); });
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    const std::string want = rank == 1 ? "cannot prepare here" : "failed on rank 1";
+    EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what();
+  }
+
+  // A checkpoint: rank 0 writes it, every rank loads rank 0's values.
+  manual_seed(200 + static_cast<uint64_t>(rank));
+  TinyModel net;
+  auto model = fabric.setup(net);  // rank 0's weights everywhere
+  int64_t step = 10 + rank;
+  fabric.save(dir + "/f.ckpt", {{"model", model}, {"step", step}});
+  EXPECT_TRUE(std::filesystem::exists(dir + "/f.ckpt"));
+  int64_t loaded = -1;
+  fabric.load(dir + "/f.ckpt", {{"step", loaded}});
+  EXPECT_EQ(loaded, 10);
+
+  // no_backward_sync keeps each rank's own gradient; the next synced backward averages the sum.
+  auto grad_rows = [&] { return fabric.all_gather(net.fc2.bias.grad().reshape({-1})); };
+  Tensor x = randn({4, 4}), y = randn({4, 1});  // other data on each rank (other seeds)
+  {
+    auto no_sync = fabric.no_backward_sync(model);
+    fabric.backward(nn::functional::mse_loss(model(x), y));
+  }
+  Tensor local = grad_rows();
+  EXPECT_NE(local.select(0, 0).item(), local.select(0, 1).item());
+  fabric.backward(nn::functional::mse_loss(model(x), y));
+  Tensor synced = grad_rows();
+  EXPECT_EQ(synced.select(0, 0).item(), synced.select(0, 1).item());
+  double mean = 0;
+  for (int r = 0; r < size; ++r) mean += local.select(0, r).item() / size;
+  EXPECT_NEAR(synced.select(0, 0).item(), 2 * mean, 1e-6 * std::abs(mean) + 1e-7);
+
+  // Under DDP a backward with no FabricModule forward would skip the gradient average.
+  Tensor loss = nn::functional::mse_loss(net.forward(randn({2, 4})), randn({2, 1}));
+  EXPECT_THROW(fabric.backward(loss), Error);
+  fabric.barrier();
+}
+
+}  // namespace
+}  // namespace lumen

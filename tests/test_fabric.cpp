@@ -1,0 +1,453 @@
+// Fabric on one device: a loop written with it must do exactly what the Trainer does for the
+// same model, data and precision (bit for bit), its checkpoints must resume a loop exactly, and
+// every misuse must say what was wrong and change nothing.
+#include "trainer/fabric.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "io/checkpoint.h"
+#include "nn/optim/adam.h"
+#include "nn/optim/step_lr.h"
+#include "trainer/csv_logger.h"
+#include "trainer_fixtures.h"
+
+namespace lumen {
+namespace {
+
+using testing::TempDir;
+using testing::TinyData;
+using testing::TinyDataOptions;
+using testing::TinyModel;
+
+std::vector<std::vector<float>> parameters_of(const nn::Module& m) {
+  std::vector<std::vector<float>> out;
+  for (const Tensor& p : m.parameters()) out.push_back(p.to_vector<float>());
+  return out;
+}
+
+TrainerOptions quiet(TrainerOptions o) {
+  o.enable_progress_bar = false;
+  o.enable_model_summary = false;
+  o.enable_checkpointing = false;
+  o.logger = false;
+  o.accelerator = "cpu";
+  o.strategy = "single_device";
+  return o;
+}
+
+FabricOptions fabric_options(const std::string& precision = "32") {
+  return {.accelerator = "cpu", .strategy = "single_device", .precision = precision};
+}
+
+// The loop of Lightning's Fabric docs over TinyModel: `steps` optimizer steps, epochs as needed.
+void fabric_loop(Fabric& fabric, TinyModel& net, DataLoader& data, int64_t steps) {
+  OptimizerConfig config = net.configure_optimizers();
+  auto [model, optimizer] = fabric.setup(net, *config.optimizer);
+  FabricDataLoader loader = fabric.setup_dataloaders(data);
+  int64_t step = 0;
+  while (step < steps)
+    for (Batch& b : loader) {
+      if (step == steps) break;
+      optimizer.zero_grad();
+      Tensor loss = nn::functional::mse_loss(model(b[0]), b[1]);
+      fabric.backward(loss);
+      optimizer.step();
+      ++step;
+    }
+}
+
+class FabricMatchesTrainer : public ::testing::TestWithParam<std::string> {};
+
+// 11 steps over batches of 8 from 64 rows: a second, reshuffled epoch is included.
+TEST_P(FabricMatchesTrainer, BitForBit) {
+  const std::string precision = GetParam();
+  manual_seed(5);
+  TinyModel expected;
+  TinyData data(TinyDataOptions{.shuffle = true});
+  Trainer trainer(quiet({.max_steps = 11, .num_sanity_val_steps = 0, .precision = precision}));
+  trainer.fit(expected, data);
+
+  manual_seed(5);
+  TinyModel net;
+  std::vector<std::vector<float>> initial = parameters_of(net);
+  auto loader = TinyData(TinyDataOptions{.shuffle = true}).train_dataloader();
+  Fabric fabric(fabric_options(precision));
+  EXPECT_EQ(fabric.precision(), precision == "32" ? "32-true" : precision);
+  fabric_loop(fabric, net, *loader, 11);
+  EXPECT_EQ(parameters_of(net), parameters_of(expected));
+  EXPECT_NE(parameters_of(net), initial);
+  if (precision == "16-mixed") {
+    ASSERT_NE(fabric.grad_scaler(), nullptr);
+    EXPECT_EQ(fabric.grad_scaler()->get_scale(), trainer.grad_scaler()->get_scale());
+  } else {
+    EXPECT_EQ(fabric.grad_scaler(), nullptr);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Fabric, FabricMatchesTrainer,
+                         ::testing::Values("32", "16-mixed", "bf16-mixed"));
+
+// Mixed precision: the forward runs in 16 bits, what leaves it is f32 (convert_output).
+TEST(Fabric, AMixedForwardRunsInSixteenBitsAndReturnsF32) {
+  manual_seed(1);
+  nn::Linear lin(4, 3);
+  Fabric fabric(fabric_options("bf16-mixed"));
+  auto model = fabric.setup(lin);
+  Tensor x = randn({2, 4});
+  Tensor y = model(x);
+  EXPECT_EQ(y.dtype(), DType::f32);
+  // Equal to the product of the bf16-rounded operands (f32 accumulation), not to the f32 one.
+  Tensor reference;
+  {
+    AutocastGuard autocast(DType::bf16);
+    reference = lin(x).to(DType::f32);
+  }
+  EXPECT_EQ(y.to_vector<float>(), reference.to_vector<float>());
+  EXPECT_NE(y.to_vector<float>(), lin(x).to_vector<float>());
+  // Outside the FabricModule nothing is autocast; fabric.autocast() opts in.
+  EXPECT_EQ(matmul(x, x.transpose(0, 1)).dtype(), DType::f32);
+  {
+    auto autocast = fabric.autocast();
+    EXPECT_EQ(matmul(x, x.transpose(0, 1)).dtype(), DType::bf16);
+  }
+  // call() runs another member as a forward pass.
+  TinyModel net;
+  auto tiny = fabric.setup(net);
+  EXPECT_EQ(tiny.call(&TinyModel::forward, x).dtype(), DType::f32);
+}
+
+TEST(Fabric, SixteenMixedSkipsAStepWithInfGradientsAndBacksOff) {
+  manual_seed(2);
+  TinyModel net;
+  Fabric fabric(fabric_options("16-mixed"));
+  OptimizerConfig config = net.configure_optimizers();
+  auto [model, optimizer] = fabric.setup(net, *config.optimizer);
+  Tensor x = randn({8, 4}), y = randn({8, 1});
+  std::vector<std::vector<float>> before = parameters_of(net);
+  const double scale = fabric.grad_scaler()->get_scale();
+
+  optimizer.zero_grad();
+  // A loss of 1e35 times the real one: scaled by 65536 it overflows f32, so the gradients are inf.
+  fabric.backward(nn::functional::mse_loss(model(x), y) * 1e35);
+  EXPECT_FALSE(optimizer.step());
+  EXPECT_EQ(parameters_of(net), before);
+  EXPECT_EQ(fabric.grad_scaler()->get_scale(), scale * 0.5);
+  EXPECT_EQ(fabric.grad_scaler()->skipped_steps(), 1);
+
+  optimizer.zero_grad();
+  fabric.backward(nn::functional::mse_loss(model(x), y));
+  EXPECT_TRUE(optimizer.step());
+  EXPECT_NE(parameters_of(net), before);
+  EXPECT_EQ(fabric.grad_scaler()->skipped_steps(), 1);
+}
+
+TEST(Fabric, ClipGradientsByNormOrValueAfterUnscaling) {
+  for (const std::string precision : {"32", "16-mixed"}) {
+    SCOPED_TRACE(precision);
+    manual_seed(3);
+    TinyModel net;
+    FabricOptions options = fabric_options(precision);
+    options.grad_scaler.init_scale = 1024;  // large enough to tell, small enough not to overflow
+    Fabric fabric(options);
+    OptimizerConfig config = net.configure_optimizers();
+    auto [model, optimizer] = fabric.setup(net, *config.optimizer);
+    Tensor x = randn({8, 4}) * 10.0, y = randn({8, 1});
+    fabric.backward(nn::functional::mse_loss(model(x), y));
+    // The true (unscaled) gradients, in f64.
+    double sum = 0;
+    std::vector<std::vector<double>> grads;
+    const double s = fabric.grad_scaler() ? fabric.grad_scaler()->get_scale() : 1.0;
+    for (const Tensor& p : net.parameters()) {
+      grads.push_back(p.grad().to(DType::f64).to_vector<double>());
+      for (double& g : grads.back()) {
+        g /= s;
+        sum += g * g;
+      }
+    }
+    const double norm = std::sqrt(sum), max_norm = norm / 4;
+    ASSERT_GT(norm, 1.0);
+    Tensor total = fabric.clip_gradients(model, optimizer, {.max_norm = max_norm});
+    EXPECT_NEAR(total.item(), norm, norm * 1e-5);
+    auto params = net.parameters();
+    for (size_t i = 0; i < params.size(); ++i) {
+      std::vector<float> got = params[i].grad().to_vector<float>();
+      for (size_t j = 0; j < got.size(); ++j)
+        EXPECT_NEAR(got[j], grads[i][j] * max_norm / (norm + 1e-6), 1e-5 * norm);
+    }
+    EXPECT_TRUE(optimizer.step());
+
+    optimizer.zero_grad();
+    fabric.backward(nn::functional::mse_loss(model(x), y));
+    EXPECT_FALSE(fabric.clip_gradients(model, optimizer, {.clip_val = 1e-3}).defined());
+    for (const Tensor& p : net.parameters())
+      for (float g : p.grad().to_vector<float>()) EXPECT_LE(std::abs(g), 1e-3f);
+    EXPECT_TRUE(optimizer.step());
+  }
+}
+
+// Gradient accumulation with no_backward_sync on one device: the guard changes nothing, and two
+// half batches add up to the full batch's gradient.
+TEST(Fabric, AccumulatedHalfBatchesGiveTheFullBatchGradient) {
+  manual_seed(4);
+  TinyModel net;
+  Fabric fabric(fabric_options());
+  auto model = fabric.setup(net);
+  Tensor x = randn({8, 4}), y = randn({8, 1});
+  {
+    auto no_sync = fabric.no_backward_sync(model);
+    fabric.backward(nn::functional::mse_loss(model(x.narrow(0, 0, 4)), y.narrow(0, 0, 4)) * 0.5);
+  }
+  fabric.backward(nn::functional::mse_loss(model(x.narrow(0, 4, 4)), y.narrow(0, 4, 4)) * 0.5);
+  std::vector<std::vector<float>> accumulated;
+  for (const Tensor& p : net.parameters()) accumulated.push_back(p.grad().to_vector<float>());
+  net.zero_grad();
+  nn::functional::mse_loss(net.forward(x), y).backward();
+  auto params = net.parameters();
+  for (size_t i = 0; i < params.size(); ++i) {
+    std::vector<float> full = params[i].grad().to_vector<float>();
+    for (size_t j = 0; j < full.size(); ++j) EXPECT_NEAR(accumulated[i][j], full[j], 1e-5);
+  }
+}
+
+struct TrainingRun {
+  TinyModel net;
+  std::shared_ptr<optim::Optimizer> optimizer;
+  std::shared_ptr<optim::StepLR> scheduler;
+  std::shared_ptr<DataLoader> data;
+  explicit TrainingRun(uint64_t seed) : net((manual_seed(seed), testing::TinyModelOptions{})) {
+    optimizer = net.configure_optimizers().optimizer;
+    scheduler = std::make_shared<optim::StepLR>(*optimizer, 3, 0.5);
+    data = TinyData(TinyDataOptions{.shuffle = true}).train_dataloader();
+  }
+};
+
+// Trains until `stop` total steps (counting from `step`), saving after step `save_at` if set.
+void train_steps(Fabric& fabric, TrainingRun& run, FabricModule<TinyModel>& model,
+                 FabricOptimizer& optimizer, FabricDataLoader& loader, int64_t& step, int64_t stop,
+                 const std::string& save_path = "", int64_t save_at = -1) {
+  while (step < stop)
+    for (Batch& b : loader) {
+      optimizer.zero_grad();
+      fabric.backward(nn::functional::mse_loss(model(b[0]), b[1]));
+      optimizer.step();
+      run.scheduler->step();
+      ++step;
+      if (step == save_at) {
+        std::string note = "mid-epoch";
+        fabric.save(save_path, {{"model", model},
+                                {"optimizer", optimizer},
+                                {"scheduler", *run.scheduler},
+                                {"loader", loader},
+                                {"step", step},
+                                {"note", note}});
+      }
+      if (step == stop) break;
+    }
+}
+
+// A checkpoint saved inside the loop (mid-epoch, 16-mixed) resumes it exactly: model, optimizer,
+// scheduler, loader position, loss scale and plain values.
+TEST(Fabric, ACheckpointSavedMidEpochResumesTheLoopBitIdentically) {
+  TempDir dir("fabric_resume");
+  const std::string path = dir.str("mid.ckpt");
+  TrainingRun straight(6);
+  int64_t straight_step = 0;
+  {
+    Fabric fabric(fabric_options("16-mixed"));
+    auto [model, optimizer] = fabric.setup(straight.net, *straight.optimizer);
+    FabricDataLoader loader = fabric.setup_dataloaders(*straight.data);
+    train_steps(fabric, straight, model, optimizer, loader, straight_step, 13, path, 5);
+  }
+
+  TrainingRun resumed(99);  // other initial weights and loader seed, all replaced by the checkpoint
+  Fabric fabric(fabric_options("16-mixed"));
+  auto [model, optimizer] = fabric.setup(resumed.net, *resumed.optimizer);
+  FabricDataLoader loader = fabric.setup_dataloaders(*resumed.data);
+  int64_t step = 0;
+  std::string note;
+  State rest = fabric.load(path, {{"model", model},
+                                  {"optimizer", optimizer},
+                                  {"scheduler", *resumed.scheduler},
+                                  {"loader", loader},
+                                  {"step", step}});
+  EXPECT_EQ(step, 5);
+  EXPECT_EQ(rest.get_string("note"), "mid-epoch");  // not asked for: the remainder
+  EXPECT_TRUE(rest.groups.empty());
+  train_steps(fabric, resumed, model, optimizer, loader, step, 13);
+  EXPECT_EQ(parameters_of(resumed.net), parameters_of(straight.net));
+  EXPECT_EQ(resumed.optimizer->param_groups()[0].lr(), straight.optimizer->param_groups()[0].lr());
+
+  // The file is a Lumen checkpoint any HDF5 tool reads, with Fabric's own group.
+  State file = io::load_checkpoint(path);
+  EXPECT_EQ(file.get_string("format"), "lumen.checkpoint");
+  EXPECT_EQ(file.group("fabric").get_string("precision"), "16-mixed");
+  EXPECT_TRUE(file.group("fabric").has_group("grad_scaler"));
+  EXPECT_TRUE(file.group("model").has_tensor("fc1.weight"));
+  // With no state, load returns the whole checkpoint.
+  EXPECT_TRUE(fabric.load(path).has_group("optimizer"));
+}
+
+TEST(Fabric, ALoadThatDoesNotFitSaysWhyAndChangesNothing) {
+  TempDir dir("fabric_load_errors");
+  const std::string path = dir.str("a.ckpt");
+  Fabric fabric(fabric_options());
+  manual_seed(7);
+  TinyModel net;
+  optim::SGD sgd(net.parameters(), {.lr = 0.1, .momentum = 0.9});
+  optim::Adam adam(net.parameters(), {.lr = 0.1});
+  auto [model, optimizer] = fabric.setup(net, sgd);
+  fabric.backward(nn::functional::mse_loss(model(randn({4, 4})), randn({4, 1})));
+  optimizer.step();
+  int64_t epoch = 3;
+  double best = 0.25;
+  fabric.save(path, {{"model", net}, {"sgd", sgd}, {"epoch", epoch}, {"best", best}});
+
+  manual_seed(8);
+  TinyModel other;
+  optim::SGD other_sgd(other.parameters(), {.lr = 0.1, .momentum = 0.9});
+  optim::Adam other_adam(other.parameters(), {.lr = 0.1});
+  const std::vector<std::vector<float>> weights = parameters_of(other);
+  int64_t other_epoch = 0;
+  std::string wrong_type;
+  auto unchanged = [&] {
+    EXPECT_EQ(parameters_of(other), weights);
+    EXPECT_EQ(other_epoch, 0);
+    EXPECT_EQ(other_sgd.step_count(), 0);
+  };
+  auto expect_error = [&](const FabricState& state, const std::string& want, bool strict = true) {
+    try {
+      fabric.load(path, state, strict);
+      ADD_FAILURE() << "no error; wanted " << want;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what();
+    }
+    unchanged();
+  };
+  expect_error({{"model", other}, {"missing_thing", other_epoch}}, "missing \"missing_thing\"");
+  expect_error({{"model", other}, {"epoch", wrong_type}},
+               "\"epoch\" is an integer in the file, expected a string");
+  expect_error({{"epoch", other_epoch}, {"sgd", other}}, "\"sgd\": missing fc1.bias");
+  expect_error({{"model", other_sgd}, {"epoch", other_epoch}}, "\"model\" (an optimizer): ");
+  expect_error({{"model", other}, {"sgd", other_adam}, {"epoch", other_epoch}},
+               "\"sgd\" (an optimizer): ");
+  TinyModel wide(testing::TinyModelOptions{.hidden = 16});
+  expect_error({{"model", wide}}, "fc1.weight shape [8, 4] in checkpoint vs [16, 4] in module");
+
+  // A double reads an integer; non-strict skips what the file lacks.
+  double epoch_as_double = 0;
+  State rest = fabric.load(
+      path, {{"model", other}, {"epoch", epoch_as_double}, {"gone", other_epoch}}, false);
+  EXPECT_EQ(epoch_as_double, 3.0);
+  EXPECT_EQ(parameters_of(other), parameters_of(net));
+  EXPECT_EQ(rest.get_double("best"), 0.25);
+  EXPECT_TRUE(rest.has_group("sgd"));
+  EXPECT_EQ(other_epoch, 0);
+}
+
+TEST(Fabric, AnOptimizerThatFailsToLoadGetsItsStateBack) {
+  TempDir dir("fabric_rollback");
+  const std::string path = dir.str("b.ckpt");
+  Fabric fabric(fabric_options());
+  manual_seed(9);
+  TinyModel net;
+  optim::SGD sgd(net.parameters(), {.lr = 0.1, .momentum = 0.9});
+  auto [model, optimizer] = fabric.setup(net, sgd);
+  for (int i = 0; i < 2; ++i) {
+    optimizer.zero_grad();
+    fabric.backward(nn::functional::mse_loss(model(randn({4, 4})), randn({4, 1})));
+    optimizer.step();
+  }
+  fabric.save(path, {{"first", sgd}, {"second", sgd}});
+
+  manual_seed(10);
+  TinyModel other;
+  optim::SGD first(other.parameters(), {.lr = 0.1, .momentum = 0.9});
+  optim::Adam second(other.parameters(), {.lr = 0.1});
+  EXPECT_THROW(fabric.load(path, {{"first", first}, {"second", second}}), Error);
+  EXPECT_EQ(first.step_count(), 0);
+  EXPECT_TRUE(first.state_dict().groups.empty()) << "the SGD kept the loaded momentum";
+  EXPECT_EQ(second.step_count(), 0);
+}
+
+TEST(Fabric, MisuseSaysWhatWasWrong) {
+  auto expect_error = [](const std::function<void()>& fn, const std::string& want) {
+    try {
+      fn();
+      ADD_FAILURE() << "no error; wanted " << want;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what();
+    }
+  };
+  expect_error([] { Fabric f({.precision = "8-mixed"}); }, "precision \"8-mixed\"");
+  expect_error([] { Fabric f({.accelerator = "tpu"}); }, "accelerator must be");
+  expect_error([] { Fabric f({.strategy = "fsdp"}); }, "strategy must be");
+  if (!cuda_is_available())
+    expect_error([] { Fabric f({.accelerator = "cuda"}); }, "no CUDA device is available");
+
+  Fabric fabric(fabric_options());
+  TinyModel net;
+  auto model = fabric.setup(net);
+  expect_error([&] { fabric.setup(net); }, "is already set up");
+  optim::SGD stepped(net.parameters(), {.lr = 0.1});
+  fabric.backward(nn::functional::mse_loss(model(randn({2, 4})), randn({2, 1})));
+  stepped.step();
+  TinyModel fresh;
+  expect_error([&] { fabric.setup(fresh, stepped); }, "has stepped 1 times already");
+  auto optimizer = fabric.setup_optimizers(stepped);
+  expect_error([&] { fabric.clip_gradients(model, optimizer, {}); }, "exactly one of");
+  expect_error([&] { fabric.clip_gradients(model, optimizer, {.clip_val = 1, .max_norm = 1}); },
+               "exactly one of");
+  expect_error(
+      [&] {
+        fabric.backward(model(randn({2, 4})));
+      },
+      "must be a scalar, got shape [2, 1]");
+  expect_error([&] { fabric.backward(randn({})); }, "does not depend on any parameter");
+  expect_error([&] { fabric.backward(Tensor()); }, "undefined");
+  int64_t value = 1;
+  expect_error(
+      [&] {
+        fabric.save("/nonexistent-dir/x.ckpt", {{"format", value}});
+      },
+      "\"format\" is reserved");
+  expect_error(
+      [&] {
+        fabric.load("/nonexistent-dir/x.ckpt", {{"v", value}});
+      },
+      "/nonexistent-dir/x.ckpt");
+}
+
+TEST(Fabric, OneDeviceCollectivesLogsAndRankZeroFirst) {
+  TempDir dir("fabric_log");
+  auto csv = std::make_shared<CSVLogger>(CSVLoggerOptions{.save_dir = dir.str()});
+  {
+    Fabric fabric({.accelerator = "cpu", .loggers = {csv}});
+    EXPECT_EQ(fabric.world_size(), 1);
+    EXPECT_TRUE(fabric.is_global_zero());
+    EXPECT_EQ(fabric.strategy(), "single_device");
+    EXPECT_EQ(fabric.device(), Device::cpu());
+    Tensor x = randn({3});
+    Tensor reduced = fabric.all_reduce(x);
+    EXPECT_EQ(reduced.to_vector<float>(), x.to_vector<float>());
+    EXPECT_NE(reduced.impl(), x.impl());
+    EXPECT_EQ(fabric.all_gather(x).shape(), (Shape{1, 3}));
+    EXPECT_EQ(fabric.broadcast(std::string("a")), "a");
+    int calls = 0;
+    fabric.rank_zero_first([&] { ++calls; });
+    EXPECT_EQ(calls, 1);
+    fabric.log("loss", 0.5);
+    fabric.log("loss", from_vector<float>({0.25f}, {}));
+    fabric.log_dict({{"acc", 0.75}, {"loss", 0.125}}, 10);
+    EXPECT_EQ(fabric.logger(), csv.get());
+  }
+  // The destructor finalized (flushed) the logger.
+  std::ifstream in(csv->metrics_file_path());
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text, "acc,loss,step\n,0.5,0\n,0.25,1\n0.75,0.125,10\n");
+}
+
+}  // namespace
+}  // namespace lumen
