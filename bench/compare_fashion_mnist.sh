@@ -4,7 +4,9 @@
 # prints per-epoch training time, time from process start to the first training step, and
 # the ratios. PyTorch and Lightning are installed from PyPI into bench/.venv when missing.
 # The model "gpt" is the character-level GPT (examples/char_gpt.cpp, bench/lightning_char_gpt.py),
-# whose last validation loss stands where the others have a test accuracy.
+# whose last validation loss stands where the others have a test accuracy. The model "fabric" is
+# the MLP trained by a hand-written loop on Fabric (examples/fabric_fashion_mnist.cpp) against the
+# same loop on Lightning Fabric.
 #   bench/compare_fashion_mnist.sh [epochs (default 2)] [models (default "mlp cnn vit")]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +33,8 @@ for model in $models; do
   l_first=- l_epoch=- l_acc=- p_first=- p_epoch=- p_acc=-
   if [ "$model" = gpt ]; then
     lumen=(build/char_gpt) twin=(bench/lightning_char_gpt.py)
+  elif [ "$model" = fabric ]; then
+    lumen=(build/fabric_fashion_mnist) twin=(bench/lightning_fashion_mnist.py mlp --fabric)
   else
     lumen=("build/fashion_mnist_$model") twin=(bench/lightning_fashion_mnist.py "$model")
   fi

@@ -4,7 +4,9 @@
 # bf16-mixed, side by side in one run: median epoch time, step time (epoch / 430 steps of 128),
 # peak GPU memory, test accuracy and the ratios. The model "gpt" (not in the default list) is
 # the character-level GPT (examples/char_gpt.cpp, bench/lightning_char_gpt.py; 103 steps of 64
-# windows an epoch, its last validation loss in the accuracy column).
+# windows an epoch, its last validation loss in the accuracy column). The model "fabric" (not in
+# the default list either) is the MLP trained by a hand-written loop on Fabric against Lightning
+# Fabric (examples/fabric_fashion_mnist.cpp, lightning_fashion_mnist.py --fabric).
 # The epoch leaves out its validation pass on both sides (the EpochTimer callbacks); with 3
 # epochs the median leaves out the slowest, the first (CUDA and cuDNN/cuBLAS start-up, loader
 # start).
@@ -161,6 +163,10 @@ for model in $models; do
   if [ "$model" = gpt ]; then
     lumen=("$bin/char_gpt" --data "$CHAR_GPT_TEXT") twin=("$here/lightning_char_gpt.py")
     steps=103  # ceil(6579 windows / 64)
+  elif [ "$model" = fabric ]; then
+    lumen=("$bin/fabric_fashion_mnist" --data "$FASHION_MNIST_DIR")
+    twin=("$here/lightning_fashion_mnist.py" mlp --fabric)
+    steps=430
   else
     lumen=("$bin/fashion_mnist_$model" --data "$FASHION_MNIST_DIR")
     twin=("$here/lightning_fashion_mnist.py" "$model")

@@ -1,5 +1,7 @@
 """The PyTorch + Lightning twin of examples/fashion_mnist_{mlp,cnn,wide_mlp,vit}.cpp, for
-bench/compare_fashion_mnist.sh (CPU) and bench/gpu_compare.sh (GPU).
+bench/compare_fashion_mnist.sh (CPU) and bench/gpu_compare.sh (GPU). With --fabric, the twin of
+examples/fabric_fashion_mnist.cpp instead: the same model trained by a hand-written loop on
+Lightning Fabric.
 
 Same data (the Debian dataset-fashion-mnist IDX files, or $FASHION_MNIST_DIR, normalised once
 with mean 0.2860 and std 0.3530, 55000/5000 train/val split), same models and initialisation
@@ -109,7 +111,8 @@ class Classifier(L.LightningModule):
 
 
 def now(module):
-    """The wall clock once the module's device has finished what was queued on it."""
+    """The wall clock once the device of the module (or Fabric) has finished what was queued on
+    it."""
     if module.device.type == "cuda":
         torch.cuda.synchronize(module.device)
     return time.perf_counter()
@@ -140,6 +143,37 @@ class EpochTimer(L.Callback):
               flush=True)
 
 
+def fabric_main(a, net, train, test, loader):
+    """The loop of examples/fabric_fashion_mnist.cpp in --bench mode: epochs without validation
+    (the Trainer runs' epoch times leave it out too), then the test accuracy."""
+    fabric = L.Fabric(accelerator=a.accelerator, devices=1, precision=a.precision)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    model, optimizer = fabric.setup(net, optimizer)
+    train_loader, test_loader = fabric.setup_dataloaders(
+        DataLoader(train, shuffle=True, **loader), DataLoader(test, **loader))
+    step = 0
+    for epoch in range(a.epochs):
+        t0 = now(fabric)
+        for x, y in train_loader:
+            if step == 0:
+                print(f"first_step_unix={time.time():.6f}", flush=True)
+            optimizer.zero_grad()
+            loss = F.cross_entropy(model(x), y)
+            fabric.backward(loss)
+            optimizer.step()
+            step += 1
+        print(f"epoch={epoch} train_seconds={now(fabric) - t0:.4f}", flush=True)
+    model.eval()
+    correct = seen = 0
+    with torch.no_grad():
+        for x, y in test_loader:
+            correct += (model(x).argmax(1) == y).sum().item()
+            seen += y.numel()
+    print(f"test_acc={correct / seen:.4f}", flush=True)
+    if a.accelerator == "gpu":
+        print(f"peak_mem_bytes={torch.cuda.max_memory_allocated()}", flush=True)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("model", choices=["mlp", "cnn", "wide_mlp", "vit"])
@@ -150,6 +184,7 @@ def main():
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu"])
     p.add_argument("--precision", default="32", choices=["32", "16-mixed", "bf16-mixed"])
+    p.add_argument("--fabric", action="store_true")
     a = p.parse_args()
     # Lumen computes f32 convolutions and GEMMs in strict f32; so does PyTorch here (its default
     # lets cuDNN use TF32 for convolutions).
@@ -161,15 +196,18 @@ def main():
     train, val = random_split(TensorDataset(x, y), [55000, 5000],
                               generator=torch.Generator().manual_seed(42))
     test = TensorDataset(*tensors("t10k"))
-    model = Classifier({"mlp": mlp, "cnn": cnn, "wide_mlp": wide_mlp, "vit": vit}[a.model]())
+    net = {"mlp": mlp, "cnn": cnn, "wide_mlp": wide_mlp, "vit": vit}[a.model]()
+    gpu = a.accelerator == "gpu"
+    loader = dict(batch_size=a.batch_size, num_workers=a.workers,
+                  persistent_workers=a.workers > 0, pin_memory=gpu)
+    if a.fabric:
+        return fabric_main(a, net, train, test, loader)
     trainer = L.Trainer(max_epochs=a.epochs, accelerator=a.accelerator, devices=1, logger=False,
                         precision=a.precision,
                         enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, num_sanity_val_steps=0,
                         callbacks=[EpochTimer()])
-    gpu = a.accelerator == "gpu"
-    loader = dict(batch_size=a.batch_size, num_workers=a.workers,
-                  persistent_workers=a.workers > 0, pin_memory=gpu)
+    model = Classifier(net)
     trainer.fit(model, DataLoader(train, shuffle=True, **loader), DataLoader(val, **loader))
     res = trainer.test(model, DataLoader(test, **loader), verbose=False)
     print(f"test_acc={res[0]['test_acc']:.4f}", flush=True)

@@ -27,7 +27,7 @@ stage=$(mktemp -d /tmp/device-bundle.XXXXXX)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/bin" "$stage/lib"
 cp build-device/liblumen.so build-device/lumen_tests build-device/bench_* \
-  build-device/fashion_mnist_* build-device/char_gpt "$stage/bin/"
+  build-device/fashion_mnist_* build-device/char_gpt build-device/fabric_fashion_mnist "$stage/bin/"
 # Every library the programs need must resolve here: one ldd cannot find would be missing there.
 if ldd "$stage"/bin/* | grep -F 'not found'; then
   echo "device-bundle: unresolved libraries (above)" >&2

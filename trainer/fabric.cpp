@@ -1,6 +1,7 @@
 #include "trainer/fabric.h"
 
 #include <exception>
+#include <filesystem>
 #include <set>
 
 #include "io/checkpoint.h"
@@ -244,7 +245,12 @@ void Fabric::save(const std::string& path, const FabricState& state) const {
   fabric.attrs["precision"] = precision_.name;
   if (scaler_) fabric.groups["grad_scaler"] = scaler_->state_dict();
   run_and_agree(comm_.get(), "Fabric", "save(\"" + path + "\")", is_global_zero(),
-                [&] { io::save_checkpoint(path, root); });
+                [&] {
+                  // As Lightning's checkpoint IO, the directory is made when missing.
+                  std::filesystem::path parent = std::filesystem::path(path).parent_path();
+                  if (!parent.empty()) std::filesystem::create_directories(parent);
+                  io::save_checkpoint(path, root);
+                });
 }
 
 State Fabric::load(const std::string& path, const FabricState& state, bool strict) {

@@ -228,11 +228,11 @@ class Fabric {
   // Rank 0 (of the node with local = true) runs `fn` first, the other ranks after it (e.g. a
   // download the others then read). If it throws on any rank, every rank throws.
   void rank_zero_first(const std::function<void()>& fn, bool local = false) const;
-  // Prints on rank 0 only, the arguments one after the other and a newline.
+  // Prints on rank 0 only, the arguments one after the other and a newline, and flushes.
   template <class... Args>
   void print(const Args&... args) const {
     if (!is_global_zero()) return;
-    (std::cout << ... << args) << '\n';
+    (std::cout << ... << args) << std::endl;
   }
 
   // Logs to every logger, on rank 0 only. An unset step is the number of log calls before this
@@ -246,7 +246,8 @@ class Fabric {
   Logger* logger() const { return loggers_.empty() ? nullptr : loggers_.front().get(); }
 
   // Writes the objects of `state` to an HDF5 checkpoint (rank 0 writes, atomically; every rank
-  // waits for it), with the loss scaler's state under "16-mixed". Layout:
+  // waits for it; a missing directory is made), with the loss scaler's state under "16-mixed".
+  // Layout:
   //   /              attrs: format, version, lumen_version, created, and the plain values
   //   /<name>/...    a module's state_dict, an optimizer's, scheduler's or loader's state, a State
   //   /fabric        attrs: precision; group grad_scaler ("16-mixed")
