@@ -540,7 +540,9 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
         mine = L.loggers.empty() ? options_.default_root_dir : L.loggers[0]->log_dir();
       L.shared_log_dir = L.comm->broadcast_string(mine);
     }
-    call_callbacks("setup", [&](Callback& cb) { cb.setup(*this, model, stage); });
+    run_and_agree(L.comm.get(), "Trainer", "a callback's setup", true, [&] {
+      call_callbacks("setup", [&](Callback& cb) { cb.setup(*this, model, stage); });
+    });
 
     // The strategy's device: "auto" takes the GPU when there is one; under DDP the GPU of the
     // process's local rank, and NCCL for the model's tensors (made once per Trainer: every rank

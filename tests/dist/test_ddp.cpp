@@ -331,15 +331,25 @@ struct FailingSetupOnRankOne : TinyData {
   }
 };
 
-// A DDP fit over Data must throw lumen::Error containing `want`, well before the timeout
-// (far beyond the test's run time: no rank may wait for it).
+// A callback whose setup throws on rank 1.
+struct FailingCallbackOnRankOne : Callback {
+  std::string state_key() const override { return "FailingCallbackOnRankOne"; }
+  void setup(Trainer&, LightningModule&, const std::string&) override {
+    if (dist::world()->rank() == 1) throw Error("FailingCallbackOnRankOne: no callback here");
+  }
+};
+
+// A DDP fit over Data (with `callbacks`) must throw lumen::Error containing `want`, well before
+// the timeout (far beyond the test's run time: no rank may wait for it).
 template <class Data>
-void expect_fit_fails_fast(const char* want) {
+void expect_fit_fails_fast(const char* want, std::vector<CallbackPtr> callbacks = {}) {
   using namespace std::chrono_literals;
   TinyModel model;
   Data data(TinyDataOptions{.n_train = 16, .batch_size = 4});
-  Trainer trainer(
-      quiet({.max_steps = 1, .num_sanity_val_steps = 0, .strategy = DDPStrategy{.timeout = 600s}}));
+  Trainer trainer(quiet({.max_steps = 1,
+                         .num_sanity_val_steps = 0,
+                         .callbacks = std::move(callbacks),
+                         .strategy = DDPStrategy{.timeout = 600s}}));
   const auto start = std::chrono::steady_clock::now();
   try {
     trainer.fit(model, data);
@@ -370,6 +380,9 @@ TEST(Ddp, PrepareDataRunsOnLocalRankZeroAndAFailedPrepareOrSetupStopsEveryRank) 
                                                   : "prepare_data failed on rank 0");
   expect_fit_fails_fast<FailingSetupOnRankOne>(rank == 1 ? "no split here"
                                                          : "setup failed on rank 1");
+  expect_fit_fails_fast<TinyData>(
+      rank == 1 ? "no callback here" : "callback's setup failed on rank 1",
+      {FailingCallbackOnRankOne()});
   world->barrier();
 }
 
