@@ -8,6 +8,7 @@
 #include <cmath>
 #include <limits>
 
+#include "autograd/grad_mode.h"
 #include "io/checkpoint.h"
 #include "nn/optim/adam.h"
 #include "nn/optim/step_lr.h"
@@ -38,8 +39,14 @@ TrainerOptions quiet(TrainerOptions o) {
   return o;
 }
 
+// A loss scale that grows every 3 good steps, so that runs compare it after it moved.
+constexpr optim::GradScalerOptions kMovingScale{.growth_interval = 3};
+
 FabricOptions fabric_options(const std::string& precision = "32") {
-  return {.accelerator = "cpu", .strategy = "single_device", .precision = precision};
+  return {.accelerator = "cpu",
+          .strategy = "single_device",
+          .precision = precision,
+          .grad_scaler = kMovingScale};
 }
 
 // The loop of Lightning's Fabric docs over TinyModel: `steps` optimizer steps, epochs as needed.
@@ -67,7 +74,10 @@ TEST_P(FabricMatchesTrainer, BitForBit) {
   manual_seed(5);
   TinyModel expected;
   TinyData data(TinyDataOptions{.shuffle = true});
-  Trainer trainer(quiet({.max_steps = 11, .num_sanity_val_steps = 0, .precision = precision}));
+  Trainer trainer(quiet({.max_steps = 11,
+                         .num_sanity_val_steps = 0,
+                         .precision = precision,
+                         .grad_scaler = kMovingScale}));
   trainer.fit(expected, data);
 
   manual_seed(5);
@@ -82,6 +92,7 @@ TEST_P(FabricMatchesTrainer, BitForBit) {
   if (precision == "16-mixed") {
     ASSERT_NE(fabric.grad_scaler(), nullptr);
     EXPECT_EQ(fabric.grad_scaler()->get_scale(), trainer.grad_scaler()->get_scale());
+    EXPECT_NE(fabric.grad_scaler()->get_scale(), kMovingScale.init_scale);
   } else {
     EXPECT_EQ(fabric.grad_scaler(), nullptr);
   }
@@ -113,10 +124,17 @@ TEST(Fabric, AMixedForwardRunsInSixteenBitsAndReturnsF32) {
     auto autocast = fabric.autocast();
     EXPECT_EQ(matmul(x, x.transpose(0, 1)).dtype(), DType::bf16);
   }
-  // call() runs another member as a forward pass.
+  // call() runs another member as a forward pass, under autocast too.
   TinyModel net;
   auto tiny = fabric.setup(net);
-  EXPECT_EQ(tiny.call(&TinyModel::forward, x).dtype(), DType::f32);
+  Tensor called = tiny.call(&TinyModel::forward, x);
+  EXPECT_EQ(called.dtype(), DType::f32);
+  {
+    AutocastGuard autocast(DType::bf16);
+    reference = net.forward(x).to(DType::f32);
+  }
+  EXPECT_EQ(called.to_vector<float>(), reference.to_vector<float>());
+  EXPECT_NE(called.to_vector<float>(), net.forward(x).to_vector<float>());
 }
 
 TEST(Fabric, SixteenMixedSkipsAStepWithInfGradientsAndBacksOff) {
@@ -255,11 +273,13 @@ TEST(Fabric, ACheckpointSavedMidEpochResumesTheLoopBitIdentically) {
   const std::string path = dir.str("mid.ckpt");
   TrainingRun straight(6);
   int64_t straight_step = 0;
+  double straight_scale = 0;
   {
     Fabric fabric(fabric_options("16-mixed"));
     auto [model, optimizer] = fabric.setup(straight.net, *straight.optimizer);
     FabricDataLoader loader = fabric.setup_dataloaders(*straight.data);
     train_steps(fabric, straight, model, optimizer, loader, straight_step, 13, path, 5);
+    straight_scale = fabric.grad_scaler()->get_scale();
   }
 
   TrainingRun resumed(99);  // other initial weights and loader seed, all replaced by the checkpoint
@@ -279,6 +299,8 @@ TEST(Fabric, ACheckpointSavedMidEpochResumesTheLoopBitIdentically) {
   train_steps(fabric, resumed, model, optimizer, loader, step, 13);
   EXPECT_EQ(parameters_of(resumed.net), parameters_of(straight.net));
   EXPECT_EQ(resumed.optimizer->param_groups()[0].lr(), straight.optimizer->param_groups()[0].lr());
+  EXPECT_EQ(fabric.grad_scaler()->get_scale(), straight_scale);
+  EXPECT_NE(straight_scale, kMovingScale.init_scale);
 
   // The file is a Lumen checkpoint any HDF5 tool reads, with Fabric's own group.
   State file = io::load_checkpoint(path);
@@ -390,7 +412,6 @@ TEST(Fabric, MisuseSaysWhatWasWrong) {
   Fabric fabric(fabric_options());
   TinyModel net;
   auto model = fabric.setup(net);
-  expect_error([&] { fabric.setup(net); }, "is already set up");
   optim::SGD stepped(net.parameters(), {.lr = 0.1});
   fabric.backward(nn::functional::mse_loss(model(randn({2, 4})), randn({2, 1})));
   stepped.step();
@@ -413,6 +434,11 @@ TEST(Fabric, MisuseSaysWhatWasWrong) {
         fabric.save("/nonexistent-dir/x.ckpt", {{"format", value}});
       },
       "\"format\" is reserved");
+  expect_error(
+      [&] {
+        fabric.load("/nonexistent-dir/x.ckpt", {{"version", value}});
+      },
+      "\"version\" is reserved");
   expect_error(
       [&] {
         fabric.load("/nonexistent-dir/x.ckpt", {{"v", value}});
@@ -447,6 +473,122 @@ TEST(Fabric, OneDeviceCollectivesLogsAndRankZeroFirst) {
   std::ifstream in(csv->metrics_file_path());
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_EQ(text, "acc,loss,step\n,0.5,0\n,0.25,1\n0.75,0.125,10\n");
+}
+
+// On the CPU setup moves nothing, so an optimizer built before setup_module (and any other
+// reference to the parameters) stays valid; setup takes several optimizers.
+TEST(Fabric, OptimizersBuiltBeforeSetupAndSeveralAtOnce) {
+  Fabric fabric(fabric_options());
+  manual_seed(11);
+  TinyModel net;
+  optim::SGD early(net.parameters(), {.lr = 0.1});
+  auto model = fabric.setup_module(net);
+  auto optimizer = fabric.setup_optimizers(early);
+  std::vector<std::vector<float>> before = parameters_of(net);
+  fabric.backward(nn::functional::mse_loss(model(randn({4, 4})), randn({4, 1})));
+  optimizer.step();
+  auto after = parameters_of(net);
+  for (size_t i = 0; i < after.size(); ++i) EXPECT_NE(after[i], before[i]) << "parameter " << i;
+
+  TinyModel two;
+  optim::SGD first(two.fc1.parameters(), {.lr = 0.1});
+  optim::SGD second(two.fc2.parameters(), {.lr = 0.1});
+  auto [m, a, b] = fabric.setup(two, first, second);
+  before = parameters_of(two);
+  fabric.backward(nn::functional::mse_loss(m(randn({4, 4})), randn({4, 1})));
+  a.step();
+  after = parameters_of(two);
+  EXPECT_NE(after[0], before[0]);  // fc1.weight: the first optimizer's
+  EXPECT_EQ(after[2], before[2]);  // fc2.weight: not yet
+  b.step();
+  EXPECT_NE(parameters_of(two)[2], before[2]);
+  // Setting a module up again replaces its record.
+  EXPECT_NO_THROW(fabric.setup(two));
+}
+
+// Clipping takes the optimizer's parameters (Lightning's main_params), after unscaling them.
+TEST(Fabric, ClipGradientsClipsTheOptimizersParametersOnly) {
+  FabricOptions options = fabric_options("16-mixed");
+  options.grad_scaler.init_scale = 1024;
+  Fabric fabric(options);
+  manual_seed(12);
+  TinyModel net;
+  optim::SGD body(net.fc1.parameters(), {.lr = 0.1});
+  optim::SGD head(net.fc2.parameters(), {.lr = 0.1});
+  auto [model, body_opt, head_opt] = fabric.setup(net, body, head);
+  fabric.backward(nn::functional::mse_loss(model(randn({8, 4}) * 10.0), randn({8, 1})));
+  std::vector<float> body_grad = net.fc1.weight.grad().to_vector<float>();
+  double head_sq = 0;
+  for (const Tensor& p : net.fc2.parameters())
+    for (float g : p.grad().to_vector<float>()) head_sq += double(g) * g / (1024.0 * 1024.0);
+  Tensor norm = fabric.clip_gradients(model, head_opt, {.max_norm = 1e-3});
+  EXPECT_NEAR(norm.item(), std::sqrt(head_sq), 1e-5 * std::sqrt(head_sq));
+  EXPECT_EQ(net.fc1.weight.grad().to_vector<float>(), body_grad);  // still scaled, untouched
+}
+
+TEST(Fabric, StepAfterLossBackwardInsteadOfFabricBackwardIsAnError) {
+  FabricOptions options = fabric_options("16-mixed");
+  options.grad_scaler.init_scale = 1024;  // 65536 overflows this model's f16 output gradient
+  Fabric fabric(options);
+  manual_seed(13);
+  TinyModel net;
+  optim::SGD sgd(net.parameters(), {.lr = 0.1});
+  auto [model, optimizer] = fabric.setup(net, sgd);
+  std::vector<std::vector<float>> before = parameters_of(net);
+  nn::functional::mse_loss(model(randn({4, 4})), randn({4, 1})).backward();
+  try {
+    optimizer.step();
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("call fabric.backward(loss), not loss.backward()"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(parameters_of(net), before);
+  // A forward without gradients (evaluation) between backward and step is fine.
+  optimizer.zero_grad();
+  fabric.backward(nn::functional::mse_loss(model(randn({4, 4})), randn({4, 1})));
+  {
+    NoGradGuard no_grad;
+    (void)model(randn({4, 4}));
+  }
+  EXPECT_TRUE(optimizer.step());
+}
+
+// A loader saved before its first epoch resumes at epoch 0; a failed load leaves a loader (and
+// everything else) as it was; a loss scaler that is off saves and loads nothing.
+TEST(Fabric, LoaderStatesBeforeTheFirstEpochFailedLoadsAndADisabledScaler) {
+  TempDir dir("fabric_loader_state");
+  FabricOptions options = fabric_options("16-mixed");
+  options.grad_scaler.enabled = false;
+  Fabric fabric(options);
+  auto first_inputs = [](FabricDataLoader& loader) {
+    std::vector<float> out;
+    for (Batch& b : loader) out.push_back(b[0].select(0, 0).select(0, 0).item<float>());
+    return out;
+  };
+  manual_seed(14);
+  auto data = TinyData(TinyDataOptions{.shuffle = true}).train_dataloader();
+  FabricDataLoader loader = fabric.setup_dataloaders(*data);
+  const std::string path = dir.str("c.ckpt");
+  TinyModel net;
+  optim::SGD sgd(net.parameters(), {.lr = 0.1, .momentum = 0.9});
+  auto [model, optimizer] = fabric.setup(net, sgd);
+  fabric.save(path, {{"loader", loader}, {"optimizer", optimizer}});
+  EXPECT_FALSE(fabric.load(path).group("fabric").has_group("grad_scaler"));
+
+  auto other_data = TinyData(TinyDataOptions{.shuffle = true}).train_dataloader();  // other seed
+  FabricDataLoader other = fabric.setup_dataloaders(*other_data);
+  fabric.load(path, {{"loader", other}, {"optimizer", optimizer}});
+  std::vector<float> epoch0 = first_inputs(loader);
+  EXPECT_EQ(first_inputs(other), epoch0);
+
+  // The Adam refuses SGD's state: the loader keeps its place (epoch 1 next, not a resume).
+  optim::Adam adam(net.parameters(), {.lr = 0.1});
+  EXPECT_THROW(fabric.load(path, {{"loader", other}, {"optimizer", adam}}), Error);
+  std::vector<float> epoch1 = first_inputs(loader);
+  EXPECT_NE(epoch1, epoch0);
+  EXPECT_EQ(first_inputs(other), epoch1);
 }
 
 }  // namespace

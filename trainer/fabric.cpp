@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <set>
 
+#include "autograd/grad_mode.h"
 #include "io/checkpoint.h"
 #include "nn/optim/clip_grad.h"
 #include "tensor/error.h"
@@ -59,49 +60,63 @@ Fabric::~Fabric() {
 
 // PyTorch DDP's constructor: rank 0's parameters and buffers everywhere, then the reducer.
 size_t Fabric::add_module(nn::Module& module, std::vector<optim::Optimizer*> optimizers) {
-  for (const auto& r : modules_)
-    LUMEN_CHECK(r->module != &module, "Fabric.setup: this ", module.type_name(),
-                " is already set up; set a module up once and keep what setup returned");
   for (optim::Optimizer* o : optimizers)
     LUMEN_CHECK(o->step_count() == 0, "Fabric.setup: the ", o->type_name(), " has stepped ",
                 o->step_count(),
                 " times already; set it up before training (its state would stay on the old "
                 "device)");
-  std::vector<Tensor> before = module.parameters();
-  module.to(device_);
-  std::vector<Tensor> after = module.parameters();
-  // The move replaced the parameters; the optimizers get the new ones.
-  for (optim::Optimizer* o : optimizers)
-    for (optim::ParamGroup& g : o->param_groups())
-      for (Tensor& p : g.params)
-        for (size_t i = 0; i < before.size(); ++i)
-          if (p.impl() == before[i].impl()) p = after[i];
+  // Only a move to another device replaces the parameters (on the CPU, optimizers built before
+  // setup_module and other references stay valid); the optimizers get the moved ones.
+  bool moves = false;
+  for (const auto& [name, t] : module.named_parameters()) moves = moves || t.device() != device_;
+  for (const auto& [name, t] : module.named_buffers()) moves = moves || t.device() != device_;
+  if (moves) {
+    std::vector<Tensor> before = module.parameters();
+    module.to(device_);
+    std::vector<Tensor> after = module.parameters();
+    for (optim::Optimizer* o : optimizers)
+      for (optim::ParamGroup& g : o->param_groups())
+        for (Tensor& p : g.params)
+          for (size_t i = 0; i < before.size(); ++i)
+            if (p.impl() == before[i].impl()) p = after[i];
+  }
+  for (optim::Optimizer* o : optimizers) check_on_device(*o);
   auto record = std::make_unique<ModuleRecord>();
   record->module = &module;
   if (comm_) {
     broadcast_module_state(module, *device_comm_, false);
     std::vector<Tensor> trainable;
-    for (const Tensor& p : after)
+    for (const Tensor& p : module.parameters())
       if (p.requires_grad()) trainable.push_back(p);
     auto cap = static_cast<int64_t>(options_.strategy.ddp.bucket_cap_mb * 1024 * 1024);
     record->buckets = std::make_unique<GradientBuckets>(trainable, device_comm_, cap);
   }
+  // A module at the address of an earlier one replaces it (its buckets remove their hooks).
+  for (size_t i = 0; i < modules_.size(); ++i)
+    if (modules_[i]->module == &module) {
+      modules_[i] = std::move(record);
+      return i;
+    }
   modules_.push_back(std::move(record));
-  for (optim::Optimizer* o : optimizers) setup_optimizers(*o);
   return modules_.size() - 1;
 }
 
-FabricOptimizer Fabric::setup_optimizers(optim::Optimizer& optimizer) {
+void Fabric::check_on_device(const optim::Optimizer& optimizer) const {
   int64_t index = 0;
   for (const optim::ParamGroup& g : optimizer.param_groups())
     for (const Tensor& p : g.params) {
       LUMEN_CHECK(p.device() == device_, "Fabric.setup_optimizers: parameter ", index, " of the ",
                   optimizer.type_name(), " is on ", p.device().str(), " but Fabric runs on ",
                   device_.str(),
-                  "; build the optimizer after setup_module(model), or pass both to "
-                  "setup(model, optimizer)");
+                  "; build the optimizer after setup_module(model), or pass it to "
+                  "setup(model, optimizer) (a module's move to the device replaces its "
+                  "parameters)");
       ++index;
     }
+}
+
+FabricOptimizer Fabric::setup_optimizers(optim::Optimizer& optimizer) {
+  check_on_device(optimizer);
   return FabricOptimizer(this, &optimizer);
 }
 
@@ -113,11 +128,13 @@ FabricDataLoader Fabric::setup_dataloaders(DataLoader& loader, bool use_distribu
 
 // DDP's forward: buffers from rank 0 (broadcast_buffers) while training, and the module's
 // gradients joined to the next backward's all-reduce.
+// A forward without gradients (evaluation, a frozen model) joins no all-reduce, as PyTorch's
+// reducer prepares only when grad is enabled.
 void Fabric::before_forward(size_t id) {
   ModuleRecord& r = *modules_.at(id);
   if (comm_ && options_.strategy.ddp.broadcast_buffers && r.module->is_training())
     broadcast_module_state(*r.module, *device_comm_, true);
-  r.forward_ran = true;
+  if (GradMode::is_enabled()) r.forward_ran = true;
 }
 
 // Lightning's MixedPrecision.convert_output: what leaves an autocast forward is f32.
@@ -143,16 +160,33 @@ void Fabric::backward(const Tensor& loss) {
               "Fabric.backward: under DDP the gradients are averaged for the modules whose "
               "forward ran through what setup() returned, and none did since the last backward; "
               "call model(x) with the FabricModule, not the module itself");
+  // Whatever happens below, the next backward starts from the forwards after this one.
+  struct ResetForwards {
+    std::vector<std::unique_ptr<ModuleRecord>>& modules;
+    ~ResetForwards() {
+      for (const auto& r : modules) r->forward_ran = false;
+    }
+  } reset{modules_};
+  // One module's buckets start in the same order on every rank; several modules' buckets could
+  // complete in other orders on other ranks, so then they all start after the backward.
+  const bool overlap = syncing.size() <= 1;
   for (const auto& r : modules_)
-    if (r->buckets && r->forward_ran) r->buckets->prepare(r->no_sync_depth == 0);
+    if (r->buckets && r->forward_ran) r->buckets->prepare(r->no_sync_depth == 0, overlap);
   Tensor to_backward = scaler_ ? scaler_->scale(loss) : loss;
   to_backward.backward();
   for (ModuleRecord* r : syncing) r->buckets->finish();
-  for (const auto& r : modules_) r->forward_ran = false;
 }
 
 // Lightning's MixedPrecision.optimizer_step.
 bool Fabric::step(optim::Optimizer& optimizer) {
+  if (scaler_ || comm_)
+    for (const auto& r : modules_)
+      LUMEN_CHECK(!r->forward_ran, "FabricOptimizer.step: a ", r->module->type_name(),
+                  " set up with Fabric ran a forward with gradients since the last "
+                  "fabric.backward(loss); under ",
+                  scaler_ ? "16-mixed the loss must be scaled" : "DDP gradients must be averaged",
+                  ", so call fabric.backward(loss), not loss.backward() (or run forwards that "
+                  "need no gradients under NoGradGuard)");
   if (!scaler_) {
     optimizer.step();
     return true;
@@ -166,8 +200,11 @@ Tensor Fabric::clip_gradients(const nn::Module& module, const FabricOptimizer& o
                               const ClipGradientsOptions& options) {
   LUMEN_CHECK(options.clip_val.has_value() != options.max_norm.has_value(),
               "Fabric.clip_gradients: set exactly one of clip_val and max_norm");
+  (void)module;  // as in Lightning, the optimizer's parameters are clipped
   if (scaler_) scaler_->unscale_(optimizer.optimizer());
-  std::vector<Tensor> params = module.parameters();
+  std::vector<Tensor> params;
+  for (const optim::ParamGroup& g : optimizer.optimizer().param_groups())
+    params.insert(params.end(), g.params.begin(), g.params.end());
   if (options.clip_val) {
     optim::clip_grad_value_(params, *options.clip_val);
     return {};
@@ -243,19 +280,22 @@ void Fabric::save(const std::string& path, const FabricState& state) const {
   }
   State& fabric = root.groups["fabric"];
   fabric.attrs["precision"] = precision_.name;
-  if (scaler_) fabric.groups["grad_scaler"] = scaler_->state_dict();
-  run_and_agree(comm_.get(), "Fabric", "save(\"" + path + "\")", is_global_zero(),
-                [&] {
-                  // As Lightning's checkpoint IO, the directory is made when missing.
-                  std::filesystem::path parent = std::filesystem::path(path).parent_path();
-                  if (!parent.empty()) std::filesystem::create_directories(parent);
-                  io::save_checkpoint(path, root);
-                });
+  if (scaler_ && scaler_->is_enabled()) fabric.groups["grad_scaler"] = scaler_->state_dict();
+  run_and_agree(comm_.get(), "Fabric", "save(\"" + path + "\")", is_global_zero(), [&] {
+    // As Lightning's checkpoint IO, the directory is made when missing.
+    std::filesystem::path parent = std::filesystem::path(path).parent_path();
+    if (!parent.empty()) std::filesystem::create_directories(parent);
+    io::save_checkpoint(path, root);
+  });
 }
 
 State Fabric::load(const std::string& path, const FabricState& state, bool strict) {
   // Rank 0 may still be writing the file: every rank reads once all are here, and all stop if
   // any cannot read it or finds it does not fit.
+  for (const auto& [name, entry] : state)
+    LUMEN_CHECK(!reserved_name(name), "Fabric.load: \"", name,
+                "\" is reserved in a Fabric checkpoint (format, version, lumen_version, "
+                "created, fabric); name the entry otherwise");
   barrier();
   State root;
   run_and_agree(comm_.get(), "Fabric", "load(\"" + path + "\")", true, [&] {
@@ -272,21 +312,31 @@ State Fabric::load(const std::string& path, const FabricState& state, bool stric
   };
   // The entries that check their state as they load it go first, each restored from a copy if a
   // later one fails; modules and plain values, checked above, cannot fail after them.
+  if (state.empty()) return root;
+  // The entries loaded here, each with the state it had (the failing one included: its
+  // load_state_dict may have changed part of it before refusing).
   std::vector<std::pair<const Stateful*, State>> loaded;
   std::string loading;
   try {
     for (const auto& [name, entry] : state) {
       if (!present(name, entry) || !entry.can_fail_to_load()) continue;
       loading = "\"" + name + "\" (" + entry.kind() + ")";
-      State before = entry.snapshot();
+      loaded.emplace_back(&entry, entry.snapshot());
       entry.load(root, name, strict);
-      loaded.emplace_back(&entry, std::move(before));
     }
     loading = "the loss scaler";
-    if (scaler_ && root.has_group("fabric") && root.group("fabric").has_group("grad_scaler"))
-      scaler_->load_state_dict(root.group("fabric").group("grad_scaler"));
+    const State* scaler_state = nullptr;
+    if (root.has_group("fabric") && root.group("fabric").has_group("grad_scaler"))
+      scaler_state = &root.group("fabric").group("grad_scaler");
+    if (scaler_ && scaler_->is_enabled() && scaler_state && !scaler_state->attrs.empty())
+      scaler_->load_state_dict(*scaler_state);
   } catch (const std::exception& e) {
-    for (auto it = loaded.rbegin(); it != loaded.rend(); ++it) it->first->restore(it->second);
+    try {
+      for (auto it = loaded.rbegin(); it != loaded.rend(); ++it) it->first->restore(it->second);
+    } catch (const std::exception& again) {
+      throw Error("Fabric.load: checkpoint " + path + ", " + loading + ": " + e.what() +
+                  "; giving the earlier state back failed too: " + again.what());
+    }
     throw Error("Fabric.load: checkpoint " + path + ", " + loading + ": " + e.what() +
                 " (nothing was loaded)");
   }
@@ -298,7 +348,6 @@ State Fabric::load(const std::string& path, const FabricState& state, bool stric
     if (!reserved_name(name) && !state.count(name)) remainder.attrs[name] = value;
   for (const auto& [name, group] : root.groups)
     if (!reserved_name(name) && !state.count(name)) remainder.groups[name] = group;
-  if (state.empty()) return root;
   return remainder;
 }
 

@@ -35,6 +35,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -94,9 +95,11 @@ class FabricModule {
   }
   // Another member function as a forward pass, e.g. model.call(&Net::training_step, batch, i)
   // (Lightning's mark_forward_method).
-  template <class F, class... Args>
-  decltype(auto) call(F M::*method, Args&&... args) const {
-    return run([&]() -> decltype(auto) { return (module_->*method)(std::forward<Args>(args)...); });
+  template <class Method, class... Args>
+  decltype(auto) call(Method method, Args&&... args) const {
+    return run([&]() -> decltype(auto) {
+      return std::invoke(method, *module_, std::forward<Args>(args)...);
+    });
   }
 
  private:
@@ -111,13 +114,15 @@ class FabricModule {
 };
 
 // An optimizer set up with Fabric: step() applies the precision (16-mixed: unscale, skip on
-// inf/NaN, adjust the scale).
+// inf/NaN, adjust the scale). The optimizer itself is optimizer(); stepping it directly skips
+// the precision.
 class FabricOptimizer {
  public:
   optim::Optimizer& optimizer() const { return *optimizer_; }
-  optim::Optimizer* operator->() const { return optimizer_; }
   void zero_grad() const { optimizer_->zero_grad(); }
-  // Returns whether the parameters were updated (false: skipped by the loss scaler).
+  // Returns whether the parameters were updated (false: skipped by the loss scaler). Under
+  // 16-mixed or DDP, a forward with gradients since the last Fabric::backward is an error here:
+  // it means loss.backward() was called instead (an unscaled loss, gradients not averaged).
   bool step() const;
 
  private:
@@ -167,9 +172,11 @@ class Fabric {
   // The loss scaler of "16-mixed", or null.
   optim::GradScaler* grad_scaler() const { return scaler_.get(); }
 
-  // Moves the module to the device and, under DDP, gives every rank rank 0's parameters and
-  // buffers and prepares the gradient buckets. A module is set up once; its parameters are
-  // replaced by the move, so an optimizer is built after setup_module or passed to setup().
+  // Moves the module to the device (when not there yet) and, under DDP, gives every rank rank
+  // 0's parameters and buffers and prepares the gradient buckets. A move to another device
+  // replaces the parameters, so an optimizer is then built after setup_module, or passed to
+  // setup(). Setting up a module at the address of one set up before replaces that one (a new
+  // model of a sweep); the records, and their DDP buckets, live as long as the Fabric.
   template <class M>
   FabricModule<M> setup_module(M& module) {
     static_assert(std::is_base_of_v<nn::Module, M>, "Fabric::setup_module takes an nn::Module");
@@ -177,13 +184,16 @@ class Fabric {
   }
   // Every parameter must be on the device (build it after setup_module, or use setup()).
   FabricOptimizer setup_optimizers(optim::Optimizer& optimizer);
-  // setup_module, with the optimizer's parameters that belong to the module swapped for their
-  // moved selves. The optimizer must not have stepped yet (its state would stay behind).
-  template <class M>
-  std::pair<FabricModule<M>, FabricOptimizer> setup(M& module, optim::Optimizer& optimizer) {
+  // setup_module, with the optimizers' parameters that belong to the module swapped for their
+  // moved selves: auto [model, opt_a, opt_b] = fabric.setup(net, a, b). The optimizers must
+  // not have stepped yet (their state would stay behind).
+  template <class M, class... O>
+  requires(sizeof...(O) > 0 && (std::is_base_of_v<optim::Optimizer, O> && ...))
+      std::tuple<FabricModule<M>, std::conditional_t<true, FabricOptimizer, O>...> setup(
+          M& module, O&... optimizers) {
     static_assert(std::is_base_of_v<nn::Module, M>, "Fabric::setup takes an nn::Module");
-    size_t id = add_module(module, {&optimizer});
-    return {FabricModule<M>(this, &module, id), FabricOptimizer(this, &optimizer)};
+    size_t id = add_module(module, {static_cast<optim::Optimizer*>(&optimizers)...});
+    return {FabricModule<M>(this, &module, id), FabricOptimizer(this, &optimizers)...};
   }
   template <class M>
   FabricModule<M> setup(M& module) {
@@ -195,11 +205,14 @@ class Fabric {
                                      bool move_to_device = true);
 
   // Backward from `loss` (a scalar): scaled under "16-mixed"; under DDP, the gradients of every
-  // module whose forward ran since the last backward are averaged over the ranks, in buckets
-  // that start during the backward, unless a NoBackwardSync holds the module.
+  // module whose forward ran with gradients on since the last backward are averaged over the
+  // ranks, in buckets that start during the backward (after it, when several modules sync),
+  // unless a NoBackwardSync holds the module. Under DDP a backward that throws is fatal to the
+  // run: the other ranks wait for this one's all-reduces until the strategy's timeout.
   void backward(const Tensor& loss);
-  // Clips the gradients of the module's parameters (unscaling them first under "16-mixed").
-  // Returns the total norm before clipping (max_norm), or an undefined tensor (clip_val).
+  // Clips the gradients of the optimizer's parameters (unscaling them first under "16-mixed"),
+  // as Lightning (the module matters to sharded strategies only). Returns the total norm before
+  // clipping (max_norm), or an undefined tensor (clip_val).
   Tensor clip_gradients(const nn::Module& module, const FabricOptimizer& optimizer,
                         const ClipGradientsOptions& options);
   template <class M>
@@ -222,7 +235,8 @@ class Fabric {
   // goes over NCCL, one on the CPU over MPI. Every rank must call them in the same order.
   void barrier() const;
   Tensor all_reduce(const Tensor& tensor, dist::ReduceOp op = dist::ReduceOp::avg) const;
-  Tensor all_gather(const Tensor& tensor) const;  // [world_size, *tensor.shape]
+  // [world_size, *tensor.shape], on one device too (Lightning adds no dimension there).
+  Tensor all_gather(const Tensor& tensor) const;
   Tensor broadcast(const Tensor& tensor, int src = 0) const;
   std::string broadcast(const std::string& value, int src = 0) const;
   // Rank 0 (of the node with local = true) runs `fn` first, the other ranks after it (e.g. a
@@ -254,9 +268,11 @@ class Fabric {
   void save(const std::string& path, const FabricState& state) const;
   // Restores the objects of `state` in place from a checkpoint save() wrote, and the loss
   // scaler's state if both have one. With strict, every name of `state` must be in the file
-  // and modules load strictly. Everything is checked before anything changes (names, types,
-  // module shapes and dtypes). Returns what the file holds that `state` did not ask for (plain
-  // values as attrs, the rest as groups); with an empty `state`, the whole checkpoint.
+  // and modules load strictly. Names, types, module shapes and dtypes and loader positions are
+  // checked before anything changes; an optimizer or scheduler that refuses its state gets
+  // back the one it had, as do those loaded before it. Returns what the file holds that `state`
+  // did not ask for (plain values as attrs, the rest as groups); with an empty `state`, the
+  // whole checkpoint, and nothing is restored.
   State load(const std::string& path, const FabricState& state = {}, bool strict = true);
 
  private:
@@ -271,6 +287,7 @@ class Fabric {
     int no_sync_depth = 0;
   };
   size_t add_module(nn::Module& module, std::vector<optim::Optimizer*> optimizers);
+  void check_on_device(const optim::Optimizer& optimizer) const;
   void before_forward(size_t id);
   Tensor output_to_f32(const Tensor& out) const;
   bool step(optim::Optimizer& optimizer);

@@ -10,7 +10,10 @@ FabricDataLoader::FabricDataLoader(DataLoader& loader, Device device)
 FabricDataLoader::iterator FabricDataLoader::begin() {
   batches_.reset();  // joins a batch the previous epoch's loop left on its way
   int64_t epoch = loader_->epoch() + 1, skip = 0;
-  if (std::exchange(resume_, false) && loader_->batches_consumed() < loader_->size()) {
+  // A loaded position inside an epoch finishes it; one before the first epoch (-1) or after an
+  // epoch's last batch starts the next.
+  if (std::exchange(resume_, false) && loader_->epoch() >= 0 &&
+      loader_->batches_consumed() < loader_->size()) {
     epoch = loader_->epoch();
     skip = loader_->batches_consumed();
   }
@@ -21,6 +24,10 @@ FabricDataLoader::iterator FabricDataLoader::begin() {
 }
 
 void FabricDataLoader::advance(std::optional<Batch>& batch) {
+  if (!batches_) {  // a state was loaded inside the loop: it ends there
+    batch.reset();
+    return;
+  }
   batch = batches_->next();
   if (batch) ++received_;
 }

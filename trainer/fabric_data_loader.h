@@ -9,7 +9,10 @@
 // Its state (Stateful, for Fabric::save) is the loader's order and how many batches of the epoch
 // the loop has received, so a checkpoint saved inside the loop resumes after the batch just
 // trained: the first range-for after Fabric::load finishes that epoch, the next ones go on. A
-// checkpoint saved after the epoch's last batch starts the next epoch.
+// checkpoint saved after the epoch's last batch starts the next epoch. "Received" counts the
+// batches the range-for handed out: one taken and left untrained (a break at the top of the
+// loop) counts as trained. Loading a state inside the range-for ends it. The range-for's
+// iterator points at this object: do not move it while iterating.
 #include <cstdint>
 #include <iterator>
 #include <memory>

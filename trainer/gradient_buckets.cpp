@@ -76,9 +76,10 @@ void GradientBuckets::drain() noexcept {
   }
 }
 
-void GradientBuckets::prepare(bool sync) {
+void GradientBuckets::prepare(bool sync, bool overlap) {
   drain();
   syncing_ = sync;
+  overlap_ = overlap;
   next_launch_ = 0;
   for (auto& b : buckets_) {
     b->pending = b->params.size();
@@ -91,7 +92,7 @@ void GradientBuckets::on_gradient(size_t param) {
   if (!syncing_) return;
   Bucket& b = *buckets_[bucket_of_[param]];
   if (b.launched || b.pending == 0) return;  // a second backward before finish(): ignored
-  if (--b.pending == 0) launch_ready();
+  if (--b.pending == 0 && overlap_) launch_ready();
 }
 
 // Buckets start strictly in index order, so every rank issues the same sequence.

@@ -27,8 +27,11 @@ class GradientBuckets {
   GradientBuckets& operator=(const GradientBuckets&) = delete;
 
   // Before a backward: sync = false for the micro-steps of gradient accumulation that do not
-  // step the optimizer (PyTorch's no_sync), whose gradients only accumulate locally.
-  void prepare(bool sync);
+  // step the optimizer (PyTorch's no_sync), whose gradients only accumulate locally. overlap =
+  // false starts no all-reduce during the backward, only in finish(): when several bucket sets
+  // share a communicator in one backward, the order in which their buckets complete may differ
+  // between ranks, and collectives must be issued in the same order everywhere.
+  void prepare(bool sync, bool overlap = true);
   // After a backward with sync: starts the buckets still waiting (parameters without
   // gradients on this rank), waits for all, and makes each grad() the averaged gradient (a
   // view into its bucket).
@@ -62,6 +65,7 @@ class GradientBuckets {
   std::vector<size_t> bucket_of_;  // per parameter
   size_t next_launch_ = 0;
   bool syncing_ = false;
+  bool overlap_ = true;
   Stats stats_;
 };
 

@@ -97,6 +97,17 @@ std::vector<std::string> Stateful::problems(const State& root, const std::string
     return {"missing \"" + name + "\""};
   }
   std::vector<std::string> out;
+  if (std::holds_alternative<FabricDataLoader*>(target_)) {
+    // What DataLoader::load_state_dict reads, checked here so that loading it cannot fail.
+    const State& g = root.group(name);
+    for (const char* key : {"seed", "epoch", "batches_consumed"})
+      if (!g.has_attr(key) || !std::holds_alternative<int64_t>(g.attrs.at(key)))
+        out.push_back("\"" + name + "\": no integer attribute " + key);
+    if (out.empty() && (g.get_int("epoch") < -1 || g.get_int("batches_consumed") < 0))
+      out.push_back("\"" + name + "\": epoch " + std::to_string(g.get_int("epoch")) +
+                    " or batches_consumed " + std::to_string(g.get_int("batches_consumed")) +
+                    " out of range");
+  }
   if (auto* const* m = std::get_if<nn::Module*>(&target_)) {
     for (std::string& d : io::state_differences(module_state(**m), root.group(name),
                                                 {.expected = "module", .got = "checkpoint"})) {
@@ -126,22 +137,19 @@ void Stateful::load(const State& root, const std::string& name, bool strict) con
 
 bool Stateful::can_fail_to_load() const {
   return std::holds_alternative<optim::Optimizer*>(target_) ||
-         std::holds_alternative<optim::LRScheduler*>(target_) ||
-         std::holds_alternative<FabricDataLoader*>(target_);
+         std::holds_alternative<optim::LRScheduler*>(target_);
 }
 
 State Stateful::snapshot() const {
   return std::visit(Overloaded{[](optim::Optimizer* o) { return cloned(o->state_dict()); },
                                [](optim::LRScheduler* s) { return s->state_dict(); },
-                               [](FabricDataLoader* l) { return l->state_dict(); },
                                [](auto*) { return State{}; }},
                     target_);
 }
 
 void Stateful::restore(const State& snapshot) const {
   std::visit(Overloaded{[&](optim::Optimizer* o) { o->load_state_dict(snapshot); },
-                        [&](optim::LRScheduler* s) { s->load_state_dict(snapshot); },
-                        [&](FabricDataLoader* l) { l->load_state_dict(snapshot); }, [](auto*) {}},
+                        [&](optim::LRScheduler* s) { s->load_state_dict(snapshot); }, [](auto*) {}},
              target_);
 }
 

@@ -50,12 +50,13 @@ class Stateful {
   void save(State& root, const std::string& name) const;
   // What would stop load() from taking root's entry `name`, one line each (empty: nothing):
   // a missing entry, a group where an attribute is expected or the reverse, an attribute of
-  // another type, or a module's missing, unexpected (when strict), reshaped or retyped tensors.
-  // Optimizers, schedulers and loaders check their own state when they load it.
+  // another type, a module's missing, unexpected (when strict), reshaped or retyped tensors, or
+  // a loader's missing or negative position. Optimizers and schedulers check their own state
+  // when they load it.
   std::vector<std::string> problems(const State& root, const std::string& name, bool strict) const;
   void load(const State& root, const std::string& name, bool strict) const;
   // Whether load() checks the state itself and may throw after problems() found none:
-  // optimizers, schedulers and loaders. Modules, State trees and plain values cannot.
+  // optimizers and schedulers. Modules, loaders, State trees and plain values cannot.
   bool can_fail_to_load() const;
   // For those: a copy of the object's state, to give back with restore() when a later entry
   // fails to load.

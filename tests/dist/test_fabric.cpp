@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "autograd/grad_mode.h"
 #include "dist/world.h"
 #include "trainer/fabric.h"
 #include "trainer_fixtures.h"
@@ -26,12 +27,18 @@ std::vector<std::vector<float>> parameters_of(const nn::Module& m) {
 
 // `steps` optimizer steps of `accumulate` micro-batches each (no sync on all but the last).
 std::vector<std::vector<float>> train(const StrategyOption& strategy, uint64_t seed, int64_t batch,
-                                      int64_t steps, int64_t accumulate) {
+                                      int64_t steps, int64_t accumulate,
+                                      const std::string& precision = "32") {
   manual_seed(seed);
   TinyModel net;
   auto data = TinyData(TinyDataOptions{.n_train = 64, .batch_size = batch, .shuffle = true})
                   .train_dataloader();
-  Fabric fabric({.accelerator = "cpu", .strategy = strategy});
+  // A loss scale whose f16 output gradients do not overflow: a rank's batch of B has a mean's
+  // gradient 2x one of 2B, so a scale at the edge would skip steps on the ranks only.
+  Fabric fabric({.accelerator = "cpu",
+                 .strategy = strategy,
+                 .precision = precision,
+                 .grad_scaler = {.init_scale = 256}});
   OptimizerConfig config = net.configure_optimizers();
   auto [model, optimizer] = fabric.setup(net, *config.optimizer);
   FabricDataLoader loader = fabric.setup_dataloaders(*data);
@@ -71,6 +78,68 @@ TEST(FabricDdp, TwoRanksWithBatchBMatchOneProcessWithBatch2B) {
         moved = std::max(moved, std::abs(one[i][j] - initial[i][j]));
       }
     EXPECT_GT(moved, 1e-2f);
+  }
+}
+
+// Mixed precision over the ranks: the parameters of one process, up to the rounding of 16-bit
+// sums over other batch splits.
+TEST(FabricDdp, SixteenMixedOnTwoRanksMatchesOneProcess) {
+  auto world = dist::world();
+  const int rank = world->rank(), size = world->world_size();
+  std::vector<std::vector<float>> ddp =
+      train("ddp", 100 + static_cast<uint64_t>(rank), 4, 5, 1, "16-mixed");
+  std::vector<std::vector<float>> one = train("single_device", 100, 4 * size, 5, 1, "16-mixed");
+  for (size_t i = 0; i < one.size(); ++i)
+    for (size_t j = 0; j < one[i].size(); ++j)
+      ASSERT_NEAR(ddp[i][j], one[i][j], 1e-3f * std::max(1.f, std::abs(one[i][j])))
+          << "parameter " << i << " element " << j;  // f16's rounding: 2^-11 relative
+}
+
+// Two modules in one backward (a generator feeding a discriminator), several buckets each: the
+// average of both modules' gradients, whatever order their buckets complete in; a forward
+// without gradients on one rank only joins no all-reduce.
+TEST(FabricDdp, TwoModulesInOneBackwardAndAForwardWithoutGradientsOnOneRank) {
+  auto world = dist::world();
+  const int rank = world->rank(), size = world->world_size();
+  using namespace std::chrono_literals;
+  // A timeout that fails the test, should the ranks' collectives stop matching, instead of
+  // hanging it.
+  Fabric fabric(
+      {.accelerator = "cpu", .strategy = DDPStrategy{.bucket_cap_mb = 0.00005, .timeout = 60s}});
+  manual_seed(300 + static_cast<uint64_t>(rank));
+  TinyModel generator_net, discriminator_net, critic_net;
+  auto generator = fabric.setup(generator_net);
+  auto discriminator = fabric.setup(discriminator_net);
+  auto critic = fabric.setup(critic_net);  // evaluated on rank 0 only, without gradients
+  Tensor z = randn({6, 4});                // other data on each rank
+  auto loss = [&] {
+    Tensor fake = generator(z).expand({6, 4});
+    return nn::functional::mse_loss(discriminator(fake), randn({6, 1}, {}, nullptr) * 0.0);
+  };
+  std::vector<Tensor> params = generator_net.parameters();
+  for (const Tensor& p : discriminator_net.parameters()) params.push_back(p);
+  {
+    auto a = fabric.no_backward_sync(generator), b = fabric.no_backward_sync(discriminator);
+    fabric.backward(loss());
+  }
+  std::vector<Tensor> local;
+  for (const Tensor& p : params) local.push_back(fabric.all_gather(p.grad()));
+  generator_net.zero_grad();
+  discriminator_net.zero_grad();
+  if (rank == 0) {
+    NoGradGuard no_grad;
+    (void)critic(z);
+  }
+  fabric.backward(loss());
+  for (size_t i = 0; i < params.size(); ++i) {
+    std::vector<float> got = params[i].grad().to_vector<float>();
+    std::vector<float> mean(got.size(), 0.f);
+    for (int r = 0; r < size; ++r) {
+      std::vector<float> row = local[i].select(0, r).reshape({-1}).to_vector<float>();
+      for (size_t j = 0; j < row.size(); ++j) mean[j] += row[j] / static_cast<float>(size);
+    }
+    for (size_t j = 0; j < got.size(); ++j)
+      ASSERT_NEAR(got[j], mean[j], 1e-5f + 1e-5f * std::abs(mean[j])) << "parameter " << i;
   }
 }
 
