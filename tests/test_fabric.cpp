@@ -18,26 +18,12 @@
 namespace lumen {
 namespace {
 
+using testing::parameters_of;
+using testing::quiet;
 using testing::TempDir;
 using testing::TinyData;
 using testing::TinyDataOptions;
 using testing::TinyModel;
-
-std::vector<std::vector<float>> parameters_of(const nn::Module& m) {
-  std::vector<std::vector<float>> out;
-  for (const Tensor& p : m.parameters()) out.push_back(p.to_vector<float>());
-  return out;
-}
-
-TrainerOptions quiet(TrainerOptions o) {
-  o.enable_progress_bar = false;
-  o.enable_model_summary = false;
-  o.enable_checkpointing = false;
-  o.logger = false;
-  o.accelerator = "cpu";
-  o.strategy = "single_device";
-  return o;
-}
 
 // A loss scale that grows every 3 good steps, so that runs compare it after it moved.
 constexpr optim::GradScalerOptions kMovingScale{.growth_interval = 3};
@@ -77,7 +63,8 @@ TEST_P(FabricMatchesTrainer, BitForBit) {
   Trainer trainer(quiet({.max_steps = 11,
                          .num_sanity_val_steps = 0,
                          .precision = precision,
-                         .grad_scaler = kMovingScale}));
+                         .grad_scaler = kMovingScale,
+                         .strategy = "single_device"}));
   trainer.fit(expected, data);
 
   manual_seed(5);
@@ -312,6 +299,16 @@ TEST(Fabric, ACheckpointSavedMidEpochResumesTheLoopBitIdentically) {
   EXPECT_TRUE(fabric.load(path).has_group("optimizer"));
 }
 
+// Sets `net` and `sgd` up and takes `steps` steps on random data.
+void take_sgd_steps(Fabric& fabric, TinyModel& net, optim::SGD& sgd, int steps) {
+  auto [model, optimizer] = fabric.setup(net, sgd);
+  for (int i = 0; i < steps; ++i) {
+    optimizer.zero_grad();
+    fabric.backward(nn::functional::mse_loss(model(randn({4, 4})), randn({4, 1})));
+    optimizer.step();
+  }
+}
+
 TEST(Fabric, ALoadThatDoesNotFitSaysWhyAndChangesNothing) {
   TempDir dir("fabric_load_errors");
   const std::string path = dir.str("a.ckpt");
@@ -319,10 +316,7 @@ TEST(Fabric, ALoadThatDoesNotFitSaysWhyAndChangesNothing) {
   manual_seed(7);
   TinyModel net;
   optim::SGD sgd(net.parameters(), {.lr = 0.1, .momentum = 0.9});
-  optim::Adam adam(net.parameters(), {.lr = 0.1});
-  auto [model, optimizer] = fabric.setup(net, sgd);
-  fabric.backward(nn::functional::mse_loss(model(randn({4, 4})), randn({4, 1})));
-  optimizer.step();
+  take_sgd_steps(fabric, net, sgd, 1);
   int64_t epoch = 3;
   double best = 0.25;
   fabric.save(path, {{"model", net}, {"sgd", sgd}, {"epoch", epoch}, {"best", best}});
@@ -376,12 +370,7 @@ TEST(Fabric, AnOptimizerThatFailsToLoadGetsItsStateBack) {
   manual_seed(9);
   TinyModel net;
   optim::SGD sgd(net.parameters(), {.lr = 0.1, .momentum = 0.9});
-  auto [model, optimizer] = fabric.setup(net, sgd);
-  for (int i = 0; i < 2; ++i) {
-    optimizer.zero_grad();
-    fabric.backward(nn::functional::mse_loss(model(randn({4, 4})), randn({4, 1})));
-    optimizer.step();
-  }
+  take_sgd_steps(fabric, net, sgd, 2);
   fabric.save(path, {{"first", sgd}, {"second", sgd}});
 
   manual_seed(10);

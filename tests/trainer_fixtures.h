@@ -49,6 +49,13 @@ struct TempDir {
   }
 };
 
+// Every parameter's values, in registration order.
+inline std::vector<std::vector<float>> parameters_of(const nn::Module& m) {
+  std::vector<std::vector<float>> out;
+  for (const Tensor& p : m.parameters()) out.push_back(p.to_vector<float>());
+  return out;
+}
+
 // Regression rows: x ~ N(0, 1) [n, 4], y = x . (1, -2, 0.5, 3) + 0.1 noise [n, 1]. Drawn from a
 // private generator so the data does not depend on (or move) the default one.
 inline std::shared_ptr<TensorDataset> regression_rows(int64_t n, uint64_t seed = 7) {

@@ -19,6 +19,7 @@
 namespace lumen {
 namespace {
 
+using testing::parameters_of;
 using testing::TinyData;
 using testing::TinyDataOptions;
 using testing::TinyModel;
@@ -30,12 +31,6 @@ TrainerOptions quiet(TrainerOptions o) {
   o.logger = false;
   o.accelerator = "cpu";  // DDP over MPI on CPU tensors, even where a GPU is present
   return o;
-}
-
-std::vector<std::vector<float>> parameters_of(const TinyModel& m) {
-  std::vector<std::vector<float>> out;
-  for (const Tensor& p : m.parameters()) out.push_back(p.to_vector<float>());
-  return out;
 }
 
 void expect_close(const std::vector<std::vector<float>>& a,

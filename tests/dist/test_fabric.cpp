@@ -14,16 +14,11 @@
 namespace lumen {
 namespace {
 
+using testing::parameters_of;
 using testing::TempDir;
 using testing::TinyData;
 using testing::TinyDataOptions;
 using testing::TinyModel;
-
-std::vector<std::vector<float>> parameters_of(const nn::Module& m) {
-  std::vector<std::vector<float>> out;
-  for (const Tensor& p : m.parameters()) out.push_back(p.to_vector<float>());
-  return out;
-}
 
 // `steps` optimizer steps of `accumulate` micro-batches each (no sync on all but the last).
 std::vector<std::vector<float>> train(const StrategyOption& strategy, uint64_t seed, int64_t batch,
