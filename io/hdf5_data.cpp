@@ -18,7 +18,8 @@ Tensor read_hdf5(const std::string& file, const std::string& dataset) {
   LUMEN_CHECK(start != std::string::npos, "read_hdf5: expected a dataset's path in '", file,
               "' (\"images\", \"/train/images\"), got '", dataset, "'");
   const hdf5::File f = hdf5::File::open_read_only(file);
-  return read_tensor(f.root().open_dataset(dataset.substr(start)), "read_hdf5");
+  return read_tensor(f.root().open_dataset(dataset.substr(start)), "read_hdf5",
+                     /*widen_integers=*/true);
 }
 
 }  // namespace lumen::io

@@ -9,8 +9,10 @@
 namespace lumen::io {
 
 // The dataset at `dataset` ("images" or "/train/images") of an HDF5 file, as h5py's
-// f[dataset][...]: f16, f32, f64, i32, i64 or u8 (and Lumen's tagged bool and bf16). Throws
-// lumen::Error naming the file and the dataset when either is missing or its type has no dtype.
+// f[dataset][...]: f16, f32, f64, i32, i64 or u8 (and Lumen's tagged bool and bf16); i8, i16
+// and u16 widened to i32, u32 to i64 (Lumen has no such dtypes; the values are kept). Throws
+// lumen::Error naming the file and the dataset when either is missing or its type fits no
+// dtype (u64, strings, compounds).
 Tensor read_hdf5(const std::string& file, const std::string& dataset);
 
 }  // namespace lumen::io

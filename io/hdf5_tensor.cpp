@@ -74,7 +74,7 @@ std::string describe_type(hid_t t) {
   return lumen::detail::concat(size, "-byte ", name);
 }
 
-DType dtype_in_file(const hdf5::Dataset& ds, const char* caller) {
+DType dtype_in_file(const hdf5::Dataset& ds, const char* caller, bool widen_integers) {
   Handle t = ds.type();
   std::string tag =
       ds.has_attribute(kDtypeAttribute) ? ds.open_attribute(kDtypeAttribute).read_string() : "";
@@ -104,8 +104,14 @@ DType dtype_in_file(const hdf5::Dataset& ds, const char* caller) {
     if (!is_unsigned && size == 4) return DType::i32;
     if (!is_unsigned && size == 8) return DType::i64;
     if (is_unsigned && size == 1) return DType::u8;
+    // HDF5 converts the integers as it reads them into the wider type's memory.
+    if (widen_integers && size <= 2) return DType::i32;  // i8, i16, u16
+    if (widen_integers && is_unsigned && size == 4) return DType::i64;
   }
-  fail("Lumen has no dtype for it (f16, f32, f64, i32, i64, u8; bool and bf16 tagged)");
+  fail(widen_integers ? "Lumen has no dtype it fits in (f16, f32, f64, i32, i64, u8; i8, i16 and "
+                        "u16 read as i32, u32 as i64; bool and bf16 tagged)"
+                      : "Lumen has no dtype for it (f16, f32, f64, i32, i64, u8; bool and bf16 "
+                        "tagged)");
   return DType::f32;
 }
 
@@ -124,8 +130,8 @@ std::string write_tensor(hdf5::Group& g, const std::string& name, const Tensor& 
   return ds.where().path;
 }
 
-Tensor read_tensor(const hdf5::Dataset& ds, const char* caller) {
-  DType dt = dtype_in_file(ds, caller);
+Tensor read_tensor(const hdf5::Dataset& ds, const char* caller, bool widen_integers) {
+  DType dt = dtype_in_file(ds, caller, widen_integers);
   Tensor t = empty(ds.dims(), {.dtype = dt});
   Handle mt = memory_type(dt);
   ds.read(mt.id(), t.data_ptr());
