@@ -147,6 +147,33 @@ TEST(TokenFile, ReadsLittleEndianIdsOfEachWidth) {
   EXPECT_THROW_MSG(io::read_token_file(path, 3), "1, 2 or 4");
 }
 
+// Windows read from the mapped file are those of the whole file read at once.
+TEST(TokenFile, MappedWindowsEqualTheLoadedOnes) {
+  TempDir dir("tokens_mapped");
+  Generator gen(3);
+  std::vector<int64_t> ids;
+  for (float u : rand({1001}, {}, &gen).to_vector<float>())
+    ids.push_back(static_cast<int64_t>(u * 65536.f) & 0xffff);
+  std::string bytes;
+  for (int64_t id : ids) bytes += {static_cast<char>(id & 0xff), static_cast<char>(id >> 8)};
+  const std::string path = dir.write("train.bin", bytes);
+  auto file = std::make_shared<io::TokenFile>(path);
+  ASSERT_EQ(file->size(), 1001);
+  EXPECT_EQ(file->read(0, 1001).to_vector<int64_t>(), ids);
+  EXPECT_EQ(file->read(1000, 1).to_vector<int64_t>(), (std::vector<int64_t>{ids[1000]}));
+  io::TokenWindows mapped(file, 64, 48), loaded(io::read_token_file(path), 64, 48);
+  ASSERT_EQ(mapped.size(), loaded.size());
+  ASSERT_EQ(mapped.size(), (1001 - 65) / 48 + 1);
+  for (int64_t i = 0; i < mapped.size(); ++i)
+    for (int k = 0; k < 2; ++k)
+      ASSERT_EQ(mapped.get(i)[k].to_vector<int64_t>(), loaded.get(i)[k].to_vector<int64_t>())
+          << "window " << i;
+  EXPECT_THROW_MSG(file->read(990, 12), "tokens [990, 1002)", "1001 tokens");
+  EXPECT_THROW_MSG(file->read(-1, 1), "tokens [-1, 0)");
+  EXPECT_THROW_MSG(mapped.get(mapped.size()), "out of range");
+  EXPECT_THROW_MSG(io::TokenWindows(std::shared_ptr<const io::TokenFile>(), 4, 4), "null");
+}
+
 TEST(CharGPT, APositionSeesNoLaterToken) {
   manual_seed(3);
   char_gpt::CharGPT model(
