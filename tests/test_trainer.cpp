@@ -517,6 +517,65 @@ TEST(TrainerPredict, ReturnsOneOutputPerBatchWithoutGradients) {
   EXPECT_EQ(out[2].to_vector<float>(), want.to_vector<float>());
 }
 
+// Loaders instead of a DataModule (Lightning's fit(model, train_loader, val_loader)), and a
+// module's own loader hooks (fit(model)): the same run as with the DataModule, bit for bit.
+struct ModuleWithLoaders : TinyModel {
+  TinyData data{TinyDataOptions{.shuffle = true}};
+  int train_hook_calls = 0;
+  std::shared_ptr<DataLoader> train_dataloader() override {
+    ++train_hook_calls;
+    return data.train_dataloader();
+  }
+  std::shared_ptr<DataLoader> val_dataloader() override { return data.val_dataloader(); }
+  std::shared_ptr<DataLoader> test_dataloader() override { return data.test_dataloader(); }
+};
+
+TEST(TrainerLoaders, LoadersOrTheModulesHooksInsteadOfADataModule) {
+  auto run = [](const std::function<void(Trainer&, TinyModel&)>& fit) {
+    Trainer trainer(quiet({.max_epochs = 2}));
+    manual_seed(21);
+    ModuleWithLoaders model;
+    fit(trainer, model);
+    std::vector<double> result = model.val_losses;
+    for (const auto& p : parameters_of(model)) result.insert(result.end(), p.begin(), p.end());
+    return result;
+  };
+  const std::vector<double> reference = run([](Trainer& t, TinyModel& m) {
+    TinyData data(TinyDataOptions{.shuffle = true});
+    t.fit(m, data);
+  });
+  EXPECT_EQ(run([](Trainer& t, TinyModel& m) {
+              TinyData data(TinyDataOptions{.shuffle = true});
+              t.fit(m, data.train_dataloader(), data.val_dataloader());
+            }),
+            reference);
+  EXPECT_EQ(run([](Trainer& t, TinyModel& m) { t.fit(m); }), reference);
+
+  manual_seed(22);
+  ModuleWithLoaders model;
+  Trainer trainer(quiet({.max_epochs = 1}));
+  trainer.fit(model);
+  EXPECT_EQ(model.train_hook_calls, 1);
+  // The module's test hook, or a given loader in its place.
+  const double hook_loss = trainer.test(model, "", false).at("test_loss");
+  TinyData other(TinyDataOptions{.n_test = 8});
+  other.test = regression_rows(8, 99);
+  const double given_loss = trainer.test(model, other.test_dataloader(), "", false).at("test_loss");
+  EXPECT_NE(hook_loss, given_loss);
+  EXPECT_EQ(given_loss, trainer.test(model, other, "", false).at("test_loss"));
+  EXPECT_EQ(trainer.validate(model, "", false).at("val_loss"),
+            trainer.validate(model, model.data, "", false).at("val_loss"));
+  EXPECT_EQ(trainer.predict(model, other.test_dataloader()).size(), 1u);
+
+  // Without a loader or a hook, the error says what to do.
+  TinyModel plain;
+  EXPECT_THROW_MSG(trainer.fit(plain), "Trainer.fit: no loader",
+                   "override the LightningModule's train_dataloader()");
+  EXPECT_THROW_MSG(trainer.predict(plain), "Trainer.predict: no loader");
+  TinyData no_val(TinyDataOptions{.with_val = false});
+  EXPECT_THROW_MSG(trainer.validate(plain, no_val), "the DataModule's val_dataloader()");
+}
+
 }  // namespace
 }  // namespace lumen::testing
 

@@ -12,6 +12,7 @@
 #include "nn/optim/lr_scheduler.h"
 #include "nn/optim/optimizer.h"
 #include "trainer/batch.h"
+#include "trainer/data_loader.h"
 
 namespace lumen {
 
@@ -100,6 +101,13 @@ class LightningModule : public nn::Module {
   virtual void on_before_optimizer_step(optim::Optimizer& optimizer) { (void)optimizer; }
   virtual void on_save_checkpoint(State& checkpoint) { (void)checkpoint; }
   virtual void on_load_checkpoint(const State& checkpoint) { (void)checkpoint; }
+
+  // Lightning's data hooks: the loaders of trainer.fit(model) (and validate, test, predict)
+  // when no DataModule is given; a loader passed to the Trainer takes the place of its hook.
+  virtual std::shared_ptr<DataLoader> train_dataloader() { return nullptr; }
+  virtual std::shared_ptr<DataLoader> val_dataloader() { return nullptr; }
+  virtual std::shared_ptr<DataLoader> test_dataloader() { return nullptr; }
+  virtual std::shared_ptr<DataLoader> predict_dataloader() { return nullptr; }
 
   // Records a metric for the progress bar, the loggers and callback_metrics (which
   // ModelCheckpoint and EarlyStopping monitor). Only valid while a trainer runs this module.

@@ -433,6 +433,15 @@ int64_t limited_batches(const CountOrFraction& limit, int64_t total, const char*
   return n;
 }
 
+// What a stage without its loader says: given a DataModule, its hook returned none; given
+// loaders (or none), neither was a loader passed nor does the module's hook return one.
+std::string no_loader(const std::string& stage, const std::string& hook, bool given_loaders) {
+  if (!given_loaders)
+    return "Trainer." + stage + ": the DataModule's " + hook + "() returned no loader";
+  return "Trainer." + stage + ": no loader: pass one to " + stage +
+         "(model, loader), or a DataModule, or override the LightningModule's " + hook + "()";
+}
+
 }  // namespace
 
 // Lightning's data connector: asks the DataModule for the running stage's loaders and
@@ -440,6 +449,7 @@ int64_t limited_batches(const CountOrFraction& limit, int64_t total, const char*
 void Trainer::resolve_loaders() {
   Loop& L = *loop_;
   DataModule& data = *L.data;
+  const bool given = L.data == L.given_loaders.get();
   // DDP: each rank loads its shard (Lightning's use_distributed_sampler).
   auto shard = [&](std::shared_ptr<DataLoader> loader) {
     if (loader && L.comm && options_.use_distributed_sampler) distribute_loader(*loader, *L.comm);
@@ -449,8 +459,7 @@ void Trainer::resolve_loaders() {
   L.num_training_batches = L.num_val_batches = L.num_test_batches = L.num_predict_batches = 0;
   if (L.stage == "fit") {
     auto train = data.train_dataloader();
-    LUMEN_CHECK(train != nullptr,
-                "Trainer.fit: the DataModule's train_dataloader() returned no loader");
+    LUMEN_CHECK(train != nullptr, no_loader("fit", "train_dataloader", given));
     L.train_loader = shard(L.overfit ? loader_copy(train, true) : train);
     L.num_training_batches = limited_batches(L.limit_train, L.train_loader->size(),
                                              "limit_train_batches", "train_dataloader");
@@ -474,22 +483,19 @@ void Trainer::resolve_loaders() {
     }
   } else if (L.stage == "validate") {
     auto val = data.val_dataloader();
-    LUMEN_CHECK(val != nullptr,
-                "Trainer.validate: the DataModule's val_dataloader() returned no loader");
+    LUMEN_CHECK(val != nullptr, no_loader("validate", "val_dataloader", given));
     L.val_loader = shard(val);
     L.num_val_batches =
         limited_batches(L.limit_val, val->size(), "limit_val_batches", "val_dataloader");
   } else if (L.stage == "test") {
     auto test = data.test_dataloader();
-    LUMEN_CHECK(test != nullptr,
-                "Trainer.test: the DataModule's test_dataloader() returned no loader");
+    LUMEN_CHECK(test != nullptr, no_loader("test", "test_dataloader", given));
     L.test_loader = shard(test);
     L.num_test_batches =
         limited_batches(L.limit_test, test->size(), "limit_test_batches", "test_dataloader");
   } else if (L.stage == "predict") {
     auto pred = data.predict_dataloader();
-    LUMEN_CHECK(pred != nullptr,
-                "Trainer.predict: the DataModule's predict_dataloader() returned no loader");
+    LUMEN_CHECK(pred != nullptr, no_loader("predict", "predict_dataloader", given));
     L.predict_loader = shard(pred);
     L.num_predict_batches = limited_batches(L.limit_predict, pred->size(), "limit_predict_batches",
                                             "predict_dataloader");
@@ -700,6 +706,93 @@ std::vector<Tensor> Trainer::predict(LightningModule& model, DataModule& data,
   std::vector<Tensor> out;
   run_stage(model, data, "predict", ckpt_path, [&] { out = predict_loop(); });
   return out;
+}
+
+namespace {
+
+// The DataModule of a stage given loaders instead of one (Lightning's _DataHookSelector): each
+// loader given, or else the module's hook for it.
+class GivenLoaders : public DataModule {
+ public:
+  GivenLoaders(LightningModule& model, std::shared_ptr<DataLoader> train,
+               std::shared_ptr<DataLoader> val, std::shared_ptr<DataLoader> test,
+               std::shared_ptr<DataLoader> predict)
+      : model_(model),
+        train_(std::move(train)),
+        val_(std::move(val)),
+        test_(std::move(test)),
+        predict_(std::move(predict)) {}
+  std::shared_ptr<DataLoader> train_dataloader() override {
+    return train_ ? train_ : model_.train_dataloader();
+  }
+  std::shared_ptr<DataLoader> val_dataloader() override {
+    return val_ ? val_ : model_.val_dataloader();
+  }
+  std::shared_ptr<DataLoader> test_dataloader() override {
+    return test_ ? test_ : model_.test_dataloader();
+  }
+  std::shared_ptr<DataLoader> predict_dataloader() override {
+    return predict_ ? predict_ : model_.predict_dataloader();
+  }
+
+ private:
+  LightningModule& model_;
+  std::shared_ptr<DataLoader> train_, val_, test_, predict_;
+};
+
+}  // namespace
+
+DataModule& Trainer::given_loaders(LightningModule& model, std::shared_ptr<DataLoader> train,
+                                   std::shared_ptr<DataLoader> val,
+                                   std::shared_ptr<DataLoader> test,
+                                   std::shared_ptr<DataLoader> predict) {
+  loop_->given_loaders = std::make_unique<GivenLoaders>(model, std::move(train), std::move(val),
+                                                        std::move(test), std::move(predict));
+  return *loop_->given_loaders;
+}
+
+void Trainer::fit(LightningModule& model, std::shared_ptr<DataLoader> train_loader,
+                  std::shared_ptr<DataLoader> val_loader, const std::string& ckpt_path) {
+  fit(model, given_loaders(model, std::move(train_loader), std::move(val_loader), nullptr, nullptr),
+      ckpt_path);
+}
+
+std::map<std::string, double> Trainer::validate(LightningModule& model,
+                                                std::shared_ptr<DataLoader> loader,
+                                                const std::string& ckpt_path, bool verbose) {
+  return validate(model, given_loaders(model, nullptr, std::move(loader), nullptr, nullptr),
+                  ckpt_path, verbose);
+}
+
+std::map<std::string, double> Trainer::test(LightningModule& model,
+                                            std::shared_ptr<DataLoader> loader,
+                                            const std::string& ckpt_path, bool verbose) {
+  return test(model, given_loaders(model, nullptr, nullptr, std::move(loader), nullptr), ckpt_path,
+              verbose);
+}
+
+std::vector<Tensor> Trainer::predict(LightningModule& model, std::shared_ptr<DataLoader> loader,
+                                     const std::string& ckpt_path) {
+  return predict(model, given_loaders(model, nullptr, nullptr, nullptr, std::move(loader)),
+                 ckpt_path);
+}
+
+void Trainer::fit(LightningModule& model, const std::string& ckpt_path) {
+  fit(model, std::shared_ptr<DataLoader>(), nullptr, ckpt_path);
+}
+
+std::map<std::string, double> Trainer::validate(LightningModule& model,
+                                                const std::string& ckpt_path, bool verbose) {
+  return validate(model, std::shared_ptr<DataLoader>(), ckpt_path, verbose);
+}
+
+std::map<std::string, double> Trainer::test(LightningModule& model, const std::string& ckpt_path,
+                                            bool verbose) {
+  return test(model, std::shared_ptr<DataLoader>(), ckpt_path, verbose);
+}
+
+std::vector<Tensor> Trainer::predict(LightningModule& model, const std::string& ckpt_path) {
+  return predict(model, std::shared_ptr<DataLoader>(), ckpt_path);
 }
 
 // seed_everything: the default Philox generator is the only source of randomness in Lumen

@@ -121,6 +121,26 @@ class Trainer {
   std::vector<Tensor> predict(LightningModule& model, DataModule& data,
                               const std::string& ckpt_path = "");
 
+  // Loaders instead of a DataModule, as Lightning's fit(model, train_dataloaders,
+  // val_dataloaders) and test(model, dataloaders): a null loader falls back to the module's own
+  // hook (LightningModule::val_dataloader, ...). The Trainer keeps the loaders until its next
+  // stage.
+  void fit(LightningModule& model, std::shared_ptr<DataLoader> train_loader,
+           std::shared_ptr<DataLoader> val_loader = nullptr, const std::string& ckpt_path = "");
+  std::map<std::string, double> validate(LightningModule& model, std::shared_ptr<DataLoader> loader,
+                                         const std::string& ckpt_path = "", bool verbose = true);
+  std::map<std::string, double> test(LightningModule& model, std::shared_ptr<DataLoader> loader,
+                                     const std::string& ckpt_path = "", bool verbose = true);
+  std::vector<Tensor> predict(LightningModule& model, std::shared_ptr<DataLoader> loader,
+                              const std::string& ckpt_path = "");
+  // The module's own loader hooks alone, as Lightning's fit(model).
+  void fit(LightningModule& model, const std::string& ckpt_path = "");
+  std::map<std::string, double> validate(LightningModule& model, const std::string& ckpt_path = "",
+                                         bool verbose = true);
+  std::map<std::string, double> test(LightningModule& model, const std::string& ckpt_path = "",
+                                     bool verbose = true);
+  std::vector<Tensor> predict(LightningModule& model, const std::string& ckpt_path = "");
+
   // Writes the full checkpoint (DESIGN.md's schema) atomically.
   void save_checkpoint(const std::string& path);
 
@@ -191,6 +211,9 @@ class Trainer {
   struct Loop;  // the loop state, defined in trainer/trainer_loop.h
 
   // trainer.cpp: what every stage shares (Lightning's Trainer._run and call.py).
+  DataModule& given_loaders(LightningModule& model, std::shared_ptr<DataLoader> train,
+                            std::shared_ptr<DataLoader> val, std::shared_ptr<DataLoader> test,
+                            std::shared_ptr<DataLoader> predict);
   void run_stage(LightningModule& model, DataModule& data, const std::string& stage,
                  const std::string& ckpt_path, const std::function<void()>& body);
   void resolve_loaders();

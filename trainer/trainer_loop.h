@@ -32,6 +32,9 @@ struct Trainer::Loop {
   // What fit/validate/test/predict work on.
   LightningModule* model = nullptr;
   DataModule* data = nullptr;
+  // The DataModule made of the loaders a stage was given (or of the module's hooks), kept
+  // until the next stage since `data` points at it.
+  std::unique_ptr<DataModule> given_loaders;
   std::vector<std::shared_ptr<Callback>> callbacks;
   std::vector<std::shared_ptr<Logger>> loggers;
   std::vector<std::shared_ptr<optim::Optimizer>> optimizers;
