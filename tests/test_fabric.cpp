@@ -580,5 +580,35 @@ TEST(Fabric, LoaderStatesBeforeTheFirstEpochFailedLoadsAndADisabledScaler) {
   EXPECT_EQ(first_inputs(other), epoch1);
 }
 
+// Two optimizers stepping on one backward: the loss scale moves once per backward (torch.amp's
+// step(a); step(b); update()), and both see the gradients unscaled by the same scale.
+TEST(Fabric, SeveralOptimizersOnOneBackwardAdjustTheScaleOnce) {
+  FabricOptions options = fabric_options("16-mixed");
+  options.grad_scaler = {.init_scale = 64, .growth_interval = 1};
+  Fabric fabric(options);
+  manual_seed(15);
+  TinyModel net;
+  optim::SGD body(net.fc1.parameters(), {.lr = 0.01});
+  optim::SGD head(net.fc2.parameters(), {.lr = 0.01});
+  auto [model, a, b] = fabric.setup(net, body, head);
+  Tensor x = randn({8, 4}), y = randn({8, 1});
+  for (int i = 0; i < 3; ++i) {
+    a.zero_grad();
+    b.zero_grad();
+    fabric.backward(nn::functional::mse_loss(model(x), y));
+    // What the head's step will read: its gradient over the scale of this backward.
+    const double scale = 64.0 * std::pow(2.0, i);
+    std::vector<float> expected = net.fc2.weight.grad().to_vector<float>();
+    for (float& g : expected) g = static_cast<float>(g / scale);
+    std::vector<float> before = net.fc2.weight.to_vector<float>();
+    EXPECT_TRUE(a.step());
+    EXPECT_TRUE(b.step());
+    std::vector<float> after = net.fc2.weight.to_vector<float>();
+    for (size_t j = 0; j < after.size(); ++j)
+      EXPECT_NEAR(after[j], before[j] - 0.01f * expected[j], 1e-6f) << "step " << i;
+  }
+  EXPECT_EQ(fabric.grad_scaler()->get_scale(), 64.0 * 8);  // three growths, not six
+}
+
 }  // namespace
 }  // namespace lumen

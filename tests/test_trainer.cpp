@@ -567,6 +567,28 @@ TEST(TrainerLoaders, LoadersOrTheModulesHooksInsteadOfADataModule) {
             trainer.validate(model, model.data, "", false).at("val_loss"));
   EXPECT_EQ(trainer.predict(model, other.test_dataloader()).size(), 1u);
 
+  // A stage called from a hook of a loader-given stage is refused, and the running stage goes on
+  // with its loaders.
+  struct NestedValidate : Callback {
+    std::shared_ptr<DataLoader> loader;
+    std::string error;
+    std::string state_key() const override { return "NestedValidate"; }
+    void on_train_epoch_end(Trainer& t, LightningModule& m) override {
+      try {
+        t.validate(static_cast<TinyModel&>(m), loader, "", false);
+      } catch (const Error& e) {
+        error = e.what();
+      }
+    }
+  };
+  auto nested = std::make_shared<NestedValidate>();
+  nested->loader = model.data.val_dataloader();
+  Trainer outer(quiet({.max_epochs = 1, .callbacks = {nested}}));
+  outer.fit(model, model.data.train_dataloader(), model.data.val_dataloader());
+  EXPECT_NE(nested->error.find("while fit runs"), std::string::npos) << nested->error;
+  TempDir dir("nested_stage");
+  outer.save_checkpoint(dir.str("after.ckpt"));
+
   // Without a loader or a hook, the error says what to do.
   TinyModel plain;
   EXPECT_THROW_MSG(trainer.fit(plain), "Trainer.fit: no loader",

@@ -3,6 +3,7 @@
 #include <exception>
 #include <filesystem>
 #include <set>
+#include <utility>
 
 #include "autograd/grad_mode.h"
 #include "io/checkpoint.h"
@@ -34,7 +35,9 @@ Fabric::Fabric(FabricOptions options)
       uncaught_at_construction_(std::uncaught_exceptions()) {
   check_accelerator(options_.accelerator, "Fabric");
   for (const auto& lg : options_.loggers) LUMEN_CHECK(lg != nullptr, "Fabric: a logger is null");
-  if (precision_.scales_loss()) scaler_ = std::make_unique<optim::GradScaler>(options_.grad_scaler);
+  // A disabled scaler (GradScalerOptions::enabled = false) is no scaler.
+  if (precision_.scales_loss() && options_.grad_scaler.enabled)
+    scaler_ = std::make_unique<optim::GradScaler>(options_.grad_scaler);
   comm_ = strategy_communicator(options_.strategy, "Fabric");
   bool cuda = accelerator_uses_cuda(options_.accelerator, "Fabric");
   device_ = cuda ? Device::cuda(0) : Device::cpu();
@@ -91,10 +94,12 @@ size_t Fabric::add_module(nn::Module& module, std::vector<optim::Optimizer*> opt
     auto cap = static_cast<int64_t>(options_.strategy.ddp.bucket_cap_mb * 1024 * 1024);
     record->buckets = std::make_unique<GradientBuckets>(trainable, device_comm_, cap);
   }
-  // A module at the address of an earlier one replaces it (its buckets remove their hooks).
+  // A module at the address of an earlier one takes its record (the old buckets remove their
+  // hooks; a NoBackwardSync of the old handle still counts).
   for (size_t i = 0; i < modules_.size(); ++i)
     if (modules_[i]->module == &module) {
-      modules_[i] = std::move(record);
+      modules_[i]->buckets = std::move(record->buckets);
+      modules_[i]->forward_ran = false;
       return i;
     }
   modules_.push_back(std::move(record));
@@ -134,7 +139,7 @@ void Fabric::before_forward(size_t id) {
   ModuleRecord& r = *modules_.at(id);
   if (comm_ && options_.strategy.ddp.broadcast_buffers && r.module->is_training())
     broadcast_module_state(*r.module, *device_comm_, true);
-  if (GradMode::is_enabled()) r.forward_ran = true;
+  if (GradMode::is_enabled()) r.forward_ran = forward_since_backward_ = true;
 }
 
 // Lightning's MixedPrecision.convert_output: what leaves an autocast forward is f32.
@@ -160,11 +165,13 @@ void Fabric::backward(const Tensor& loss) {
               "Fabric.backward: under DDP the gradients are averaged for the modules whose "
               "forward ran through what setup() returned, and none did since the last backward; "
               "call model(x) with the FabricModule, not the module itself");
-  // Whatever happens below, the next backward starts from the forwards after this one.
-  struct ResetForwards {
+  // A failed backward leaves no module waiting for the next one.
+  struct ResetOnFailure {
     std::vector<std::unique_ptr<ModuleRecord>>& modules;
-    ~ResetForwards() {
-      for (const auto& r : modules) r->forward_ran = false;
+    bool done = false;
+    ~ResetOnFailure() {
+      if (!done)
+        for (const auto& r : modules) r->forward_ran = false;
     }
   } reset{modules_};
   // One module's buckets start in the same order on every rank; several modules' buckets could
@@ -172,27 +179,47 @@ void Fabric::backward(const Tensor& loss) {
   const bool overlap = syncing.size() <= 1;
   for (const auto& r : modules_)
     if (r->buckets && r->forward_ran) r->buckets->prepare(r->no_sync_depth == 0, overlap);
+  flush_scaler_update();
   Tensor to_backward = scaler_ ? scaler_->scale(loss) : loss;
   to_backward.backward();
-  for (ModuleRecord* r : syncing) r->buckets->finish();
+  // A synced module that no rank got a gradient for in this backward (a generator whose output
+  // the discriminator's loss detached) stays ready for the next one, as PyTorch's reducer does;
+  // every other module waits for its next forward.
+  std::vector<ModuleRecord*> waiting;
+  for (ModuleRecord* r : syncing)
+    if (!r->buckets->finish()) waiting.push_back(r);
+  reset.done = true;
+  for (const auto& r : modules_) r->forward_ran = false;
+  for (ModuleRecord* r : waiting) r->forward_ran = true;
+  forward_since_backward_ = false;
+}
+
+void Fabric::flush_scaler_update() const {
+  if (scaler_ && std::exchange(scaler_update_pending_, false)) scaler_->update();
+}
+
+optim::GradScaler* Fabric::grad_scaler() const {
+  flush_scaler_update();
+  return scaler_.get();
 }
 
 // Lightning's MixedPrecision.optimizer_step.
 bool Fabric::step(optim::Optimizer& optimizer) {
-  if (scaler_ || comm_)
-    for (const auto& r : modules_)
-      LUMEN_CHECK(!r->forward_ran, "FabricOptimizer.step: a ", r->module->type_name(),
-                  " set up with Fabric ran a forward with gradients since the last "
-                  "fabric.backward(loss); under ",
-                  scaler_ ? "16-mixed the loss must be scaled" : "DDP gradients must be averaged",
-                  ", so call fabric.backward(loss), not loss.backward() (or run forwards that "
-                  "need no gradients under NoGradGuard)");
+  LUMEN_CHECK(!(scaler_ || comm_) || !forward_since_backward_,
+              "FabricOptimizer.step: a module set up with Fabric ran a forward with gradients "
+              "since the last fabric.backward(loss); under ",
+              scaler_ ? "16-mixed the loss must be scaled" : "DDP gradients must be averaged",
+              ", so call fabric.backward(loss), not loss.backward() (or run forwards that need no "
+              "gradients under NoGradGuard)");
   if (!scaler_) {
     optimizer.step();
     return true;
   }
+  // The scale is adjusted once per backward, after every optimizer stepped on its gradients
+  // (torch.amp: scaler.step(a); scaler.step(b); scaler.update()): at the next backward, save or
+  // read of the scaler.
   bool stepped = scaler_->step(optimizer);
-  scaler_->update();
+  scaler_update_pending_ = true;
   return stepped;
 }
 
@@ -210,7 +237,7 @@ Tensor Fabric::clip_gradients(const nn::Module& module, const FabricOptimizer& o
     return {};
   }
   return optim::clip_grad_norm_(params, *options.max_norm, options.norm_type,
-                                options.error_if_nonfinite && !scaler_);
+                                options.error_if_nonfinite && !scaler_);  // see the header
 }
 
 Batch Fabric::to_device(const Batch& batch) const {
@@ -280,7 +307,8 @@ void Fabric::save(const std::string& path, const FabricState& state) const {
   }
   State& fabric = root.groups["fabric"];
   fabric.attrs["precision"] = precision_.name;
-  if (scaler_ && scaler_->is_enabled()) fabric.groups["grad_scaler"] = scaler_->state_dict();
+  flush_scaler_update();
+  if (scaler_) fabric.groups["grad_scaler"] = scaler_->state_dict();
   run_and_agree(comm_.get(), "Fabric", "save(\"" + path + "\")", is_global_zero(), [&] {
     // As Lightning's checkpoint IO, the directory is made when missing.
     std::filesystem::path parent = std::filesystem::path(path).parent_path();
@@ -328,8 +356,10 @@ State Fabric::load(const std::string& path, const FabricState& state, bool stric
     const State* scaler_state = nullptr;
     if (root.has_group("fabric") && root.group("fabric").has_group("grad_scaler"))
       scaler_state = &root.group("fabric").group("grad_scaler");
-    if (scaler_ && scaler_->is_enabled() && scaler_state && !scaler_state->attrs.empty())
+    if (scaler_ && scaler_state && !scaler_state->attrs.empty()) {
+      flush_scaler_update();
       scaler_->load_state_dict(*scaler_state);
+    }
   } catch (const std::exception& e) {
     try {
       for (auto it = loaded.rbegin(); it != loaded.rend(); ++it) it->first->restore(it->second);

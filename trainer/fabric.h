@@ -123,6 +123,7 @@ class FabricOptimizer {
   // Returns whether the parameters were updated (false: skipped by the loss scaler). Under
   // 16-mixed or DDP, a forward with gradients since the last Fabric::backward is an error here:
   // it means loss.backward() was called instead (an unscaled loss, gradients not averaged).
+  // Several optimizers may step on one backward; each steps once per backward.
   bool step() const;
 
  private:
@@ -169,8 +170,9 @@ class Fabric {
   std::string precision() const { return precision_.name; }
   // The communicator of the DDP strategy (host collectives), or null.
   const std::shared_ptr<dist::Communicator>& communicator() const { return comm_; }
-  // The loss scaler of "16-mixed", or null.
-  optim::GradScaler* grad_scaler() const { return scaler_.get(); }
+  // The loss scaler of "16-mixed" (its scale adjusted for the steps taken), or null (also when
+  // GradScalerOptions::enabled is false).
+  optim::GradScaler* grad_scaler() const;
 
   // Moves the module to the device (when not there yet) and, under DDP, gives every rank rank
   // 0's parameters and buffers and prepares the gradient buckets. A move to another device
@@ -205,10 +207,10 @@ class Fabric {
                                      bool move_to_device = true);
 
   // Backward from `loss` (a scalar): scaled under "16-mixed"; under DDP, the gradients of every
-  // module whose forward ran with gradients on since the last backward are averaged over the
-  // ranks, in buckets that start during the backward (after it, when several modules sync),
-  // unless a NoBackwardSync holds the module. Under DDP a backward that throws is fatal to the
-  // run: the other ranks wait for this one's all-reduces until the strategy's timeout.
+  // module whose forward ran with gradients on since it last received gradients are averaged
+  // over the ranks, in buckets that start during the backward (after it, when several modules
+  // sync), unless a NoBackwardSync holds the module. Under DDP a backward that throws is fatal to
+  // the run: the other ranks wait for this one's all-reduces until the strategy's timeout.
   void backward(const Tensor& loss);
   // Clips the gradients of the optimizer's parameters (unscaling them first under "16-mixed"),
   // as Lightning (the module matters to sharded strategies only). Returns the total norm before
@@ -291,6 +293,7 @@ class Fabric {
   void before_forward(size_t id);
   Tensor output_to_f32(const Tensor& out) const;
   bool step(optim::Optimizer& optimizer);
+  void flush_scaler_update() const;
   const std::shared_ptr<dist::Communicator>& comm_for(const Tensor& tensor) const;
 
   FabricOptions options_;
@@ -300,6 +303,8 @@ class Fabric {
   std::shared_ptr<dist::Communicator> device_comm_;  // the model's tensors: NCCL on GPUs
   Device device_ = Device::cpu();
   std::vector<std::unique_ptr<ModuleRecord>> modules_;
+  bool forward_since_backward_ = false;
+  mutable bool scaler_update_pending_ = false;  // a step since the scale was last adjusted
   std::vector<std::shared_ptr<Logger>> loggers_;
   int64_t log_calls_ = 0;
   int uncaught_at_construction_ = 0;

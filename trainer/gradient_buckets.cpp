@@ -120,7 +120,7 @@ void GradientBuckets::launch(Bucket& b) {
   b.work = comm_->all_reduce_async(b.flat, dist::ReduceOp::avg);
 }
 
-void GradientBuckets::finish() {
+bool GradientBuckets::finish() {
   LUMEN_CHECK(syncing_, "GradientBuckets::finish: prepare(true) was not called for this backward");
   syncing_ = false;
   // Parameters this rank did not use: their buckets start now, in order.
@@ -132,6 +132,7 @@ void GradientBuckets::finish() {
   stats_.exposed_seconds += std::chrono::duration<double>(Clock::now() - wait_start).count();
 
   NoGradGuard no_grad;
+  bool any_used = false;
   for (auto& b : buckets_) {
     // A gradient this rank had is used (its averaged flag is at least 1 / world size); only a
     // bucket with gradients this rank lacked reads the flags back (a wait on a GPU).
@@ -140,6 +141,7 @@ void GradientBuckets::finish() {
                                             : b->flat.narrow(0, b->numel, n).to_vector<double>();
     for (size_t j = 0; j < b->params.size(); ++j) {
       if (used[j] == 0) continue;  // no rank has a gradient for it
+      any_used = true;
       const Tensor& p = params_[b->params[j]];
       // The gradient becomes a view into the bucket (PyTorch's gradient_as_bucket_view): no
       // copy. The next backward replaces it with a fresh tensor before the bucket is packed
@@ -147,6 +149,7 @@ void GradientBuckets::finish() {
       p.set_grad(b->flat.narrow(0, b->offsets[j], p.numel()).view(p.shape()));
     }
   }
+  return any_used;
 }
 
 }  // namespace lumen

@@ -34,8 +34,9 @@ class GradientBuckets {
   void prepare(bool sync, bool overlap = true);
   // After a backward with sync: starts the buckets still waiting (parameters without
   // gradients on this rank), waits for all, and makes each grad() the averaged gradient (a
-  // view into its bucket).
-  void finish();
+  // view into its bucket). Returns whether any rank had a gradient for any parameter (the same
+  // answer on every rank).
+  bool finish();
 
   // Indices into the constructor's params, per bucket.
   const std::vector<std::vector<size_t>>& bucket_params() const { return bucket_params_; }

@@ -746,6 +746,10 @@ DataModule& Trainer::given_loaders(LightningModule& model, std::shared_ptr<DataL
                                    std::shared_ptr<DataLoader> val,
                                    std::shared_ptr<DataLoader> test,
                                    std::shared_ptr<DataLoader> predict) {
+  // A stage called from inside another (a hook) is refused by run_stage; the running stage's
+  // loaders must outlive that refusal.
+  LUMEN_CHECK(loop_->stage.empty(), "Trainer: a stage was called while ", loop_->stage,
+              " runs; call fit, validate, test and predict one after the other");
   loop_->given_loaders = std::make_unique<GivenLoaders>(model, std::move(train), std::move(val),
                                                         std::move(test), std::move(predict));
   return *loop_->given_loaders;

@@ -138,6 +138,32 @@ TEST(FabricDdp, TwoModulesInOneBackwardAndAForwardWithoutGradientsOnOneRank) {
   }
 }
 
+// Lightning's DCGAN loop: the discriminator's loss detaches the generator's output, so the
+// generator gets no gradient in that backward; its gradients in the next one must still be
+// averaged over the ranks.
+TEST(FabricDdp, AGeneratorDetachedInOneBackwardSyncsInTheNext) {
+  using namespace std::chrono_literals;
+  auto world = dist::world();
+  const int rank = world->rank();
+  Fabric fabric({.accelerator = "cpu", .strategy = DDPStrategy{.timeout = 60s}});
+  manual_seed(400 + static_cast<uint64_t>(rank));
+  TinyModel generator_net, discriminator_net;
+  optim::SGD g_sgd(generator_net.parameters(), {.lr = 0.1});
+  optim::SGD d_sgd(discriminator_net.parameters(), {.lr = 0.1});
+  auto [generator, g_opt] = fabric.setup(generator_net, g_sgd);
+  auto [discriminator, d_opt] = fabric.setup(discriminator_net, d_sgd);
+  Tensor z = randn({6, 4}), real = randn({6, 4});  // other data on each rank
+  Tensor fake = generator(z).expand({6, 4});
+  d_opt.zero_grad();
+  fabric.backward(discriminator(real).mean() - discriminator(fake.detach()).mean());
+  d_opt.step();
+  g_opt.zero_grad();
+  fabric.backward(discriminator(fake).mean());
+  Tensor rows = fabric.all_gather(generator_net.fc1.weight.grad().reshape({-1}));
+  EXPECT_EQ(rows.select(0, 0).to_vector<float>(), rows.select(0, 1).to_vector<float>());
+  g_opt.step();
+}
+
 TEST(FabricDdp, CollectivesCheckpointsAndRankZeroFirst) {
   auto world = dist::world();
   const int rank = world->rank(), size = world->world_size();
