@@ -11,7 +11,10 @@
 #include "autograd/grad_mode.h"
 #include "io/checkpoint.h"
 #include "nn/optim/adam.h"
+#include "nn/optim/exponential_lr.h"
+#include "nn/optim/linear_warmup.h"
 #include "nn/optim/step_lr.h"
+#include "op_harness.h"
 #include "trainer/csv_logger.h"
 #include "trainer_fixtures.h"
 
@@ -608,6 +611,36 @@ TEST(Fabric, SeveralOptimizersOnOneBackwardAdjustTheScaleOnce) {
       EXPECT_NEAR(after[j], before[j] - 0.01f * expected[j], 1e-6f) << "step " << i;
   }
   EXPECT_EQ(fabric.grad_scaler()->get_scale(), 64.0 * 8);  // three growths, not six
+}
+
+// LinearWarmup loads its own part before its `after` scheduler refuses the state: the whole
+// warmup gets its earlier state back.
+TEST(Fabric, ASchedulerThatFailsHalfwayThroughItsLoadGetsItsStateBack) {
+  TempDir dir("fabric_scheduler_rollback");
+  Fabric fabric(fabric_options());
+  TinyModel net;
+  optim::SGD sgd(net.parameters(), {.lr = 0.1});
+  auto step_lr = std::make_shared<optim::StepLR>(sgd, 2);
+  optim::LinearWarmup warmup(sgd, 5, {}, step_lr);
+  for (int i = 0; i < 7; ++i) {
+    sgd.step();
+    warmup.step();
+  }
+  fabric.save(dir.str("w.ckpt"), {{"scheduler", warmup}});
+
+  TinyModel other;
+  optim::SGD other_sgd(other.parameters(), {.lr = 0.3});
+  auto exponential = std::make_shared<optim::ExponentialLR>(other_sgd, 0.9);
+  optim::LinearWarmup other_warmup(other_sgd, 2, {.start_factor = 0.5}, exponential);
+  const State before = other_warmup.state_dict();
+  EXPECT_THROW_MSG(fabric.load(dir.str("w.ckpt"), {{"scheduler", other_warmup}}),
+                   "\"scheduler\" (a scheduler)", "StepLR", "(nothing was loaded)");
+  const State after = other_warmup.state_dict();
+  for (const char* key : {"warmup_steps", "last_epoch", "step_count"})
+    EXPECT_EQ(after.get_int(key), before.get_int(key)) << key;
+  EXPECT_EQ(after.get_double("start_factor"), 0.5);
+  EXPECT_EQ(after.get_doubles("base_lrs"), before.get_doubles("base_lrs"));
+  EXPECT_NE(warmup.state_dict().get_int("warmup_steps"), before.get_int("warmup_steps"));
 }
 
 }  // namespace
