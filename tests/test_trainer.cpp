@@ -24,11 +24,15 @@ TEST(TrainerHooks, FitAndTestCallHooksInLightningsOrder) {
                          .num_sanity_val_steps = 1,
                          .callbacks = {std::make_shared<HookRecorder>(&ev)}}));
   trainer.fit(model, data);
+  // Each hook on the callbacks, then on the module (Lightning's evaluation loop).
   const std::vector<std::string> val_run = {
-      "cb:on_validation_start",           "cb:on_validation_epoch_start",
-      "module:on_validation_epoch_start", "module:validation_step",
-      "cb:on_validation_batch_end",       "cb:on_validation_epoch_end",
-      "module:on_validation_epoch_end",   "cb:on_validation_end"};
+      "cb:on_validation_start",         "module:on_validation_start",
+      "cb:on_validation_epoch_start",   "module:on_validation_epoch_start",
+      "cb:on_validation_batch_start",   "module:on_validation_batch_start",
+      "module:validation_step",         "cb:on_validation_batch_end",
+      "module:on_validation_batch_end", "cb:on_validation_epoch_end",
+      "module:on_validation_epoch_end", "cb:on_validation_end",
+      "module:on_validation_end"};
   const std::vector<std::string> batch = {"cb:on_train_batch_start",
                                           "module:on_train_batch_start",
                                           "module:training_step",
@@ -42,10 +46,14 @@ TEST(TrainerHooks, FitAndTestCallHooksInLightningsOrder) {
                                           "module:on_before_optimizer_step",
                                           "cb:on_train_batch_end",
                                           "module:on_train_batch_end"};
-  std::vector<std::string> want = {
-      "data:prepare_data",           "data:setup:fit",  "cb:setup:fit",
-      "module:configure_optimizers", "cb:on_fit_start", "module:on_fit_start",
-      "cb:on_sanity_check_start"};
+  std::vector<std::string> want = {"data:prepare_data",
+                                   "data:setup:fit",
+                                   "cb:setup:fit",
+                                   "module:setup:fit",
+                                   "module:configure_optimizers",
+                                   "cb:on_fit_start",
+                                   "module:on_fit_start",
+                                   "cb:on_sanity_check_start"};
   want.insert(want.end(), val_run.begin(), val_run.end());
   for (const char* e : {"cb:on_sanity_check_end", "cb:on_train_start", "module:on_train_start",
                         "cb:on_train_epoch_start", "module:on_train_epoch_start"})
@@ -55,27 +63,41 @@ TEST(TrainerHooks, FitAndTestCallHooksInLightningsOrder) {
   want.insert(want.end(), val_run.begin(), val_run.end());
   for (const char* e : {"cb:on_train_epoch_end", "module:on_train_epoch_end", "cb:on_train_end",
                         "module:on_train_end", "cb:on_fit_end", "module:on_fit_end",
-                        "data:teardown:fit", "cb:teardown:fit"})
+                        "data:teardown:fit", "cb:teardown:fit", "module:teardown:fit"})
     want.push_back(e);
   EXPECT_EQ(ev, want);
 
   ev.clear();
   trainer.test(model, data);
-  std::vector<std::string> want_test = {"data:prepare_data",
-                                        "data:setup:test",
-                                        "cb:setup:test",
-                                        "cb:on_test_start",
-                                        "module:on_test_epoch_start",
-                                        "module:test_step",
-                                        "cb:on_test_batch_end",
-                                        "module:test_step",
-                                        "cb:on_test_batch_end",
-                                        "cb:on_test_epoch_end",
-                                        "module:on_test_epoch_end",
-                                        "cb:on_test_end",
-                                        "data:teardown:test",
-                                        "cb:teardown:test"};
+  std::vector<std::string> want_test = {"data:prepare_data",      "data:setup:test",
+                                        "cb:setup:test",          "module:setup:test",
+                                        "cb:on_test_start",       "module:on_test_start",
+                                        "cb:on_test_epoch_start", "module:on_test_epoch_start"};
+  for (int b = 0; b < 2; ++b)
+    for (const char* e : {"cb:on_test_batch_start", "module:on_test_batch_start",
+                          "module:test_step", "cb:on_test_batch_end", "module:on_test_batch_end"})
+      want_test.push_back(e);
+  for (const char* e :
+       {"cb:on_test_epoch_end", "module:on_test_epoch_end", "cb:on_test_end", "module:on_test_end",
+        "data:teardown:test", "cb:teardown:test", "module:teardown:test"})
+    want_test.push_back(e);
   EXPECT_EQ(ev, want_test);
+
+  ev.clear();
+  trainer.predict(model, data);
+  std::vector<std::string> want_predict = {
+      "data:prepare_data",         "data:setup:predict",           "cb:setup:predict",
+      "module:setup:predict",      "cb:on_predict_start",          "module:on_predict_start",
+      "cb:on_predict_epoch_start", "module:on_predict_epoch_start"};
+  for (int b = 0; b < 2; ++b)
+    for (const char* e : {"cb:on_predict_batch_start", "module:on_predict_batch_start",
+                          "cb:on_predict_batch_end", "module:on_predict_batch_end"})
+      want_predict.push_back(e);
+  for (const char* e : {"cb:on_predict_epoch_end", "module:on_predict_epoch_end",
+                        "cb:on_predict_end", "module:on_predict_end", "data:teardown:predict",
+                        "cb:teardown:predict", "module:teardown:predict"})
+    want_predict.push_back(e);
+  EXPECT_EQ(ev, want_predict);
 }
 
 // The backward hooks see what Lightning's do: on_before_backward gets the loss backward starts

@@ -179,6 +179,28 @@ struct TinyModel : LightningModule {
   void on_train_end() override { record("on_train_end"); }
   void on_train_epoch_start() override { record("on_train_epoch_start"); }
   void on_train_epoch_end() override { record("on_train_epoch_end"); }
+  void setup(const std::string& s) override { record("setup:" + s); }
+  void teardown(const std::string& s) override { record("teardown:" + s); }
+  void on_validation_start() override { record("on_validation_start"); }
+  void on_validation_end() override { record("on_validation_end"); }
+  void on_validation_batch_start(const Batch&, int64_t) override {
+    record("on_validation_batch_start");
+  }
+  void on_validation_batch_end(const Batch&, int64_t) override {
+    record("on_validation_batch_end");
+  }
+  void on_test_start() override { record("on_test_start"); }
+  void on_test_end() override { record("on_test_end"); }
+  void on_test_batch_start(const Batch&, int64_t) override { record("on_test_batch_start"); }
+  void on_test_batch_end(const Batch&, int64_t) override { record("on_test_batch_end"); }
+  void on_predict_start() override { record("on_predict_start"); }
+  void on_predict_end() override { record("on_predict_end"); }
+  void on_predict_epoch_start() override { record("on_predict_epoch_start"); }
+  void on_predict_epoch_end() override { record("on_predict_epoch_end"); }
+  void on_predict_batch_start(const Batch&, int64_t) override { record("on_predict_batch_start"); }
+  void on_predict_batch_end(const Tensor&, const Batch&, int64_t) override {
+    record("on_predict_batch_end");
+  }
   void on_validation_epoch_start() override { record("on_validation_epoch_start"); }
   void on_validation_epoch_end() override { record("on_validation_epoch_end"); }
   void on_test_epoch_start() override { record("on_test_epoch_start"); }
@@ -247,6 +269,23 @@ struct HookRecorder : Callback {
   void on_test_epoch_end(Trainer&, LightningModule&) override { r("on_test_epoch_end"); }
   void on_test_batch_end(Trainer&, LightningModule&, const Batch&, int64_t) override {
     r("on_test_batch_end");
+  }
+  void on_validation_batch_start(Trainer&, LightningModule&, const Batch&, int64_t) override {
+    r("on_validation_batch_start");
+  }
+  void on_test_epoch_start(Trainer&, LightningModule&) override { r("on_test_epoch_start"); }
+  void on_test_batch_start(Trainer&, LightningModule&, const Batch&, int64_t) override {
+    r("on_test_batch_start");
+  }
+  void on_predict_start(Trainer&, LightningModule&) override { r("on_predict_start"); }
+  void on_predict_end(Trainer&, LightningModule&) override { r("on_predict_end"); }
+  void on_predict_epoch_start(Trainer&, LightningModule&) override { r("on_predict_epoch_start"); }
+  void on_predict_epoch_end(Trainer&, LightningModule&) override { r("on_predict_epoch_end"); }
+  void on_predict_batch_start(Trainer&, LightningModule&, const Batch&, int64_t) override {
+    r("on_predict_batch_start");
+  }
+  void on_predict_batch_end(Trainer&, LightningModule&, const Batch&, int64_t) override {
+    r("on_predict_batch_end");
   }
   void on_exception(Trainer&, LightningModule&, const std::exception& e) override {
     r(std::string("on_exception:") + e.what());

@@ -52,18 +52,31 @@ class Callback {
   virtual void on_validation_end(Trainer&, LightningModule&) {}
   virtual void on_validation_epoch_start(Trainer&, LightningModule&) {}
   virtual void on_validation_epoch_end(Trainer&, LightningModule&) {}
+  virtual void on_validation_batch_start(Trainer&, LightningModule&, const Batch&,
+                                         int64_t batch_idx) {
+    (void)batch_idx;
+  }
   virtual void on_validation_batch_end(Trainer&, LightningModule&, const Batch&,
                                        int64_t batch_idx) {
     (void)batch_idx;
   }
   virtual void on_test_start(Trainer&, LightningModule&) {}
   virtual void on_test_end(Trainer&, LightningModule&) {}
+  virtual void on_test_epoch_start(Trainer&, LightningModule&) {}
   virtual void on_test_epoch_end(Trainer&, LightningModule&) {}
+  virtual void on_test_batch_start(Trainer&, LightningModule&, const Batch&, int64_t batch_idx) {
+    (void)batch_idx;
+  }
   virtual void on_test_batch_end(Trainer&, LightningModule&, const Batch&, int64_t batch_idx) {
     (void)batch_idx;
   }
   virtual void on_predict_start(Trainer&, LightningModule&) {}
   virtual void on_predict_end(Trainer&, LightningModule&) {}
+  virtual void on_predict_epoch_start(Trainer&, LightningModule&) {}
+  virtual void on_predict_epoch_end(Trainer&, LightningModule&) {}
+  virtual void on_predict_batch_start(Trainer&, LightningModule&, const Batch&, int64_t batch_idx) {
+    (void)batch_idx;
+  }
   virtual void on_predict_batch_end(Trainer&, LightningModule&, const Batch&, int64_t batch_idx) {
     (void)batch_idx;
   }

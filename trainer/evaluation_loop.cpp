@@ -1,9 +1,10 @@
 // The evaluation loops, as Lightning's _EvaluationLoop (validation inside fit and in
 // Trainer.validate, test in Trainer.test) and _PredictionLoop. The module is in eval mode and
 // gradients are off; hook order:
-//   on_validation_start; on_validation_epoch_start; per batch: validation_step,
-//   on_validation_batch_end; on_validation_epoch_end; (metrics published and logged);
-//   on_validation_end
+//   on_validation_start; on_validation_epoch_start; per batch: on_validation_batch_start,
+//   validation_step, on_validation_batch_end; on_validation_epoch_end; (metrics published and
+//   logged); on_validation_end
+// (test the same with on_test_*), each hook on the callbacks and then the module.
 #include "autograd/grad_mode.h"
 #include "tensor/error.h"
 #include "trainer/device_prefetcher.h"
@@ -48,10 +49,14 @@ void Trainer::evaluation_loop(const std::string& kind, int64_t max_batches) {
 
   if (test) {
     call_callbacks("on_test_start", [&](Callback& cb) { cb.on_test_start(*this, model); });
+    call_module("on_test_start", [&] { model.on_test_start(); });
+    call_callbacks("on_test_epoch_start",
+                   [&](Callback& cb) { cb.on_test_epoch_start(*this, model); });
     call_module("on_test_epoch_start", [&] { model.on_test_epoch_start(); });
   } else {
     call_callbacks("on_validation_start",
                    [&](Callback& cb) { cb.on_validation_start(*this, model); });
+    call_module("on_validation_start", [&] { model.on_validation_start(); });
     call_callbacks("on_validation_epoch_start",
                    [&](Callback& cb) { cb.on_validation_epoch_start(*this, model); });
     call_module("on_validation_epoch_start", [&] { model.on_validation_epoch_start(); });
@@ -67,19 +72,27 @@ void Trainer::evaluation_loop(const std::string& kind, int64_t max_batches) {
     L.is_last_batch = i + 1 == max_batches;
     L.current_batch_size = eval_batch_size(batch);
     if (test) {
+      call_callbacks("on_test_batch_start",
+                     [&](Callback& cb) { cb.on_test_batch_start(*this, model, batch, i); });
+      call_module("on_test_batch_start", [&] { model.on_test_batch_start(batch, i); });
       call_module("test_step", [&] {
         ForwardContext autocast(L.autocast_dtype);
         model.test_step(batch, i);
       });
       call_callbacks("on_test_batch_end",
                      [&](Callback& cb) { cb.on_test_batch_end(*this, model, batch, i); });
+      call_module("on_test_batch_end", [&] { model.on_test_batch_end(batch, i); });
     } else {
+      call_callbacks("on_validation_batch_start",
+                     [&](Callback& cb) { cb.on_validation_batch_start(*this, model, batch, i); });
+      call_module("on_validation_batch_start", [&] { model.on_validation_batch_start(batch, i); });
       call_module("validation_step", [&] {
         ForwardContext autocast(L.autocast_dtype);
         model.validation_step(batch, i);
       });
       call_callbacks("on_validation_batch_end",
                      [&](Callback& cb) { cb.on_validation_batch_end(*this, model, batch, i); });
+      call_module("on_validation_batch_end", [&] { model.on_validation_batch_end(batch, i); });
     }
     // As in the fit loop, the step values reach the progress bar when something reads them, so
     // a GPU metric is not waited for after every batch.
@@ -112,10 +125,13 @@ void Trainer::evaluation_loop(const std::string& kind, int64_t max_batches) {
   for (auto& [k, v] : views.pbar) L.progress_bar_metrics[k] = v;
   L.stage_epoch_metrics = views.callback;
   if (!L.sanity_checking) log_to_loggers(views.log, std::nullopt);
-  if (test)
+  if (test) {
     call_callbacks("on_test_end", [&](Callback& cb) { cb.on_test_end(*this, model); });
-  else
+    call_module("on_test_end", [&] { model.on_test_end(); });
+  } else {
     call_callbacks("on_validation_end", [&](Callback& cb) { cb.on_validation_end(*this, model); });
+    call_module("on_validation_end", [&] { model.on_validation_end(); });
+  }
 
   model.train(module_was_training);
   L.training = was_training;
@@ -134,6 +150,10 @@ std::vector<Tensor> Trainer::predict_loop() {
   model.eval();
   NoGradGuard no_grad;
   call_callbacks("on_predict_start", [&](Callback& cb) { cb.on_predict_start(*this, model); });
+  call_module("on_predict_start", [&] { model.on_predict_start(); });
+  call_callbacks("on_predict_epoch_start",
+                 [&](Callback& cb) { cb.on_predict_epoch_start(*this, model); });
+  call_module("on_predict_epoch_start", [&] { model.on_predict_epoch_start(); });
   std::vector<Tensor> outputs;
   L.predict_loader->begin_epoch(0);
   DevicePrefetcher batches(*L.predict_loader, L.device, L.num_predict_batches);
@@ -143,14 +163,23 @@ std::vector<Tensor> Trainer::predict_loop() {
     Batch batch = std::move(*next);
     L.batch_idx = i;
     L.is_last_batch = i + 1 == L.num_predict_batches;
+    call_callbacks("on_predict_batch_start",
+                   [&](Callback& cb) { cb.on_predict_batch_start(*this, model, batch, i); });
+    call_module("on_predict_batch_start", [&] { model.on_predict_batch_start(batch, i); });
     call_module("predict_step", [&] {
       ForwardContext autocast(L.autocast_dtype);
       outputs.push_back(model.predict_step(batch, i));
     });
     call_callbacks("on_predict_batch_end",
                    [&](Callback& cb) { cb.on_predict_batch_end(*this, model, batch, i); });
+    call_module("on_predict_batch_end",
+                [&] { model.on_predict_batch_end(outputs.back(), batch, i); });
   }
+  call_callbacks("on_predict_epoch_end",
+                 [&](Callback& cb) { cb.on_predict_epoch_end(*this, model); });
+  call_module("on_predict_epoch_end", [&] { model.on_predict_epoch_end(); });
   call_callbacks("on_predict_end", [&](Callback& cb) { cb.on_predict_end(*this, model); });
+  call_module("on_predict_end", [&] { model.on_predict_end(); });
   L.predicting = false;
   return outputs;
 }

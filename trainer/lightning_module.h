@@ -79,6 +79,43 @@ class LightningModule : public nn::Module {
   virtual void on_train_end() {}
   virtual void on_train_epoch_start() {}
   virtual void on_train_epoch_end() {}
+  // Lightning's setup and teardown hooks: after the DataModule's and the callbacks' (setup runs
+  // before the module moves to its device and configure_optimizers, so layers built here train).
+  virtual void setup(const std::string& stage) { (void)stage; }
+  virtual void teardown(const std::string& stage) { (void)stage; }
+  virtual void on_validation_start() {}
+  virtual void on_validation_end() {}
+  virtual void on_validation_batch_start(const Batch& batch, int64_t batch_idx) {
+    (void)batch;
+    (void)batch_idx;
+  }
+  virtual void on_validation_batch_end(const Batch& batch, int64_t batch_idx) {
+    (void)batch;
+    (void)batch_idx;
+  }
+  virtual void on_test_start() {}
+  virtual void on_test_end() {}
+  virtual void on_test_batch_start(const Batch& batch, int64_t batch_idx) {
+    (void)batch;
+    (void)batch_idx;
+  }
+  virtual void on_test_batch_end(const Batch& batch, int64_t batch_idx) {
+    (void)batch;
+    (void)batch_idx;
+  }
+  virtual void on_predict_start() {}
+  virtual void on_predict_end() {}
+  virtual void on_predict_epoch_start() {}
+  virtual void on_predict_epoch_end() {}
+  virtual void on_predict_batch_start(const Batch& batch, int64_t batch_idx) {
+    (void)batch;
+    (void)batch_idx;
+  }
+  virtual void on_predict_batch_end(const Tensor& output, const Batch& batch, int64_t batch_idx) {
+    (void)output;
+    (void)batch;
+    (void)batch_idx;
+  }
   virtual void on_validation_epoch_start() {}
   virtual void on_validation_epoch_end() {}
   virtual void on_test_epoch_start() {}

@@ -533,7 +533,7 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
     // files) while the node's other ranks wait; then every rank sets up.
     run_and_agree(L.comm.get(), "Trainer", "the DataModule's prepare_data",
                   !L.comm || L.comm->local_rank() == 0, [&] { data.prepare_data(); });
-    // _call_setup_hook: the DataModule, then the callbacks.
+    // _call_setup_hook: the DataModule, then the callbacks and the module.
     run_and_agree(L.comm.get(), "Trainer", "the DataModule's setup", true, [&] {
       CurrentFx fx(L.current_fx, "setup");
       data.setup(stage);
@@ -546,8 +546,9 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
         mine = L.loggers.empty() ? options_.default_root_dir : L.loggers[0]->log_dir();
       L.shared_log_dir = L.comm->broadcast_string(mine);
     }
-    run_and_agree(L.comm.get(), "Trainer", "a callback's setup", true, [&] {
+    run_and_agree(L.comm.get(), "Trainer", "a callback's or the module's setup", true, [&] {
       call_callbacks("setup", [&](Callback& cb) { cb.setup(*this, model, stage); });
+      call_module("setup", [&] { model.setup(stage); });
     });
 
     // The strategy's device: "auto" takes the GPU when there is one; under DDP the GPU of the
@@ -635,12 +636,13 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
       call_callbacks("on_fit_end", [&](Callback& cb) { cb.on_fit_end(*this, model); });
       call_module("on_fit_end", [&] { model.on_fit_end(); });
     }
-    // _call_teardown_hook: the DataModule, the callbacks, then the loggers finish.
+    // _call_teardown_hook: the DataModule, the callbacks, the module, then the loggers finish.
     {
       CurrentFx fx(L.current_fx, "teardown");
       data.teardown(stage);
     }
     call_callbacks("teardown", [&](Callback& cb) { cb.teardown(*this, model, stage); });
+    call_module("teardown", [&] { model.teardown(stage); });
     // The 16-bit weight copies autocast kept across this stage's steps go with it, as
     // torch.autocast's cast cache goes when its region ends.
     if (L.autocast_dtype) autocast::clear_weight_copies();

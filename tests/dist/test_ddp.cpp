@@ -376,7 +376,7 @@ TEST(Ddp, PrepareDataRunsOnLocalRankZeroAndAFailedPrepareOrSetupStopsEveryRank) 
   expect_fit_fails_fast<FailingSetupOnRankOne>(rank == 1 ? "no split here"
                                                          : "setup failed on rank 1");
   expect_fit_fails_fast<TinyData>(
-      rank == 1 ? "no callback here" : "callback's setup failed on rank 1",
+      rank == 1 ? "no callback here" : "the module's setup failed on rank 1",
       {FailingCallbackOnRankOne()});
   world->barrier();
 }
