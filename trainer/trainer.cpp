@@ -417,6 +417,7 @@ std::shared_ptr<DataLoader> loader_copy(const std::shared_ptr<DataLoader>& loade
                                         bool unshuffled) {
   DataLoaderOptions opts = loader->options();
   if (unshuffled) opts.shuffle = false;
+  opts.seed = loader->seed();  // the same order
   // Aliasing shared_ptr: the dataset stays alive as long as the original loader does.
   std::shared_ptr<const Dataset> dataset(loader, &loader->dataset());
   return std::make_shared<DataLoader>(dataset, opts);
@@ -450,11 +451,15 @@ void Trainer::resolve_loaders() {
   Loop& L = *loop_;
   DataModule& data = *L.data;
   const bool given = L.data == L.given_loaders.get();
-  // DDP: each rank loads its shard (Lightning's use_distributed_sampler).
+  // DDP: each rank loads its shard of a copy of the loader (Lightning's
+  // use_distributed_sampler), so a loader the user passed stays whole.
   auto shard = [&](std::shared_ptr<DataLoader> loader) {
-    if (loader && L.comm && options_.use_distributed_sampler) distribute_loader(*loader, *L.comm);
-    return loader;
+    if (!loader || !L.comm || !options_.use_distributed_sampler) return loader;
+    std::shared_ptr<DataLoader> copy = loader_copy(loader, false);
+    distribute_loader(*copy, *L.comm);
+    return copy;
   };
+
   L.train_loader = L.val_loader = L.test_loader = L.predict_loader = nullptr;
   L.num_training_batches = L.num_val_batches = L.num_test_batches = L.num_predict_batches = 0;
   if (L.stage == "fit") {

@@ -101,6 +101,23 @@ INSTANTIATE_TEST_SUITE_P(Ddp, DdpMatchesOneProcess,
                                            DdpCase{4, 6, 1, 0.00005},   // a bucket per tensor
                                            DdpCase{2, 3, 2, 0.0001}));  // no_sync micro-steps
 
+// Loaders passed to fit are sharded as copies: the user's loader stays whole, and the fit
+// reaches what a DataModule's loaders reach.
+TEST(Ddp, LoadersPassedToFitStayWhole) {
+  auto world = dist::world();
+  manual_seed(100 + static_cast<uint64_t>(world->rank()));
+  TinyModel model;
+  TinyData data(TinyDataOptions{.n_train = 64, .batch_size = 4, .shuffle = true});
+  auto train = data.train_dataloader();
+  const int64_t batches = train->size();
+  Trainer trainer(quiet({.max_steps = 6, .num_sanity_val_steps = 0, .strategy = "ddp"}));
+  trainer.fit(model, train);
+  EXPECT_EQ(train->num_replicas(), 1);
+  EXPECT_EQ(train->size(), batches);
+  EXPECT_EQ(trainer.num_training_batches(), batches / world->world_size());
+  expect_close(parameters_of(model), single_process(4 * world->world_size(), 6, 1), 2e-6f);
+}
+
 // A module that logs its rank, with and without sync_dist.
 struct RankLogger : TinyModel {
   int rank = 0;
