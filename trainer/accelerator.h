@@ -3,8 +3,6 @@
 // "auto", which takes a GPU when one is present.
 #include <string>
 
-#include "tensor/device.h"
-
 namespace lumen {
 
 // Throws unless `accelerator` is one of the names above; `who` starts the message.

@@ -233,7 +233,7 @@ void Trainer::restore_training_state(const State& checkpoint) {
 
   // Lightning's precision plugin state: the loss scaler continues from its saved scale; a
   // checkpoint of another precision leaves this run's scaler at its initial state.
-  if (L.scaler && checkpoint.has_group("precision") &&
+  if (L.scaler && L.scaler->is_enabled() && checkpoint.has_group("precision") &&
       checkpoint.group("precision").has_attr("scale"))
     L.scaler->load_state_dict(checkpoint.group("precision"));
 

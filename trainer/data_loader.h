@@ -46,9 +46,10 @@ class DataLoader {
   // order (shuffled or not) is padded by repeating its start to a multiple of num_replicas,
   // and this loader takes positions rank, rank + num_replicas, ... So every rank has the
   // same number of batches, and the shards together cover the data once per epoch (a few
-  // examples twice when the size is not a multiple). The Trainer's DDP strategy calls it.
-  // `seed` replaces the shuffle seed: the shards only partition the data if every rank
-  // shuffles with the same one (the Trainer passes rank 0's).
+  // examples twice when the size is not a multiple). The DDP strategy calls it (on a copy in the
+  // Trainer, on the user's loader in Fabric::setup_dataloaders). `seed` replaces the shuffle
+  // seed: the shards only partition the data if every rank shuffles with the same one (both
+  // pass rank 0's).
   void distribute(int64_t rank, int64_t num_replicas, std::optional<uint64_t> seed = std::nullopt);
   int64_t num_replicas() const { return num_replicas_; }
   int64_t rank() const { return rank_; }

@@ -168,12 +168,14 @@ void Fabric::backward(const Tensor& loss) {
   // A failed backward leaves no module waiting for the next one.
   struct ResetOnFailure {
     std::vector<std::unique_ptr<ModuleRecord>>& modules;
+    bool& forward_since_backward;
     bool done = false;
     ~ResetOnFailure() {
-      if (!done)
-        for (const auto& r : modules) r->forward_ran = false;
+      if (done) return;
+      for (const auto& r : modules) r->forward_ran = false;
+      forward_since_backward = false;
     }
-  } reset{modules_};
+  } reset{modules_, forward_since_backward_};
   // One module's buckets start in the same order on every rank; several modules' buckets could
   // complete in other orders on other ranks, so then they all start after the backward.
   const bool overlap = syncing.size() <= 1;
@@ -318,8 +320,8 @@ void Fabric::save(const std::string& path, const FabricState& state) const {
 }
 
 State Fabric::load(const std::string& path, const FabricState& state, bool strict) {
-  // Rank 0 may still be writing the file: every rank reads once all are here, and all stop if
-  // any cannot read it or finds it does not fit.
+  // Every rank reads once all are here (a file rank 0 wrote by other means than save() may be
+  // in the making), and all stop if any cannot read it or finds it does not fit.
   for (const auto& [name, entry] : state)
     LUMEN_CHECK(!reserved_name(name), "Fabric.load: \"", name,
                 "\" is reserved in a Fabric checkpoint (format, version, lumen_version, "
@@ -356,9 +358,9 @@ State Fabric::load(const std::string& path, const FabricState& state, bool stric
     const State* scaler_state = nullptr;
     if (root.has_group("fabric") && root.group("fabric").has_group("grad_scaler"))
       scaler_state = &root.group("fabric").group("grad_scaler");
-    if (scaler_ && scaler_state && !scaler_state->attrs.empty()) {
-      flush_scaler_update();
+    if (scaler_ && scaler_state) {
       scaler_->load_state_dict(*scaler_state);
+      scaler_update_pending_ = false;  // the loaded state replaces the adjustment
     }
   } catch (const std::exception& e) {
     try {

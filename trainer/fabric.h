@@ -26,8 +26,8 @@
 //                unscales in FabricOptimizer::step(), skipping steps with inf/NaN gradients.
 //   strategy     as the Trainer's (trainer/ddp_strategy.h): under DDP, setup broadcasts rank 0's
 //                parameters and buffers, a training forward broadcasts the buffers, backward()
-//                averages gradients in buckets that start during backward, and loaders get a
-//                distributed sampler.
+//                averages gradients in buckets that start during backward (after it when
+//                several modules sync), and loaders get a distributed sampler.
 #include <cstdint>
 #include <functional>
 #include <iostream>
@@ -67,8 +67,8 @@ struct ClipGradientsOptions {
   std::optional<double> clip_val = std::nullopt;
   std::optional<double> max_norm = std::nullopt;
   double norm_type = 2.0;
-  // With "16-mixed", a non-finite norm is what the loss scaler expects now and then (the step
-  // is skipped and the scale lowered), so it never throws there.
+  // With the loss scaler of "16-mixed" on, a non-finite norm is what it expects now and then
+  // (the step is skipped and the scale lowered), so it never throws there.
   bool error_if_nonfinite = true;
 };
 
@@ -114,8 +114,8 @@ class FabricModule {
 };
 
 // An optimizer set up with Fabric: step() applies the precision (16-mixed: unscale, skip on
-// inf/NaN, adjust the scale). The optimizer itself is optimizer(); stepping it directly skips
-// the precision.
+// inf/NaN; the scale is adjusted at the next backward, save, load or grad_scaler()). The
+// optimizer itself is optimizer(); stepping it directly skips the precision.
 class FabricOptimizer {
  public:
   optim::Optimizer& optimizer() const { return *optimizer_; }

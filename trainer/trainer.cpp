@@ -13,13 +13,9 @@
 #include <utility>
 
 #include "autograd/autocast_mode.h"
-#include "autograd/grad_mode.h"
-#include "dist/world.h"
 #include "io/checkpoint.h"
-#include "nn/functional/index.h"
 #include "tensor/error.h"
 #include "tensor/generator.h"
-#include "tensor/storage.h"
 #include "trainer/accelerator.h"
 #include "trainer/csv_logger.h"
 #include "trainer/model_checkpoint.h"
@@ -410,9 +406,10 @@ void Trainer::call_module(const char* hook, const std::function<void()>& fn) {
 
 namespace {
 
-// The loader a stage runs on: an unshuffled copy of `loader` when `unshuffled` (overfit_batches
-// and validation on training data), or a copy when `distinct_from` is the same object (so two
-// loops never share one loader's epoch).
+// A copy of `loader` with its seed (the same order), unshuffled when `unshuffled`: for
+// overfit_batches and validation on training data, for a validation loader that is the train
+// loader itself (two loops never share one loader's epoch), and for DDP's shards (the user's
+// loader stays whole).
 std::shared_ptr<DataLoader> loader_copy(const std::shared_ptr<DataLoader>& loader,
                                         bool unshuffled) {
   DataLoaderOptions opts = loader->options();
@@ -473,7 +470,7 @@ void Trainer::resolve_loaders() {
     L.val_loader = shard(val);
     if (val)
       L.num_val_batches =
-          limited_batches(L.limit_val, val->size(), "limit_val_batches", "val_dataloader");
+          limited_batches(L.limit_val, L.val_loader->size(), "limit_val_batches", "val_dataloader");
     // Lightning's val_check_batch: an integer interval counts batches, a fraction is of the
     // epoch's batches (at least 1).
     if (L.val_check_interval.is_count) {
@@ -491,19 +488,19 @@ void Trainer::resolve_loaders() {
     LUMEN_CHECK(val != nullptr, no_loader("validate", "val_dataloader", given));
     L.val_loader = shard(val);
     L.num_val_batches =
-        limited_batches(L.limit_val, val->size(), "limit_val_batches", "val_dataloader");
+        limited_batches(L.limit_val, L.val_loader->size(), "limit_val_batches", "val_dataloader");
   } else if (L.stage == "test") {
     auto test = data.test_dataloader();
     LUMEN_CHECK(test != nullptr, no_loader("test", "test_dataloader", given));
     L.test_loader = shard(test);
-    L.num_test_batches =
-        limited_batches(L.limit_test, test->size(), "limit_test_batches", "test_dataloader");
+    L.num_test_batches = limited_batches(L.limit_test, L.test_loader->size(), "limit_test_batches",
+                                         "test_dataloader");
   } else if (L.stage == "predict") {
     auto pred = data.predict_dataloader();
     LUMEN_CHECK(pred != nullptr, no_loader("predict", "predict_dataloader", given));
     L.predict_loader = shard(pred);
-    L.num_predict_batches = limited_batches(L.limit_predict, pred->size(), "limit_predict_batches",
-                                            "predict_dataloader");
+    L.num_predict_batches = limited_batches(L.limit_predict, L.predict_loader->size(),
+                                            "limit_predict_batches", "predict_dataloader");
   }
 }
 

@@ -60,7 +60,8 @@ struct Trainer::Loop {
   std::unique_ptr<optim::GradScaler> scaler;
 
   // Loaders of the running stage. With overfit_batches the train loader is an unshuffled
-  // copy of the user's, and validation runs on another copy of it.
+  // copy of the user's, and validation runs on another copy of it; under DDP each is a copy
+  // sharded for this rank.
   std::shared_ptr<DataLoader> train_loader, val_loader, test_loader, predict_loader;
   int64_t num_training_batches = 0, num_val_batches = 0, num_test_batches = 0,
           num_predict_batches = 0;

@@ -115,6 +115,10 @@ TEST(Ddp, LoadersPassedToFitStayWhole) {
   EXPECT_EQ(train->num_replicas(), 1);
   EXPECT_EQ(train->size(), batches);
   EXPECT_EQ(trainer.num_training_batches(), batches / world->world_size());
+  auto val = data.val_dataloader();
+  trainer.validate(model, val, "", false);
+  EXPECT_EQ(trainer.num_val_batches(), val->size() / world->world_size());
+  EXPECT_EQ(val->num_replicas(), 1);
   expect_close(parameters_of(model), single_process(4 * world->world_size(), 6, 1), 2e-6f);
 }
 
