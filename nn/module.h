@@ -13,12 +13,20 @@
 #include <utility>
 #include <vector>
 
+#include "nn/state.h"
 #include "tensor/tensor.h"
 
 namespace lumen::nn {
 
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 using StateDict = std::map<std::string, Tensor>;
+
+// A state_dict as a State group (one tensor per entry), as checkpoints store it.
+inline State to_state(const StateDict& dict) {
+  State s;
+  s.tensors.insert(dict.begin(), dict.end());
+  return s;
+}
 
 class Module {
  public:

@@ -25,12 +25,6 @@ namespace lumen {
 
 namespace {
 
-State tensors_state(const nn::StateDict& dict) {
-  State s;
-  for (const auto& [name, t] : dict) s.tensors[name] = t;
-  return s;
-}
-
 // HDF5 group names cannot hold '/', which state keys and metric names may.
 std::string group_name(const std::string& key) {
   std::string out = key;
@@ -75,7 +69,7 @@ State Trainer::dump_checkpoint() {
               "Trainer.save_checkpoint: no model yet; call it during or after fit/validate/test");
   LightningModule& model = *L.model;
   State ckpt;
-  ckpt.groups["state_dict"] = tensors_state(model.state_dict());
+  ckpt.groups["state_dict"] = nn::to_state(model.state_dict());
   State& optimizers = ckpt.groups["optimizers"];
   for (size_t i = 0; i < L.optimizers.size(); ++i)
     optimizers.groups[std::to_string(i)] = L.optimizers[i]->state_dict();
@@ -160,7 +154,7 @@ void Trainer::restore_modules_and_callbacks(const State& checkpoint, const std::
   LUMEN_CHECK(checkpoint.has_group("state_dict"), "checkpoint ", path, " has no /state_dict group");
   const State& weights = checkpoint.group("state_dict");
   io::compare_state("checkpoint " + path + " does not match the model",
-                    tensors_state(model.state_dict()), weights);
+                    nn::to_state(model.state_dict()), weights);
   call_module("on_load_checkpoint", [&] { model.on_load_checkpoint(checkpoint); });
   model.load_state_dict(nn::StateDict(weights.tensors.begin(), weights.tensors.end()));
   if (checkpoint.has_group("datamodule")) L.data->load_state_dict(checkpoint.group("datamodule"));

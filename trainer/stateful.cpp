@@ -13,12 +13,6 @@ struct Overloaded : F... {
   using F::operator()...;
 };
 
-State module_state(const nn::Module& module) {
-  State s;
-  for (const auto& [name, t] : module.state_dict()) s.tensors[name] = t;
-  return s;
-}
-
 // A deep copy: an optimizer's state_dict holds its live tensors.
 State cloned(const State& state) {
   State out;
@@ -57,7 +51,7 @@ std::string Stateful::kind() const {
 }
 
 void Stateful::save(State& root, const std::string& name) const {
-  std::visit(Overloaded{[&](nn::Module* m) { root.groups[name] = module_state(*m); },
+  std::visit(Overloaded{[&](nn::Module* m) { root.groups[name] = nn::to_state(m->state_dict()); },
                         [&](optim::Optimizer* o) { root.groups[name] = o->state_dict(); },
                         [&](optim::LRScheduler* s) { root.groups[name] = s->state_dict(); },
                         [&](FabricDataLoader* l) { root.groups[name] = l->state_dict(); },
@@ -109,7 +103,7 @@ std::vector<std::string> Stateful::problems(const State& root, const std::string
                     " out of range");
   }
   if (auto* const* m = std::get_if<nn::Module*>(&target_)) {
-    for (std::string& d : io::state_differences(module_state(**m), root.group(name),
+    for (std::string& d : io::state_differences(nn::to_state((*m)->state_dict()), root.group(name),
                                                 {.expected = "module", .got = "checkpoint"})) {
       bool presence = d.starts_with("missing ") || d.starts_with("unexpected ");
       if (strict || !presence) out.push_back("\"" + name + "\": " + d);
