@@ -41,7 +41,7 @@ FabricOptions fabric_options(const std::string& precision = "32") {
 // The loop of Lightning's Fabric docs over TinyModel: `steps` optimizer steps, epochs as needed.
 void fabric_loop(Fabric& fabric, TinyModel& net, DataLoader& data, int64_t steps) {
   OptimizerConfig config = net.configure_optimizers();
-  auto [model, optimizer] = fabric.setup(net, *config.optimizer);
+  auto [model, optimizer] = fabric.setup(net, *config.optimizers.front());
   FabricDataLoader loader = fabric.setup_dataloaders(data);
   int64_t step = 0;
   while (step < steps)
@@ -132,7 +132,7 @@ TEST(Fabric, SixteenMixedSkipsAStepWithInfGradientsAndBacksOff) {
   TinyModel net;
   Fabric fabric(fabric_options("16-mixed"));
   OptimizerConfig config = net.configure_optimizers();
-  auto [model, optimizer] = fabric.setup(net, *config.optimizer);
+  auto [model, optimizer] = fabric.setup(net, *config.optimizers.front());
   Tensor x = randn({8, 4}), y = randn({8, 1});
   std::vector<std::vector<float>> before = parameters_of(net);
   const double scale = fabric.grad_scaler()->get_scale();
@@ -161,7 +161,7 @@ TEST(Fabric, ClipGradientsByNormOrValueAfterUnscaling) {
     options.grad_scaler.init_scale = 1024;  // large enough to tell, small enough not to overflow
     Fabric fabric(options);
     OptimizerConfig config = net.configure_optimizers();
-    auto [model, optimizer] = fabric.setup(net, *config.optimizer);
+    auto [model, optimizer] = fabric.setup(net, *config.optimizers.front());
     Tensor x = randn({8, 4}) * 10.0, y = randn({8, 1});
     fabric.backward(nn::functional::mse_loss(model(x), y));
     // The true (unscaled) gradients, in f64.
@@ -226,7 +226,7 @@ struct TrainingRun {
   std::shared_ptr<optim::StepLR> scheduler;
   std::shared_ptr<DataLoader> data;
   explicit TrainingRun(uint64_t seed) : net((manual_seed(seed), testing::TinyModelOptions{})) {
-    optimizer = net.configure_optimizers().optimizer;
+    optimizer = net.configure_optimizers().optimizers.front();
     scheduler = std::make_shared<optim::StepLR>(*optimizer, 3, 0.5);
     data = TinyData(TinyDataOptions{.shuffle = true}).train_dataloader();
   }

@@ -429,10 +429,10 @@ TEST(OptimMove, OptimizersMoveButDoNotCopy) {
   static_assert(!std::is_copy_constructible_v<Adam> && !std::is_copy_constructible_v<SGD>);
   Tensor w = make_param();
   OptimizerConfig config = AdamW({w}, {.lr = 0.01});  // the trainer's make_shared(move)
-  ASSERT_TRUE(config.optimizer);
-  EXPECT_EQ(config.optimizer->type_name(), "AdamW");
+  ASSERT_EQ(config.optimizers.size(), 1u);
+  EXPECT_EQ(config.optimizers[0]->type_name(), "AdamW");
   quadratic_backward(w);
-  config.optimizer->step();
+  config.optimizers[0]->step();
   Vec ref = kW0;
   AdamRef{.lr = 0.01, .weight_decay = 1e-2, .decoupled = true}.step(ref, quadratic_grad(ref));
   expect_near_vec(w.to_vector<double>(), ref, 1e-13, "moved optimizer");

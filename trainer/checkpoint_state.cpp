@@ -103,6 +103,7 @@ State Trainer::dump_checkpoint() {
 
   ckpt.groups["hparams"].attrs = model.hparams();
   State& precision = ckpt.groups["precision"];
+  flush_scaler_update();  // a manual step's pending scale adjustment belongs to the state
   if (L.scaler) precision = L.scaler->state_dict();
   precision.attrs["precision"] = L.precision;
   if (L.data) {
@@ -228,8 +229,10 @@ void Trainer::restore_training_state(const State& checkpoint) {
   // Lightning's precision plugin state: the loss scaler continues from its saved scale; a
   // checkpoint of another precision leaves this run's scaler at its initial state.
   if (L.scaler && L.scaler->is_enabled() && checkpoint.has_group("precision") &&
-      checkpoint.group("precision").has_attr("scale"))
+      checkpoint.group("precision").has_attr("scale")) {
     L.scaler->load_state_dict(checkpoint.group("precision"));
+    L.scaler_update_pending = false;  // the loaded state replaces the adjustment
+  }
 
   const State& rng = checkpoint.group("rng");
   default_generator().set_state(static_cast<uint64_t>(rng.get_int("seed")),

@@ -1,5 +1,7 @@
 // The fit loop, as Lightning's _FitLoop (epochs) and _TrainingEpochLoop (batches) with
-// automatic optimization: what runs when, in which order, and when the loop ends.
+// automatic optimization: what runs when, in which order, and when the loop ends. Under manual
+// optimization train_batch runs training_step alone (manual_optimization.cpp has what it
+// calls), and no scheduler steps.
 //
 //   fit_loop:      on_train_start; while !done: train_epoch; on_train_end
 //   train_epoch:   on_train_epoch_start; for each batch: train_batch, finish_train_batch;
@@ -187,43 +189,17 @@ bool Trainer::train_batch(const Batch& batch, int64_t batch_idx) {
   // DDP's broadcast_buffers: every rank's forward sees rank 0's buffers.
   if (L.comm && options_.strategy.ddp.broadcast_buffers)
     broadcast_module_state(model, *L.device_comm, true);
+  L.manual_backward_ran = false;
   Tensor loss;
   call_module("training_step", [&] {
     ForwardContext autocast(L.autocast_dtype);
     loss = model.training_step(batch, batch_idx);
   });
-  LUMEN_CHECK(loss.defined(), "training_step (batch ", batch_idx,
-              ") returned an undefined tensor; it must return the loss");
-  LUMEN_CHECK(loss.numel() == 1, "training_step (batch ", batch_idx,
-              ") must return a scalar loss, got shape ", ShapeStr{loss.shape()});
-  LUMEN_CHECK(loss.requires_grad(), "training_step (batch ", batch_idx,
-              ") returned a loss that does not depend on any parameter that requires grad");
-  optim::Optimizer& optimizer = *L.optimizers.front();
-  // Lightning zeroes the gradients at the first batch of each accumulation window, after its
-  // training_step and before its backward.
-  if (batch_idx % options_.accumulate_grad_batches == 0) {
-    call_callbacks("on_before_zero_grad",
-                   [&](Callback& cb) { cb.on_before_zero_grad(*this, model, optimizer); });
-    call_module("on_before_zero_grad", [&] { model.on_before_zero_grad(optimizer); });
-    optimizer.zero_grad();
-  }
-  int64_t accum = options_.accumulate_grad_batches;
-  // DDP: the last micro-step of an accumulation window averages the gradients over the ranks,
-  // starting bucket by bucket during its backward.
-  if (L.buckets) L.buckets->prepare(!accumulate);
-  Tensor to_backward = accum > 1 ? loss / static_cast<double>(accum) : loss;
-  call_callbacks("on_before_backward",
-                 [&](Callback& cb) { cb.on_before_backward(*this, model, to_backward); });
-  call_module("on_before_backward", [&] { model.on_before_backward(to_backward); });
-  // Mixed precision "16-mixed": backward from the scaled loss (GradScaler), so that small
-  // gradients survive f16; optimizer_step unscales them.
-  if (L.scaler) to_backward = L.scaler->scale(to_backward);
-  to_backward.backward();
-  if (L.buckets && !accumulate) L.buckets->finish();
-  call_callbacks("on_after_backward", [&](Callback& cb) { cb.on_after_backward(*this, model); });
-  call_module("on_after_backward", [&] { model.on_after_backward(); });
-  if (!accumulate) optimizer_step();
-  Tensor step_loss = loss.detach();
+  if (model.automatic_optimization)
+    run_automatic_optimization(loss, batch_idx, accumulate);
+  else
+    flush_scaler_update();  // manual steps adjust the scale before the batch ends
+  Tensor step_loss = loss.defined() ? loss.detach() : loss;  // manual: may return none
   L.batches_completed = batch_idx + 1;
   L.phase = FitPhase::batch;
 
@@ -259,6 +235,43 @@ bool Trainer::train_batch(const Batch& batch, int64_t batch_idx) {
   return true;
 }
 
+// Lightning's _AutomaticOptimization.run: zero_grad, backward of the loss, optimizer step.
+void Trainer::run_automatic_optimization(const Tensor& loss, int64_t batch_idx, bool accumulate) {
+  Loop& L = *loop_;
+  LightningModule& model = *L.model;
+  LUMEN_CHECK(loss.defined(), "training_step (batch ", batch_idx,
+              ") returned an undefined tensor; it must return the loss");
+  LUMEN_CHECK(loss.numel() == 1, "training_step (batch ", batch_idx,
+              ") must return a scalar loss, got shape ", ShapeStr{loss.shape()});
+  LUMEN_CHECK(loss.requires_grad(), "training_step (batch ", batch_idx,
+              ") returned a loss that does not depend on any parameter that requires grad");
+  optim::Optimizer& optimizer = *L.optimizers.front();
+  // Lightning zeroes the gradients at the first batch of each accumulation window, after its
+  // training_step and before its backward.
+  if (batch_idx % options_.accumulate_grad_batches == 0) {
+    call_callbacks("on_before_zero_grad",
+                   [&](Callback& cb) { cb.on_before_zero_grad(*this, model, optimizer); });
+    call_module("on_before_zero_grad", [&] { model.on_before_zero_grad(optimizer); });
+    optimizer.zero_grad();
+  }
+  int64_t accum = options_.accumulate_grad_batches;
+  // DDP: the last micro-step of an accumulation window averages the gradients over the ranks,
+  // starting bucket by bucket during its backward.
+  if (L.buckets) L.buckets->prepare(!accumulate);
+  Tensor to_backward = accum > 1 ? loss / static_cast<double>(accum) : loss;
+  call_callbacks("on_before_backward",
+                 [&](Callback& cb) { cb.on_before_backward(*this, model, to_backward); });
+  call_module("on_before_backward", [&] { model.on_before_backward(to_backward); });
+  // Mixed precision "16-mixed": backward from the scaled loss (GradScaler), so that small
+  // gradients survive f16; optimizer_step unscales them.
+  if (L.scaler) to_backward = L.scaler->scale(to_backward);
+  to_backward.backward();
+  if (L.buckets && !accumulate) L.buckets->finish();
+  call_callbacks("on_after_backward", [&](Callback& cb) { cb.on_after_backward(*this, model); });
+  call_module("on_after_backward", [&] { model.on_after_backward(); });
+  if (!accumulate) optimizer_step();
+}
+
 void Trainer::optimizer_step() {
   Loop& L = *loop_;
   LightningModule& model = *L.model;
@@ -283,14 +296,9 @@ void Trainer::optimizer_step() {
 // Lightning's configure_gradient_clipping default: gradient_clip_val over the optimizer's
 // parameters, by total 2-norm ("norm") or elementwise ("value"); 0 or unset clips nothing.
 void Trainer::clip_gradients() {
-  if (!options_.gradient_clip_val || *options_.gradient_clip_val <= 0.0) return;
-  std::vector<Tensor> params;
-  for (const optim::ParamGroup& g : loop_->optimizers.front()->param_groups())
-    params.insert(params.end(), g.params.begin(), g.params.end());
-  if (options_.gradient_clip_algorithm == "norm")
-    optim::clip_grad_norm_(params, *options_.gradient_clip_val);
-  else
-    optim::clip_grad_value_(params, *options_.gradient_clip_val);
+  if (!options_.gradient_clip_val) return;
+  clip_optimizer_gradients(*loop_->optimizers.front(), *options_.gradient_clip_val,
+                           options_.gradient_clip_algorithm);
 }
 
 // Lightning's _should_check_val_fx: in epochs that validate (check_val_every_n_epoch), after
@@ -358,6 +366,8 @@ void Trainer::finish_train_epoch() {
 // their monitored metric; a missing one is an error unless the config is not strict.
 void Trainer::update_lr_schedulers(const std::string& interval, bool plateau) {
   Loop& L = *loop_;
+  // Under manual optimization the module steps its schedulers itself (lr_schedulers()).
+  if (!L.model->automatic_optimization) return;
   if (interval == "step" && should_accumulate(L.batch_idx)) return;
   for (SchedulerConfig& config : L.schedulers) {
     if (config.scheduler->needs_metric() != plateau || config.interval != interval) continue;

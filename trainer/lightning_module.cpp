@@ -1,5 +1,7 @@
 #include "trainer/lightning_module.h"
 
+#include <algorithm>
+
 #include "tensor/error.h"
 #include "trainer/trainer.h"
 
@@ -34,6 +36,88 @@ void LightningModule::log(const std::string& name, double value, LogOptions opti
               "'): this module is not attached to a Trainer; log() works only inside the hooks "
               "that Trainer.fit/validate/test call");
   trainer_->log_metric(name, value, options);
+}
+
+namespace {
+
+// The Trainer of a running fit, or a clear error naming the call.
+Trainer& attached_trainer(Trainer* trainer, const char* what) {
+  LUMEN_CHECK(trainer != nullptr, what,
+              ": this module is not attached to a Trainer; it works only in the hooks that "
+              "Trainer.fit calls");
+  return *trainer;
+}
+
+}  // namespace
+
+std::vector<LightningOptimizer> LightningModule::optimizers() const {
+  Trainer& trainer = attached_trainer(trainer_, "optimizers()");
+  std::vector<LightningOptimizer> out;
+  for (const auto& opt : trainer.optimizers()) out.emplace_back(trainer, opt);
+  LUMEN_CHECK(!out.empty(),
+              "optimizers(): the Trainer has no optimizers yet; they come from "
+              "configure_optimizers when fit starts");
+  return out;
+}
+
+void LightningModule::check_optimizer_count(size_t have, size_t want) const {
+  LUMEN_CHECK(have == want, "optimizers<", want, ">(): configure_optimizers returned ", have,
+              " optimizer(s)");
+}
+
+std::vector<std::shared_ptr<optim::LRScheduler>> LightningModule::lr_schedulers() const {
+  Trainer& trainer = attached_trainer(trainer_, "lr_schedulers()");
+  std::vector<std::shared_ptr<optim::LRScheduler>> out;
+  for (const SchedulerConfig& config : trainer.lr_scheduler_configs())
+    out.push_back(config.scheduler);
+  return out;
+}
+
+void LightningModule::manual_backward(const Tensor& loss) {
+  attached_trainer(trainer_, "manual_backward").manual_backward(loss);
+}
+
+void LightningModule::clip_gradients(const LightningOptimizer& optimizer, double gradient_clip_val,
+                                     const std::string& gradient_clip_algorithm) {
+  attached_trainer(trainer_, "clip_gradients")
+      .clip_optimizer_gradients(optimizer.optimizer(), gradient_clip_val, gradient_clip_algorithm);
+}
+
+// As Lightning: every optimizer's parameters stop requiring gradients, then this optimizer's
+// get their own setting back (a frozen parameter stays frozen).
+void LightningModule::toggle_optimizer(const LightningOptimizer& optimizer) {
+  Trainer& trainer = attached_trainer(trainer_, "toggle_optimizer");
+  LUMEN_CHECK(requires_grad_before_toggle_.empty(),
+              "toggle_optimizer: another optimizer is toggled; call untoggle_optimizer first");
+  auto remembered = [&](const Tensor& p) {
+    return std::find_if(requires_grad_before_toggle_.begin(), requires_grad_before_toggle_.end(),
+                        [&](const auto& entry) { return entry.first.impl() == p.impl(); });
+  };
+  for (const auto& opt : trainer.optimizers())
+    for (const optim::ParamGroup& g : opt->param_groups())
+      for (const Tensor& p : g.params)
+        if (remembered(p) == requires_grad_before_toggle_.end())
+          requires_grad_before_toggle_.emplace_back(p, p.requires_grad());
+  for (auto& [p, before] : requires_grad_before_toggle_) p.requires_grad_(false);
+  for (const optim::ParamGroup& g : optimizer.param_groups())
+    for (const Tensor& p : g.params) {
+      auto it = remembered(p);
+      if (it != requires_grad_before_toggle_.end()) it->first.requires_grad_(it->second);
+    }
+}
+
+// As Lightning: the other optimizers' parameters get their setting from before the toggle back;
+// this one's stay as they are now.
+void LightningModule::untoggle_optimizer(const LightningOptimizer& optimizer) {
+  auto in_optimizer = [&](const Tensor& p) {
+    for (const optim::ParamGroup& g : optimizer.param_groups())
+      for (const Tensor& q : g.params)
+        if (q.impl() == p.impl()) return true;
+    return false;
+  };
+  for (auto& [p, before] : requires_grad_before_toggle_)
+    if (!in_optimizer(p)) p.requires_grad_(before);
+  requires_grad_before_toggle_.clear();
 }
 
 }  // namespace lumen

@@ -1,18 +1,22 @@
 #pragma once
 // LightningModule, as Lightning's: a Module that also says how to train itself (the steps and
 // the optimizers) and receives the loop's hooks. Trainer drives it.
+#include <array>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <type_traits>
+#include <utility>
+#include <vector>
 
 #include "nn/module.h"
 #include "nn/optim/lr_scheduler.h"
 #include "nn/optim/optimizer.h"
 #include "trainer/batch.h"
 #include "trainer/data_loader.h"
+#include "trainer/lightning_optimizer.h"
 
 namespace lumen {
 
@@ -43,19 +47,26 @@ struct SchedulerConfig {
 };
 
 // What configure_optimizers returns: an optimizer, optionally with a scheduler. Converts from
-// an optimizer object, so `return optim::AdamW(parameters(), {.lr = 1e-3});` works.
+// an optimizer object, so `return optim::AdamW(parameters(), {.lr = 1e-3});` works. Several
+// optimizers (Lightning's `return [opt_g, opt_d], [sched_d]`) need manual optimization:
+// `return OptimizerConfig({opt_g, opt_d}, {SchedulerConfig{.scheduler = sched_d}});`.
 struct OptimizerConfig {
-  std::shared_ptr<optim::Optimizer> optimizer;
-  std::optional<SchedulerConfig> lr_scheduler;
+  std::vector<std::shared_ptr<optim::Optimizer>> optimizers;
+  std::vector<SchedulerConfig> lr_schedulers;  // each belongs to one of the optimizers
 
   OptimizerConfig() = default;
   OptimizerConfig(std::shared_ptr<optim::Optimizer> opt,
                   std::optional<SchedulerConfig> sched = std::nullopt)
-      : optimizer(std::move(opt)), lr_scheduler(std::move(sched)) {}
+      : optimizers{std::move(opt)} {
+    if (sched) lr_schedulers.push_back(std::move(*sched));
+  }
+  OptimizerConfig(std::vector<std::shared_ptr<optim::Optimizer>> opts,
+                  std::vector<SchedulerConfig> scheds = {})
+      : optimizers(std::move(opts)), lr_schedulers(std::move(scheds)) {}
   template <class O>
   requires std::is_base_of_v<optim::Optimizer, std::decay_t<O>> OptimizerConfig(
       O&& opt)  // NOLINT: implicit on purpose
-      : optimizer(std::make_shared<std::decay_t<O>>(std::forward<O>(opt))) {}
+      : optimizers{std::make_shared<std::decay_t<O>>(std::forward<O>(opt))} {}
 };
 
 class LightningModule : public nn::Module {
@@ -151,6 +162,42 @@ class LightningModule : public nn::Module {
   void log(const std::string& name, const Tensor& value, LogOptions options = {});
   void log(const std::string& name, double value, LogOptions options = {});
 
+  // Manual optimization (Lightning's automatic_optimization = False): set it to false in the
+  // constructor and training_step does the backward and the steps itself, e.g. for a GAN:
+  //   auto [opt_g, opt_d] = optimizers<2>();
+  //   opt_d.zero_grad(); manual_backward(d_loss); opt_d.step();
+  // The Trainer then runs no backward and steps no optimizer or scheduler (lr_schedulers() are
+  // the module's to step); gradient_clip_val and accumulate_grad_batches are refused, since the
+  // module clips (clip_gradients) and accumulates itself. Several optimizers need it.
+  bool automatic_optimization = true;
+
+  // The optimizers of the running fit, from configure_optimizers; optimizers<N>() also checks
+  // that there are N of them, for `auto [opt_g, opt_d] = optimizers<2>();`.
+  std::vector<LightningOptimizer> optimizers() const;
+  template <size_t N>
+  std::array<LightningOptimizer, N> optimizers() const {
+    std::vector<LightningOptimizer> all = optimizers();
+    check_optimizer_count(all.size(), N);
+    return [&]<size_t... I>(std::index_sequence<I...>) {
+      return std::array<LightningOptimizer, N>{all[I]...};
+    }
+    (std::make_index_sequence<N>{});
+  }
+  std::vector<std::shared_ptr<optim::LRScheduler>> lr_schedulers() const;
+  // Lightning's manual_backward: on_before_backward; backward [16-mixed: of the scaled loss];
+  // under DDP the gradients averaged over the ranks; on_after_backward. Manual optimization
+  // only, inside the training part of fit.
+  void manual_backward(const Tensor& loss);
+  // Clips the optimizer's gradients in place: rescaled so that their total 2-norm is at most
+  // gradient_clip_val ("norm"), or each clamped to [-gradient_clip_val, gradient_clip_val]
+  // ("value"); 0 clips nothing. Under 16-mixed they are unscaled first.
+  void clip_gradients(const LightningOptimizer& optimizer, double gradient_clip_val,
+                      const std::string& gradient_clip_algorithm = "norm");
+  // Lightning's toggle_optimizer: until untoggle_optimizer, the parameters of the other
+  // optimizers require no gradient, so a backward for this one computes none for them.
+  void toggle_optimizer(const LightningOptimizer& optimizer);
+  void untoggle_optimizer(const LightningOptimizer& optimizer);
+
   // Stored in checkpoints (/hparams) and sent to the loggers at fit start.
   void save_hyperparameters(std::map<std::string, AttrValue> hparams) {
     hparams_ = std::move(hparams);
@@ -166,8 +213,11 @@ class LightningModule : public nn::Module {
 
  private:
   friend class Trainer;
+  void check_optimizer_count(size_t have, size_t want) const;
   Trainer* trainer_ = nullptr;
   std::map<std::string, AttrValue> hparams_;
+  // What toggle_optimizer changed: each parameter's requires_grad before it.
+  std::vector<std::pair<Tensor, bool>> requires_grad_before_toggle_;
 };
 
 }  // namespace lumen

@@ -5,6 +5,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <exception>
 #include <iostream>
@@ -226,7 +227,10 @@ GradientBuckets::Stats Trainer::ddp_stats() const {
 }
 
 std::string Trainer::precision() const { return loop_->precision; }
-const optim::GradScaler* Trainer::grad_scaler() const { return loop_->scaler.get(); }
+const optim::GradScaler* Trainer::grad_scaler() const {
+  flush_scaler_update();
+  return loop_->scaler.get();
+}
 
 std::string Trainer::log_dir() const {
   if (loop_->shared_log_dir) return *loop_->shared_log_dir;
@@ -406,6 +410,52 @@ void Trainer::call_module(const char* hook, const std::function<void()>& fn) {
 
 namespace {
 
+// What configure_optimizers returned, checked against the module's optimization mode and the
+// Trainer's options (Lightning's configuration validator and _configure_schedulers).
+void check_optimizer_config(const OptimizerConfig& config, const LightningModule& model,
+                            const TrainerOptions& options) {
+  const size_t n = config.optimizers.size();
+  LUMEN_CHECK(n > 0, "configure_optimizers returned no optimizer (Lumen's Trainer needs one)");
+  for (size_t i = 0; i < n; ++i)
+    LUMEN_CHECK(config.optimizers[i] != nullptr, "configure_optimizers: optimizer ", i, " is null");
+  if (model.automatic_optimization) {
+    LUMEN_CHECK(n == 1, "configure_optimizers returned ", n,
+                " optimizers; several optimizers need manual optimization: set "
+                "automatic_optimization = false in the module's constructor, and step them in "
+                "training_step (auto [opt_a, opt_b] = optimizers<2>(); ... manual_backward(loss); "
+                "opt_a.step();)");
+  } else {
+    LUMEN_CHECK(!options.gradient_clip_val || *options.gradient_clip_val == 0.0,
+                "gradient_clip_val = ", options.gradient_clip_val.value_or(0.0),
+                ": automatic gradient clipping is not supported for manual optimization; remove "
+                "it and call clip_gradients(optimizer, value) in training_step, or use automatic "
+                "optimization");
+    LUMEN_CHECK(options.accumulate_grad_batches == 1,
+                "accumulate_grad_batches = ", options.accumulate_grad_batches,
+                ": automatic gradient accumulation is not supported for manual optimization; "
+                "remove it and step the optimizer every N batches in training_step, or use "
+                "automatic optimization");
+  }
+  for (const SchedulerConfig& s : config.lr_schedulers) {
+    LUMEN_CHECK(s.scheduler != nullptr,
+                "configure_optimizers: an lr_scheduler config holds no scheduler");
+    LUMEN_CHECK(s.interval == "epoch" || s.interval == "step",
+                "configure_optimizers: lr_scheduler interval must be \"epoch\" or \"step\", "
+                "got \"",
+                s.interval, "\"");
+    LUMEN_CHECK(s.frequency >= 1, "configure_optimizers: lr_scheduler frequency must be >= 1, got ",
+                s.frequency);
+    LUMEN_CHECK(!s.scheduler->needs_metric() || !s.monitor.empty(),
+                "configure_optimizers: ", s.scheduler->type_name(),
+                " steps on a metric; set the scheduler config's monitor, e.g. "
+                "{.monitor = \"val_loss\"}");
+    bool ours = std::any_of(config.optimizers.begin(), config.optimizers.end(),
+                            [&](const auto& o) { return o.get() == &s.scheduler->optimizer(); });
+    LUMEN_CHECK(ours, "configure_optimizers: a ", s.scheduler->type_name(),
+                " belongs to an optimizer that configure_optimizers did not return");
+  }
+}
+
 // A copy of `loader` with its seed (the same order), unshuffled when `unshuffled`: for
 // overfit_batches and validation on training data, for a validation loader that is the train
 // loader itself (two loops never share one loader's epoch), and for DDP's shards (the user's
@@ -571,30 +621,9 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
     if (stage == "fit") {
       CurrentFx fx(L.current_fx, "configure_optimizers");
       OptimizerConfig config = model.configure_optimizers();
-      LUMEN_CHECK(config.optimizer != nullptr,
-                  "configure_optimizers returned no optimizer (Lumen's Trainer needs one)");
-      L.optimizers = {config.optimizer};
-      L.schedulers.clear();
-      if (config.lr_scheduler) {
-        SchedulerConfig s = *config.lr_scheduler;
-        LUMEN_CHECK(s.scheduler != nullptr,
-                    "configure_optimizers: the lr_scheduler config holds no scheduler");
-        LUMEN_CHECK(s.interval == "epoch" || s.interval == "step",
-                    "configure_optimizers: lr_scheduler interval must be \"epoch\" or \"step\", "
-                    "got \"",
-                    s.interval, "\"");
-        LUMEN_CHECK(s.frequency >= 1,
-                    "configure_optimizers: lr_scheduler frequency must be >= 1, got ", s.frequency);
-        LUMEN_CHECK(!s.scheduler->needs_metric() || !s.monitor.empty(),
-                    "configure_optimizers: ", s.scheduler->type_name(),
-                    " steps on a metric; set the scheduler config's monitor, e.g. "
-                    "{.monitor = \"val_loss\"}");
-        LUMEN_CHECK(&s.scheduler->optimizer() == config.optimizer.get(),
-                    "configure_optimizers: the scheduler belongs to another optimizer than the "
-                    "one returned");
-        if (s.name.empty()) s.name = "lr-" + config.optimizer->type_name();
-        L.schedulers.push_back(std::move(s));
-      }
+      check_optimizer_config(config, model, options_);
+      L.optimizers = config.optimizers;
+      L.schedulers = config.lr_schedulers;
       if (L.comm) {
         std::vector<Tensor> params;
         for (const Tensor& p : model.parameters())

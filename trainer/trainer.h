@@ -231,6 +231,7 @@ class Trainer {
   void train_epoch();
   bool epoch_done() const;
   bool train_batch(const Batch& batch, int64_t batch_idx);
+  void run_automatic_optimization(const Tensor& loss, int64_t batch_idx, bool accumulate);
   void optimizer_step();
   void clip_gradients();
   void finish_train_batch(int64_t batch_idx, bool validate);
@@ -239,6 +240,17 @@ class Trainer {
   bool should_accumulate(int64_t batch_idx) const;
   bool should_check_val(int64_t batch_idx) const;
   void update_lr_schedulers(const std::string& interval, bool plateau);
+
+  // manual_optimization.cpp: Lightning's _ManualOptimization, what LightningModule's
+  // manual_backward and clip_gradients and LightningOptimizer::step come to.
+  friend class LightningModule;
+  friend class LightningOptimizer;
+  void check_manual_optimization(const char* what) const;
+  void manual_backward(const Tensor& loss);
+  bool manual_optimizer_step(optim::Optimizer& optimizer);
+  void clip_optimizer_gradients(optim::Optimizer& optimizer, double value,
+                                const std::string& algorithm);
+  void flush_scaler_update() const;  // the loss scale adjustment manual steps left pending
 
   // evaluation_loop.cpp: Lightning's _EvaluationLoop and _PredictionLoop.
   void evaluation_loop(const std::string& kind, int64_t max_batches);

@@ -58,6 +58,10 @@ struct Trainer::Loop {
   std::string precision = "32-true";
   std::optional<DType> autocast_dtype;
   std::unique_ptr<optim::GradScaler> scaler;
+  // Manual optimization: steps since the last manual_backward wait to adjust the scale
+  // (flush_scaler_update), and whether this training step ran a manual_backward.
+  bool scaler_update_pending = false;
+  bool manual_backward_ran = false;
 
   // Loaders of the running stage. With overfit_batches the train loader is an unshuffled
   // copy of the user's, and validation runs on another copy of it; under DDP each is a copy

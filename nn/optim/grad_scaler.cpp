@@ -106,6 +106,11 @@ bool GradScaler::step(Optimizer& optimizer) {
   return true;
 }
 
+bool GradScaler::unscaled(const Optimizer& optimizer) const {
+  auto it = per_optimizer_.find(&optimizer);
+  return it != per_optimizer_.end() && it->second.stage != Stage::ready;
+}
+
 void GradScaler::update() {
   if (!enabled_) return;
   LUMEN_CHECK(!per_optimizer_.empty(),

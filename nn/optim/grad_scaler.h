@@ -37,6 +37,9 @@ class GradScaler {
   // finite. Returns whether it stepped; a skipped step leaves parameters and optimizer state
   // as they were. At most once per optimizer between update()s.
   bool step(Optimizer& optimizer);
+  // Whether unscale_ (or step) ran on this optimizer since the last update(): its gradients
+  // are unscaled then, and clipping them must not unscale again.
+  bool unscaled(const Optimizer& optimizer) const;
   // Adjusts S from the checks since the last update (see above). Needs a step() or unscale_
   // first.
   void update();

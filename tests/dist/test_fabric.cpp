@@ -35,7 +35,7 @@ std::vector<std::vector<float>> train(const StrategyOption& strategy, uint64_t s
                  .precision = precision,
                  .grad_scaler = {.init_scale = 256}});
   OptimizerConfig config = net.configure_optimizers();
-  auto [model, optimizer] = fabric.setup(net, *config.optimizer);
+  auto [model, optimizer] = fabric.setup(net, *config.optimizers.front());
   FabricDataLoader loader = fabric.setup_dataloaders(*data);
   int64_t micro = 0;
   while (micro < steps * accumulate)
