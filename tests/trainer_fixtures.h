@@ -15,7 +15,9 @@
 #include "nn/functional/linalg.h"
 #include "nn/functional/loss.h"
 #include "nn/linear.h"
+#include "nn/optim/adam.h"
 #include "nn/optim/sgd.h"
+#include "nn/optim/step_lr.h"
 #include "tensor/generator.h"
 #include "tensor/tensor.h"
 #include "trainer/data_loader.h"
@@ -325,5 +327,88 @@ inline TrainerOptions quiet(TrainerOptions o) {
   o.accelerator = "cpu";  // the determinism contract is about CPU runs
   return o;
 }
+
+struct GanOptions {
+  bool toggle = true;
+  bool step_scheduler = true;  // the module steps the discriminator's StepLR every batch
+  bool two_adams = false;      // both optimizers Adam (LearningRateMonitor names)
+  double dropout = 0.0;
+};
+
+// A generator and a discriminator over TinyData's rows, trained as Lightning's GAN example
+// trains them (least squares in place of BCE): the generator's step with the discriminator
+// toggled off, then the discriminator's on real rows and detached fakes.
+struct TinyGan : LightningModule {
+  GanOptions o;
+  nn::Linear gen{4, 4}, d1{4, 8}, d2{8, 1};
+  nn::Dropout drop;
+  std::vector<float> g_losses, d_losses;
+  std::vector<bool> step_results;
+
+  explicit TinyGan(GanOptions options = {}) : o(options), drop(o.dropout) {
+    register_module("gen", gen);
+    register_module("d1", d1);
+    register_module("drop", drop);
+    register_module("d2", d2);
+    automatic_optimization = false;
+  }
+  Tensor discriminate(const Tensor& x) { return d2(drop(relu(d1(x)))); }
+  Tensor generator_loss(const Tensor& x) {
+    Tensor score = discriminate(gen(x));
+    return nn::functional::mse_loss(score, ones_like(score));
+  }
+  Tensor discriminator_loss(const Tensor& x) {
+    Tensor real = discriminate(x), fake = discriminate(gen(x).detach());
+    return (nn::functional::mse_loss(real, ones_like(real)) +
+            nn::functional::mse_loss(fake, zeros_like(fake))) *
+           0.5;
+  }
+  std::vector<Tensor> generator_parameters() const { return gen.parameters(); }
+  std::vector<Tensor> discriminator_parameters() const {
+    std::vector<Tensor> p = d1.parameters(), q = d2.parameters();
+    p.insert(p.end(), q.begin(), q.end());
+    return p;
+  }
+  std::pair<std::shared_ptr<optim::Optimizer>, std::shared_ptr<optim::Optimizer>> make_optimizers()
+      const {
+    std::shared_ptr<optim::Optimizer> g =
+        std::make_shared<optim::Adam>(generator_parameters(), optim::AdamOptions{.lr = 0.01});
+    std::shared_ptr<optim::Optimizer> d =
+        o.two_adams ? std::shared_ptr<optim::Optimizer>(std::make_shared<optim::Adam>(
+                          discriminator_parameters(), optim::AdamOptions{.lr = 0.02}))
+                    : std::make_shared<optim::SGD>(discriminator_parameters(),
+                                                   optim::SGDOptions{.lr = 0.05, .momentum = 0.9});
+    return {g, d};
+  }
+  OptimizerConfig configure_optimizers() override {
+    auto [g, d] = make_optimizers();
+    return OptimizerConfig(
+        {g, d}, {SchedulerConfig{.scheduler = std::make_shared<optim::StepLR>(*d, 2, 0.5)}});
+  }
+  Tensor training_step(const Batch& b, int64_t) override {
+    auto [opt_g, opt_d] = optimizers<2>();
+    const Tensor& x = b[0];
+    if (o.toggle) toggle_optimizer(opt_g);
+    Tensor g_loss = generator_loss(x);
+    opt_g.zero_grad();
+    manual_backward(g_loss);
+    step_results.push_back(opt_g.step());
+    if (o.toggle) untoggle_optimizer(opt_g);
+
+    if (o.toggle) toggle_optimizer(opt_d);
+    Tensor d_loss = discriminator_loss(x);
+    opt_d.zero_grad();
+    manual_backward(d_loss);
+    step_results.push_back(opt_d.step());
+    if (o.toggle) untoggle_optimizer(opt_d);
+    if (o.step_scheduler) lr_schedulers().at(0)->step();
+
+    g_losses.push_back(g_loss.item<float>());
+    d_losses.push_back(d_loss.item<float>());
+    log("g_loss", g_loss, {.prog_bar = true});
+    log("d_loss", d_loss);
+    return d_loss;
+  }
+};
 
 }  // namespace lumen::testing

@@ -220,9 +220,7 @@ bool Trainer::train_batch(const Batch& batch, int64_t batch_idx) {
   // step is not waited for every step.
   L.refresh_pending = true;
   if (!accumulate) {
-    bool due = (L.batches_that_stepped + 1) % L.log_every_n_steps == 0 || L.should_stop ||
-               options_.fast_dev_run > 0;
-    if (due) {
+    if (should_update_logs() || options_.fast_dev_run > 0) {
       std::map<std::string, double> row = L.train_results.metrics(true).log;
       // The loss scaler's state goes to the loggers with the step metrics.
       if (L.scaler) {

@@ -73,14 +73,13 @@ std::map<std::string, double> LearningRateMonitor::extract_stats(const Trainer& 
 // Loggers write on rank 0 only (DDP), as everything the Trainer sends them.
 void LearningRateMonitor::log(Trainer& trainer, const std::map<std::string, double>& stats) {
   if (stats.empty() || !trainer.is_global_zero()) return;
-  for (const auto& logger : trainer.loggers()) logger->log_metrics(stats, trainer.global_step());
+  for (const auto& logger : trainer.loggers())
+    logger->log_metrics(stats, trainer.batches_that_stepped());
 }
 
 void LearningRateMonitor::on_train_batch_start(Trainer& trainer, LightningModule&, const Batch&,
                                                int64_t) {
-  // Lightning's should_update_logs: the step about to be taken is a logging step.
-  int64_t every = std::max<int64_t>(trainer.options().log_every_n_steps, 1);
-  if ((trainer.global_step() + 1) % every != 0 && !trainer.should_stop()) return;
+  if (!trainer.should_update_logs()) return;
   if (options_.logging_interval == "epoch") return;
   log(trainer, extract_stats(trainer, options_.logging_interval ? "any" : "step"));
 }

@@ -226,6 +226,12 @@ GradientBuckets::Stats Trainer::ddp_stats() const {
   return loop_->buckets ? loop_->buckets->stats() : loop_->ddp_stats;
 }
 
+int64_t Trainer::batches_that_stepped() const { return loop_->batches_that_stepped; }
+bool Trainer::should_update_logs() const {
+  const Loop& L = *loop_;
+  return (L.batches_that_stepped + 1) % L.log_every_n_steps == 0 || L.should_stop;
+}
+
 std::string Trainer::precision() const { return loop_->precision; }
 const optim::GradScaler* Trainer::grad_scaler() const {
   flush_scaler_update();

@@ -160,6 +160,13 @@ class Trainer {
   int64_t max_epochs() const;  // resolved: options.max_epochs, or 1000 / -1 per Lightning
   int64_t estimated_stepping_batches() const;
   bool is_last_batch() const;
+  // Lightning's _batches_that_stepped: training batches that ended an optimization step (under
+  // manual optimization, every batch), the step the loggers see.
+  int64_t batches_that_stepped() const;
+  // Lightning's logger connector should_update_logs, for a training batch: whether the one
+  // running (or about to) is a logging step, every log_every_n_steps batches that step, or
+  // one before a stop.
+  bool should_update_logs() const;
   // Data parallelism (Lightning's names): one process per rank under the DDP strategy.
   bool is_global_zero() const { return global_rank() == 0; }
   int global_rank() const;

@@ -101,6 +101,38 @@ INSTANTIATE_TEST_SUITE_P(Ddp, DdpMatchesOneProcess,
                                            DdpCase{4, 6, 1, 0.00005},   // a bucket per tensor
                                            DdpCase{2, 3, 2, 0.0001}));  // no_sync micro-steps
 
+// Manual optimization with two optimizers (TinyGan: the generator's backward with the
+// discriminator toggled off, then the discriminator's on detached fakes): every
+// manual_backward averages the gradients it produced, and a network without gradients in it
+// stays without, so two ranks with batch B end where one process with batch 2B does.
+TEST(Ddp, ManualOptimizationOfAGanMatchesOneProcess) {
+  auto world = dist::world();
+  int rank = world->rank(), size = world->world_size();
+  auto fit = [&](uint64_t seed, int64_t batch, StrategyOption strategy) {
+    manual_seed(seed);
+    testing::TinyGan gan;
+    TinyData data(TinyDataOptions{.n_train = 64, .batch_size = batch, .shuffle = true});
+    Trainer trainer(quiet({.max_steps = 12,
+                           .num_sanity_val_steps = 0,
+                           .strategy = std::move(strategy),
+                           .use_distributed_sampler = true}));
+    trainer.fit(gan, data);
+    EXPECT_EQ(trainer.global_step(), 12);
+    return parameters_of(gan);
+  };
+  std::vector<std::vector<float>> ddp =
+      fit(100 + static_cast<uint64_t>(rank), 4, DDPStrategy{.bucket_cap_mb = 0.00005});
+  std::vector<std::vector<float>> reference = fit(100, 4 * size, "single_device");
+  expect_close(ddp, reference, 2e-6f);
+  manual_seed(100);
+  testing::TinyGan start;
+  float moved = 0;
+  for (size_t i = 0; i < reference.size(); ++i)
+    for (size_t j = 0; j < reference[i].size(); ++j)
+      moved = std::max(moved, std::abs(reference[i][j] - parameters_of(start)[i][j]));
+  EXPECT_GT(moved, 1e-2f);
+}
+
 // Loaders passed to fit are sharded as copies: the user's loader stays whole, and the fit
 // reaches what a DataModule's loaders reach.
 TEST(Ddp, LoadersPassedToFitStayWhole) {
