@@ -20,6 +20,7 @@ enum class UnaryOp : uint8_t {
   Sqrt,
   Abs,
   Relu,
+  LeakyRelu,
   GeluErf,
   GeluTanh,
   Sigmoid,
@@ -27,7 +28,8 @@ enum class UnaryOp : uint8_t {
   PowScalar,
   Clamp
 };
-// Parameters of the parameterised ops: PowScalar uses a (the exponent), Clamp uses [a, b].
+// Parameters of the parameterised ops: PowScalar uses a (the exponent), LeakyRelu a (the
+// negative slope), Clamp [a, b].
 struct UnaryArgs {
   UnaryOp op;
   double a = 0, b = 0;
@@ -168,6 +170,18 @@ struct Relu {  // max(x, 0); gradient 0 at 0
   template <class T>
   LUMEN_HD T backward(T g, T x) const {
     return x > T(0) ? g : T(0);
+  }
+};
+// x for x > 0, s x otherwise; the gradient is 1 or s (s at 0, as PyTorch).
+struct LeakyRelu {
+  double s;
+  template <class T>
+  LUMEN_HD T operator()(T x) const {
+    return x > T(0) ? x : x * T(s);
+  }
+  template <class T>
+  LUMEN_HD T backward(T g, T x) const {
+    return x > T(0) ? g : g * T(s);
   }
 };
 // gelu(x) = x Phi(x), Phi(x) = (1 + erf(x/sqrt 2))/2 = erfc(-x/sqrt 2)/2 (erfc keeps its
@@ -328,6 +342,8 @@ decltype(auto) visit_unary(UnaryArgs args, F&& f) {
       return f(ew::Abs{});
     case UnaryOp::Relu:
       return f(ew::Relu{});
+    case UnaryOp::LeakyRelu:
+      return f(ew::LeakyRelu{args.a});
     case UnaryOp::GeluErf:
       return f(ew::GeluErf{});
     case UnaryOp::GeluTanh:

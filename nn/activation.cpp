@@ -1,11 +1,25 @@
 #include "nn/activation.h"
 
+#include <cmath>
+
 #include "nn/functional/elementwise.h"
+#include "nn/repr_format.h"
 #include "tensor/error.h"
 
 namespace lumen::nn {
 
 Tensor ReLU::forward(const Tensor& x) { return lumen::relu(x); }
+
+LeakyReLU::LeakyReLU(double negative_slope) : negative_slope(negative_slope) {
+  LUMEN_CHECK(std::isfinite(negative_slope), "LeakyReLU: negative_slope must be finite, got ",
+              negative_slope);
+}
+
+Tensor LeakyReLU::forward(const Tensor& x) { return lumen::leaky_relu(x, negative_slope); }
+
+std::string LeakyReLU::extra_repr() const {
+  return detail::concat("negative_slope=", python_float(negative_slope));
+}
 
 GELU::GELU(GELUOptions options) : approximate(std::move(options.approximate)) {
   LUMEN_CHECK(approximate == "none" || approximate == "tanh", "GELU: approximate must be 'none' ",

@@ -1,5 +1,5 @@
 #pragma once
-// The parameter-free activation layers, as torch.nn's ReLU, GELU, SiLU, Tanh and Sigmoid.
+// The activation layers, as torch.nn's ReLU, LeakyReLU, GELU, SiLU, Tanh and Sigmoid.
 #include <string>
 
 #include "nn/module.h"
@@ -11,6 +11,16 @@ class ReLU : public UnaryModule {
  public:
   Tensor forward(const Tensor& x) override;
   std::string type_name() const override { return "ReLU"; }
+};
+
+// x for x > 0, negative_slope * x otherwise.
+class LeakyReLU : public UnaryModule {
+ public:
+  explicit LeakyReLU(double negative_slope = 0.01);
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "LeakyReLU"; }
+  std::string extra_repr() const override;  // "negative_slope=0.2"
+  const double negative_slope;
 };
 
 struct GELUOptions {

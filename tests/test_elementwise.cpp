@@ -34,6 +34,7 @@ LUMEN_OP_CASES(elementwise){{
     {"sqrt", {Input::positive({7})}, [](const auto& v) { return f1(v, sqrt); }},
     {"abs", {Input::real({3, 5})}, [](const auto& v) { return f1(v, abs); }},
     {"relu", {Input::real({6, 5})}, [](const auto& v) { return f1(v, relu); }},
+    {"leaky_relu", {Input::real({6, 5})}, [](const auto& v) { return leaky_relu(v[0], 0.2); }},
     {"sigmoid", {Input::real({3, 5})}, [](const auto& v) { return f1(v, sigmoid); }},
     {"tanh", {Input::real({3, 5})}, [](const auto& v) { return f1(v, tanh); }},
     {"gelu_erf", {Input::real({4, 9})}, [](const auto& v) { return gelu(v[0]); }},

@@ -613,10 +613,11 @@ TEST(NnLayers, FlattenDims) {
 TEST(NnLayers, ActivationsByHand) {
   const std::vector<double> xs = {-3.0, -1.0, -0.25, 0.0, 0.5, 2.0};
   Tensor x = from_vector<double>(xs);
-  std::vector<double> relu_v, gelu_v, gelu_tanh_v, silu_v, tanh_v, sigmoid_v;
+  std::vector<double> relu_v, leaky_v, gelu_v, gelu_tanh_v, silu_v, tanh_v, sigmoid_v;
   for (double v : xs) {
     const double s = 1 / (1 + std::exp(-v));
     relu_v.push_back(std::max(v, 0.0));
+    leaky_v.push_back(v > 0 ? v : 0.2 * v);
     gelu_v.push_back(0.5 * v * (1 + std::erf(v / std::sqrt(2.0))));
     gelu_tanh_v.push_back(
         0.5 * v * (1 + std::tanh(std::sqrt(2 / std::numbers::pi) * (v + 0.044715 * v * v * v))));
@@ -625,6 +626,7 @@ TEST(NnLayers, ActivationsByHand) {
     sigmoid_v.push_back(s);
   }
   EXPECT_TRUE(all_close(nn::ReLU()(x), relu_v, 1e-10));
+  EXPECT_TRUE(all_close(nn::LeakyReLU(0.2)(x), leaky_v, 1e-15));
   EXPECT_TRUE(all_close(nn::GELU()(x), gelu_v, 1e-10));
   EXPECT_TRUE(all_close(nn::GELU({.approximate = "tanh"})(x), gelu_tanh_v, 1e-10));
   EXPECT_TRUE(all_close(nn::SiLU()(x), silu_v, 1e-10));
@@ -632,6 +634,13 @@ TEST(NnLayers, ActivationsByHand) {
   EXPECT_TRUE(all_close(nn::Sigmoid()(x), sigmoid_v, 1e-10));
 
   EXPECT_EQ(nn::ReLU().repr(), "ReLU()");
+  EXPECT_EQ(nn::LeakyReLU(0.2).repr(), "LeakyReLU(negative_slope=0.2)");
+  EXPECT_EQ(nn::LeakyReLU().repr(), "LeakyReLU(negative_slope=0.01)");
+  // PyTorch's gradient at 0 is the slope: (x > 0 ? g : g * slope).
+  Tensor at = from_vector<double>({-1.0, 0.0, 1.0}).requires_grad_();
+  nn::LeakyReLU(0.2)(at).sum().backward();
+  EXPECT_EQ(at.grad().to_vector<double>(), (std::vector<double>{0.2, 0.2, 1.0}));
+  EXPECT_THROW_MSG(nn::LeakyReLU(std::nan("")), "LeakyReLU", "negative_slope must be finite");
   EXPECT_EQ(nn::GELU().repr(), "GELU(approximate='none')");
   EXPECT_EQ(nn::GELU({.approximate = "tanh"}).repr(), "GELU(approximate='tanh')");
   EXPECT_EQ(nn::SiLU().repr(), "SiLU()");

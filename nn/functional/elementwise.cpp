@@ -2,6 +2,7 @@
 // kernel of the inputs' device, record the backward.
 #include "nn/functional/elementwise.h"
 
+#include <cmath>
 #include <limits>
 
 #include "autograd/grad_mode.h"
@@ -182,6 +183,11 @@ Tensor log(const Tensor& x) { return unary_op("log", x, {UnaryOp::Log}); }
 Tensor sqrt(const Tensor& x) { return unary_op("sqrt", x, {UnaryOp::Sqrt}); }
 Tensor abs(const Tensor& x) { return unary_op("abs", x, {UnaryOp::Abs}); }
 Tensor relu(const Tensor& x) { return unary_op("relu", x, {UnaryOp::Relu}); }
+Tensor leaky_relu(const Tensor& x, double negative_slope) {
+  LUMEN_CHECK(std::isfinite(negative_slope), "leaky_relu: negative_slope must be finite, got ",
+              negative_slope);
+  return unary_op("leaky_relu", x, {UnaryOp::LeakyRelu, negative_slope});
+}
 Tensor sigmoid(const Tensor& x) { return unary_op("sigmoid", x, {UnaryOp::Sigmoid}); }
 Tensor tanh(const Tensor& x) { return unary_op("tanh", x, {UnaryOp::Tanh}); }
 Tensor gelu(const Tensor& x, const std::string& approximate) {

@@ -23,6 +23,8 @@ Tensor log(const Tensor& x);
 Tensor sqrt(const Tensor& x);
 Tensor abs(const Tensor& x);
 Tensor relu(const Tensor& x);
+// x for x > 0, negative_slope * x otherwise, as torch.nn.functional.leaky_relu.
+Tensor leaky_relu(const Tensor& x, double negative_slope = 0.01);
 // approximate: "none" (exact, erf) or "tanh", as torch.nn.functional.gelu.
 Tensor gelu(const Tensor& x, const std::string& approximate = "none");
 Tensor sigmoid(const Tensor& x);

@@ -37,6 +37,9 @@ class GradScaler {
   // finite. Returns whether it stepped; a skipped step leaves parameters and optimizer state
   // as they were. At most once per optimizer between update()s.
   bool step(Optimizer& optimizer);
+  // Drops what unscale_ and step recorded since the last update(), leaving the scale as it is:
+  // for a loop that failed between a step and its update.
+  void clear_optimizer_states() { per_optimizer_.clear(); }
   // Whether unscale_ (or step) ran on this optimizer since the last update(): its gradients
   // are unscaled then, and clipping them must not unscale again.
   bool unscaled(const Optimizer& optimizer) const;
