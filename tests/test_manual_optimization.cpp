@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "autograd/grad_mode.h"
+#include "io/checkpoint.h"
 #include "nn/optim/adam.h"
 #include "nn/optim/step_lr.h"
 #include "op_harness.h"
@@ -212,6 +213,20 @@ TEST(ManualOptimization, LearningRateMonitorNamesEveryOptimizer) {
   // before the third batch.
   EXPECT_EQ(last["lr-Adam"], 0.02 * 0.5);
   EXPECT_EQ(last["lr-Adam-1"], 0.01);
+
+  // Every second batch (not every second optimizer step: global_step + 1 is always odd here).
+  auto every_other = std::make_shared<RecordingLogger>();
+  Trainer sparse(quiet({.max_steps = 8,
+                        .num_sanity_val_steps = 0,
+                        .log_every_n_steps = 2,
+                        .callbacks = {LearningRateMonitor({.logging_interval = "step"})},
+                        .logger = every_other}));
+  TinyGan again(GanOptions{.two_adams = true});
+  sparse.fit(again, data);
+  steps.clear();
+  for (const auto& row : every_other->rows)
+    if (row.metrics.count("lr-Adam")) steps.push_back(row.step);
+  EXPECT_EQ(steps, (std::vector<int64_t>{1, 3}));
 }
 
 // Each manual_backward runs the backward hooks, each step the optimizer-step hook; the
@@ -363,6 +378,98 @@ TEST(ManualOptimization, ToggleOptimizerFreezesTheOtherOptimizersParameters) {
   EXPECT_EQ(gan.seen[1], (std::vector<bool>{true, true, false}));
   EXPECT_EQ(gan.seen[2], (std::vector<bool>{false, true, false}));
   EXPECT_EQ(gan.seen[3], (std::vector<bool>{true, true, false}));
+}
+
+// A training_step that fails between toggle_optimizer and untoggle_optimizer leaves no
+// parameter frozen, and the next fit of the module toggles again.
+TEST(ManualOptimization, AFailedFitUntogglesTheParameters) {
+  struct FailsWhileToggled : TinyGan {
+    bool fail = true;
+    Tensor training_step(const Batch& b, int64_t i) override {
+      if (!fail) return TinyGan::training_step(b, i);
+      auto [opt_g, opt_d] = optimizers<2>();
+      toggle_optimizer(opt_g);
+      throw Error("failed while toggled");
+    }
+  } gan;
+  TinyData data;
+  Trainer trainer(quiet({.max_steps = 4, .num_sanity_val_steps = 0}));
+  EXPECT_THROW_MSG(trainer.fit(gan, data), "failed while toggled");
+  for (const Tensor& p : gan.parameters()) EXPECT_TRUE(p.requires_grad());
+  gan.fail = false;
+  trainer.fit(gan, data);
+  EXPECT_EQ(trainer.global_step(), 4);
+}
+
+// clip_gradients on a batch that does not step (16-mixed): the next backward's gradients are
+// unscaled again before the step, so every step sees clipped, unscaled gradients.
+TEST(ManualOptimization, ClippingWithoutAStepLeavesTheNextStepUnscaled) {
+  struct ClipsEveryBatchStepsEveryOther : ManualTinyModel {
+    std::vector<double> norms;
+    Tensor training_step(const Batch& b, int64_t batch_idx) override {
+      auto [opt] = optimizers<1>();
+      Tensor loss = F::mse_loss(forward(b[0]), b[1]);
+      opt.zero_grad();
+      manual_backward(loss);
+      clip_gradients(opt, 1e3, "norm");  // clips nothing: only the unscale matters
+      if (batch_idx % 2 == 1) opt.step();
+      return loss;
+    }
+    void on_before_optimizer_step(optim::Optimizer& opt) override {
+      double sum = 0;
+      for (const Tensor& p : opt.param_groups()[0].params)
+        for (float g : p.grad().to_vector<float>()) sum += double(g) * g;
+      norms.push_back(std::sqrt(sum));
+    }
+  } model;
+  TinyData data;
+  Trainer trainer(quiet({.max_epochs = 1,
+                         .num_sanity_val_steps = 0,
+                         .precision = "16-mixed",
+                         .grad_scaler = {.init_scale = 256.0}}));
+  trainer.fit(model, data);
+  ASSERT_EQ(model.norms.size(), 4u);
+  for (double n : model.norms) EXPECT_LT(n, 100.0);  // scaled by 256 they would be far larger
+}
+
+// A checkpoint written inside training_step, after a 16-mixed step and before the loop adjusts
+// the scale, holds the adjusted scale, and writing it changes nothing in the run.
+TEST(ManualOptimization, ACheckpointBetweenAStepAndTheScaleUpdateHoldsTheAdjustedScale) {
+  TempDir dir("manual_ckpt");
+  struct SavesAfterItsStep : ManualTinyModel {
+    std::string path;
+    double live_scale = 0;  // when the checkpoint was written
+    Tensor training_step(const Batch& b, int64_t batch_idx) override {
+      Tensor loss = ManualTinyModel::training_step(b, batch_idx);
+      if (batch_idx == 2) {
+        trainer()->save_checkpoint(path);
+        live_scale = trainer()->grad_scaler()->get_scale();
+      }
+      return loss;
+    }
+  } saving;
+  saving.path = dir.str("mid.ckpt");
+  manual_seed(4);
+  ManualTinyModel plain;
+  manual_seed(4);
+  SavesAfterItsStep fresh;
+  fresh.path = saving.path;
+  auto fit = [&](TinyModel& m) {
+    TinyData data;
+    Trainer trainer(quiet({.max_steps = 3,
+                           .num_sanity_val_steps = 0,
+                           .precision = "16-mixed",
+                           .grad_scaler = {.growth_interval = 1}}));
+    trainer.fit(m, data);
+    return trainer.grad_scaler()->get_scale();
+  };
+  double plain_scale = fit(plain), saving_scale = fit(fresh);
+  // growth_interval = 1: every update moves the scale (up, or down after an inf).
+  EXPECT_NE(fresh.live_scale, plain_scale);
+  EXPECT_EQ(saving_scale, plain_scale);
+  EXPECT_EQ(parameters_of(fresh), parameters_of(plain));
+  State ckpt = io::load_checkpoint(saving.path);
+  EXPECT_EQ(std::get<double>(ckpt.group("precision").attrs.at("scale")), plain_scale);
 }
 
 // Throws at the start of the batch that would make optimizer step `step` + 1: a crash.

@@ -33,7 +33,8 @@ class Callback {
   virtual void on_train_batch_start(Trainer&, LightningModule&, const Batch&, int64_t batch_idx) {
     (void)batch_idx;
   }
-  // `loss` is the (unscaled, detached) value training_step returned.
+  // `loss` is the (unscaled, detached) value training_step returned: under manual optimization
+  // it may be an undefined tensor (a training_step that returns none).
   virtual void on_train_batch_end(Trainer&, LightningModule&, const Tensor& loss, const Batch&,
                                   int64_t batch_idx) {
     (void)loss;

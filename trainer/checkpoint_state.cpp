@@ -103,8 +103,14 @@ State Trainer::dump_checkpoint() {
 
   ckpt.groups["hparams"].attrs = model.hparams();
   State& precision = ckpt.groups["precision"];
-  flush_scaler_update();  // a manual step's pending scale adjustment belongs to the state
-  if (L.scaler) precision = L.scaler->state_dict();
+  if (L.scaler) {
+    // A checkpoint written between a manual step and the end of its training step holds the
+    // scale that step leads to; the live scaler waits for the loop (every rank adjusts it at
+    // the same point, whichever rank writes).
+    optim::GradScaler adjusted = *L.scaler;
+    if (L.scaler_update_pending) adjusted.update();
+    precision = adjusted.state_dict();
+  }
   precision.attrs["precision"] = L.precision;
   if (L.data) {
     State d = L.data->state_dict();

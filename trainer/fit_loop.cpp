@@ -215,7 +215,7 @@ bool Trainer::train_batch(const Batch& batch, int64_t batch_idx) {
 
   // Lightning's logger connector on_batch_end: the step values reach callback_metrics and the
   // progress bar; update_train_step_metrics: the loggers get them every log_every_n_steps
-  // optimizer steps (every step under fast_dev_run). Reaching callback_metrics waits until
+  // batches that stepped (every batch under fast_dev_run). Reaching callback_metrics waits until
   // something reads them or the results change (flush_refresh), so a GPU loss logged every
   // step is not waited for every step.
   L.refresh_pending = true;
@@ -277,7 +277,7 @@ void Trainer::optimizer_step() {
   // Lightning's MixedPrecision.optimizer_step: the gradients are unscaled before the hooks and
   // clipping see them; the scaler skips the step if any is inf or NaN, and adjusts its scale.
   // global_step counts the step either way, as Lightning's.
-  if (L.scaler) L.scaler->unscale_(optimizer);
+  if (L.scaler && !L.scaler->unscaled(optimizer)) L.scaler->unscale_(optimizer);
   call_callbacks("on_before_optimizer_step",
                  [&](Callback& cb) { cb.on_before_optimizer_step(*this, model, optimizer); });
   call_module("on_before_optimizer_step", [&] { model.on_before_optimizer_step(optimizer); });
@@ -285,6 +285,7 @@ void Trainer::optimizer_step() {
   if (L.scaler) {
     L.scaler->step(optimizer);
     L.scaler->update();
+    L.scaler_update_pending = false;  // a clip_gradients call's unscale is part of this update
   } else {
     optimizer.step();
   }

@@ -106,6 +106,11 @@ void LightningModule::toggle_optimizer(const LightningOptimizer& optimizer) {
     }
 }
 
+void LightningModule::untoggle_all() {
+  for (auto& [p, before] : requires_grad_before_toggle_) p.requires_grad_(before);
+  requires_grad_before_toggle_.clear();
+}
+
 // As Lightning: the other optimizers' parameters get their setting from before the toggle back;
 // this one's stay as they are now.
 void LightningModule::untoggle_optimizer(const LightningOptimizer& optimizer) {

@@ -43,7 +43,7 @@ struct SchedulerConfig {
   int64_t frequency = 1;
   std::string monitor = "";  // the metric passed to step(metric) (ReduceLROnPlateau)
   bool strict = true;        // a missing monitor metric is an error (else a warning)
-  std::string name = "";     // LearningRateMonitor's key; default "lr-<Optimizer type>"
+  std::string name = "";     // LearningRateMonitor's key; unset: "lr-<Optimizer type>[-k]"
 };
 
 // What configure_optimizers returns: an optimizer, optionally with a scheduler. Converts from
@@ -214,6 +214,7 @@ class LightningModule : public nn::Module {
  private:
   friend class Trainer;
   void check_optimizer_count(size_t have, size_t want) const;
+  void untoggle_all();  // every parameter toggle_optimizer changed gets its setting back
   Trainer* trainer_ = nullptr;
   std::map<std::string, AttrValue> hparams_;
   // What toggle_optimizer changed: each parameter's requires_grad before it.

@@ -10,6 +10,8 @@
 // until the next manual_backward, the end of the training step, a checkpoint or a read of the
 // scaler. (Lightning adjusts it after every step, which unscales a second optimizer's
 // gradients of the same backward by a scale they were not computed with.)
+#include <algorithm>
+
 #include "autograd/autocast_mode.h"
 #include "nn/optim/clip_grad.h"
 #include "tensor/error.h"
@@ -59,6 +61,10 @@ bool Trainer::manual_optimizer_step(optim::Optimizer& optimizer) {
   check_manual_optimization("LightningOptimizer.step");
   Loop& L = *loop_;
   LightningModule& model = *L.model;
+  LUMEN_CHECK(std::any_of(L.optimizers.begin(), L.optimizers.end(),
+                          [&](const auto& o) { return o.get() == &optimizer; }),
+              "LightningOptimizer.step: the optimizer is not one of this fit's (a "
+              "LightningOptimizer kept from an earlier fit?); take them from optimizers()");
   // A loss.backward() in place of manual_backward would step on unscaled (16-mixed) or
   // unaveraged (DDP) gradients without a word.
   LUMEN_CHECK(!(L.scaler || L.buckets) || L.manual_backward_ran,
@@ -93,7 +99,12 @@ void Trainer::clip_optimizer_gradients(optim::Optimizer& optimizer, double value
   if (value == 0.0) return;
   Loop& L = *loop_;
   AutocastGuard no_autocast(AutocastMode::dtype(), false);
-  if (L.scaler && !L.scaler->unscaled(optimizer)) L.scaler->unscale_(optimizer);
+  if (L.scaler && !L.scaler->unscaled(optimizer)) {
+    L.scaler->unscale_(optimizer);
+    // Clipped without a step, the inf check still needs its update, or the next backward's
+    // gradients would pass for unscaled.
+    L.scaler_update_pending = true;
+  }
   std::vector<Tensor> params;
   for (const optim::ParamGroup& g : optimizer.param_groups())
     params.insert(params.end(), g.params.begin(), g.params.end());

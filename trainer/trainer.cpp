@@ -233,10 +233,7 @@ bool Trainer::should_update_logs() const {
 }
 
 std::string Trainer::precision() const { return loop_->precision; }
-const optim::GradScaler* Trainer::grad_scaler() const {
-  flush_scaler_update();
-  return loop_->scaler.get();
-}
+const optim::GradScaler* Trainer::grad_scaler() const { return loop_->scaler.get(); }
 
 std::string Trainer::log_dir() const {
   if (loop_->shared_log_dir) return *loop_->shared_log_dir;
@@ -451,7 +448,8 @@ void check_optimizer_config(const OptimizerConfig& config, const LightningModule
                 s.interval, "\"");
     LUMEN_CHECK(s.frequency >= 1, "configure_optimizers: lr_scheduler frequency must be >= 1, got ",
                 s.frequency);
-    LUMEN_CHECK(!s.scheduler->needs_metric() || !s.monitor.empty(),
+    // Under manual optimization the module steps a plateau scheduler with its metric itself.
+    LUMEN_CHECK(!model.automatic_optimization || !s.scheduler->needs_metric() || !s.monitor.empty(),
                 "configure_optimizers: ", s.scheduler->type_name(),
                 " steps on a metric; set the scheduler config's monitor, e.g. "
                 "{.monitor = \"val_loss\"}");
@@ -571,6 +569,9 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
   L.data = &data;
   model.trainer_ = this;
   L.stage = stage;
+  // A failed stage may have left a scaler check without its update.
+  if (L.scaler) L.scaler->clear_optimizer_states();
+  L.scaler_update_pending = false;
   L.training = L.validating = L.testing = L.predicting = L.sanity_checking = false;
   L.current_fx.clear();
   L.active_results = nullptr;
@@ -678,6 +679,7 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
       CurrentFx fx(L.current_fx, "teardown");
       data.teardown(stage);
     }
+    model.untoggle_all();
     call_callbacks("teardown", [&](Callback& cb) { cb.teardown(*this, model, stage); });
     call_module("teardown", [&] { model.teardown(stage); });
     // The 16-bit weight copies autocast kept across this stage's steps go with it, as
@@ -697,6 +699,7 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
       L.refresh_pending = false;
     }
     L.current_fx.clear();
+    model.untoggle_all();  // a training_step that failed between toggle and untoggle
     call_callbacks("on_exception", [&](Callback& cb) { cb.on_exception(*this, model, e); });
     L.buckets.reset();
     if (is_global_zero())

@@ -208,9 +208,9 @@ class Trainer {
   LightningModule* lightning_module() const;
 
   // Called by LightningModule::log. Loggers receive step values every log_every_n_steps
-  // optimizer steps and epoch values at the epoch's end, at Lightning's logging step (the
-  // optimizer steps taken before the current batch: 49, 99, ... for log_every_n_steps = 50),
-  // each row with an "epoch" entry.
+  // batches that stepped (should_update_logs) and epoch values at the epoch's end, at
+  // Lightning's logging step (batches_that_stepped before the current batch: 49, 99, ... for
+  // log_every_n_steps = 50), each row with an "epoch" entry.
   void log_metric(const std::string& name, double value, const LogOptions& options);
   void log_metric(const std::string& name, const Tensor& value, const LogOptions& options);
 

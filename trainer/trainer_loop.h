@@ -87,9 +87,10 @@ struct Trainer::Loop {
   std::string current_fx;  // the hook running now: LightningModule::log reads it
   int64_t current_epoch = 0;
   int64_t global_step = 0;
-  // Lightning's _batches_that_stepped: the step loggers see (it lags global_step by one
-  // while a batch ends, as in Lightning's CSV files: the first row of log_every_n_steps=50
-  // has step 49).
+  // Lightning's _batches_that_stepped: the step loggers see. Under automatic optimization it
+  // lags global_step by one while a batch ends, as in Lightning's CSV files (the first row of
+  // log_every_n_steps=50 has step 49); under manual optimization it counts batches, however
+  // many steps each took.
   int64_t batches_that_stepped = 0;
   int64_t batch_idx = -1;         // of the running loop's current batch
   int64_t batches_completed = 0;  // train batches of this epoch whose training step ran
