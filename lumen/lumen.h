@@ -11,6 +11,7 @@
 #include "io/fashion_mnist.h"
 #include "io/hdf5_data.h"
 #include "io/idx.h"
+#include "io/png.h"
 #include "io/token_file.h"
 #include "io/token_windows.h"
 #include "nn/activation.h"

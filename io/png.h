@@ -1,0 +1,22 @@
+#pragma once
+// PNG files of grayscale images (8 bits per pixel), written without zlib: the image data goes
+// into "stored" deflate blocks (no compression), which every PNG reader accepts. What the
+// examples write their generated images with.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace lumen::io {
+
+// `pixels` row by row, width * height bytes. Throws lumen::Error naming the path when the
+// file cannot be written.
+void write_png_gray(const std::string& path, int64_t width, int64_t height,
+                    const std::vector<uint8_t>& pixels);
+
+// A [H, W] floating tensor (any device) with values in [0, 1]; values outside are clamped,
+// and each becomes round(255 v).
+void write_png(const std::string& path, const Tensor& image);
+
+}  // namespace lumen::io
