@@ -6,7 +6,8 @@
 # The model "gpt" is the character-level GPT (examples/char_gpt.cpp, bench/lightning_char_gpt.py),
 # whose last validation loss stands where the others have a test accuracy. The model "fabric" is
 # the MLP trained by a hand-written loop on Fabric (examples/fabric_fashion_mnist.cpp) against the
-# same loop on Lightning Fabric.
+# same loop on Lightning Fabric. The model "gan" is the GAN of examples/fashion_mnist_gan.cpp
+# (manual optimization with two optimizers; no accuracy).
 #   bench/compare_fashion_mnist.sh [epochs (default 2)] [models (default "mlp cnn vit")]
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -6,7 +6,9 @@
 # the character-level GPT (examples/char_gpt.cpp, bench/lightning_char_gpt.py; 103 steps of 64
 # windows an epoch, its last validation loss in the accuracy column). The model "fabric" (not in
 # the default list either) is the MLP trained by a hand-written loop on Fabric against Lightning
-# Fabric (examples/fabric_fashion_mnist.cpp, lightning_fashion_mnist.py --fabric).
+# Fabric (examples/fabric_fashion_mnist.cpp, lightning_fashion_mnist.py --fabric). The model "gan"
+# (not in the default list) is the GAN of examples/fashion_mnist_gan.cpp (manual optimization,
+# two optimizers; no accuracy).
 # The epoch leaves out its validation pass on both sides (the EpochTimer callbacks); with 3
 # epochs the median leaves out the slowest, the first (CUDA and cuDNN/cuBLAS start-up, loader
 # start).

@@ -1,7 +1,8 @@
-"""The PyTorch + Lightning twin of examples/fashion_mnist_{mlp,cnn,wide_mlp,vit}.cpp, for
+"""The PyTorch + Lightning twin of examples/fashion_mnist_{mlp,cnn,wide_mlp,vit,gan}.cpp, for
 bench/compare_fashion_mnist.sh (CPU) and bench/gpu_compare.sh (GPU). With --fabric, the twin of
 examples/fabric_fashion_mnist.cpp instead: the same model trained by a hand-written loop on
-Lightning Fabric.
+Lightning Fabric. "gan" is the GAN of examples/fashion_mnist_gan.cpp (manual optimization, two
+optimizers, pixels in [0, 1] rather than normalised, no validation or test).
 
 Same data (the Debian dataset-fashion-mnist IDX files, or $FASHION_MNIST_DIR, normalised once
 with mean 0.2860 and std 0.3530, 55000/5000 train/val split), same models and initialisation
@@ -34,10 +35,12 @@ def read_idx(name):
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
-def tensors(split):
+def tensors(split, normalize=True):
     x = read_idx(f"{split}-images-idx3-ubyte.gz").astype(np.float32)
     y = read_idx(f"{split}-labels-idx1-ubyte.gz").astype(np.int64)
-    x = (x / 255.0 - 0.2860) / 0.3530
+    x = x / 255.0
+    if normalize:
+        x = (x - 0.2860) / 0.3530
     return torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y)
 
 
@@ -110,6 +113,56 @@ class Classifier(L.LightningModule):
         return torch.optim.AdamW(self.parameters(), lr=1e-3)
 
 
+class Gan(L.LightningModule):
+    """Lightning's GAN example (domain_templates/generative_adversarial_net.py) with the MLPs of
+    examples/fashion_mnist_gan.cpp: the generator's step with the discriminator toggled off, then
+    the discriminator's on real images and the updated generator's."""
+
+    def __init__(self, latent_dim=100):
+        super().__init__()
+        self.automatic_optimization = False
+        self.latent_dim = latent_dim
+        self.generator = nn.Sequential(
+            nn.Linear(latent_dim, 256), nn.LeakyReLU(0.2), nn.Linear(256, 512), nn.LeakyReLU(0.2),
+            nn.Linear(512, 784), nn.Tanh())
+        self.discriminator = nn.Sequential(
+            nn.Linear(784, 512), nn.LeakyReLU(0.2), nn.Linear(512, 256), nn.LeakyReLU(0.2),
+            nn.Linear(256, 1))
+
+    def training_step(self, batch, batch_idx):
+        opt_g, opt_d = self.optimizers()
+        real = batch[0].reshape(-1, 784) * 2 - 1
+        n = real.shape[0]
+        z = torch.randn(n, self.latent_dim, device=self.device)
+        is_real = torch.ones(n, 1, device=self.device)
+        is_fake = torch.zeros(n, 1, device=self.device)
+
+        self.toggle_optimizer(opt_g)
+        g_loss = F.binary_cross_entropy_with_logits(self.discriminator(self.generator(z)), is_real)
+        opt_g.zero_grad()
+        self.manual_backward(g_loss)
+        opt_g.step()
+        self.untoggle_optimizer(opt_g)
+
+        self.toggle_optimizer(opt_d)
+        with torch.no_grad():
+            fake = self.generator(z)
+        d_loss = (F.binary_cross_entropy_with_logits(self.discriminator(real), is_real) +
+                  F.binary_cross_entropy_with_logits(self.discriminator(fake), is_fake)) * 0.5
+        opt_d.zero_grad()
+        self.manual_backward(d_loss)
+        opt_d.step()
+        self.untoggle_optimizer(opt_d)
+
+        self.log("g_loss", g_loss, prog_bar=True)
+        self.log("d_loss", d_loss, prog_bar=True)
+
+    def configure_optimizers(self):
+        o = dict(lr=2e-4, betas=(0.5, 0.999))
+        return [torch.optim.Adam(self.generator.parameters(), **o),
+                torch.optim.Adam(self.discriminator.parameters(), **o)]
+
+
 def now(module):
     """The wall clock once the device of the module (or Fabric) has finished what was queued on
     it."""
@@ -176,7 +229,7 @@ def fabric_main(a, net, train, test, loader):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("model", choices=["mlp", "cnn", "wide_mlp", "vit"])
+    p.add_argument("model", choices=["mlp", "cnn", "wide_mlp", "vit", "gan"])
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--threads", type=int, default=2)
@@ -192,11 +245,12 @@ def main():
     torch.backends.cudnn.allow_tf32 = False
     torch.set_num_threads(a.threads)
     L.seed_everything(42, verbose=False)
-    x, y = tensors("train")
+    gan = a.model == "gan"
+    x, y = tensors("train", normalize=not gan)
     train, val = random_split(TensorDataset(x, y), [55000, 5000],
                               generator=torch.Generator().manual_seed(42))
     test = TensorDataset(*tensors("t10k"))
-    net = {"mlp": mlp, "cnn": cnn, "wide_mlp": wide_mlp, "vit": vit}[a.model]()
+    net = None if gan else {"mlp": mlp, "cnn": cnn, "wide_mlp": wide_mlp, "vit": vit}[a.model]()
     gpu = a.accelerator == "gpu"
     loader = dict(batch_size=a.batch_size, num_workers=a.workers,
                   persistent_workers=a.workers > 0, pin_memory=gpu)
@@ -207,6 +261,12 @@ def main():
                         enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, num_sanity_val_steps=0,
                         callbacks=[EpochTimer()])
+    if gan:
+        model = Gan()
+        trainer.fit(model, DataLoader(train, shuffle=True, **loader))
+        if gpu:
+            print(f"peak_mem_bytes={torch.cuda.max_memory_allocated()}", flush=True)
+        return
     model = Classifier(net)
     trainer.fit(model, DataLoader(train, shuffle=True, **loader), DataLoader(val, **loader))
     res = trainer.test(model, DataLoader(test, **loader), verbose=False)
