@@ -472,16 +472,6 @@ TEST(ManualOptimization, ACheckpointBetweenAStepAndTheScaleUpdateHoldsTheAdjuste
   EXPECT_EQ(std::get<double>(ckpt.group("precision").attrs.at("scale")), plain_scale);
 }
 
-// Throws at the start of the batch that would make optimizer step `step` + 1: a crash.
-struct CrashAtStep : Callback {
-  int64_t step;
-  explicit CrashAtStep(int64_t s) : step(s) {}
-  std::string state_key() const override { return "CrashAtStep"; }
-  void on_train_batch_start(Trainer& t, LightningModule&, const Batch&, int64_t) override {
-    if (t.global_step() == step) throw Error("simulated crash");
-  }
-};
-
 // A checkpoint written every 4 optimizer steps (every 2 batches) in 16-mixed, with shuffled
 // data, dropout and the module's own scheduler: the resumed fit ends where the uninterrupted
 // one does, bit for bit.
@@ -513,7 +503,7 @@ TEST(ManualOptimization, MidEpochResumeContinuesBitIdentically) {
   auto [losses, params, steps, scale] = run(42, {}, "");
   ASSERT_EQ(steps, 32);
   auto [crashed_losses, p1, crashed_at, s1] =
-      run(42, {std::make_shared<CrashAtStep>(12), checkpoint()}, "");
+      run(42, {std::make_shared<CrashAfterStep>(12), checkpoint()}, "");
   ASSERT_EQ(crashed_at, 12);
   auto [resumed_losses, resumed_params, resumed_steps, resumed_scale] =
       run(9, {checkpoint()}, "last");

@@ -222,6 +222,16 @@ struct TinyModel : LightningModule {
   void on_load_checkpoint(const State&) override { record("on_load_checkpoint"); }
 };
 
+// Throws at the start of the batch that would make optimizer step `step` + 1: a crash.
+struct CrashAfterStep : Callback {
+  int64_t step;
+  explicit CrashAfterStep(int64_t s) : step(s) {}
+  std::string state_key() const override { return "CrashAfterStep"; }
+  void on_train_batch_start(Trainer& t, LightningModule&, const Batch&, int64_t) override {
+    if (t.global_step() == step) throw Error("simulated crash");
+  }
+};
+
 // Records every callback hook as "cb:<hook>".
 struct HookRecorder : Callback {
   std::vector<std::string>* events;
