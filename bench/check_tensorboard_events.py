@@ -2,7 +2,7 @@
 """Reads a Lumen TensorBoard event file with TensorBoard's own readers and checks it.
 
     python3 bench/check_tensorboard_events.py EVENT_FILE_OR_DIR [--csv metrics.csv]
-        [--expect TAG=STEP:VALUE ...] [--hparams NAME=VALUE ...]
+        [--expect TAG=STEP:VALUE ...] [--hparams NAME=VALUE ...] [--images TAG=STEP:HxW ...]
 
 Checks, with TensorBoard's event_file_loader and EventAccumulator (pip installs tensorboard
 when it is missing):
@@ -13,7 +13,9 @@ when it is missing):
     rounded to float32 (TensorBoard's simple_value is a float);
   - with --expect: the scalar TAG at STEP equals VALUE (as float32);
   - with --hparams: the hparams plugin's session_start_info holds NAME=VALUE, and the
-    experiment lists the hyper-parameter.
+    experiment lists the hyper-parameter;
+  - with --images: an image TAG at STEP of height H and width W, whose PNG bytes Pillow (pip
+    installs it when missing) decodes to an 8-bit grayscale image of that size.
 Not part of ctest: it needs Python and TensorBoard. Exits non-zero on the first failure.
 """
 import argparse
@@ -52,6 +54,7 @@ def main():
     parser.add_argument("--csv")
     parser.add_argument("--expect", nargs="*", default=[])
     parser.add_argument("--hparams", nargs="*", default=[])
+    parser.add_argument("--images", nargs="*", default=[])
     args = parser.parse_args()
 
     ensure_tensorboard()
@@ -64,7 +67,8 @@ def main():
     assert events[0].file_version == "brain.Event:2", events[0]
     print(f"{path}: {len(events)} records, file_version {events[0].file_version}")
 
-    acc = event_accumulator.EventAccumulator(path, size_guidance={event_accumulator.SCALARS: 0})
+    acc = event_accumulator.EventAccumulator(
+        path, size_guidance={event_accumulator.SCALARS: 0, event_accumulator.IMAGES: 0})
     acc.Reload()
     tags = acc.Tags()["scalars"]
     scalars = {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in tags}
@@ -110,6 +114,28 @@ def main():
             if name not in names:
                 failures.append(f"hparam {name} not in the experiment's hparam_infos {sorted(names)}")
         print("hparams:", {k: (v.string_value or v.number_value) for k, v in start.session_start_info.hparams.items()})
+
+    for spec in args.images:
+        tag, rest = spec.split("=", 1)
+        step, size = rest.split(":", 1)
+        h, w = (int(v) for v in size.split("x"))
+        found = [e for e in acc.Images(tag) if e.step == int(step)] if tag in acc.Tags()["images"] else []
+        if not found:
+            failures.append(f"no image {tag!r} at step {step}; image tags {acc.Tags()['images']}")
+            continue
+        e = found[0]
+        try:
+            import PIL  # noqa: F401
+        except ImportError:
+            subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet", "pillow"])
+        import io
+        from PIL import Image
+        img = Image.open(io.BytesIO(e.encoded_image_string))
+        img.load()  # decodes the whole stream: checks the zlib data and the CRCs
+        if (e.height, e.width) != (h, w) or img.size != (w, h) or img.mode != "L":
+            failures.append(f"image {tag!r}: {e.height}x{e.width}, PNG {img.size} {img.mode}; expected {h}x{w} L")
+        else:
+            print(f"image {tag!r} at step {step}: {h}x{w} grayscale PNG, pixels {img.getextrema()}")
 
     for f in failures:
         print("FAIL:", f)

@@ -2,7 +2,8 @@
 // optimizers: Lightning's GAN example (domain_templates/generative_adversarial_net.py) with
 // multilayer perceptrons, LeakyReLU(0.2), BCE on logits, and Adam (lr 2e-4, betas 0.5, 0.999)
 // for each network. After each epoch it writes an 8 x 8 grid of images generated from the
-// same noise to samples.png in its log directory.
+// same noise to samples.png in its log directory, and to TensorBoard's IMAGES dashboard (its
+// logger is a TensorBoardLogger, Lightning's default).
 #include <lumen/lumen.h>
 
 #include <cstdio>
@@ -95,8 +96,12 @@ struct Gan : LightningModule {
   }
 
   void on_train_epoch_end() override {
-    if (trainer()->is_global_zero() && trainer()->logger() != nullptr)
-      io::write_png(trainer()->log_dir() + "/samples.png", sample_grid());
+    if (!trainer()->is_global_zero() || trainer()->logger() == nullptr) return;
+    Tensor grid = sample_grid();
+    io::write_png(trainer()->log_dir() + "/samples.png", grid);
+    for (const auto& logger : trainer()->loggers())
+      if (auto* tensorboard = dynamic_cast<TensorBoardLogger*>(logger.get()))
+        tensorboard->add_image("samples", grid, trainer()->global_step());
   }
 };
 
@@ -114,14 +119,17 @@ int main(int argc, char** argv) {
     TrainerOptions options = examples::trainer_options(cl, "runs/fashion_mnist_gan",
                                                        ModelCheckpoint({.save_last = true}));
     options.limit_val_batches = 0;  // a GAN has no validation loss to compute
+    if (!cl.bench)
+      options.logger = std::make_shared<TensorBoardLogger>(
+          TensorBoardLoggerOptions{.save_dir = "runs/fashion_mnist_gan"});
     options.num_sanity_val_steps = 0;
     Trainer trainer(options);
     trainer.fit(model, data);
     if (!trainer.is_global_zero()) return 0;  // under mpirun, rank 0 reports
     if (cl.bench)
-      std::printf("peak_mem_bytes=%lld\n",
-                  static_cast<long long>(
-                      memory_stats(model.parameters().at(0).device()).peak_allocated));
+      std::printf(
+          "peak_mem_bytes=%lld\n",
+          static_cast<long long>(memory_stats(model.parameters().at(0).device()).peak_allocated));
     else
       std::printf("samples, checkpoints and logs: %s\n", trainer.log_dir().c_str());
     return 0;

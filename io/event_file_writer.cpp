@@ -76,6 +76,14 @@ std::string scalar_summary(const std::string& tag, float value) {
   return ProtoEncoder().bytes(1, v).str();
 }
 
+std::string image_summary(const std::string& tag, int64_t height, int64_t width,
+                          const std::string& png, int colorspace) {
+  std::string image =
+      ProtoEncoder().int64(1, height).int64(2, width).int64(3, colorspace).bytes(4, png).str();
+  std::string v = ProtoEncoder().bytes(1, tag).bytes(4, image).str();
+  return ProtoEncoder().bytes(1, v).str();
+}
+
 double wall_time_now() {
   using namespace std::chrono;
   return duration<double>(system_clock::now().time_since_epoch()).count();

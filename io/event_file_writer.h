@@ -38,6 +38,10 @@ std::string tfrecord(std::string_view data);
 
 // Summary{value: [Value{tag, simple_value}]} for one scalar.
 std::string scalar_summary(const std::string& tag, float value);
+// Summary{value: [Value{tag, image = 4: Image{height = 1, width = 2, colorspace = 3,
+// encoded_image_string = 4}}]} for one PNG image; colorspace 1 is grayscale.
+std::string image_summary(const std::string& tag, int64_t height, int64_t width,
+                          const std::string& png, int colorspace = 1);
 
 class EventFileWriter {
  public:

@@ -76,12 +76,11 @@ std::vector<uint8_t> zlib_stored(const std::vector<uint8_t>& data) {
 
 }  // namespace
 
-void write_png_gray(const std::string& path, int64_t width, int64_t height,
-                    const std::vector<uint8_t>& pixels) {
+std::string encode_png_gray(int64_t width, int64_t height, const std::vector<uint8_t>& pixels) {
   LUMEN_CHECK(width > 0 && height > 0 && width <= (1 << 24) && height <= (1 << 24),
-              "write_png_gray: width and height must be in [1, 2^24], got ", width, " x ", height);
+              "encode_png_gray: width and height must be in [1, 2^24], got ", width, " x ", height);
   LUMEN_CHECK(static_cast<int64_t>(pixels.size()) == width * height,
-              "write_png_gray: ", pixels.size(), " pixels for a ", width, " x ", height,
+              "encode_png_gray: ", pixels.size(), " pixels for a ", width, " x ", height,
               " image (expected ", width * height, ")");
   // Each row starts with its filter type, 0 (none).
   std::vector<uint8_t> rows;
@@ -99,15 +98,15 @@ void write_png_gray(const std::string& path, int64_t width, int64_t height,
   put_chunk(png, "IHDR", header);
   put_chunk(png, "IDAT", zlib_stored(rows));
   put_chunk(png, "IEND", {});
-  std::ofstream file(path, std::ios::binary);
-  file.write(reinterpret_cast<const char*>(png.data()), static_cast<std::streamsize>(png.size()));
-  file.close();
-  LUMEN_CHECK(file.good(), "write_png_gray: cannot write '", path, "': ", std::strerror(errno));
+  return std::string(png.begin(), png.end());
 }
 
-void write_png(const std::string& path, const Tensor& image) {
-  LUMEN_CHECK(image.defined() && image.dim() == 2 && is_floating(image.dtype()),
-              "write_png: expected a 2-D floating tensor [H, W] with values in [0, 1], got ",
+std::string encode_png(const Tensor& image) {
+  const bool shaped =
+      image.defined() && (image.dim() == 2 || (image.dim() == 3 && image.size(0) == 1));
+  LUMEN_CHECK(shaped && is_floating(image.dtype()),
+              "encode_png: expected a floating tensor [H, W] (or [1, H, W]) with values in [0, 1], "
+              "got ",
               image.defined() ? detail::concat(image.dtype(), " of shape ", ShapeStr{image.shape()})
                               : std::string("an undefined tensor"));
   std::vector<double> values = image.to_vector<double>();
@@ -116,7 +115,27 @@ void write_png(const std::string& path, const Tensor& image) {
     pixels[i] = values[i] >= 0.0  // NaN too goes to 0
                     ? static_cast<uint8_t>(std::lround(255.0 * std::min(values[i], 1.0)))
                     : 0;
-  write_png_gray(path, image.size(1), image.size(0), pixels);
+  return encode_png_gray(image.size(-1), image.size(-2), pixels);
+}
+
+namespace {
+
+void write_file(const std::string& path, const std::string& bytes) {
+  std::ofstream file(path, std::ios::binary);
+  file.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  file.close();
+  LUMEN_CHECK(file.good(), "write_png: cannot write '", path, "': ", std::strerror(errno));
+}
+
+}  // namespace
+
+void write_png_gray(const std::string& path, int64_t width, int64_t height,
+                    const std::vector<uint8_t>& pixels) {
+  write_file(path, encode_png_gray(width, height, pixels));
+}
+
+void write_png(const std::string& path, const Tensor& image) {
+  write_file(path, encode_png(image));
 }
 
 }  // namespace lumen::io

@@ -10,13 +10,15 @@
 
 namespace lumen::io {
 
-// `pixels` row by row, width * height bytes. Throws lumen::Error naming the path when the
-// file cannot be written.
+// The PNG file's bytes for `pixels`, row by row, width * height bytes.
+std::string encode_png_gray(int64_t width, int64_t height, const std::vector<uint8_t>& pixels);
+// The same for a [H, W] (or [1, H, W]) floating tensor, any device, with values in [0, 1]:
+// values outside are clamped (NaN to 0), and each becomes round(255 v).
+std::string encode_png(const Tensor& image);
+
+// The same, written to `path`. Throws lumen::Error naming the path when it cannot be written.
 void write_png_gray(const std::string& path, int64_t width, int64_t height,
                     const std::vector<uint8_t>& pixels);
-
-// A [H, W] floating tensor (any device) with values in [0, 1]; values outside are clamped,
-// and each becomes round(255 v).
 void write_png(const std::string& path, const Tensor& image);
 
 }  // namespace lumen::io

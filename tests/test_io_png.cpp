@@ -69,10 +69,13 @@ TEST(IoPng, TensorsAreScaledClampedAndChecked) {
       from_vector<float>({0.f, 128.f / 255.f, 1.f, 7.f / 255.f, 64.f / 255.f, 1.5f}, {2, 3}));
   io::write_png_gray(dir.str("u.png"), 3, 2, {0, 128, 255, 7, 64, 255});
   EXPECT_EQ(read_bytes(dir.str("t.png")), read_bytes(dir.str("u.png")));
-  EXPECT_THROW_MSG(io::write_png(dir.str("x.png"), zeros({2, 3, 4})), "write_png",
-                   "2-D floating tensor [H, W]", "[2, 3, 4]");
-  EXPECT_THROW_MSG(io::write_png_gray(dir.str("x.png"), 3, 2, {1, 2, 3}), "write_png_gray",
+  EXPECT_THROW_MSG(io::write_png(dir.str("x.png"), zeros({2, 3, 4})), "encode_png",
+                   "floating tensor [H, W] (or [1, H, W])", "[2, 3, 4]");
+  EXPECT_THROW_MSG(io::write_png_gray(dir.str("x.png"), 3, 2, {1, 2, 3}), "encode_png_gray",
                    "3 pixels for a 3 x 2 image");
+  // One channel first, as torch's add_image takes it, is the same image.
+  EXPECT_EQ(io::encode_png(from_vector<float>({0.f, 1.f, 0.5f, 0.25f}, {1, 2, 2})),
+            io::encode_png(from_vector<float>({0.f, 1.f, 0.5f, 0.25f}, {2, 2})));
   EXPECT_THROW_MSG(io::write_png_gray(dir.str("no/such/dir/x.png"), 1, 1, {0}), "cannot write",
                    "no/such/dir/x.png");
 }

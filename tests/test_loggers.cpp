@@ -357,6 +357,30 @@ TEST(LoggerTensorBoard, FramingProtobufAndScalarsParseBack) {
   EXPECT_LE(scalars[2].wall_time, now);
 }
 
+// add_image: an Event at the step whose Summary value holds the tag and an Image message with
+// the height, width, grayscale colorspace and the PNG bytes io::encode_png gives.
+TEST(LoggerTensorBoard, ImagesParseBack) {
+  TempDir dir;
+  TensorBoardLogger logger({.save_dir = dir.str(), .name = "tb"});
+  Tensor image = from_vector<float>({0.f, 0.25f, 0.5f, 0.75f, 1.f, 0.1f}, {2, 3});
+  logger.add_image("samples", image, 7);
+  auto records = read_records(read_file(logger.event_file_path()));
+  ASSERT_EQ(records.size(), 2u);  // file_version, the image
+  auto event = decode(records[1]);
+  ASSERT_NE(field(event, 2), nullptr);
+  EXPECT_EQ(field(event, 2)->varint, 7u);
+  auto value = decode(decode(field(event, 5)->bytes)[0].bytes);
+  EXPECT_EQ(field(value, 1)->bytes, "samples");
+  ASSERT_NE(field(value, 4), nullptr);
+  auto img = decode(field(value, 4)->bytes);
+  EXPECT_EQ(field(img, 1)->varint, 2u);  // height
+  EXPECT_EQ(field(img, 2)->varint, 3u);  // width
+  EXPECT_EQ(field(img, 3)->varint, 1u);  // grayscale
+  EXPECT_EQ(field(img, 4)->bytes, io::encode_png(image));
+  EXPECT_EQ(field(img, 4)->bytes.substr(1, 3), "PNG");
+  EXPECT_THROW_MSG(logger.add_image("bad", zeros({3, 2, 2}), 8), "encode_png", "[3, 2, 2]");
+}
+
 TEST(LoggerTensorBoard, HparamsPluginSummaries) {
   TempDir dir;
   TensorBoardLogger logger(

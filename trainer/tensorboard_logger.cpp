@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "io/png.h"
 #include "trainer/hparams_yaml.h"
 #include "trainer/python_float_format.h"
 
@@ -105,6 +106,13 @@ EventFileWriter& TensorBoardLogger::writer() {
 void TensorBoardLogger::log_metrics(const std::map<std::string, double>& metrics, int64_t step) {
   auto& w = writer();
   for (const auto& [tag, value] : metrics) w.add_scalar(tag, value, step);
+  w.flush();
+}
+
+void TensorBoardLogger::add_image(const std::string& tag, const Tensor& image, int64_t step) {
+  std::string png = io::encode_png(image);
+  auto& w = writer();
+  w.add_summary(io::image_summary(tag, image.size(-2), image.size(-1), png), step);
   w.flush();
 }
 

@@ -36,6 +36,10 @@ class TensorBoardLogger : public Logger {
   std::string event_file_path() const { return writer_ ? writer_->path() : ""; }
 
   void log_metrics(const std::map<std::string, double>& metrics, int64_t step) override;
+  // torch.utils.tensorboard's SummaryWriter.add_image (what Lightning users reach through
+  // logger.experiment) for a grayscale image: [H, W] or [1, H, W], values in [0, 1]; shown in
+  // TensorBoard's IMAGES dashboard.
+  void add_image(const std::string& tag, const Tensor& image, int64_t step);
   void log_hyperparams(const std::map<std::string, AttrValue>& params) override;
   void save() override;
 
