@@ -73,3 +73,4 @@
 #include "trainer/tensorboard_logger.h"
 #include "trainer/timer.h"
 #include "trainer/trainer.h"
+#include "trainer/tuner.h"

@@ -213,6 +213,7 @@ class LightningModule : public nn::Module {
 
  private:
   friend class Trainer;
+  friend class Tuner;  // lr_find trains on a Trainer of its own, then re-attaches this one's
   void check_optimizer_count(size_t have, size_t want) const;
   void untoggle_all();  // every parameter toggle_optimizer changed gets its setting back
   Trainer* trainer_ = nullptr;

@@ -252,6 +252,7 @@ class Trainer {
   // manual_backward and clip_gradients and LightningOptimizer::step come to.
   friend class LightningModule;
   friend class LightningOptimizer;
+  friend class LRFinderCallback;  // trainer/tuner.cpp: sets the rate, sets the schedulers aside
   void check_manual_optimization(const char* what) const;
   void manual_backward(const Tensor& loss);
   bool manual_optimizer_step(optim::Optimizer& optimizer);
