@@ -112,8 +112,8 @@ std::string encode_png(const Tensor& image) {
   std::vector<double> values = image.to_vector<double>();
   std::vector<uint8_t> pixels(values.size());
   for (size_t i = 0; i < values.size(); ++i)
-    pixels[i] = values[i] >= 0.0  // NaN too goes to 0
-                    ? static_cast<uint8_t>(std::lround(255.0 * std::min(values[i], 1.0)))
+    pixels[i] = values[i] >= 0.0  // NaN too goes to 0; truncated, as SummaryWriter.add_image
+                    ? static_cast<uint8_t>(255.0 * std::min(values[i], 1.0))
                     : 0;
   return encode_png_gray(image.size(-1), image.size(-2), pixels);
 }

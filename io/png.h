@@ -13,7 +13,8 @@ namespace lumen::io {
 // The PNG file's bytes for `pixels`, row by row, width * height bytes.
 std::string encode_png_gray(int64_t width, int64_t height, const std::vector<uint8_t>& pixels);
 // The same for a [H, W] (or [1, H, W]) floating tensor, any device, with values in [0, 1]:
-// values outside are clamped (NaN to 0), and each becomes round(255 v).
+// values outside are clamped (NaN to 0), and each becomes floor(255 v), as torch's
+// SummaryWriter.add_image converts them.
 std::string encode_png(const Tensor& image);
 
 // The same, written to `path`. Throws lumen::Error naming the path when it cannot be written.

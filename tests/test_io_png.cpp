@@ -61,12 +61,12 @@ TEST(IoPng, ALargeImageSpansSeveralStoredBlocks) {
   EXPECT_EQ(crc32_bitwise(bytes), 0xd0cc6adeu);
 }
 
-// A tensor in [0, 1] becomes round(255 v), clamped; bad input says what was expected.
+// A tensor in [0, 1] becomes floor(255 v), clamped; bad input says what was expected.
 TEST(IoPng, TensorsAreScaledClampedAndChecked) {
   TempDir dir("png");
   io::write_png(
       dir.str("t.png"),
-      from_vector<float>({0.f, 128.f / 255.f, 1.f, 7.f / 255.f, 64.f / 255.f, 1.5f}, {2, 3}));
+      from_vector<float>({0.f, 128.5f / 255.f, 1.f, 7.5f / 255.f, 64.9f / 255.f, 1.5f}, {2, 3}));
   io::write_png_gray(dir.str("u.png"), 3, 2, {0, 128, 255, 7, 64, 255});
   EXPECT_EQ(read_bytes(dir.str("t.png")), read_bytes(dir.str("u.png")));
   EXPECT_THROW_MSG(io::write_png(dir.str("x.png"), zeros({2, 3, 4})), "encode_png",

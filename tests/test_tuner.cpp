@@ -51,8 +51,11 @@ TEST(Tuner, ExponentialRatesSmoothedLossesAndTheModuleComesBack) {
       model, data, {.min_lr = 1e-4, .max_lr = 1.0, .num_training = 20, .early_stop_threshold = {}});
   ASSERT_EQ(r.lrs.size(), 20u);  // 20 steps over 2.5 of the trainer's 3 epochs of 8 batches
   ASSERT_EQ(r.losses.size(), 20u);
-  for (size_t k = 0; k < 20; ++k)
-    EXPECT_NEAR(r.lrs[k], 1e-4 * std::pow(1e4, k / 20.0), 1e-15 * (1 + r.lrs[k])) << k;
+  // Lightning's rates: min_lr, then min_lr (max_lr / min_lr)^((k + 1) / n), the last max_lr.
+  EXPECT_EQ(r.lrs[0], 1e-4);
+  for (size_t k = 1; k < 20; ++k)
+    EXPECT_NEAR(r.lrs[k], 1e-4 * std::pow(1e4, (k + 1) / 20.0), 1e-15 * (1 + r.lrs[k])) << k;
+  EXPECT_NEAR(r.lrs[19], 1.0, 1e-15);
   EXPECT_EQ(model.rates, r.lrs);  // what the optimizer stepped with: the scheduler was set aside
   std::vector<double> want = smoothed(model.train_losses);
   for (size_t k = 0; k < 20; ++k) EXPECT_NEAR(r.losses[k], want[k], 1e-12 * want[k]) << k;
@@ -75,12 +78,13 @@ TEST(Tuner, LinearRatesPerAccumulatedStep) {
   LRFinderResult r = Tuner(trainer).lr_find(
       model, data, {.min_lr = 0.01, .max_lr = 0.1, .num_training = 6, .mode = "linear"});
   ASSERT_EQ(r.lrs.size(), 6u);
-  for (size_t k = 0; k < 6; ++k) EXPECT_NEAR(r.lrs[k], 0.01 + 0.09 * (k / 6.0), 1e-15) << k;
+  for (size_t k = 0; k < 6; ++k)
+    EXPECT_NEAR(r.lrs[k], 0.01 + 0.09 * (k == 0 ? 0.0 : (k + 1) / 6.0), 1e-15) << k;
   EXPECT_EQ(model.rates, r.lrs);
   ASSERT_EQ(r.losses.size(), 6u);
   EXPECT_EQ(model.train_losses.size(), 12u);
-  // s_0 from the loss of the first step's last batch.
-  EXPECT_NEAR(r.losses[0], 0.02 * model.train_losses[1] / (1 - 0.98 * 0.98), 1e-6);
+  // s_0 from the loss of the first step's last batch, divided by the 2 batches (Lightning's).
+  EXPECT_NEAR(r.losses[0], 0.02 * (model.train_losses[1] / 2) / (1 - 0.98 * 0.98), 1e-6);
 }
 
 // A rate that grows to 1000 makes SGD diverge: the search stops once the smoothed loss passes
@@ -117,15 +121,17 @@ TEST(Tuner, SuggestionIsWhereTorchGradientIsMostNegative) {
   EXPECT_EQ(r.suggestion(0, 1), r.lrs[2]);
   EXPECT_EQ(r.suggestion(25, 3), r.lrs[25]);
   EXPECT_EQ(r.suggestion(27, 2), std::nullopt);  // one point left
-  EXPECT_THROW_MSG(r.suggestion(0, 0), "suggestion", "skip_end >= 1");
+  EXPECT_EQ(r.suggestion(5, 0), std::nullopt);   // Lightning's [5:-0] is empty
+  EXPECT_THROW_MSG(r.suggestion(-1, 1), "suggestion", "must be >= 0");
 }
 
 TEST(Tuner, MisuseSaysWhatWasWrong) {
   TinyData data;
   Trainer trainer(quiet({}));
   TinyGan gan;
+  // Two optimizers need manual optimization, where the finder cannot set the rate.
   EXPECT_THROW_MSG(Tuner(trainer).lr_find(gan, data, {.num_training = 3}),
-                   "Tuner.lr_find: configure_optimizers returned 2 optimizers");
+                   "Tuner.lr_find: LightningModule uses manual optimization");
   TinyModel model;
   std::vector<std::vector<float>> before = parameters_of(model);
   EXPECT_THROW_MSG(Tuner(trainer).lr_find(model, data, {.min_lr = 1.0, .max_lr = 0.1}),
@@ -134,6 +140,14 @@ TEST(Tuner, MisuseSaysWhatWasWrong) {
                    "mode must be \"exponential\" or \"linear\", got \"cosine\"");
   EXPECT_THROW_MSG(Tuner(trainer).lr_find(model, data, {.num_training = 0}),
                    "num_training must be >= 1");
+  struct Manual : TinyModel {
+    Manual() { automatic_optimization = false; }
+  } manual;
+  EXPECT_THROW_MSG(Tuner(trainer).lr_find(manual, data), "uses manual optimization");
+  Trainer fast(quiet({.fast_dev_run = 1}));
+  LRFinderResult none = Tuner(fast).lr_find(model, data);
+  EXPECT_TRUE(none.lrs.empty());
+  EXPECT_EQ(none.suggestion(), std::nullopt);
   // A training step that fails halfway: the module still comes back as it was.
   struct FailsAtStep3 : TinyModel {
     Tensor training_step(const Batch& b, int64_t i) override {

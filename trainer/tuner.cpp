@@ -1,6 +1,7 @@
 #include "trainer/tuner.h"
 
 #include <cmath>
+#include <cstdio>
 #include <limits>
 
 #include "autograd/grad_mode.h"
@@ -29,8 +30,12 @@ class LRFinderCallback : public Callback {
   void on_train_batch_start(Trainer& trainer, LightningModule&, const Batch&,
                             int64_t batch_idx) override {
     if (batch_idx % trainer.options().accumulate_grad_batches != 0) return;
-    const double k = static_cast<double>(result_.lrs.size());
-    const double r = k / static_cast<double>(options_.num_training);
+    // Lightning's _ExponentialLR / _LinearLR: step 0 runs at min_lr, step k >= 1 at
+    // r = (k + 1) / n (the scheduler is stepped once when made and once per step), so the last
+    // step reaches max_lr.
+    const size_t k = result_.lrs.size();
+    const double r =
+        k == 0 ? 0.0 : static_cast<double>(k + 1) / static_cast<double>(options_.num_training);
     const double lr = options_.mode == "linear"
                           ? options_.min_lr + r * (options_.max_lr - options_.min_lr)
                           : options_.min_lr * std::pow(options_.max_lr / options_.min_lr, r);
@@ -50,7 +55,10 @@ class LRFinderCallback : public Callback {
       return;
     }
     const int64_t step = trainer.global_step();
-    avg_loss_ = kBeta * avg_loss_ + (1 - kBeta) * loss.item();
+    // Lightning's callbacks see the loss divided by accumulate_grad_batches.
+    const double current =
+        loss.item() / static_cast<double>(trainer.options().accumulate_grad_batches);
+    avg_loss_ = kBeta * avg_loss_ + (1 - kBeta) * current;
     const double smoothed = avg_loss_ / (1 - std::pow(kBeta, static_cast<double>(step + 1)));
     if (options_.early_stop_threshold && step > 1 &&
         smoothed > *options_.early_stop_threshold * best_loss_)
@@ -66,36 +74,39 @@ class LRFinderCallback : public Callback {
   double avg_loss_ = 0.0, best_loss_ = 0.0;
 };
 
-// d(loss)/d(lr) on the unevenly spaced lrs as torch.gradient (and numpy.gradient) take it:
-// second-order central differences inside, with h- = x_i - x_(i-1), h+ = x_(i+1) - x_i,
-//   g_i = (h-^2 f_(i+1) - h+^2 f_(i-1) + (h+^2 - h-^2) f_i) / (h- h+ (h- + h+)),
+// d(loss)/d(lr) on the unevenly spaced lrs as torch.gradient takes it, in f32 as Lightning's
+// tensors are (so near-ties fall the same way): inside, with d1 = x_i - x_(i-1) and
+// d2 = x_(i+1) - x_i,
+//   g_i = a f_(i-1) + b f_i + c f_(i+1),  a = -d2 / (d1 (d1 + d2)),  b = (d2 - d1) / (d1 d2),
+//   c = d1 / (d2 (d1 + d2)),
 // and one-sided first differences at the two ends.
 std::optional<double> LRFinderResult::suggestion(int64_t skip_begin, int64_t skip_end) const {
-  LUMEN_CHECK(skip_begin >= 0 && skip_end >= 1, "LRFinderResult.suggestion: skip_begin must be ",
-              ">= 0 and skip_end >= 1, got ", skip_begin, " and ", skip_end);
-  const int64_t n = static_cast<int64_t>(std::min(lrs.size(), losses.size()));
-  std::vector<double> x, f;
+  LUMEN_CHECK(skip_begin >= 0 && skip_end >= 0, "LRFinderResult.suggestion: skip_begin and ",
+              "skip_end must be >= 0, got ", skip_begin, " and ", skip_end);
+  // Lightning slices [skip_begin:-skip_end]: nothing at all when skip_end is 0.
+  const int64_t n = skip_end == 0 ? 0 : static_cast<int64_t>(std::min(lrs.size(), losses.size()));
+  std::vector<float> x, f;
   std::vector<size_t> at;
   for (int64_t i = skip_begin; i < n - skip_end; ++i)
-    if (std::isfinite(losses[static_cast<size_t>(i)])) {
-      x.push_back(lrs[static_cast<size_t>(i)]);
-      f.push_back(losses[static_cast<size_t>(i)]);
+    if (std::isfinite(static_cast<float>(losses[static_cast<size_t>(i)]))) {
+      x.push_back(static_cast<float>(lrs[static_cast<size_t>(i)]));
+      f.push_back(static_cast<float>(losses[static_cast<size_t>(i)]));
       at.push_back(static_cast<size_t>(i));
     }
   const size_t m = x.size();
   if (m < 2) return std::nullopt;
   size_t best = 0;
-  double best_gradient = std::numeric_limits<double>::infinity();
+  float best_gradient = std::numeric_limits<float>::infinity();
   for (size_t i = 0; i < m; ++i) {
-    double g;
+    float g;
     if (i == 0) {
       g = (f[1] - f[0]) / (x[1] - x[0]);
     } else if (i == m - 1) {
       g = (f[m - 1] - f[m - 2]) / (x[m - 1] - x[m - 2]);
     } else {
-      const double hm = x[i] - x[i - 1], hp = x[i + 1] - x[i];
-      g = (hm * hm * f[i + 1] - hp * hp * f[i - 1] + (hp * hp - hm * hm) * f[i]) /
-          (hm * hp * (hm + hp));
+      const float d1 = x[i] - x[i - 1], d2 = x[i + 1] - x[i];
+      const float a = -d2 / (d1 * (d1 + d2)), b = (d2 - d1) / (d1 * d2), c = d1 / (d2 * (d1 + d2));
+      g = a * f[i - 1] + b * f[i] + c * f[i + 1];
     }
     if (g < best_gradient) {
       best_gradient = g;
@@ -129,7 +140,17 @@ LRFinderResult Tuner::run(LightningModule& model, const std::function<void(Train
               "\"");
   LUMEN_CHECK(!options.early_stop_threshold || *options.early_stop_threshold > 0,
               "Tuner.lr_find: early_stop_threshold must be positive or unset");
-  LUMEN_CHECK(trainer_.stage().empty(), "Tuner.lr_find: the trainer is running ", trainer_.stage());
+  LUMEN_CHECK(trainer_.stage().empty() && (!model.trainer_ || model.trainer_->stage().empty()),
+              "Tuner.lr_find: called while a Trainer runs ",
+              trainer_.stage().empty() ? "the module" : trainer_.stage(), "; call it before fit");
+  LUMEN_CHECK(model.automatic_optimization, "Tuner.lr_find: ", model.type_name(),
+              " uses manual optimization, where the Trainer "
+              "sets no learning rate; the finder needs automatic optimization");
+  // Lightning skips the search under fast_dev_run.
+  if (trainer_.options().fast_dev_run > 0) {
+    std::fprintf(stderr, "lumen: skipping the learning rate finder since fast_dev_run is set\n");
+    return {};
+  }
   LUMEN_CHECK(trainer_.strategy() != "ddp",
               "Tuner.lr_find: runs on one device, not under DDP; find the rate with a "
               "single_device Trainer");
@@ -156,18 +177,23 @@ LRFinderResult Tuner::run(LightningModule& model, const std::function<void(Train
     for (const auto& [name, t] : model.state_dict()) before[name] = t.clone();
   }
   Trainer* attached = model.trainer_;
+  const bool was_training = model.is_training();
+  auto put_back = [&] {
+    model.load_state_dict(before);
+    model.zero_grad();
+    model.train(was_training);
+    model.trainer_ = attached;
+  };
   {
     Trainer finder(o);
     try {
       fit(finder);
     } catch (...) {
-      model.load_state_dict(before);
-      model.trainer_ = attached;
+      put_back();
       throw;
     }
   }
-  model.load_state_dict(before);
-  model.trainer_ = attached;
+  put_back();
   return result;
 }
 
