@@ -181,14 +181,16 @@ TEST(Ddp, SyncDistAveragesOverRanksAndOnlyRankZeroWritesFiles) {
   model.rank = rank;
   TinyData data(TinyDataOptions{.n_train = 64, .n_val = 32, .batch_size = 4});
   // The learning-rate monitor writes to the loggers itself: on rank 0 only too.
-  auto trainer = std::make_unique<Trainer>(TrainerOptions{.max_epochs = 2,
-                                                          .log_every_n_steps = 1,
-                                                          .default_root_dir = root,
-                                                          .enable_progress_bar = false,
-                                                          .enable_model_summary = false,
-                                                          .callbacks = {LearningRateMonitor()},
-                                                          .accelerator = "cpu",
-                                                          .strategy = "ddp"});
+  auto trainer = std::make_unique<Trainer>(
+      TrainerOptions{.max_epochs = 2,
+                     .log_every_n_steps = 1,
+                     .default_root_dir = root,
+                     .enable_progress_bar = false,
+                     .enable_model_summary = false,
+                     .callbacks = {LearningRateMonitor()},
+                     .accelerator = "cpu",
+                     // A hang says where it waited.
+                     .strategy = DDPStrategy{.timeout = std::chrono::seconds(120)}});
   trainer->fit(model, data);
   EXPECT_DOUBLE_EQ(trainer->callback_metrics().at("rank_synced"), 1.5);
   EXPECT_DOUBLE_EQ(trainer->callback_metrics().at("rank_local"), rank + 1.0);
