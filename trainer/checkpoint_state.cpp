@@ -108,7 +108,7 @@ State Trainer::dump_checkpoint() {
     // scale that step leads to; the live scaler waits for the loop (every rank adjusts it at
     // the same point, whichever rank writes).
     optim::GradScaler adjusted = *L.scaler;
-    if (L.scaler_update_pending) adjusted.update();
+    if (adjusted.update_due()) adjusted.update();
     precision = adjusted.state_dict();
   }
   precision.attrs["precision"] = L.precision;
@@ -236,8 +236,7 @@ void Trainer::restore_training_state(const State& checkpoint) {
   // checkpoint of another precision leaves this run's scaler at its initial state.
   if (L.scaler && L.scaler->is_enabled() && checkpoint.has_group("precision") &&
       checkpoint.group("precision").has_attr("scale")) {
-    L.scaler->load_state_dict(checkpoint.group("precision"));
-    L.scaler_update_pending = false;  // the loaded state replaces the adjustment
+    L.scaler->load_state_dict(checkpoint.group("precision"));  // drops any due adjustment
   }
 
   const State& rng = checkpoint.group("rng");

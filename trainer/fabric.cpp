@@ -197,7 +197,7 @@ void Fabric::backward(const Tensor& loss) {
 }
 
 void Fabric::flush_scaler_update() const {
-  if (scaler_ && std::exchange(scaler_update_pending_, false)) scaler_->update();
+  if (scaler_ && scaler_->update_due()) scaler_->update();
 }
 
 optim::GradScaler* Fabric::grad_scaler() const {
@@ -220,9 +220,7 @@ bool Fabric::step(optim::Optimizer& optimizer) {
   // The scale is adjusted once per backward, after every optimizer stepped on its gradients
   // (torch.amp: scaler.step(a); scaler.step(b); scaler.update()): at the next backward, save or
   // read of the scaler.
-  bool stepped = scaler_->step(optimizer);
-  scaler_update_pending_ = true;
-  return stepped;
+  return scaler_->step(optimizer);
 }
 
 Tensor Fabric::clip_gradients(const nn::Module& module, const FabricOptimizer& optimizer,
@@ -230,10 +228,10 @@ Tensor Fabric::clip_gradients(const nn::Module& module, const FabricOptimizer& o
   LUMEN_CHECK(options.clip_val.has_value() != options.max_norm.has_value(),
               "Fabric.clip_gradients: set exactly one of clip_val and max_norm");
   (void)module;  // as in Lightning, the optimizer's parameters are clipped
-  if (scaler_) scaler_->unscale_(optimizer.optimizer());
-  std::vector<Tensor> params;
-  for (const optim::ParamGroup& g : optimizer.optimizer().param_groups())
-    params.insert(params.end(), g.params.begin(), g.params.end());
+  // A clip without a step still makes the scale's update due (at the next backward).
+  if (scaler_ && !scaler_->unscaled(optimizer.optimizer()))
+    scaler_->unscale_(optimizer.optimizer());
+  const std::vector<Tensor> params = optimizer.optimizer().parameters();
   if (options.clip_val) {
     optim::clip_grad_value_(params, *options.clip_val);
     return {};
@@ -359,8 +357,7 @@ State Fabric::load(const std::string& path, const FabricState& state, bool stric
     if (root.has_group("fabric") && root.group("fabric").has_group("grad_scaler"))
       scaler_state = &root.group("fabric").group("grad_scaler");
     if (scaler_ && scaler_state) {
-      scaler_->load_state_dict(*scaler_state);
-      scaler_update_pending_ = false;  // the loaded state replaces the adjustment
+      scaler_->load_state_dict(*scaler_state);  // drops any due adjustment
     }
   } catch (const std::exception& e) {
     try {

@@ -304,7 +304,6 @@ class Fabric {
   Device device_ = Device::cpu();
   std::vector<std::unique_ptr<ModuleRecord>> modules_;
   bool forward_since_backward_ = false;
-  mutable bool scaler_update_pending_ = false;  // a step since the scale was last adjusted
   std::vector<std::shared_ptr<Logger>> loggers_;
   int64_t log_calls_ = 0;
   int uncaught_at_construction_ = 0;

@@ -253,21 +253,26 @@ void Trainer::run_automatic_optimization(const Tensor& loss, int64_t batch_idx, 
     optimizer.zero_grad();
   }
   int64_t accum = options_.accumulate_grad_batches;
-  // DDP: the last micro-step of an accumulation window averages the gradients over the ranks,
-  // starting bucket by bucket during its backward.
-  if (L.buckets) L.buckets->prepare(!accumulate);
-  Tensor to_backward = accum > 1 ? loss / static_cast<double>(accum) : loss;
+  // DDP: the last micro-step of an accumulation window averages the gradients over the ranks.
+  backward(accum > 1 ? loss / static_cast<double>(accum) : loss, !accumulate);
+  if (!accumulate) optimizer_step();
+}
+
+// Lightning's strategy.backward, for both optimization modes: on_before_backward; the backward
+// [16-mixed: of loss * S (GradScaler), so that small gradients survive f16; the optimizer step
+// unscales them] [DDP with sync: the gradients averaged over the ranks, bucket by bucket as
+// the backward produces them]; on_after_backward.
+void Trainer::backward(const Tensor& loss, bool sync) {
+  Loop& L = *loop_;
+  LightningModule& model = *L.model;
   call_callbacks("on_before_backward",
-                 [&](Callback& cb) { cb.on_before_backward(*this, model, to_backward); });
-  call_module("on_before_backward", [&] { model.on_before_backward(to_backward); });
-  // Mixed precision "16-mixed": backward from the scaled loss (GradScaler), so that small
-  // gradients survive f16; optimizer_step unscales them.
-  if (L.scaler) to_backward = L.scaler->scale(to_backward);
-  to_backward.backward();
-  if (L.buckets && !accumulate) L.buckets->finish();
+                 [&](Callback& cb) { cb.on_before_backward(*this, model, loss); });
+  call_module("on_before_backward", [&] { model.on_before_backward(loss); });
+  if (L.buckets) L.buckets->prepare(sync);
+  (L.scaler ? L.scaler->scale(loss) : loss).backward();
+  if (L.buckets && sync) L.buckets->finish();
   call_callbacks("on_after_backward", [&](Callback& cb) { cb.on_after_backward(*this, model); });
   call_module("on_after_backward", [&] { model.on_after_backward(); });
-  if (!accumulate) optimizer_step();
 }
 
 void Trainer::optimizer_step() {
@@ -285,7 +290,6 @@ void Trainer::optimizer_step() {
   if (L.scaler) {
     L.scaler->step(optimizer);
     L.scaler->update();
-    L.scaler_update_pending = false;  // a clip_gradients call's unscale is part of this update
   } else {
     optimizer.step();
   }

@@ -32,29 +32,19 @@ void Trainer::check_manual_optimization(const char* what) const {
 
 void Trainer::flush_scaler_update() const {
   Loop& L = *loop_;
-  if (L.scaler && std::exchange(L.scaler_update_pending, false)) L.scaler->update();
+  if (L.scaler && L.scaler->update_due()) L.scaler->update();
 }
 
 void Trainer::manual_backward(const Tensor& loss) {
   check_manual_optimization("manual_backward");
-  Loop& L = *loop_;
-  LightningModule& model = *L.model;
   LUMEN_CHECK(loss.defined(), "manual_backward: the loss is an undefined tensor");
   LUMEN_CHECK(loss.numel() == 1, "manual_backward: the loss must be a scalar, got shape ",
               ShapeStr{loss.shape()});
   LUMEN_CHECK(loss.requires_grad(),
               "manual_backward: the loss does not depend on any parameter that requires grad");
   flush_scaler_update();
-  call_callbacks("on_before_backward",
-                 [&](Callback& cb) { cb.on_before_backward(*this, model, loss); });
-  call_module("on_before_backward", [&] { model.on_before_backward(loss); });
-  if (L.buckets) L.buckets->prepare(true);
-  Tensor to_backward = L.scaler ? L.scaler->scale(loss) : loss;
-  to_backward.backward();
-  if (L.buckets) L.buckets->finish();
-  L.manual_backward_ran = true;
-  call_callbacks("on_after_backward", [&](Callback& cb) { cb.on_after_backward(*this, model); });
-  call_module("on_after_backward", [&] { model.on_after_backward(); });
+  backward(loss, true);
+  loop_->manual_backward_ran = true;
 }
 
 bool Trainer::manual_optimizer_step(optim::Optimizer& optimizer) {
@@ -79,8 +69,7 @@ bool Trainer::manual_optimizer_step(optim::Optimizer& optimizer) {
   call_module("on_before_optimizer_step", [&] { model.on_before_optimizer_step(optimizer); });
   bool stepped = true;
   if (L.scaler) {
-    stepped = L.scaler->step(optimizer);
-    L.scaler_update_pending = true;
+    stepped = L.scaler->step(optimizer);  // the scale is adjusted when due (flush_scaler_update)
   } else {
     optimizer.step();
   }
@@ -99,15 +88,10 @@ void Trainer::clip_optimizer_gradients(optim::Optimizer& optimizer, double value
   if (value == 0.0) return;
   Loop& L = *loop_;
   AutocastGuard no_autocast(AutocastMode::dtype(), false);
-  if (L.scaler && !L.scaler->unscaled(optimizer)) {
-    L.scaler->unscale_(optimizer);
-    // Clipped without a step, the inf check still needs its update, or the next backward's
-    // gradients would pass for unscaled.
-    L.scaler_update_pending = true;
-  }
-  std::vector<Tensor> params;
-  for (const optim::ParamGroup& g : optimizer.param_groups())
-    params.insert(params.end(), g.params.begin(), g.params.end());
+  // Clipped without a step, the inf check still makes an update due, so the next backward's
+  // gradients do not pass for unscaled.
+  if (L.scaler && !L.scaler->unscaled(optimizer)) L.scaler->unscale_(optimizer);
+  const std::vector<Tensor> params = optimizer.parameters();
   if (algorithm == "norm")
     optim::clip_grad_norm_(params, value);
   else

@@ -571,7 +571,6 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
   L.stage = stage;
   // A failed stage may have left a scaler check without its update.
   if (L.scaler) L.scaler->clear_optimizer_states();
-  L.scaler_update_pending = false;
   L.training = L.validating = L.testing = L.predicting = L.sanity_checking = false;
   L.current_fx.clear();
   L.active_results = nullptr;

@@ -239,6 +239,7 @@ class Trainer {
   bool epoch_done() const;
   bool train_batch(const Batch& batch, int64_t batch_idx);
   void run_automatic_optimization(const Tensor& loss, int64_t batch_idx, bool accumulate);
+  void backward(const Tensor& loss, bool sync);
   void optimizer_step();
   void clip_gradients();
   void finish_train_batch(int64_t batch_idx, bool validate);
@@ -258,7 +259,7 @@ class Trainer {
   bool manual_optimizer_step(optim::Optimizer& optimizer);
   void clip_optimizer_gradients(optim::Optimizer& optimizer, double value,
                                 const std::string& algorithm);
-  void flush_scaler_update() const;  // the loss scale adjustment manual steps left pending
+  void flush_scaler_update() const;  // the loss scale adjustment manual steps left due
 
   // evaluation_loop.cpp: Lightning's _EvaluationLoop and _PredictionLoop.
   void evaluation_loop(const std::string& kind, int64_t max_batches);

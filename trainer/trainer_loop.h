@@ -58,9 +58,7 @@ struct Trainer::Loop {
   std::string precision = "32-true";
   std::optional<DType> autocast_dtype;
   std::unique_ptr<optim::GradScaler> scaler;
-  // Manual optimization: steps since the last manual_backward wait to adjust the scale
-  // (flush_scaler_update), and whether this training step ran a manual_backward.
-  bool scaler_update_pending = false;
+  // Manual optimization: whether this training step ran a manual_backward.
   bool manual_backward_ran = false;
 
   // Loaders of the running stage. With overfit_batches the train loader is an unshuffled

@@ -37,6 +37,9 @@ class GradScaler {
   // finite. Returns whether it stepped; a skipped step leaves parameters and optimizer state
   // as they were. At most once per optimizer between update()s.
   bool step(Optimizer& optimizer);
+  // Whether unscale_ or step recorded an inf check since the last update(): the loops that
+  // let several optimizers step on one backward adjust the scale once, when it is due.
+  bool update_due() const { return !per_optimizer_.empty(); }
   // Drops what unscale_ and step recorded since the last update(), leaving the scale as it is:
   // for a loop that failed between a step and its update.
   void clear_optimizer_states() { per_optimizer_.clear(); }

@@ -28,6 +28,12 @@ void Optimizer::zero_grad() {
     for (const Tensor& p : g.params) p.set_grad(Tensor());
 }
 
+std::vector<Tensor> Optimizer::parameters() const {
+  std::vector<Tensor> out;
+  for (const ParamGroup& g : groups_) out.insert(out.end(), g.params.begin(), g.params.end());
+  return out;
+}
+
 int64_t Optimizer::num_params() const {
   int64_t n = 0;
   for (const ParamGroup& g : groups_) n += static_cast<int64_t>(g.params.size());

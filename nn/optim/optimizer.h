@@ -46,6 +46,8 @@ class Optimizer {
   int64_t step_count() const { return step_count_; }
   // Parameters over all groups; a parameter's index in this order names its state.
   int64_t num_params() const;
+  // Every group's parameters, in order (what clipping by optimizer works on).
+  std::vector<Tensor> parameters() const;
 
  protected:
   Optimizer() = default;
