@@ -70,6 +70,7 @@
 #include "trainer/model_checkpoint.h"
 #include "trainer/model_summary.h"
 #include "trainer/progress_bar.h"
+#include "trainer/sync_batch_norm.h"
 #include "trainer/tensorboard_logger.h"
 #include "trainer/timer.h"
 #include "trainer/trainer.h"

@@ -65,6 +65,10 @@ Tensor BatchNorm::forward(const Tensor& x) {
   // Eval without running stats falls back to the batch's; training with tracking updates them.
   const bool use_batch_stats = is_training() || !running_mean.defined();
   const bool pass_stats = !is_training() || track_running_stats;
+  if (is_training() && process_group && process_group->world_size() > 1)
+    return functional::sync_batch_norm(x, pass_stats ? running_mean : Tensor(),
+                                       pass_stats ? running_var : Tensor(), weight, bias, factor,
+                                       eps, process_group);
   return functional::batch_norm(x, pass_stats ? running_mean : Tensor(),
                                 pass_stats ? running_var : Tensor(), weight, bias, use_batch_stats,
                                 factor, eps);

@@ -5,11 +5,17 @@
 // Training normalises with the batch's statistics and, with track_running_stats, updates the
 // buffers running_mean, running_var (unbiased batch variance) and num_batches_tracked; eval
 // normalises with the running statistics (or, without them, with the batch's).
+//
+// With a process group of several ranks (torch.nn.SyncBatchNorm; the Trainer's sync_batchnorm
+// sets it under DDP), training normalises with the statistics of all the ranks' batches
+// (functional::sync_batch_norm), as one process with their concatenation would.
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "nn/module.h"
+#include "nn/process_group.h"
 
 namespace lumen::nn {
 
@@ -38,6 +44,8 @@ class BatchNorm : public UnaryModule {
   const bool affine, track_running_stats;
   Tensor weight, bias;                                    // [C], when affine
   Tensor running_mean, running_var, num_batches_tracked;  // [C], [C], i64 [], when tracking
+  // Null, or the group whose batches training normalises over (see above).
+  std::shared_ptr<ProcessGroup> process_group;
 
  protected:
   BatchNorm(int64_t num_features, const BatchNormOptions& options);

@@ -605,6 +605,8 @@ TEST(Fabric, SeveralOptimizersOnOneBackwardAdjustTheScaleOnce) {
     for (float& g : expected) g = static_cast<float>(g / scale);
     std::vector<float> before = net.fc2.weight.to_vector<float>();
     EXPECT_TRUE(a.step());
+    // A read between the steps shows the scale the backward leads to and changes nothing.
+    EXPECT_EQ(fabric.grad_scaler()->get_scale(), scale * 2);
     EXPECT_TRUE(b.step());
     std::vector<float> after = net.fc2.weight.to_vector<float>();
     for (size_t j = 0; j < after.size(); ++j)

@@ -1,4 +1,9 @@
+#include <barrier>
 #include <cmath>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include "tests/op_harness.h"
 
@@ -14,6 +19,23 @@ Tensor bn_train(const std::vector<Tensor>& v, int64_t c) {
   Tensor rv = ones({c}, {v[0].dtype(), v[0].device()});
   return F::batch_norm(v[0], rm, rv, v.size() > 1 ? v[1] : Tensor(), v.size() > 2 ? v[2] : Tensor(),
                        true);
+}
+
+// A group of one rank: sync_batch_norm then is batch_norm, which the harness checks it against
+// numerically (gradients) and across backends.
+struct OneRankGroup final : nn::ProcessGroup {
+  int rank() const override { return 0; }
+  int world_size() const override { return 1; }
+  Tensor all_gather(const Tensor& t) override { return t.clone().unsqueeze(0); }
+  void all_reduce_sum(const Tensor&) override {}
+};
+
+Tensor sync_bn_one_rank(const std::vector<Tensor>& v, int64_t c) {
+  Tensor rm = zeros({c}, {v[0].dtype(), v[0].device()});
+  Tensor rv = ones({c}, {v[0].dtype(), v[0].device()});
+  return F::sync_batch_norm(v[0], rm, rv, v.size() > 1 ? v[1] : Tensor(),
+                            v.size() > 2 ? v[2] : Tensor(), 0.1, 1e-5,
+                            std::make_shared<OneRankGroup>());
 }
 
 LUMEN_OP_CASES(norm){{
@@ -40,6 +62,15 @@ LUMEN_OP_CASES(norm){{
     {"batch_norm_train_plain",
      {Input::real({5, 4, 3})},
      [](const auto& v) { return F::batch_norm(v[0], {}, {}, {}, {}, true); }},
+    {"sync_batch_norm_one_rank_2d",
+     {Input::real({6, 3}), Input::real({3}), Input::real({3})},
+     [](const auto& v) { return sync_bn_one_rank(v, 3); }},
+    {"sync_batch_norm_one_rank_4d",
+     {Input::real({3, 2, 3, 5}), Input::real({2}), Input::real({2})},
+     [](const auto& v) { return sync_bn_one_rank(v, 2); }},
+    {"sync_batch_norm_one_rank_plain",
+     {Input::real({5, 4, 3})},
+     [](const auto& v) { return sync_bn_one_rank({v[0]}, 4); }},
     {"batch_norm_eval",
      {Input::real({4, 3, 2}), Input::real({3}), Input::real({3})},
      [](const auto& v) {
@@ -228,6 +259,102 @@ TEST(Norm, Errors) {
                    "more than 1 value per channel", "[1, 3]");
   EXPECT_THROW_MSG(F::batch_norm(zeros({2, 3}, {.dtype = DType::i64}), {}, {}, {}, {}, true),
                    "batch_norm", "i64");
+  auto one = std::make_shared<OneRankGroup>();
+  EXPECT_THROW_MSG(F::sync_batch_norm(x, {}, {}, {}, {}, 0.1, 1e-5, nullptr), "sync_batch_norm",
+                   "process group is null");
+  EXPECT_THROW_MSG(F::sync_batch_norm(zeros({1, 3}), {}, {}, {}, {}, 0.1, 1e-5, one),
+                   "sync_batch_norm", "more than 1 value per channel", "[1, 3]");
+  EXPECT_THROW_MSG(F::sync_batch_norm(x, {}, {}, {}, zeros({2}), 0.1, 1e-5, one), "sync_batch_norm",
+                   "bias", "[2]", "[3]");
+}
+
+// R ranks as threads of this process, so sync_batch_norm can be checked against batch_norm on
+// the ranks' concatenated batch without MPI.
+class ThreadGroup {
+ public:
+  explicit ThreadGroup(int world) : world_(world), slots_(world), barrier_(world) {}
+  std::shared_ptr<nn::ProcessGroup> rank(int r) { return std::make_shared<Rank>(this, r); }
+
+ private:
+  struct Rank final : nn::ProcessGroup {
+    Rank(ThreadGroup* group, int r) : g(group), r(r) {}
+    int rank() const override { return r; }
+    int world_size() const override { return g->world_; }
+    Tensor all_gather(const Tensor& t) override {
+      NoGradGuard no_grad;
+      g->slots_[r] = t.clone();
+      g->barrier_.arrive_and_wait();
+      Tensor out = stack(g->slots_);
+      g->barrier_.arrive_and_wait();  // nobody overwrites a slot before all have read
+      return out;
+    }
+    void all_reduce_sum(const Tensor& t) override { t.copy_(all_gather(t).sum({0})); }
+    ThreadGroup* g;
+    int r;
+  };
+  int world_;
+  std::vector<Tensor> slots_;
+  std::barrier<> barrier_;
+};
+
+// Three ranks with 2, 5 and 3 samples (the merge weighs each rank by its count): outputs,
+// input gradients, running stats, and the ranks' weight and bias gradients summed, all as one
+// process's batch_norm over the 10 samples.
+TEST(Norm, SyncBatchNormOverRanksEqualsBatchNormOverTheirConcatenation) {
+  const std::vector<int64_t> sizes{2, 5, 3}, offsets{0, 2, 7};
+  const int64_t c = 3;
+  Generator gen(11);
+  Tensor x = randn({10, c, 4}, {}, &gen) * 2.0 + 1.5;
+  Tensor gy = randn({10, c, 4}, {}, &gen);
+  Tensor w0 = randn({c}, {}, &gen), b0 = randn({c}, {}, &gen);
+
+  Tensor xr = x.clone().requires_grad_(), wr = w0.clone().requires_grad_(),
+         br = b0.clone().requires_grad_();
+  Tensor rm = full({c}, 0.3), rv = full({c}, 2.0);
+  Tensor y = F::batch_norm(xr, rm, rv, wr, br, true, 0.1, 1e-5);
+  (y * gy).sum().backward();
+
+  ThreadGroup group(3);
+  std::vector<Tensor> ys(3), gxs(3), gws(3), gbs(3), rms(3), rvs(3);
+  std::vector<std::string> errors(3);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 3; ++r)
+    threads.emplace_back([&, r] {
+      try {
+        Tensor xs = x.narrow(0, offsets[r], sizes[r]).clone().requires_grad_();
+        Tensor w = w0.clone().requires_grad_(), b = b0.clone().requires_grad_();
+        rms[r] = full({c}, 0.3);
+        rvs[r] = full({c}, 2.0);
+        Tensor yr = F::sync_batch_norm(xs, rms[r], rvs[r], w, b, 0.1, 1e-5, group.rank(r));
+        (yr * gy.narrow(0, offsets[r], sizes[r])).sum().backward();
+        ys[r] = yr.detach();
+        gxs[r] = xs.grad();
+        gws[r] = w.grad();
+        gbs[r] = b.grad();
+      } catch (const std::exception& e) {
+        errors[r] = e.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (int r = 0; r < 3; ++r) ASSERT_EQ(errors[r], "") << "rank " << r;
+
+  auto expect_close = [](const Tensor& got, const Tensor& want, const char* what) {
+    std::vector<double> g = got.to_vector<double>(), w = want.to_vector<double>();
+    ASSERT_EQ(g.size(), w.size()) << what;
+    for (size_t i = 0; i < g.size(); ++i)
+      ASSERT_NEAR(g[i], w[i], 2e-5 * (1 + std::abs(w[i]))) << what << " element " << i;
+  };
+  expect_close(cat(ys), y, "y");
+  expect_close(cat(gxs), xr.grad(), "grad_x");
+  expect_close(gws[0] + gws[1] + gws[2], wr.grad(), "grad_weight");
+  expect_close(gbs[0] + gbs[1] + gbs[2], br.grad(), "grad_bias");
+  for (int r = 0; r < 3; ++r) {
+    expect_close(rms[r], rm, "running_mean");
+    expect_close(rvs[r], rv, "running_var");
+  }
+  // Each rank's own statistics would give other outputs.
+  Tensor own = F::batch_norm(x.narrow(0, 0, 2), {}, {}, w0, b0, true);
+  EXPECT_GT((own - y.detach().narrow(0, 0, 2)).abs().max().item(), 0.1);
 }
 
 }  // namespace

@@ -103,14 +103,19 @@ TEST(TrainerHooks, FitAndTestCallHooksInLightningsOrder) {
 // The backward hooks see what Lightning's do: on_before_backward gets the loss backward starts
 // from (training_step's loss / accumulate_grad_batches, before any loss scaling); after the
 // backward the gradients are there; zero_grad (and its hook) comes once per accumulation window.
+// on_train_batch_end gets the same divided loss (Lightning's outputs["loss"]).
 struct BackwardProbe : Callback {
-  std::vector<float> losses;
+  std::vector<float> losses, batch_end_losses;
   std::vector<double> grad_sums;
   int zero_grads = 0;
   std::string state_key() const override { return "BackwardProbe"; }
   void on_before_zero_grad(Trainer&, LightningModule&, optim::Optimizer&) override { ++zero_grads; }
   void on_before_backward(Trainer&, LightningModule&, const Tensor& loss) override {
     losses.push_back(loss.item<float>());
+  }
+  void on_train_batch_end(Trainer&, LightningModule&, const Tensor& loss, const Batch&,
+                          int64_t) override {
+    batch_end_losses.push_back(loss.item<float>());
   }
   void on_after_backward(Trainer&, LightningModule& m) override {
     Tensor g = m.parameters().at(0).grad();
@@ -135,6 +140,7 @@ TEST(TrainerHooks, BackwardHooksSeeTheAccumulatedLossAndTheGradients) {
     ASSERT_EQ(probe->losses.size(), 4u);
     ASSERT_EQ(model.train_losses.size(), 4u);
     for (size_t i = 0; i < 4; ++i) EXPECT_FLOAT_EQ(probe->losses[i], model.train_losses[i] / 2);
+    EXPECT_EQ(probe->batch_end_losses, probe->losses);
     EXPECT_EQ(probe->zero_grads, 2);
     ASSERT_EQ(probe->grad_sums.size(), 4u);
     for (double g : probe->grad_sums) EXPECT_GT(g, 0.0);
@@ -147,6 +153,22 @@ TEST(TrainerHooks, BackwardHooksSeeTheAccumulatedLossAndTheGradients) {
     EXPECT_NEAR(probe->grad_sums[0] / f32_grads[0], 256.0, 256.0 * 0.02);
     EXPECT_NEAR(probe->grad_sums[1] / f32_grads[1], 256.0, 256.0 * 0.02);
   }
+}
+
+// A module keeps its Trainer after fit (Lightning's model.trainer) and loses it with the
+// Trainer: calls that need one then fail with a clear error instead of reaching a dead object.
+TEST(TrainerHooks, AModuleOutlivingItsTrainerIsNoLongerAttached) {
+  TinyModel model;
+  TinyData data({.n_train = 16, .batch_size = 8, .with_val = false});
+  {
+    Trainer trainer(quiet({.max_epochs = 1}));
+    EXPECT_EQ(model.trainer(), nullptr);
+    trainer.fit(model, data);
+    EXPECT_EQ(model.trainer(), &trainer);
+  }
+  EXPECT_EQ(model.trainer(), nullptr);
+  EXPECT_THROW_MSG(model.log("x", 1.0), "log('x')", "not attached to a Trainer");
+  EXPECT_THROW_MSG(model.optimizers(), "optimizers()", "not attached to a Trainer");
 }
 
 TEST(TrainerHooks, ModeAndGradSwitchBetweenTrainingAndEvaluation) {
@@ -349,6 +371,25 @@ TEST(TrainerStopping, MaxStepsEndsTheRunMidEpoch) {
   EXPECT_EQ(trainer.current_epoch(), 2);  // epoch 1 ended early, and counts as done
   Trainer default_epochs(quiet({}));
   EXPECT_EQ(default_epochs.max_epochs(), 1000);
+}
+
+// Lightning's max_time: a Timer that stops fit after the step that spent the budget, and no
+// default epoch limit; a Timer among the callbacks is used instead of a second one.
+TEST(TrainerStopping, MaxTimeStopsAfterTheStepThatSpentIt) {
+  TinyData data({.n_train = 32, .batch_size = 8, .with_val = false});
+  TinyModel model;
+  Trainer trainer(quiet({.max_time = 1e-9}));  // 0 would stop before the first step
+  EXPECT_EQ(trainer.max_epochs(), -1);
+  trainer.fit(model, data);
+  EXPECT_EQ(trainer.global_step(), 1);
+
+  auto hour = std::make_shared<Timer>(TimerOptions{.duration = "00:01:00:00", .verbose = false});
+  TinyModel other;
+  Trainer with_own(quiet({.max_epochs = 2, .max_time = 1e-9, .callbacks = {hour}}));
+  with_own.fit(other, data);
+  EXPECT_EQ(with_own.global_step(), 8);
+  Trainer timed_by_callback(quiet({.callbacks = {std::make_shared<Timer>()}}));
+  EXPECT_EQ(timed_by_callback.max_epochs(), -1);
 }
 
 struct StopAt : Callback {

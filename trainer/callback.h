@@ -33,8 +33,9 @@ class Callback {
   virtual void on_train_batch_start(Trainer&, LightningModule&, const Batch&, int64_t batch_idx) {
     (void)batch_idx;
   }
-  // `loss` is the (unscaled, detached) value training_step returned: under manual optimization
-  // it may be an undefined tensor (a training_step that returns none).
+  // `loss` is the (unscaled, detached) value training_step returned, divided by
+  // accumulate_grad_batches as Lightning's outputs["loss"]; under manual optimization it is as
+  // returned, and may be an undefined tensor (a training_step that returns none).
   virtual void on_train_batch_end(Trainer&, LightningModule&, const Tensor& loss, const Batch&,
                                   int64_t batch_idx) {
     (void)loss;

@@ -200,9 +200,13 @@ void Fabric::flush_scaler_update() const {
   if (scaler_ && scaler_->update_due()) scaler_->update();
 }
 
-optim::GradScaler* Fabric::grad_scaler() const {
-  flush_scaler_update();
-  return scaler_.get();
+// A copy: adjusting the live scaler here, between two optimizers' steps on one backward (or on
+// one rank only), would unscale the later step's gradients by a scale they were not made with.
+const optim::GradScaler* Fabric::grad_scaler() const {
+  if (!scaler_) return nullptr;
+  scaler_view_ = std::make_unique<optim::GradScaler>(*scaler_);
+  if (scaler_view_->update_due()) scaler_view_->update();
+  return scaler_view_.get();
 }
 
 // Lightning's MixedPrecision.optimizer_step.
@@ -307,8 +311,7 @@ void Fabric::save(const std::string& path, const FabricState& state) const {
   }
   State& fabric = root.groups["fabric"];
   fabric.attrs["precision"] = precision_.name;
-  flush_scaler_update();
-  if (scaler_) fabric.groups["grad_scaler"] = scaler_->state_dict();
+  if (scaler_) fabric.groups["grad_scaler"] = grad_scaler()->state_dict();
   run_and_agree(comm_.get(), "Fabric", "save(\"" + path + "\")", is_global_zero(), [&] {
     // As Lightning's checkpoint IO, the directory is made when missing.
     std::filesystem::path parent = std::filesystem::path(path).parent_path();

@@ -114,7 +114,8 @@ class FabricModule {
 };
 
 // An optimizer set up with Fabric: step() applies the precision (16-mixed: unscale, skip on
-// inf/NaN; the scale is adjusted at the next backward, save, load or grad_scaler()). The
+// inf/NaN; the scale is adjusted at the next backward or load, once for all the steps taken
+// on one backward's gradients; save and grad_scaler() show the adjusted scale). The
 // optimizer itself is optimizer(); stepping it directly skips the precision.
 class FabricOptimizer {
  public:
@@ -170,9 +171,10 @@ class Fabric {
   std::string precision() const { return precision_.name; }
   // The communicator of the DDP strategy (host collectives), or null.
   const std::shared_ptr<dist::Communicator>& communicator() const { return comm_; }
-  // The loss scaler of "16-mixed" (its scale adjusted for the steps taken), or null (also when
+  // The loss scaler of "16-mixed" as it stands after the steps taken (a copy, valid until the
+  // next call: the live scaler is adjusted at the next backward), or null (also when
   // GradScalerOptions::enabled is false).
-  optim::GradScaler* grad_scaler() const;
+  const optim::GradScaler* grad_scaler() const;
 
   // Moves the module to the device (when not there yet) and, under DDP, gives every rank rank
   // 0's parameters and buffers and prepares the gradient buckets. A move to another device
@@ -299,8 +301,9 @@ class Fabric {
   FabricOptions options_;
   Precision precision_;
   std::unique_ptr<optim::GradScaler> scaler_;
-  std::shared_ptr<dist::Communicator> comm_;         // host collectives; null on one device
-  std::shared_ptr<dist::Communicator> device_comm_;  // the model's tensors: NCCL on GPUs
+  mutable std::unique_ptr<optim::GradScaler> scaler_view_;  // what grad_scaler() returns
+  std::shared_ptr<dist::Communicator> comm_;                // host collectives; null on one device
+  std::shared_ptr<dist::Communicator> device_comm_;         // the model's tensors: NCCL on GPUs
   Device device_ = Device::cpu();
   std::vector<std::unique_ptr<ModuleRecord>> modules_;
   bool forward_since_backward_ = false;

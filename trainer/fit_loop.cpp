@@ -199,7 +199,11 @@ bool Trainer::train_batch(const Batch& batch, int64_t batch_idx) {
     run_automatic_optimization(loss, batch_idx, accumulate);
   else
     flush_scaler_update();  // manual steps adjust the scale before the batch ends
-  Tensor step_loss = loss.defined() ? loss.detach() : loss;  // manual: may return none
+  // What on_train_batch_end sees (Lightning's outputs["loss"]): the loss that was backpropagated,
+  // divided by accumulate_grad_batches under automatic optimization; manual: as returned, if any.
+  Tensor step_loss = loss.defined() ? loss.detach() : loss;
+  const int64_t accum = options_.accumulate_grad_batches;
+  if (model.automatic_optimization && accum > 1) step_loss = step_loss / static_cast<double>(accum);
   L.batches_completed = batch_idx + 1;
   L.phase = FitPhase::batch;
 

@@ -10,7 +10,8 @@ namespace lumen {
 Device LightningModule::device() const {
   const std::vector<Tensor> params = parameters();
   if (!params.empty()) return params.front().device();
-  return trainer_ ? trainer_->device() : Device::cpu();
+  Trainer* attached = trainer();
+  return attached ? attached->device() : Device::cpu();
 }
 
 Tensor LightningModule::predict_step(const Batch& batch, int64_t batch_idx) {
@@ -25,17 +26,24 @@ void LightningModule::log(const std::string& name, const Tensor& value, LogOptio
   LUMEN_CHECK(value.numel() == 1, "log('", name,
               "'): expected a scalar tensor (one element), got shape ", ShapeStr{value.shape()},
               "; reduce it first, e.g. .mean()");
-  LUMEN_CHECK(trainer_ != nullptr, "log('", name,
+  Trainer* attached = trainer();
+  LUMEN_CHECK(attached != nullptr, "log('", name,
               "'): this module is not attached to a Trainer; log() works only inside the hooks "
               "that Trainer.fit/validate/test call");
-  trainer_->log_metric(name, value, options);
+  attached->log_metric(name, value, options);
 }
 
 void LightningModule::log(const std::string& name, double value, LogOptions options) {
-  LUMEN_CHECK(trainer_ != nullptr, "log('", name,
+  Trainer* attached = trainer();
+  LUMEN_CHECK(attached != nullptr, "log('", name,
               "'): this module is not attached to a Trainer; log() works only inside the hooks "
               "that Trainer.fit/validate/test call");
-  trainer_->log_metric(name, value, options);
+  attached->log_metric(name, value, options);
+}
+
+Trainer* LightningModule::trainer() const {
+  std::shared_ptr<Trainer* const> link = trainer_link_.lock();
+  return link ? *link : nullptr;
 }
 
 namespace {
@@ -51,7 +59,7 @@ Trainer& attached_trainer(Trainer* trainer, const char* what) {
 }  // namespace
 
 std::vector<LightningOptimizer> LightningModule::optimizers() const {
-  Trainer& trainer = attached_trainer(trainer_, "optimizers()");
+  Trainer& trainer = attached_trainer(this->trainer(), "optimizers()");
   std::vector<LightningOptimizer> out;
   for (const auto& opt : trainer.optimizers()) out.emplace_back(trainer, opt);
   LUMEN_CHECK(!out.empty(),
@@ -66,7 +74,7 @@ void LightningModule::check_optimizer_count(size_t have, size_t want) const {
 }
 
 std::vector<std::shared_ptr<optim::LRScheduler>> LightningModule::lr_schedulers() const {
-  Trainer& trainer = attached_trainer(trainer_, "lr_schedulers()");
+  Trainer& trainer = attached_trainer(this->trainer(), "lr_schedulers()");
   std::vector<std::shared_ptr<optim::LRScheduler>> out;
   for (const SchedulerConfig& config : trainer.lr_scheduler_configs())
     out.push_back(config.scheduler);
@@ -74,19 +82,19 @@ std::vector<std::shared_ptr<optim::LRScheduler>> LightningModule::lr_schedulers(
 }
 
 void LightningModule::manual_backward(const Tensor& loss) {
-  attached_trainer(trainer_, "manual_backward").manual_backward(loss);
+  attached_trainer(trainer(), "manual_backward").manual_backward(loss);
 }
 
 void LightningModule::clip_gradients(const LightningOptimizer& optimizer, double gradient_clip_val,
                                      const std::string& gradient_clip_algorithm) {
-  attached_trainer(trainer_, "clip_gradients")
+  attached_trainer(trainer(), "clip_gradients")
       .clip_optimizer_gradients(optimizer.optimizer(), gradient_clip_val, gradient_clip_algorithm);
 }
 
 // As Lightning: every optimizer's parameters stop requiring gradients, then this optimizer's
 // get their own setting back (a frozen parameter stays frozen).
 void LightningModule::toggle_optimizer(const LightningOptimizer& optimizer) {
-  Trainer& trainer = attached_trainer(trainer_, "toggle_optimizer");
+  Trainer& trainer = attached_trainer(this->trainer(), "toggle_optimizer");
   LUMEN_CHECK(requires_grad_before_toggle_.empty(),
               "toggle_optimizer: another optimizer is toggled; call untoggle_optimizer first");
   auto remembered = [&](const Tensor& p) {

@@ -204,7 +204,8 @@ class LightningModule : public nn::Module {
   }
   const std::map<std::string, AttrValue>& hparams() const { return hparams_; }
 
-  Trainer* trainer() const { return trainer_; }
+  // The Trainer whose stage runs or last ran this module, or null (none yet, or it is gone).
+  Trainer* trainer() const;
   // Lightning's self.device: where this module's parameters are (the Trainer moves them to its
   // device when a stage starts), else the attached Trainer's device, else the CPU. Tensors a
   // step makes (masks, positions, class weights) go there.
@@ -216,7 +217,9 @@ class LightningModule : public nn::Module {
   friend class Tuner;  // lr_find trains on a Trainer of its own, then re-attaches this one's
   void check_optimizer_count(size_t have, size_t want) const;
   void untoggle_all();  // every parameter toggle_optimizer changed gets its setting back
-  Trainer* trainer_ = nullptr;
+  // Expires with the Trainer (Trainer::Loop::attachment), so a module that outlives its
+  // Trainer reports none instead of a dangling one.
+  std::weak_ptr<Trainer* const> trainer_link_;
   std::map<std::string, AttrValue> hparams_;
   // What toggle_optimizer changed: each parameter's requires_grad before it.
   std::vector<std::pair<Tensor, bool>> requires_grad_before_toggle_;

@@ -24,6 +24,7 @@
 #include "trainer/precision.h"
 #include "trainer/progress_bar.h"
 #include "trainer/results_table.h"
+#include "trainer/timer.h"
 #include "trainer/trainer_loop.h"
 
 namespace lumen {
@@ -70,6 +71,7 @@ void check_limit(const char* what, const CountOrFraction& v) {
 }  // namespace
 
 Trainer::Trainer(TrainerOptions options) : options_(std::move(options)), loop_(new Loop) {
+  loop_->attachment = std::make_shared<Trainer* const>(this);
   const TrainerOptions& o = options_;
   LUMEN_CHECK(o.accumulate_grad_batches >= 1, "Trainer: accumulate_grad_batches must be >= 1, got ",
               o.accumulate_grad_batches);
@@ -111,8 +113,11 @@ Trainer::Trainer(TrainerOptions options) : options_(std::move(options)), loop_(n
   check_accelerator(o.accelerator, "Trainer");
 
   Loop& L = *loop_;
-  // Lightning's _init_debugging_flags and max_epochs defaults.
-  L.max_epochs = o.max_epochs ? *o.max_epochs : (o.max_steps == -1 ? 1000 : -1);
+  // Lightning's _init_debugging_flags and max_epochs defaults (_parse_loop_limits: a time
+  // limit, from max_time or a Timer callback, also lifts the epoch limit).
+  bool timed = o.max_time.seconds.has_value();
+  for (const auto& cb : o.callbacks) timed = timed || dynamic_cast<Timer*>(cb.get()) != nullptr;
+  L.max_epochs = o.max_epochs ? *o.max_epochs : (o.max_steps == -1 && !timed ? 1000 : -1);
   L.max_steps = o.max_steps;
   L.num_sanity_val_steps = o.num_sanity_val_steps;
   L.log_every_n_steps = o.log_every_n_steps;
@@ -154,6 +159,9 @@ Trainer::Trainer(TrainerOptions options) : options_(std::move(options)), loop_(n
   std::vector<std::shared_ptr<Callback>> checkpoints;
   for (const auto& cb : o.callbacks)
     (dynamic_cast<ModelCheckpoint*>(cb.get()) ? checkpoints : L.callbacks).push_back(cb);
+  // Lightning's _configure_timer_callback: max_time adds a Timer unless there is one.
+  if (o.max_time.seconds && !has(static_cast<Timer*>(nullptr)))
+    L.callbacks.push_back(std::make_shared<Timer>(TimerOptions{.duration = o.max_time}));
   if (o.enable_model_summary && !has(static_cast<ModelSummary*>(nullptr)))
     L.callbacks.push_back(std::make_shared<ModelSummary>());
   if (o.enable_progress_bar && !has(static_cast<ProgressBar*>(nullptr)))
@@ -567,7 +575,7 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
               " (fit/validate/test/predict called from inside a hook)");
   L.model = &model;
   L.data = &data;
-  model.trainer_ = this;
+  model.trainer_link_ = L.attachment;
   L.stage = stage;
   // A failed stage may have left a scaler check without its update.
   if (L.scaler) L.scaler->clear_optimizer_states();
@@ -621,6 +629,11 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
       L.device_comm = L.nccl;
     }
     model.to(L.device);
+    // Lightning's layer sync, applied when fitting (evaluation runs in eval mode, which uses
+    // the running statistics); taken away again when the stage ends, so the module holds no
+    // reference to this Trainer's communicator afterwards.
+    if (options_.sync_batchnorm && L.comm && stage == "fit")
+      L.synced_batch_norms = convert_sync_batchnorm(model, L.device_comm);
 
     resolve_loaders();
 
@@ -679,6 +692,7 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
       data.teardown(stage);
     }
     model.untoggle_all();
+    revert_sync_batchnorm(std::exchange(L.synced_batch_norms, {}));
     call_callbacks("teardown", [&](Callback& cb) { cb.teardown(*this, model, stage); });
     call_module("teardown", [&] { model.teardown(stage); });
     // The 16-bit weight copies autocast kept across this stage's steps go with it, as
@@ -699,6 +713,7 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
     }
     L.current_fx.clear();
     model.untoggle_all();  // a training_step that failed between toggle and untoggle
+    revert_sync_batchnorm(std::exchange(L.synced_batch_norms, {}));
     call_callbacks("on_exception", [&](Callback& cb) { cb.on_exception(*this, model, e); });
     L.buckets.reset();
     if (is_global_zero())

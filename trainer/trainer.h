@@ -17,6 +17,7 @@
 #include "trainer/gradient_buckets.h"
 #include "trainer/lightning_module.h"
 #include "trainer/logger.h"
+#include "trainer/timer.h"
 
 namespace lumen {
 
@@ -58,9 +59,13 @@ struct CallbackPtr : std::shared_ptr<Callback> {
 };
 
 struct TrainerOptions {
-  // Unset: 1000, or -1 (no limit) when max_steps is set, as Lightning.
+  // Unset: 1000, or -1 (no limit) when max_steps, max_time or a Timer callback is set, as
+  // Lightning.
   std::optional<int64_t> max_epochs = std::nullopt;
   int64_t max_steps = -1;
+  // Stops fit once this much time is spent: "DD:HH:MM:SS" or seconds (Lightning's max_time: a
+  // Timer callback checked after every step, unless callbacks hold a Timer already).
+  TimerDuration max_time = {};
   int64_t min_epochs = 0;
   int64_t accumulate_grad_batches = 1;
   std::optional<double> gradient_clip_val = std::nullopt;
@@ -100,6 +105,9 @@ struct TrainerOptions {
   StrategyOption strategy = "auto";  // "auto", "single_device", "ddp", DDPStrategy{...}
   // Under DDP, give every loader a distributed sampler (DataLoader::distribute).
   bool use_distributed_sampler = true;
+  // Under DDP, the module's BatchNorms normalise with the statistics of all ranks' batches
+  // while fitting (torch.nn.SyncBatchNorm; trainer/sync_batch_norm.h). Without DDP: no effect.
+  bool sync_batchnorm = false;
 };
 
 class Trainer {

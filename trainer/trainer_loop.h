@@ -11,6 +11,7 @@
 #include "trainer/gradient_buckets.h"
 #include "trainer/metric_aggregator.h"
 #include "trainer/precision.h"
+#include "trainer/sync_batch_norm.h"
 #include "trainer/trainer.h"
 
 namespace lumen {
@@ -29,6 +30,8 @@ const char* fit_phase_name(FitPhase phase);
 FitPhase parse_fit_phase(const std::string& name);
 
 struct Trainer::Loop {
+  // What attached modules hold a weak reference to (LightningModule::trainer()).
+  std::shared_ptr<Trainer* const> attachment;
   // What fit/validate/test/predict work on.
   LightningModule* model = nullptr;
   DataModule* data = nullptr;
@@ -50,6 +53,8 @@ struct Trainer::Loop {
   std::shared_ptr<dist::Communicator> device_comm;
   std::shared_ptr<dist::Communicator> nccl;  // made at the first GPU stage, kept after
   std::unique_ptr<GradientBuckets> buckets;
+  // The BatchNorms sync_batchnorm gave the DDP group for this fit (their group goes with it).
+  std::vector<nn::BatchNorm*> synced_batch_norms;
   GradientBuckets::Stats ddp_stats;  // of the last fit, kept when its buckets go
   std::optional<std::string> shared_log_dir;
 

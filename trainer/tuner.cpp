@@ -55,9 +55,8 @@ class LRFinderCallback : public Callback {
       return;
     }
     const int64_t step = trainer.global_step();
-    // Lightning's callbacks see the loss divided by accumulate_grad_batches.
-    const double current =
-        loss.item() / static_cast<double>(trainer.options().accumulate_grad_batches);
+    // Divided by accumulate_grad_batches, as Lightning's callbacks see it.
+    const double current = loss.item();
     avg_loss_ = kBeta * avg_loss_ + (1 - kBeta) * current;
     const double smoothed = avg_loss_ / (1 - std::pow(kBeta, static_cast<double>(step + 1)));
     if (options_.early_stop_threshold && step > 1 &&
@@ -140,7 +139,7 @@ LRFinderResult Tuner::run(LightningModule& model, const std::function<void(Train
               "\"");
   LUMEN_CHECK(!options.early_stop_threshold || *options.early_stop_threshold > 0,
               "Tuner.lr_find: early_stop_threshold must be positive or unset");
-  LUMEN_CHECK(trainer_.stage().empty() && (!model.trainer_ || model.trainer_->stage().empty()),
+  LUMEN_CHECK(trainer_.stage().empty() && (!model.trainer() || model.trainer()->stage().empty()),
               "Tuner.lr_find: called while a Trainer runs ",
               trainer_.stage().empty() ? "the module" : trainer_.stage(), "; call it before fit");
   LUMEN_CHECK(model.automatic_optimization, "Tuner.lr_find: ", model.type_name(),
@@ -176,13 +175,13 @@ LRFinderResult Tuner::run(LightningModule& model, const std::function<void(Train
     NoGradGuard no_grad;
     for (const auto& [name, t] : model.state_dict()) before[name] = t.clone();
   }
-  Trainer* attached = model.trainer_;
+  std::weak_ptr<Trainer* const> attached = model.trainer_link_;
   const bool was_training = model.is_training();
   auto put_back = [&] {
     model.load_state_dict(before);
     model.zero_grad();
     model.train(was_training);
-    model.trainer_ = attached;
+    model.trainer_link_ = attached;
   };
   {
     Trainer finder(o);

@@ -10,6 +10,7 @@
 #include "autograd/node.h"
 #include "kernels/norm.h"
 #include "nn/functional/elementwise.h"
+#include "nn/functional/index.h"
 
 namespace lumen::nn::functional {
 namespace {
@@ -76,37 +77,73 @@ Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tens
       });
 }
 
-Tensor batch_norm(const Tensor& input, const Tensor& running_mean, const Tensor& running_var,
-                  const Tensor& weight_in, const Tensor& bias_in, bool training, double momentum,
-                  double eps) {
-  // Autocast: an f32 op.
-  Tensor x = autocast::to_f32(input), weight = autocast::to_f32(weight_in),
-         bias = autocast::to_f32(bias_in);
-  const char* op = "batch_norm";
+namespace {
+
+// batch_norm's and sync_batch_norm's arguments, checked: x, weight and bias after autocast (an
+// f32 op), weight and bias in `param_dtype` (x's when unset), the running stats in x's
+// accumulation dtype and contiguous (the kernels update them in place; buffers of another dtype
+// or layout go through a copy that is written back).
+struct BatchNormArgs {
+  Tensor x, w, b, rm, rv;
+  int64_t c = 0, count = 0;  // channels, values per channel
+};
+
+BatchNormArgs check_batch_norm(const char* op, const Tensor& input, const Tensor& running_mean,
+                               const Tensor& running_var, const Tensor& weight_in,
+                               const Tensor& bias_in, bool training, double eps,
+                               std::optional<DType> param_dtype = std::nullopt) {
+  BatchNormArgs a;
+  a.x = autocast::to_f32(input);
+  const Tensor& x = a.x;
   LUMEN_CHECK(x.defined(), op, ": input is undefined");
   LUMEN_CHECK(is_floating(x.dtype()), op, ": input must be a floating tensor, got dtype ",
               x.dtype(), " of shape ", ShapeStr{x.shape()});
   LUMEN_CHECK(x.dim() >= 2, op, ": input must be [N, C] or [N, C, d1, ...], got shape ",
               ShapeStr{x.shape()});
   LUMEN_CHECK(eps >= 0, op, ": eps must be >= 0, got ", eps);
-  const int64_t c = x.size(1);
-  const Shape per_channel{c};
-  Tensor w = param_like(op, "weight", weight, per_channel, x);
-  Tensor b = param_like(op, "bias", bias, per_channel, x);
+  a.c = x.size(1);
+  const Shape per_channel{a.c};
+  a.w = param_like(op, "weight", autocast::to_f32(weight_in), per_channel, x, param_dtype);
+  a.b = param_like(op, "bias", autocast::to_f32(bias_in), per_channel, x, param_dtype);
   LUMEN_CHECK(running_mean.defined() == running_var.defined(), op,
               ": running_mean and running_var must both be given or both be undefined (got ",
               running_mean.defined() ? "running_mean" : "running_var", " only)");
-  const bool track = running_mean.defined();
-  // In x's accumulation dtype (f32 for a 16-bit x) and contiguous: the training kernel updates
-  // them in place (buffers of another dtype or layout go through a copy that is written back).
-  Tensor rm = param_like(op, "running_mean", running_mean, per_channel, x, acc_dtype(x.dtype()));
-  Tensor rv = param_like(op, "running_var", running_var, per_channel, x, acc_dtype(x.dtype()));
-  LUMEN_CHECK(training || track, op, ": eval mode (training = false) normalises with the ",
-              "running statistics, but running_mean and running_var are undefined (input of ",
-              "shape ", ShapeStr{x.shape()}, ")");
-  const int64_t count = c == 0 ? 0 : x.numel() / c;
-  LUMEN_CHECK(!training || count > 1, op, ": expected more than 1 value per channel when ",
+  a.rm = param_like(op, "running_mean", running_mean, per_channel, x, acc_dtype(x.dtype()));
+  a.rv = param_like(op, "running_var", running_var, per_channel, x, acc_dtype(x.dtype()));
+  LUMEN_CHECK(training || running_mean.defined(), op, ": eval mode (training = false) normalises ",
+              "with the running statistics, but running_mean and running_var are undefined ",
+              "(input of shape ", ShapeStr{x.shape()}, ")");
+  a.count = a.c == 0 ? 0 : x.numel() / a.c;
+  LUMEN_CHECK(!training || a.count > 1, op, ": expected more than 1 value per channel when ",
               "training, got input of shape ", ShapeStr{x.shape()});
+  return a;
+}
+
+// Writes the running stats the kernels updated back to the caller's buffers (a no-op but for
+// the version counter where they are the same storage).
+void write_back_running_stats(const Tensor& running_mean, const Tensor& rm,
+                              const Tensor& running_var, const Tensor& rv) {
+  NoGradGuard no_grad;
+  for (auto [given, updated] : {std::pair{running_mean, rm}, std::pair{running_var, rv}}) {
+    if (!given.defined()) continue;
+    if (updated.data_ptr() == given.data_ptr())
+      given.bump_version();
+    else
+      Tensor(given).copy_(updated);
+  }
+}
+
+}  // namespace
+
+Tensor batch_norm(const Tensor& input, const Tensor& running_mean, const Tensor& running_var,
+                  const Tensor& weight, const Tensor& bias, bool training, double momentum,
+                  double eps) {
+  const char* op = "batch_norm";
+  BatchNormArgs a =
+      check_batch_norm(op, input, running_mean, running_var, weight, bias, training, eps);
+  const Tensor &x = a.x, &w = a.w, &b = a.b, &rm = a.rm, &rv = a.rv;
+  const int64_t c = a.c;
+  const Shape per_channel{c};
 
   const DType acc = acc_dtype(x.dtype());
   Tensor xc = x.contiguous();
@@ -116,14 +153,7 @@ Tensor batch_norm(const Tensor& input, const Tensor& running_mean, const Tensor&
     mean = empty(per_channel, {acc, x.device()});
     invstd = empty(per_channel, {acc, x.device()});
     kernels::batch_norm_training(x.device(), y, mean, invstd, rm, rv, xc, w, b, momentum, eps);
-    NoGradGuard no_grad;
-    for (auto [given, updated] : {std::pair{running_mean, rm}, std::pair{running_var, rv}}) {
-      if (!given.defined()) continue;
-      if (updated.data_ptr() == given.data_ptr())
-        given.bump_version();
-      else
-        Tensor(given).copy_(updated);
-    }
+    write_back_running_stats(running_mean, rm, running_var, rv);
   } else {
     NoGradGuard no_grad;
     // A copy, so a later in-place update of the running stats leaves the backward's intact.
@@ -141,6 +171,79 @@ Tensor batch_norm(const Tensor& input, const Tensor& running_mean, const Tensor&
         kernels::batch_norm_backward(xs.device(), gx, gw, gb, g.to(xs.dtype()).contiguous(), xs,
                                      mean, invstd, ws, training, eps);
         return std::vector<Tensor>{gx, gw, gb};
+      });
+}
+
+// See the header for the merge. Everything is computed in x's accumulation dtype (f32 for a
+// 16-bit x). The backward, with xhat = (x - mean) invstd and the group's sums
+//   db = sum dy, dw = sum dy xhat  (over every rank's N values of the channel)
+// is batch_norm's training formula with N and the global sums:
+//   dx = w invstd (dy - db / N - xhat dw / N) = w invstd dy - x k1 - k0,
+//   k1 = w invstd^2 dw / N, k0 = w invstd db / N - mean k1,
+// where w invstd dy and this rank's sums come from the eval-mode backward kernel.
+Tensor sync_batch_norm(const Tensor& input, const Tensor& running_mean, const Tensor& running_var,
+                       const Tensor& weight, const Tensor& bias, double momentum, double eps,
+                       std::shared_ptr<ProcessGroup> group) {
+  const char* op = "sync_batch_norm";
+  LUMEN_CHECK(group != nullptr, op, ": the process group is null");
+  BatchNormArgs a = check_batch_norm(op, input, running_mean, running_var, weight, bias, true, eps,
+                                     acc_dtype(autocast::to_f32(input).dtype()));
+  const int64_t c = a.c;
+  const DType acc = acc_dtype(a.x.dtype());
+  const Device device = a.x.device();
+  Tensor xs = a.x.detach().to(acc).contiguous();
+  std::vector<int64_t> dims{0};
+  Shape per_channel_view(static_cast<size_t>(xs.dim()), 1);  // [1, C, 1, ...]
+  per_channel_view[1] = c;
+  for (int64_t d = 2; d < xs.dim(); ++d) dims.push_back(d);
+
+  Tensor mean, var, total;
+  {
+    NoGradGuard no_grad;
+    Tensor local_mean = xs.mean(dims);
+    Tensor centred = xs - local_mean.view(per_channel_view);
+    Tensor local_var = (centred * centred).mean(dims);
+    Tensor local = cat({local_mean, local_var, full({1}, double(a.count), {acc, device})});
+    Tensor all = group->all_gather(local);  // [R, 2C + 1]: rank r's m_r, v_r, n_r
+    Tensor means = all.narrow(1, 0, c), vars = all.narrow(1, c, c);
+    Tensor counts = all.narrow(1, 2 * c, 1);  // [R, 1]
+    total = counts.sum();
+    mean = (means * counts).sum({0}) / total;
+    Tensor shift = means - mean;
+    var = ((vars + shift * shift) * counts).sum({0}) / total;
+    if (a.rm.defined()) {
+      // Every rank holds at least 2 values per channel (checked), so N > 1.
+      a.rm.mul_(1.0 - momentum).add_(mean * momentum);
+      a.rv.mul_(1.0 - momentum).add_(var * (total / (total - 1.0)) * momentum);
+      write_back_running_stats(running_mean, a.rm, running_var, a.rv);
+    }
+  }
+  Tensor invstd = (1.0 / (var + eps).sqrt()).contiguous();
+  mean = mean.contiguous();
+  Tensor y = empty(xs.shape(), {acc, device});
+  kernels::batch_norm_apply(device, y, xs, mean, invstd, a.w, a.b);
+  const DType out_dtype = a.x.dtype();
+  return autograd::record(
+      op, y.to(out_dtype), {a.x, a.w, a.b},
+      [xs, ws = a.w.defined() ? a.w.detach() : Tensor(), mean, invstd, total, c, eps,
+       per_channel_view, out_dtype,
+       group = std::move(group)](const Tensor& g, const autograd::NeedsGrad& needs) {
+        NoGradGuard no_grad;
+        const TensorOptions opts{xs.dtype(), xs.device()};
+        Tensor dy = g.to(xs.dtype()).contiguous();
+        Tensor gx = needs[0] ? empty_like(xs) : Tensor();
+        Tensor gw = empty(Shape{c}, opts), gb = empty(Shape{c}, opts);
+        kernels::batch_norm_backward(xs.device(), gx, gw, gb, dy, xs, mean, invstd, ws, false, eps);
+        if (needs[0]) {
+          Tensor sums = cat({gb, gw});
+          group->all_reduce_sum(sums);
+          Tensor db = sums.narrow(0, 0, c), dw = sums.narrow(0, c, c);
+          Tensor scale = (ws.defined() ? ws * invstd : invstd) / total;
+          Tensor k1 = scale * invstd * dw;
+          Tensor k0 = scale * db - mean * k1;
+          gx = (gx - xs * k1.view(per_channel_view) - k0.view(per_channel_view)).to(out_dtype);
+        }
+        return std::vector<Tensor>{gx, needs[1] ? gw : Tensor(), needs[2] ? gb : Tensor()};
       });
 }
 

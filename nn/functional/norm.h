@@ -2,7 +2,9 @@
 // Normalisation layers' functional forms, as torch.nn.functional's. weight and bias are
 // optional (an undefined Tensor means 1 and 0); they are used in x's dtype.
 #include <cstdint>
+#include <memory>
 
+#include "nn/process_group.h"
 #include "tensor/tensor.h"
 
 namespace lumen::nn::functional {
@@ -22,5 +24,16 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
 Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
                   const Tensor& weight, const Tensor& bias, bool training, double momentum = 0.1,
                   double eps = 1e-5);
+
+// Training-mode batch norm with the statistics of the whole group's batch (torch.nn.SyncBatchNorm):
+// each rank's per-channel count n_r, mean m_r and biased variance v_r are gathered and merged,
+//   N = sum n_r, mean = sum n_r m_r / N, var = sum n_r (v_r + (m_r - mean)^2) / N,
+// and the running stats move as batch_norm's with n = N. The backward all-reduces the two
+// per-channel sums it needs, so each rank's grad_x is the gradient of the sum of all ranks'
+// losses with respect to its own x; grad_weight and grad_bias are this rank's part, which DDP's
+// gradient average completes. Every rank of the group must call it, in the same order.
+Tensor sync_batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
+                       const Tensor& weight, const Tensor& bias, double momentum, double eps,
+                       std::shared_ptr<ProcessGroup> group);
 
 }  // namespace lumen::nn::functional

@@ -261,6 +261,47 @@ TEST(Ddp, BroadcastBuffersKeepsBatchNormStatisticsInStep) {
   }
 }
 
+// sync_batchnorm: a BatchNorm between the layers normalises over both ranks' batches, so two
+// ranks with batch B end where one process with batch 2B does, running statistics included;
+// without it each rank normalises over its own B, and they end elsewhere.
+struct HiddenNormModel : TinyModel {
+  nn::BatchNorm1d norm{8};
+  bool synced = false;  // the BatchNorm had a process group in training_step
+  HiddenNormModel() { register_module("norm", norm); }
+  Tensor training_step(const Batch& b, int64_t) override {
+    synced = norm.process_group != nullptr;
+    return nn::functional::mse_loss(fc2(norm(relu(fc1(b[0])))), b[1]);
+  }
+};
+
+std::vector<std::vector<float>> fit_hidden_norm(const StrategyOption& strategy, int64_t batch,
+                                                bool sync, bool expect_synced) {
+  manual_seed(100);
+  HiddenNormModel model;
+  TinyData data(TinyDataOptions{.n_train = 64, .batch_size = batch, .shuffle = true});
+  Trainer trainer(quiet(
+      {.max_steps = 5, .num_sanity_val_steps = 0, .strategy = strategy, .sync_batchnorm = sync}));
+  trainer.fit(model, data);
+  EXPECT_EQ(model.synced, expect_synced);
+  EXPECT_EQ(model.norm.process_group, nullptr);  // the group goes with the fit
+  std::vector<std::vector<float>> out = parameters_of(model);
+  out.push_back(model.norm.running_mean.to_vector<float>());
+  out.push_back(model.norm.running_var.to_vector<float>());
+  return out;
+}
+
+TEST(Ddp, SyncBatchNormMatchesOneProcessWithTheWholeBatch) {
+  const int64_t size = dist::world()->world_size();
+  std::vector<std::vector<float>> one = fit_hidden_norm("single_device", 4 * size, true, false);
+  expect_close(fit_hidden_norm(DDPStrategy{}, 4, true, true), one, 1e-5f);
+  std::vector<std::vector<float>> own = fit_hidden_norm(DDPStrategy{}, 4, false, false);
+  float apart = 0;
+  for (size_t i = 0; i < one.size(); ++i)
+    for (size_t j = 0; j < one[i].size(); ++j)
+      apart = std::max(apart, std::abs(own[i][j] - one[i][j]));
+  EXPECT_GT(apart, 1e-3f);
+}
+
 // Stop decisions are the job's, not a rank's: rank 0's Timer runs out at once, rank 1's never;
 // both ranks stop after the same step (otherwise rank 1 would wait in an all-reduce forever).
 TEST(Ddp, ATimerRunningOutOnOneRankStopsEveryRank) {
