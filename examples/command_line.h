@@ -1,7 +1,7 @@
 #pragma once
 // The flags every training example takes, --epochs N, --threads N, --precision P,
-// --accelerator A, --data PATH and --bench, plus an example's own (ExtraFlag), and the trainer
-// they ask for.
+// --accelerator A, --data PATH, --profiler simple and --bench, plus an example's own (ExtraFlag),
+// and the trainer they ask for.
 #include <lumen/lumen.h>
 #include <omp.h>
 
@@ -21,7 +21,8 @@ namespace examples {
 struct CommandLine {
   int64_t epochs = 10;
   std::string precision = "32", accelerator = "auto";
-  std::string data = {};  // empty: the example's default
+  std::string profiler = {};  // "simple": Lightning's SimpleProfiler report after each stage
+  std::string data = {};      // empty: the example's default
   bool bench = false;
 };
 
@@ -49,6 +50,8 @@ inline bool parse_command_line(int argc, char** argv, CommandLine& cl, const cha
       cl.accelerator = argv[++i];
     else if (is("--data"))
       cl.data = argv[++i];
+    else if (is("--profiler"))
+      cl.profiler = argv[++i];
     else if (!std::strcmp(argv[i], "--bench"))
       cl.bench = true;
     else {
@@ -64,7 +67,7 @@ inline bool parse_command_line(int argc, char** argv, CommandLine& cl, const cha
       std::string usage = std::string("usage: ") + argv[0] +
                           " [--epochs N] [--threads N] [--precision 32|16-mixed|bf16-mixed]\n"
                           "          [--accelerator auto|cpu|cuda] [--data " +
-                          data_value + "]";
+                          data_value + "] [--profiler simple]";
       for (const ExtraFlag& f : extra) usage += std::string(" [") + f.name + " " + f.value + "]";
       std::fprintf(stderr, "%s [--bench]\n", usage.c_str());
       return false;
@@ -82,6 +85,7 @@ inline lumen::TrainerOptions trainer_options(const CommandLine& cl, std::string 
                           .default_root_dir = std::move(root_dir),
                           .deterministic = true,
                           .callbacks = {std::move(checkpoint)},
+                          .profiler = cl.profiler,
                           .accelerator = cl.accelerator,
                           .precision = cl.precision};
   if (cl.bench) {

@@ -69,6 +69,7 @@
 #include "trainer/metrics.h"
 #include "trainer/model_checkpoint.h"
 #include "trainer/model_summary.h"
+#include "trainer/profiler.h"
 #include "trainer/progress_bar.h"
 #include "trainer/sync_batch_norm.h"
 #include "trainer/tensorboard_logger.h"

@@ -77,6 +77,15 @@ TEST(LoggerCrc32c, MaskRotatesAndAddsTheConstant) {
 
 // ---- Python-compatible number text.
 TEST(LoggerNumberFormat, PythonFloatRepr) {
+  // Python's format(v, ".5"), as the profiler's report writes its times.
+  const std::vector<std::pair<double, std::string>> general = {
+      {12.0, "12.0"},       {0.5, "0.5"},
+      {1.23456, "1.2346"},  {12345.6, "1.2346e+04"},
+      {1.2e-05, "1.2e-05"}, {10000.0, "1e+04"},
+      {9999.96, "1e+04"},   {0.00012345678, "0.00012346"},
+      {3e-07, "3e-07"},     {123.456789, "123.46"},
+      {0.0, "0.0"},         {99999.5, "1e+05"}};
+  for (const auto& [v, want] : general) EXPECT_EQ(python_format_precision(v, 5), want) << v;
   EXPECT_EQ(python_float_repr(0.1), "0.1");
   EXPECT_EQ(python_float_repr(1.0), "1.0");
   EXPECT_EQ(python_float_repr(0.0), "0.0");

@@ -65,7 +65,13 @@ void Trainer::evaluation_loop(const std::string& kind, int64_t max_batches) {
   loader.begin_epoch(L.current_epoch);
   DevicePrefetcher batches(loader, L.device, max_batches);
   for (int64_t i = 0; i < max_batches; ++i) {
-    std::optional<Batch> next = batches.next();
+    std::optional<Batch> next;
+    {
+      ProfileScope timing(L.profiler.get(), [&] {
+        return std::string("[_EvaluationLoop].") + (test ? "test" : "val") + "_next";
+      });
+      next = batches.next();
+    }
     if (!next) break;
     Batch batch = std::move(*next);
     L.batch_idx = i;
@@ -158,7 +164,11 @@ std::vector<Tensor> Trainer::predict_loop() {
   L.predict_loader->begin_epoch(0);
   DevicePrefetcher batches(*L.predict_loader, L.device, L.num_predict_batches);
   for (int64_t i = 0; i < L.num_predict_batches; ++i) {
-    std::optional<Batch> next = batches.next();
+    std::optional<Batch> next;
+    {
+      ProfileScope timing(L.profiler.get(), [] { return "[_PredictionLoop].predict_next"; });
+      next = batches.next();
+    }
     if (!next) break;
     Batch batch = std::move(*next);
     L.batch_idx = i;

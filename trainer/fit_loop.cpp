@@ -150,11 +150,19 @@ void Trainer::train_epoch() {
 
   // On a GPU the next batch is copied (copy stream) while this one trains.
   DevicePrefetcher batches(*L.train_loader, L.device, L.num_training_batches - start);
-  while (!epoch_done()) {
-    std::optional<Batch> batch = batches.next();
-    if (!batch) break;
-    if (!train_batch(*batch, L.batch_idx + 1)) break;
-    finish_train_batch(L.batch_idx, true);
+  {
+    ProfileScope timing(L.profiler.get(), [] { return "run_training_epoch"; });
+    while (!epoch_done()) {
+      std::optional<Batch> batch;
+      {
+        ProfileScope fetching(L.profiler.get(),
+                              [] { return "[_TrainingEpochLoop].train_dataloader_next"; });
+        batch = batches.next();
+      }
+      if (!batch) break;
+      if (!train_batch(*batch, L.batch_idx + 1)) break;
+      finish_train_batch(L.batch_idx, true);
+    }
   }
   end_train_epoch_hooks();
   finish_train_epoch();
@@ -191,14 +199,17 @@ bool Trainer::train_batch(const Batch& batch, int64_t batch_idx) {
     broadcast_module_state(model, *L.device_comm, true);
   L.manual_backward_ran = false;
   Tensor loss;
-  call_module("training_step", [&] {
-    ForwardContext autocast(L.autocast_dtype);
-    loss = model.training_step(batch, batch_idx);
-  });
-  if (model.automatic_optimization)
-    run_automatic_optimization(loss, batch_idx, accumulate);
-  else
-    flush_scaler_update();  // manual steps adjust the scale before the batch ends
+  {
+    ProfileScope timing(L.profiler.get(), [] { return "run_training_batch"; });
+    call_module("training_step", [&] {
+      ForwardContext autocast(L.autocast_dtype);
+      loss = model.training_step(batch, batch_idx);
+    });
+    if (model.automatic_optimization)
+      run_automatic_optimization(loss, batch_idx, accumulate);
+    else
+      flush_scaler_update();  // manual steps adjust the scale before the batch ends
+  }
   // What on_train_batch_end sees (Lightning's outputs["loss"]): the loss that was backpropagated,
   // divided by accumulate_grad_batches under automatic optimization; manual: as returned, if any.
   Tensor step_loss = loss.defined() ? loss.detach() : loss;
@@ -254,6 +265,7 @@ void Trainer::run_automatic_optimization(const Tensor& loss, int64_t batch_idx, 
     call_callbacks("on_before_zero_grad",
                    [&](Callback& cb) { cb.on_before_zero_grad(*this, model, optimizer); });
     call_module("on_before_zero_grad", [&] { model.on_before_zero_grad(optimizer); });
+    ProfileScope timing(L.profiler.get(), [&] { return profiled_action("optimizer_zero_grad"); });
     optimizer.zero_grad();
   }
   int64_t accum = options_.accumulate_grad_batches;
@@ -269,6 +281,7 @@ void Trainer::run_automatic_optimization(const Tensor& loss, int64_t batch_idx, 
 void Trainer::backward(const Tensor& loss, bool sync) {
   Loop& L = *loop_;
   LightningModule& model = *L.model;
+  ProfileScope timing(L.profiler.get(), [&] { return profiled_action("backward"); });
   call_callbacks("on_before_backward",
                  [&](Callback& cb) { cb.on_before_backward(*this, model, loss); });
   call_module("on_before_backward", [&] { model.on_before_backward(loss); });
@@ -283,6 +296,7 @@ void Trainer::optimizer_step() {
   Loop& L = *loop_;
   LightningModule& model = *L.model;
   optim::Optimizer& optimizer = *L.optimizers.front();
+  ProfileScope timing(L.profiler.get(), [&] { return profiled_action("optimizer_step"); });
   // Lightning's MixedPrecision.optimizer_step: the gradients are unscaled before the hooks and
   // clipping see them; the scaler skips the step if any is inf or NaN, and adjusts its scale.
   // global_step counts the step either way, as Lightning's.

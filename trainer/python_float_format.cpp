@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 #include "tensor/error.h"
 
@@ -54,6 +55,33 @@ std::string python_float_repr(double value) {
     out += exp_buf;
   }
   return out;
+}
+
+std::string python_format_precision(double value, int precision) {
+  LUMEN_CHECK(precision >= 1, "python_format_precision: precision must be >= 1, got ", precision);
+  if (!std::isfinite(value)) return python_float_repr(value);
+  // The decimal exponent after rounding to `precision` digits (9999.96 becomes 1e+04).
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*e", precision - 1, value);
+  const int exp = std::atoi(std::strchr(buf, 'e') + 1);
+  auto strip_zeros = [](std::string digits, bool keep_one) {
+    if (digits.find('.') == std::string::npos) return digits;
+    while (digits.back() == '0') digits.pop_back();
+    if (digits.back() == '.') {
+      if (keep_one)
+        digits += '0';
+      else
+        digits.pop_back();
+    }
+    return digits;
+  };
+  if (exp < -4 || exp >= precision - 1) {
+    std::string text(buf);
+    size_t e = text.find('e');
+    return strip_zeros(text.substr(0, e), false) + text.substr(e);
+  }
+  std::snprintf(buf, sizeof buf, "%.*f", precision - 1 - exp, value);
+  return strip_zeros(buf, true);
 }
 
 std::string format_number(double value, const std::string& spec) {

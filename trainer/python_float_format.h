@@ -15,4 +15,9 @@ std::string python_float_repr(double value);
 // conversions truncate the value toward zero first. Anything else throws lumen::Error.
 std::string format_number(double value, const std::string& spec);
 
+// Python's format(value, ".{precision}") (a precision and no type, as in f"{x:.5}"): 'g' with
+// `precision` significant digits, but scientific from exponent precision - 1 on, and fixed
+// notation keeps one digit after the point ("12.0", "1.2346e+04", "1e+04", "1.2e-05").
+std::string python_format_precision(double value, int precision);
+
 }  // namespace lumen

@@ -3,14 +3,17 @@
 // loops are in fit_loop.cpp and evaluation_loop.cpp, checkpoints in checkpoint_state.cpp.
 #include "trainer/trainer.h"
 
+#include <cxxabi.h>
 #include <omp.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <exception>
 #include <iostream>
 #include <map>
 #include <type_traits>
+#include <typeinfo>
 #include <utility>
 
 #include "autograd/autocast_mode.h"
@@ -113,6 +116,7 @@ Trainer::Trainer(TrainerOptions options) : options_(std::move(options)), loop_(n
   check_accelerator(o.accelerator, "Trainer");
 
   Loop& L = *loop_;
+  L.profiler = o.profiler.profiler;
   // Lightning's _init_debugging_flags and max_epochs defaults (_parse_loop_limits: a time
   // limit, from max_time or a Timer callback, also lifts the epoch limit).
   bool timed = o.max_time.seconds.has_value();
@@ -410,13 +414,52 @@ class CurrentFx {
 // Lightning's _call_callback_hooks: every callback in order, with the hook's name current.
 void Trainer::call_callbacks(const char* hook, const std::function<void(Callback&)>& fn) {
   CurrentFx fx(loop_->current_fx, hook);
-  for (const auto& cb : loop_->callbacks) fn(*cb);
+  for (const auto& cb : loop_->callbacks) {
+    ProfileScope timing(loop_->profiler.get(),
+                        [&] { return "[Callback]" + cb->state_key() + "." + hook; });
+    fn(*cb);
+  }
 }
 
 // Lightning's _call_lightning_module_hook.
 void Trainer::call_module(const char* hook, const std::function<void()>& fn) {
   CurrentFx fx(loop_->current_fx, hook);
+  ProfileScope timing(loop_->profiler.get(), [&] { return profiled_action(hook); });
   fn();
+}
+
+namespace {
+
+// Lightning names actions by the Python class: the C++ class, without its namespaces.
+std::string class_name(const std::type_info& type) {
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> demangled(
+      abi::__cxa_demangle(type.name(), nullptr, nullptr, &status), std::free);
+  std::string name = status == 0 && demangled ? demangled.get() : type.name();
+  const size_t scope = name.rfind("::", name.find('<'));
+  return scope == std::string::npos ? name : name.substr(scope + 2);
+}
+
+}  // namespace
+
+std::string Trainer::profiled_action(const char* hook) const {
+  const std::string h = hook;
+  // Lightning's _call_strategy_hook runs the steps and the backward.
+  if (h == "training_step" || h == "validation_step" || h == "test_step" || h == "predict_step" ||
+      h == "backward")
+    return std::string("[Strategy]") + (loop_->comm ? "DDPStrategy" : "SingleDeviceStrategy") +
+           "." + h;
+  return "[LightningModule]" + class_name(typeid(*loop_->model)) + "." + h;
+}
+
+ProfilerOption::ProfilerOption(const char* name) : ProfilerOption(std::string(name)) {}
+
+ProfilerOption::ProfilerOption(const std::string& name) {
+  if (name.empty()) return;
+  LUMEN_CHECK(name == "simple", "Trainer: profiler \"", name,
+              "\" is not one Lumen has; use \"simple\" (Lightning's SimpleProfiler) or a "
+              "std::shared_ptr to a Profiler of your own");
+  profiler = std::make_shared<SimpleProfiler>();
 }
 
 namespace {
@@ -597,11 +640,17 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
   try {
     // Lightning's prepare_data_per_node: local rank 0 of each node prepares (downloads, checks
     // files) while the node's other ranks wait; then every rank sets up.
+    const std::string data_name = "[LightningDataModule]" + class_name(typeid(data)) + ".";
     run_and_agree(L.comm.get(), "Trainer", "the DataModule's prepare_data",
-                  !L.comm || L.comm->local_rank() == 0, [&] { data.prepare_data(); });
+                  !L.comm || L.comm->local_rank() == 0, [&] {
+                    ProfileScope timing(L.profiler.get(),
+                                        [&] { return data_name + "prepare_data"; });
+                    data.prepare_data();
+                  });
     // _call_setup_hook: the DataModule, then the callbacks and the module.
     run_and_agree(L.comm.get(), "Trainer", "the DataModule's setup", true, [&] {
       CurrentFx fx(L.current_fx, "setup");
+      ProfileScope timing(L.profiler.get(), [&] { return data_name + "setup"; });
       data.setup(stage);
     });
     // DDP: every rank uses the log directory rank 0 resolves (a logger's next free version
@@ -612,6 +661,9 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
         mine = L.loggers.empty() ? options_.default_root_dir : L.loggers[0]->log_dir();
       L.shared_log_dir = L.comm->broadcast_string(mine);
     }
+    if (L.profiler)
+      L.profiler->setup(stage, L.comm ? std::optional<int>(L.comm->local_rank()) : std::nullopt,
+                        log_dir());
     run_and_agree(L.comm.get(), "Trainer", "a callback's or the module's setup", true, [&] {
       call_callbacks("setup", [&](Callback& cb) { cb.setup(*this, model, stage); });
       call_module("setup", [&] { model.setup(stage); });
@@ -639,7 +691,11 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
 
     if (stage == "fit") {
       CurrentFx fx(L.current_fx, "configure_optimizers");
-      OptimizerConfig config = model.configure_optimizers();
+      OptimizerConfig config = [&] {
+        ProfileScope timing(L.profiler.get(),
+                            [&] { return profiled_action("configure_optimizers"); });
+        return model.configure_optimizers();
+      }();
       check_optimizer_config(config, model, options_);
       L.optimizers = config.optimizers;
       L.schedulers = config.lr_schedulers;
@@ -689,6 +745,7 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
     // _call_teardown_hook: the DataModule, the callbacks, the module, then the loggers finish.
     {
       CurrentFx fx(L.current_fx, "teardown");
+      ProfileScope timing(L.profiler.get(), [&] { return data_name + "teardown"; });
       data.teardown(stage);
     }
     model.untoggle_all();
@@ -702,6 +759,8 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
     L.buckets.reset();
     if (is_global_zero())
       for (const auto& lg : L.loggers) lg->finalize("success");
+    // _call_teardown_hook ends with the profiler's report.
+    if (L.profiler) L.profiler->describe();
   } catch (const std::exception& e) {
     // Lightning's _interrupt: the callbacks learn of the exception, the loggers close as
     // "failed", and the exception goes on to the caller. The last batch's step values still

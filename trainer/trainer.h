@@ -17,6 +17,7 @@
 #include "trainer/gradient_buckets.h"
 #include "trainer/lightning_module.h"
 #include "trainer/logger.h"
+#include "trainer/profiler.h"
 #include "trainer/timer.h"
 
 namespace lumen {
@@ -43,6 +44,18 @@ struct LoggerOption {
   requires std::is_base_of_v<Logger, L> LoggerOption(std::shared_ptr<L> l)  // NOLINT: implicit
       : loggers{std::shared_ptr<Logger>(std::move(l))} {}
   LoggerOption(std::vector<std::shared_ptr<Logger>> ls) : loggers(std::move(ls)) {}  // NOLINT
+};
+
+// Lightning's `profiler=` option: "" (none), "simple" (a SimpleProfiler that prints its report
+// when each stage ends), or a profiler of one's own (SimpleProfiler({.filename = "perf"})).
+struct ProfilerOption {
+  std::shared_ptr<Profiler> profiler;
+  ProfilerOption() = default;
+  ProfilerOption(const char* name);         // NOLINT: implicit on purpose
+  ProfilerOption(const std::string& name);  // NOLINT: implicit on purpose
+  template <class P>
+  requires std::is_base_of_v<Profiler, P> ProfilerOption(std::shared_ptr<P> p)  // NOLINT: implicit
+      : profiler(std::move(p)) {}
 };
 
 // An entry of TrainerOptions::callbacks: a shared callback, or a callback object that is
@@ -92,6 +105,7 @@ struct TrainerOptions {
   bool enable_checkpointing = true;  // adds a ModelCheckpoint when callbacks have none
   bool enable_model_summary = true;  // adds a ModelSummary when callbacks have none
   std::vector<CallbackPtr> callbacks = {};
+  ProfilerOption profiler = {};
   LoggerOption logger = true;
   std::string accelerator = "auto";  // "cpu", "cuda" (or "gpu"), "auto"
   // "32" (or "32-true"); "16-mixed": f16 autocast in the training, validation, test and
@@ -234,6 +248,9 @@ class Trainer {
   void resolve_loaders();
   void call_callbacks(const char* hook, const std::function<void(Callback&)>& fn);
   void call_module(const char* hook, const std::function<void()>& fn);
+  // The profiler's name of a module hook or a strategy action, as Lightning's:
+  // "[LightningModule]Classifier.on_train_start", "[Strategy]DDPStrategy.backward".
+  std::string profiled_action(const char* hook) const;
   void log_to_loggers(std::map<std::string, double> metrics, std::optional<int64_t> step);
   void refresh_metrics() const;
   void flush_refresh() const;  // the refresh a training batch deferred, if any

@@ -29,7 +29,21 @@ enum class FitPhase {
 const char* fit_phase_name(FitPhase phase);
 FitPhase parse_fit_phase(const std::string& name);
 
+// Times its scope as the action make_name() names when the Trainer has a profiler (the name is
+// only made then).
+class ProfileScope {
+ public:
+  template <class MakeName>
+  ProfileScope(Profiler* profiler, MakeName&& make_name) {
+    if (profiler) scope_.emplace(profiler, make_name());
+  }
+
+ private:
+  std::optional<Profiler::Scope> scope_;
+};
+
 struct Trainer::Loop {
+  std::shared_ptr<Profiler> profiler;  // TrainerOptions::profiler, or null
   // What attached modules hold a weak reference to (LightningModule::trainer()).
   std::shared_ptr<Trainer* const> attachment;
   // What fit/validate/test/predict work on.
