@@ -513,6 +513,54 @@ TEST(Datasets, TensorDatasetAndSubset) {
   EXPECT_THROW_MSG(Subset(ds, {1, 5}), "index 5", "position 1");
 }
 
+// TensorDataset and Subset gather a batch in one go (get_batch) where the loader's collate is
+// default_collate, and never call get(); the batches are those that collating get()'s examples
+// gives, bit for bit: shuffled or not, sharded, with workers, for a random_split piece, with a
+// short last batch.
+TEST(Datasets, GatheredBatchesEqualCollatedExamples) {
+  struct CountingTensorDataset : TensorDataset {
+    using TensorDataset::TensorDataset;
+    Batch get(int64_t index) const override {
+      ++gets;
+      return TensorDataset::get(index);
+    }
+    mutable std::atomic<int64_t> gets{0};
+  };
+  Generator gen(4);
+  auto ds = std::make_shared<CountingTensorDataset>(
+      std::vector<Tensor>{randn({37, 3, 2}, {}, &gen), numbered(37)->tensors()[1]});
+  auto piece = random_split(ds, {20, 17}, 5)[1];
+  auto by_examples = [](const std::vector<Batch>& e) { return default_collate(e); };
+  for (const std::shared_ptr<const Dataset>& d :
+       std::vector<std::shared_ptr<const Dataset>>{ds, piece})
+    for (int workers : {0, 2})
+      for (bool shuffle : {false, true})
+        for (int64_t replicas : {1, 2}) {
+          SCOPED_TRACE(std::to_string(workers) + " workers, shuffle " + std::to_string(shuffle) +
+                       ", " + std::to_string(replicas) + " replicas, size " +
+                       std::to_string(d->size()));
+          DataLoaderOptions o{
+              .batch_size = 8, .shuffle = shuffle, .num_workers = workers, .seed = 3};
+          DataLoader gathered(d, o);
+          o.collate = by_examples;
+          DataLoader collated(d, o);
+          gathered.distribute(replicas - 1, replicas);
+          collated.distribute(replicas - 1, replicas);
+          ds->gets = 0;
+          std::vector<Batch> a = whole_epoch(gathered, 1);
+          EXPECT_EQ(ds->gets, 0);
+          std::vector<Batch> b = whole_epoch(collated, 1);
+          EXPECT_EQ(ds->gets, collated.num_examples());
+          expect_same_batches(a, b);
+        }
+  std::optional<Batch> rows = ds->get_batch({4, 0, 4});
+  ASSERT_TRUE(rows.has_value());
+  expect_same_batches({*rows}, {default_collate({ds->get(4), ds->get(0), ds->get(4)})});
+  EXPECT_THROW_MSG(ds->get_batch({1, 37}), "TensorDataset::get_batch", "index 37", "position 1",
+                   "37 examples");
+  EXPECT_THROW_MSG(piece->get_batch({17}), "Subset::get_batch", "index 17", "17 examples");
+}
+
 TEST(Datasets, RandomSplit) {
   auto ds = numbered(20);
   auto pieces = random_split(ds, {12, 0, 8}, 42);

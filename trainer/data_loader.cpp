@@ -43,23 +43,31 @@ Batch default_collate(const std::vector<Batch>& examples) {
   return batch;
 }
 
-namespace {
-
 // Batch k of an epoch: the examples at positions [k * batch_size, ...) of `order` (the
-// identity over the dataset when `order` is null), collated.
-Batch load_batch(const Dataset& dataset, const std::vector<int64_t>* order, int64_t k,
-                 int64_t batch_size,
-                 const std::function<Batch(const std::vector<Batch>&)>& collate) {
+// identity over the dataset when `order` is null). With default_collate, a dataset that gathers
+// batches itself (Dataset::get_batch) makes it in one go; otherwise collate stacks get()'s
+// examples. Then pinned when asked.
+Batch DataLoader::load_batch(const Dataset& dataset, const std::vector<int64_t>* order, int64_t k,
+                             int64_t batch_size, const Collation& collation) {
   int64_t n = order ? static_cast<int64_t>(order->size()) : dataset.size();
   int64_t begin = k * batch_size, end = std::min(begin + batch_size, n);
-  std::vector<Batch> examples;
-  examples.reserve(static_cast<size_t>(end - begin));
+  std::vector<int64_t> indices;
+  indices.reserve(static_cast<size_t>(end - begin));
   for (int64_t i = begin; i < end; ++i)
-    examples.push_back(dataset.get(order ? (*order)[static_cast<size_t>(i)] : i));
-  return collate(examples);
+    indices.push_back(order ? (*order)[static_cast<size_t>(i)] : i);
+  std::optional<Batch> batch;
+  if (collation.by_default) batch = dataset.get_batch(indices);
+  if (!batch) {
+    std::vector<Batch> examples;
+    examples.reserve(indices.size());
+    for (int64_t i : indices) examples.push_back(dataset.get(i));
+    batch = collation.collate(examples);
+  }
+  if (collation.pin)
+    for (Tensor& t : *batch)  // fields may be undefined or already on a device
+      if (t.defined() && t.device().is_cpu()) t = t.pin_memory();
+  return std::move(*batch);
 }
-
-}  // namespace
 
 // Worker threads that load the batches [next_to_load, end) of the current epoch, at most
 // `capacity` ahead of the consumer, and hand them over by batch index, so the consumer takes
@@ -73,7 +81,7 @@ struct DataLoader::Workers {
 
   std::shared_ptr<const Dataset> dataset;
   int64_t batch_size;
-  std::function<Batch(const std::vector<Batch>&)> collate;
+  Collation collation;
   int64_t capacity;
 
   std::mutex mu;
@@ -86,10 +94,10 @@ struct DataLoader::Workers {
   std::map<int64_t, Result> ready;
   std::vector<std::thread> threads;
 
-  Workers(std::shared_ptr<const Dataset> ds, const DataLoaderOptions& opts)
+  Workers(std::shared_ptr<const Dataset> ds, const DataLoaderOptions& opts, Collation c)
       : dataset(std::move(ds)),
         batch_size(opts.batch_size),
-        collate(opts.collate),
+        collation(std::move(c)),
         capacity(static_cast<int64_t>(opts.prefetch_factor) * opts.num_workers) {
     for (int i = 0; i < opts.num_workers; ++i) threads.emplace_back([this] { run(); });
   }
@@ -120,7 +128,7 @@ struct DataLoader::Workers {
       lock.unlock();
       Result r;
       try {
-        r.batch = load_batch(*dataset, ord.get(), k, batch_size, collate);
+        r.batch = load_batch(*dataset, ord.get(), k, batch_size, collation);
       } catch (...) {
         r.error = std::current_exception();
       }
@@ -172,15 +180,12 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, DataLoaderOptions
               options_.prefetch_factor);
   LUMEN_CHECK(static_cast<bool>(options_.collate), "DataLoader: collate is an empty function");
   seed_ = options_.seed.value_or(default_generator().seed());
-  if (options_.pin_memory && cuda_is_available()) {
-    // Pinned by whoever collates (a worker thread when there are workers).
-    options_.collate = [collate = std::move(options_.collate)](const std::vector<Batch>& ex) {
-      Batch b = collate(ex);
-      for (Tensor& t : b)  // fields may be undefined or already on a device
-        if (t.defined() && t.device().is_cpu()) t = t.pin_memory();
-      return b;
-    };
-  }
+  using CollateFn = Batch (*)(const std::vector<Batch>&);
+  const CollateFn* fn = options_.collate.target<CollateFn>();
+  collation_.collate = options_.collate;
+  collation_.by_default = fn != nullptr && *fn == &default_collate;
+  // Pinned by whoever loads (a worker thread when there are workers).
+  collation_.pin = options_.pin_memory && cuda_is_available();
 }
 
 DataLoader::~DataLoader() = default;
@@ -240,7 +245,7 @@ void DataLoader::begin_epoch(int64_t epoch, int64_t skip_batches) {
   consumed_ = skip_batches;
   active_ = true;
   if (options_.num_workers > 0) {
-    if (!workers_) workers_ = std::make_unique<Workers>(dataset_, options_);
+    if (!workers_) workers_ = std::make_unique<Workers>(dataset_, options_, collation_);
     workers_->restart(order_, skip_batches, num_batches);
   }
 }
@@ -254,7 +259,7 @@ std::optional<Batch> DataLoader::next() {
   int64_t k = consumed_++;
   if (workers_) return workers_->take(k);
   NoGradGuard no_grad;
-  return load_batch(*dataset_, order_.get(), k, options_.batch_size, options_.collate);
+  return load_batch(*dataset_, order_.get(), k, options_.batch_size, collation_);
 }
 
 DataLoader::EpochRange DataLoader::epoch(int64_t epoch, int64_t skip_batches) {

@@ -82,8 +82,17 @@ class DataLoader {
 
  private:
   struct Workers;
+  // How batches are made of examples.
+  struct Collation {
+    std::function<Batch(const std::vector<Batch>&)> collate;
+    bool by_default = false;  // collate is default_collate: Dataset::get_batch may stand in
+    bool pin = false;         // pin the batches' CPU tensors
+  };
+  static Batch load_batch(const Dataset& dataset, const std::vector<int64_t>* order, int64_t k,
+                          int64_t batch_size, const Collation& collation);
   std::shared_ptr<const Dataset> dataset_;
   DataLoaderOptions options_;
+  Collation collation_;
   uint64_t seed_ = 0;
   int64_t num_replicas_ = 1, rank_ = 0;
   int64_t epoch_ = -1;

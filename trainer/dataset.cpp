@@ -4,6 +4,8 @@
 #include <numeric>
 #include <utility>
 
+#include "autograd/grad_mode.h"
+#include "nn/functional/index.h"
 #include "tensor/error.h"
 #include "trainer/random_permutation.h"
 
@@ -35,6 +37,21 @@ Batch TensorDataset::get(int64_t index) const {
   return example;
 }
 
+std::optional<Batch> TensorDataset::get_batch(const std::vector<int64_t>& indices) const {
+  const int64_t n = size();
+  for (size_t k = 0; k < indices.size(); ++k)
+    LUMEN_CHECK(indices[k] >= 0 && indices[k] < n, "TensorDataset::get_batch: index ", indices[k],
+                " (position ", k, ") is out of range for a dataset of ", n, " examples");
+  if (indices.empty()) return std::nullopt;  // default_collate refuses an empty batch too
+  NoGradGuard no_grad;
+  const Tensor rows = from_vector<int64_t>(indices, {static_cast<int64_t>(indices.size())});
+  Batch batch;
+  batch.reserve(tensors_.size());
+  for (const Tensor& t : tensors_)
+    batch.push_back(index_select(t, 0, t.device().is_cpu() ? rows : rows.to(t.device())));
+  return batch;
+}
+
 Subset::Subset(std::shared_ptr<const Dataset> base, std::vector<int64_t> indices)
     : base_(std::move(base)), indices_(std::move(indices)) {
   LUMEN_CHECK(base_ != nullptr, "Subset: the base dataset is null");
@@ -50,6 +67,16 @@ Batch Subset::get(int64_t index) const {
   LUMEN_CHECK(index >= 0 && index < size(), "Subset::get: index ", index,
               " is out of range for a subset of ", size(), " examples");
   return base_->get(indices_[static_cast<size_t>(index)]);
+}
+
+std::optional<Batch> Subset::get_batch(const std::vector<int64_t>& indices) const {
+  std::vector<int64_t> base_indices(indices.size());
+  for (size_t k = 0; k < indices.size(); ++k) {
+    LUMEN_CHECK(indices[k] >= 0 && indices[k] < size(), "Subset::get_batch: index ", indices[k],
+                " (position ", k, ") is out of range for a subset of ", size(), " examples");
+    base_indices[k] = indices_[static_cast<size_t>(indices[k])];
+  }
+  return base_->get_batch(base_indices);
 }
 
 std::vector<std::shared_ptr<Dataset>> random_split(std::shared_ptr<const Dataset> dataset,

@@ -2,6 +2,7 @@
 // Map-style datasets, as torch.utils.data.Dataset: a size and random access to examples.
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "trainer/batch.h"
@@ -15,6 +16,13 @@ class Dataset {
   // One example: tensors without the batch dimension. Must be safe to call from several
   // loader threads at once.
   virtual Batch get(int64_t index) const = 0;
+  // The batch default_collate would make of the examples at `indices`, for a dataset that can
+  // gather it in one go (TensorDataset: one index_select per tensor) instead of an example at a
+  // time; nullopt where it cannot, and the loader collates get()'s examples. Thread-safe as get.
+  virtual std::optional<Batch> get_batch(const std::vector<int64_t>& indices) const {
+    (void)indices;
+    return std::nullopt;
+  }
 };
 
 // Examples are the rows (dim 0) of equally long tensors, as torch's TensorDataset.
@@ -23,6 +31,7 @@ class TensorDataset : public Dataset {
   explicit TensorDataset(std::vector<Tensor> tensors);
   int64_t size() const override;
   Batch get(int64_t index) const override;
+  std::optional<Batch> get_batch(const std::vector<int64_t>& indices) const override;
   const std::vector<Tensor>& tensors() const { return tensors_; }
 
  private:
@@ -35,6 +44,7 @@ class Subset : public Dataset {
   Subset(std::shared_ptr<const Dataset> base, std::vector<int64_t> indices);
   int64_t size() const override;
   Batch get(int64_t index) const override;
+  std::optional<Batch> get_batch(const std::vector<int64_t>& indices) const override;
 
  private:
   std::shared_ptr<const Dataset> base_;
