@@ -1,6 +1,7 @@
 #pragma once
 // The public API of Lumen: include this one header.
 #include "autograd/autocast_mode.h"
+#include "autograd/checkpoint.h"
 #include "autograd/grad_mode.h"
 #include "autograd/gradcheck.h"
 #include "dist/communicator.h"

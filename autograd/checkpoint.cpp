@@ -1,0 +1,101 @@
+#include "autograd/checkpoint.h"
+
+#include "autograd/autocast_mode.h"
+#include "autograd/grad_mode.h"
+#include "autograd/node.h"
+#include "tensor/error.h"
+#include "tensor/generator.h"
+
+namespace lumen {
+namespace {
+
+// Grad mode on for its scope (the recomputation runs inside a backward, where it is off).
+class GradEnabledGuard {
+ public:
+  GradEnabledGuard() : prev_(GradMode::is_enabled()) { GradMode::set_enabled(true); }
+  ~GradEnabledGuard() { GradMode::set_enabled(prev_); }
+  GradEnabledGuard(const GradEnabledGuard&) = delete;
+  GradEnabledGuard& operator=(const GradEnabledGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+
+// The default generator at a saved state for its scope, then back where it was.
+class GeneratorReplay {
+ public:
+  GeneratorReplay(bool active, uint64_t seed, uint64_t offset)
+      : active_(active), seed_(default_generator().seed()), offset_(default_generator().offset()) {
+    if (active_) default_generator().set_state(seed, offset);
+  }
+  ~GeneratorReplay() {
+    if (active_) default_generator().set_state(seed_, offset_);
+  }
+  GeneratorReplay(const GeneratorReplay&) = delete;
+  GeneratorReplay& operator=(const GeneratorReplay&) = delete;
+
+ private:
+  bool active_;
+  uint64_t seed_, offset_;
+};
+
+}  // namespace
+
+Tensor checkpoint(const std::function<Tensor(const std::vector<Tensor>&)>& fn,
+                  const std::vector<Tensor>& inputs, CheckpointOptions options) {
+  LUMEN_CHECK(static_cast<bool>(fn), "checkpoint: the function is empty");
+  const uint64_t seed = default_generator().seed(), offset = default_generator().offset();
+  const bool autocast = AutocastMode::is_enabled();
+  const DType autocast_dtype = AutocastMode::dtype();
+  Tensor out;
+  {
+    NoGradGuard no_grad;
+    out = fn(inputs);
+  }
+  LUMEN_CHECK(out.defined(), "checkpoint: the function returned an undefined tensor");
+  if (!GradMode::is_enabled() || !is_floating(out.dtype())) return out;
+
+  // The node's inputs: the user's, and a leaf that requires grad, so that the node is recorded
+  // (and the recomputation reaches the parameters fn uses) even where no input requires grad.
+  std::vector<Tensor> node_inputs = inputs;
+  node_inputs.push_back(zeros({}).requires_grad_());
+  std::vector<Tensor> saved;
+  for (const Tensor& t : inputs) saved.push_back(t.defined() ? t.detach() : t);
+  const Shape shape = out.shape();
+  // A new TensorImpl for the node (fn may have returned one of its inputs).
+  return autograd::record(
+      "checkpoint", out.detach(), node_inputs,
+      [fn, saved, seed, offset, autocast, autocast_dtype, shape, options](
+          const Tensor& grad, const autograd::NeedsGrad& needs) {
+        std::vector<Tensor> replay;
+        for (size_t i = 0; i < saved.size(); ++i) {
+          replay.push_back(saved[i].defined() ? saved[i].detach() : Tensor());
+          if (needs[i]) replay[i].requires_grad_();
+        }
+        Tensor again;
+        {
+          GradEnabledGuard grad_mode;
+          AutocastGuard autocast_mode(autocast_dtype, autocast);
+          GeneratorReplay rng(options.preserve_rng_state, seed, offset);
+          again = fn(replay);
+        }
+        LUMEN_CHECK(again.defined() && again.shape() == shape,
+                    "checkpoint: the recomputation in the backward returned ",
+                    again.defined() ? "shape " + shape_str(again.shape()) : "an undefined tensor",
+                    " where the forward returned shape ", shape_str(shape),
+                    "; the function must compute the same thing each time");
+        if (again.requires_grad()) again.backward(grad.to(again.dtype()));
+        std::vector<Tensor> grads(needs.size());
+        for (size_t i = 0; i < saved.size(); ++i)
+          if (needs[i]) grads[i] = replay[i].grad();
+        return grads;
+      });
+}
+
+Tensor checkpoint(const std::function<Tensor(const Tensor&)>& fn, const Tensor& input,
+                  CheckpointOptions options) {
+  LUMEN_CHECK(static_cast<bool>(fn), "checkpoint: the function is empty");
+  return checkpoint([fn](const std::vector<Tensor>& in) { return fn(in[0]); }, {input}, options);
+}
+
+}  // namespace lumen
