@@ -48,23 +48,27 @@ Tensor checkpoint(const std::function<Tensor(const std::vector<Tensor>&)>& fn,
   const bool autocast = AutocastMode::is_enabled();
   const DType autocast_dtype = AutocastMode::dtype();
   Tensor out;
+  bool needs_graph = false;
   {
-    NoGradGuard no_grad;
-    out = fn(inputs);
+    // Under grad mode the graph is recorded only to learn whether the result depends on
+    // anything that requires grad (an input, or a parameter fn uses); it goes, with what it
+    // saved, when `traced` does.
+    Tensor traced = fn(inputs);
+    LUMEN_CHECK(traced.defined(), "checkpoint: the function returned an undefined tensor");
+    needs_graph = traced.requires_grad();
+    out = traced.detach();  // a new TensorImpl for the node (fn may return one of its inputs)
   }
-  LUMEN_CHECK(out.defined(), "checkpoint: the function returned an undefined tensor");
-  if (!GradMode::is_enabled() || !is_floating(out.dtype())) return out;
+  if (!needs_graph) return out;
 
-  // The node's inputs: the user's, and a leaf that requires grad, so that the node is recorded
-  // (and the recomputation reaches the parameters fn uses) even where no input requires grad.
+  // The node's inputs: the user's, and where none requires grad (parameters alone do) a leaf
+  // that does, so that the node is recorded and the recomputation reaches the parameters.
   std::vector<Tensor> node_inputs = inputs;
-  node_inputs.push_back(zeros({}).requires_grad_());
+  if (!autograd::any_requires_grad(inputs)) node_inputs.push_back(zeros({}).requires_grad_());
   std::vector<Tensor> saved;
   for (const Tensor& t : inputs) saved.push_back(t.defined() ? t.detach() : t);
   const Shape shape = out.shape();
-  // A new TensorImpl for the node (fn may have returned one of its inputs).
   return autograd::record(
-      "checkpoint", out.detach(), node_inputs,
+      "checkpoint", out, node_inputs,
       [fn, saved, seed, offset, autocast, autocast_dtype, shape, options](
           const Tensor& grad, const autograd::NeedsGrad& needs) {
         std::vector<Tensor> replay;

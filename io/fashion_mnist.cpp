@@ -42,14 +42,18 @@ std::shared_ptr<const Dataset> first(std::shared_ptr<const Dataset> dataset, int
 }  // namespace
 
 FashionMNIST::FashionMNIST(FashionMNISTOptions options) : options_(std::move(options)) {
-  LUMEN_CHECK(options_.batch_size >= 1, "FashionMNIST: batch_size must be >= 1, got ",
-              options_.batch_size);
+  set_batch_size(options_.batch_size);
   LUMEN_CHECK(options_.val_size >= 0, "FashionMNIST: val_size must be >= 0, got ",
               options_.val_size);
   LUMEN_CHECK(options_.num_workers >= 0, "FashionMNIST: num_workers must be >= 0, got ",
               options_.num_workers);
   LUMEN_CHECK(options_.limit >= 0, "FashionMNIST: limit must be >= 0 (0: all), got ",
               options_.limit);
+}
+
+void FashionMNIST::set_batch_size(int64_t batch_size) {
+  LUMEN_CHECK(batch_size >= 1, "FashionMNIST: batch_size must be >= 1, got ", batch_size);
+  options_.batch_size = batch_size;
 }
 
 void FashionMNIST::prepare_data() {

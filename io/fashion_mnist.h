@@ -51,6 +51,8 @@ class FashionMNIST : public DataModule {
   std::shared_ptr<DataLoader> predict_dataloader() override;
 
   const FashionMNISTOptions& options() const { return options_; }
+  // The batch size of the loaders made from now on (Tuner::scale_batch_size sets it).
+  void set_batch_size(int64_t batch_size);
   // Null until setup of a stage that builds them.
   std::shared_ptr<const Dataset> train_dataset() const { return train_; }
   std::shared_ptr<const Dataset> val_dataset() const { return val_; }

@@ -54,7 +54,8 @@ void* cpu_allocate(size_t nbytes) {
     cpu_empty_cache();
     p = std::aligned_alloc(64, size);
   }
-  LUMEN_CHECK(p, "cpu: out of memory allocating ", nbytes, " bytes");
+  if (!p)
+    throw OutOfMemoryError(detail::concat("cpu: out of memory allocating ", nbytes, " bytes"));
   return p;
 }
 

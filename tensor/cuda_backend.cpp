@@ -95,9 +95,9 @@ struct CudaBackend final : DeviceBackend {
       cudaGetLastError();
       size_t free_b = 0, total_b = 0;
       cudaMemGetInfo(&free_b, &total_b);
-      detail::throw_error("cuda:", index, ": out of memory allocating ", nbytes, " bytes (", free_b,
-                          " bytes free of ", total_b,
-                          ", after returning the pool's cached blocks)");
+      throw OutOfMemoryError(detail::concat("cuda:", index, ": out of memory allocating ", nbytes,
+                                            " bytes (", free_b, " bytes free of ", total_b,
+                                            ", after returning the pool's cached blocks)"));
     }
     LUMEN_CUDA_CHECK(err);
     return p;

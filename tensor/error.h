@@ -11,6 +11,12 @@ struct Error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// An allocation the device could not satisfy (torch.OutOfMemoryError): what Tuner's batch-size
+// search catches, and what a caller may handle by retrying with less.
+struct OutOfMemoryError : Error {
+  using Error::Error;
+};
+
 namespace detail {
 template <class... Args>
 [[noreturn]] void throw_error(const Args&... args) {

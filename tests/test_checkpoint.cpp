@@ -91,7 +91,7 @@ TEST(Checkpoint, KeepsOnlyTheOutputAfterTheForward) {
 }
 
 // The parameters inside get their gradients even when the input needs none (the first layer on
-// the data); under NoGradGuard nothing is recorded.
+// the data); without anything that requires grad, or under NoGradGuard, nothing is recorded.
 TEST(Checkpoint, ParametersGetGradientsWhenTheInputNeedsNone) {
   manual_seed(4);
   nn::Linear a(3, 2);
@@ -101,6 +101,11 @@ TEST(Checkpoint, ParametersGetGradientsWhenTheInputNeedsNone) {
   a.zero_grad();
   F::mse_loss(checkpoint([&](const Tensor& h) { return a(h); }, x), zeros({4, 2})).backward();
   EXPECT_TRUE(same_bits(a.weight.grad(), plain));
+  // Nothing inside or outside requires grad: neither does the result (so a Trainer still sees
+  // a loss that trains nothing).
+  for (Tensor p : a.parameters()) p.requires_grad_(false);
+  EXPECT_FALSE(checkpoint([&](const Tensor& h) { return a(h); }, x).requires_grad());
+  for (Tensor p : a.parameters()) p.requires_grad_(true);
   NoGradGuard no_grad;
   EXPECT_FALSE(checkpoint([&](const Tensor& h) { return a(h); }, x).requires_grad());
 }

@@ -100,6 +100,13 @@ TEST(MemoryStats, CountsLiveStoragesPeakAndCache) {
   EXPECT_EQ(memory_stats(Device::cpu()).reserved, after.allocated);
 }
 
+// An allocation beyond what the machine has is an OutOfMemoryError that says how much.
+TEST(CpuAllocator, OutOfMemoryIsItsOwnErrorAndSaysHowMuch) {
+  EXPECT_THROW(empty({int64_t{1} << 60}, {.dtype = DType::u8}), OutOfMemoryError);
+  EXPECT_THROW_MSG(empty({int64_t{1} << 60}, {.dtype = DType::u8}), "cpu: out of memory",
+                   "1152921504606846976 bytes");
+}
+
 TEST(MemoryStats, UnknownDeviceIsRefused) {
   if (cuda_is_available()) GTEST_SKIP() << "a CUDA device is present";
   EXPECT_THROW_MSG(memory_stats(Device::cuda(0)), "cuda:0");

@@ -239,6 +239,8 @@ TEST(Cuda, OutOfMemorySaysHowMuch) {
   if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device";
   EXPECT_THROW_MSG(empty({int64_t{1} << 50}, {.dtype = DType::u8, .device = Device::cuda()}),
                    "out of memory", "1125899906842624 bytes", "free");
+  EXPECT_THROW(empty({int64_t{1} << 50}, {.dtype = DType::u8, .device = Device::cuda()}),
+               OutOfMemoryError);
 }
 
 TEST(Cuda, MemoryStatsCountAllocationsAndThePoolKeepsFreedMemory) {

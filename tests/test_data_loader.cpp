@@ -516,19 +516,22 @@ TEST(Datasets, TensorDatasetAndSubset) {
 // TensorDataset and Subset gather a batch in one go (get_batch) where the loader's collate is
 // default_collate, and never call get(); the batches are those that collating get()'s examples
 // gives, bit for bit: shuffled or not, sharded, with workers, for a random_split piece, with a
-// short last batch.
+// short last batch. A derived class that overrides get() alone keeps its get().
 TEST(Datasets, GatheredBatchesEqualCollatedExamples) {
-  struct CountingTensorDataset : TensorDataset {
+  struct Counting : TensorDataset {
     using TensorDataset::TensorDataset;
     Batch get(int64_t index) const override {
       ++gets;
       return TensorDataset::get(index);
     }
+    std::optional<Batch> get_batch(const std::vector<int64_t>& indices) const override {
+      return gather_rows(indices);  // opts in
+    }
     mutable std::atomic<int64_t> gets{0};
   };
   Generator gen(4);
-  auto ds = std::make_shared<CountingTensorDataset>(
-      std::vector<Tensor>{randn({37, 3, 2}, {}, &gen), numbered(37)->tensors()[1]});
+  std::vector<Tensor> tensors{randn({37, 3, 2}, {}, &gen), numbered(37)->tensors()[1]};
+  auto ds = std::make_shared<Counting>(tensors);
   auto piece = random_split(ds, {20, 17}, 5)[1];
   auto by_examples = [](const std::vector<Batch>& e) { return default_collate(e); };
   for (const std::shared_ptr<const Dataset>& d :
@@ -553,12 +556,31 @@ TEST(Datasets, GatheredBatchesEqualCollatedExamples) {
           EXPECT_EQ(ds->gets, collated.num_examples());
           expect_same_batches(a, b);
         }
-  std::optional<Batch> rows = ds->get_batch({4, 0, 4});
+
+  struct Augmenting : TensorDataset {
+    using TensorDataset::TensorDataset;
+    Batch get(int64_t index) const override {
+      Batch e = TensorDataset::get(index);
+      e[0] = e[0] * 2.0;
+      return e;
+    }
+  };
+  auto augmented = std::make_shared<Augmenting>(tensors);
+  EXPECT_FALSE(augmented->get_batch({0, 1}).has_value());
+  DataLoader loader(augmented, {.batch_size = 4});
+  std::vector<Batch> batches = whole_epoch(loader, 0);
+  EXPECT_TRUE(bitwise_equal(batches[0][0], tensors[0].narrow(0, 0, 4) * 2.0));
+
+  auto plain = std::make_shared<TensorDataset>(tensors);
+  std::optional<Batch> rows = plain->get_batch({4, 0, 4});
   ASSERT_TRUE(rows.has_value());
-  expect_same_batches({*rows}, {default_collate({ds->get(4), ds->get(0), ds->get(4)})});
-  EXPECT_THROW_MSG(ds->get_batch({1, 37}), "TensorDataset::get_batch", "index 37", "position 1",
+  expect_same_batches({*rows}, {default_collate({plain->get(4), plain->get(0), plain->get(4)})});
+  EXPECT_THROW_MSG(plain->get_batch({1, 37}), "TensorDataset::get_batch", "index 37", "position 1",
                    "37 examples");
-  EXPECT_THROW_MSG(piece->get_batch({17}), "Subset::get_batch", "index 17", "17 examples");
+  Subset sub(plain, {3, 1});
+  ASSERT_TRUE(sub.get_batch({1}).has_value());
+  EXPECT_EQ(sub.get_batch({1})->at(1).to_vector<int64_t>(), std::vector<int64_t>{1});
+  EXPECT_THROW_MSG(sub.get_batch({2}), "Subset::get_batch", "index 2", "2 examples");
 }
 
 TEST(Datasets, RandomSplit) {

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <map>
 
+#include "autograd/checkpoint.h"
 #include "dist/launcher_environment.h"
 #include "dist/local_communicator.h"
 #include "dist/world.h"
@@ -212,6 +213,35 @@ TEST(GradientBuckets, OneRankKeepsGradientsAndUnusedParametersStayWithout) {
   buckets.prepare(false);
   (a * b).sum().backward();
   expect_error([&] { buckets.finish(); }, {"prepare(true)"});
+}
+
+// A parameter used in two checkpointed calls gets two gradients in one backward (each
+// recomputation accumulates its own). While its bucket waits for another parameter, the bucket
+// packs their sum; once its bucket has started, the backward fails and says why.
+TEST(GradientBuckets, ASecondGradientInOneBackwardCountsOnceOrFailsClearly) {
+  auto comm = std::make_shared<dist::LocalCommunicator>();
+  Tensor w = randn({3}).requires_grad_(), x = randn({3}).requires_grad_();
+  auto loss = [&] {
+    auto scale = [&](const Tensor& h) { return h * w; };
+    return checkpoint(scale, checkpoint(scale, x)).sum();
+  };
+  loss().backward();
+  std::vector<float> want_w = w.grad().to_vector<float>(), want_x = x.grad().to_vector<float>();
+  w.set_grad(Tensor());
+  x.set_grad(Tensor());
+  {
+    GradientBuckets one_bucket({x, w}, comm, 1 << 20);  // w's gradients, then x's
+    one_bucket.prepare(true);
+    loss().backward();
+    one_bucket.finish();
+    EXPECT_EQ(w.grad().to_vector<float>(), want_w);
+    EXPECT_EQ(x.grad().to_vector<float>(), want_x);
+  }
+  w.set_grad(Tensor());
+  x.set_grad(Tensor());
+  GradientBuckets own_buckets({x, w}, comm, 4);  // w's bucket starts at its first gradient
+  own_buckets.prepare(true);
+  expect_error([&] { loss().backward(); }, {"second gradient in one backward", "checkpointed"});
 }
 
 TEST(TrainerStrategy, DdpOnOneProcessTrainsLikeASingleDevice) {

@@ -674,6 +674,22 @@ TEST(ManualOptimization, MisuseSaysWhatWasWrong) {
   EXPECT_TRUE(has(fit_error(toggle_twice, {}),
                   "toggle_optimizer: another optimizer is toggled; call untoggle_optimizer "
                   "first"));
+  // A LightningOptimizer kept past its Trainer.
+  struct KeepsItsOptimizer : ManualTinyModel {
+    std::vector<LightningOptimizer> kept;
+    Tensor training_step(const Batch& b, int64_t i) override {
+      kept = optimizers();
+      return ManualTinyModel::training_step(b, i);
+    }
+  } keeps;
+  {
+    TinyData data({.n_train = 8, .batch_size = 8, .with_val = false});
+    Trainer trainer(quiet({.max_epochs = 1}));
+    trainer.fit(keeps, data);
+  }
+  ASSERT_EQ(keeps.kept.size(), 1u);
+  EXPECT_THROW_MSG(keeps.kept[0].step(), "LightningOptimizer.step",
+                   "the Trainer it came from is gone");
 }
 
 }  // namespace

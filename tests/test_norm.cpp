@@ -297,15 +297,18 @@ class ThreadGroup {
   std::barrier<> barrier_;
 };
 
-// Three ranks with 2, 5 and 3 samples (the merge weighs each rank by its count): outputs,
-// input gradients, running stats, and the ranks' weight and bias gradients summed, all as one
-// process's batch_norm over the 10 samples.
-TEST(Norm, SyncBatchNormOverRanksEqualsBatchNormOverTheirConcatenation) {
-  const std::vector<int64_t> sizes{2, 5, 3}, offsets{0, 2, 7};
-  const int64_t c = 3;
+// Three ranks with 2, 5 and 3 samples (the merge weighs each rank by its count), and with 1, 0
+// and 3 (a rank may hold one value per channel, or none, as in PyTorch): outputs, input
+// gradients, running stats, and the ranks' weight and bias gradients summed, all as one
+// process's batch_norm over their concatenation.
+void expect_sync_equals_concatenated(const std::vector<int64_t>& sizes) {
+  const int64_t c = 3, ranks = static_cast<int64_t>(sizes.size());
+  std::vector<int64_t> offsets{0};
+  for (int64_t n : sizes) offsets.push_back(offsets.back() + n);
+  const int64_t total = offsets.back();
   Generator gen(11);
-  Tensor x = randn({10, c, 4}, {}, &gen) * 2.0 + 1.5;
-  Tensor gy = randn({10, c, 4}, {}, &gen);
+  Tensor x = randn({total, c, 4}, {}, &gen) * 2.0 + 1.5;
+  Tensor gy = randn({total, c, 4}, {}, &gen);
   Tensor w0 = randn({c}, {}, &gen), b0 = randn({c}, {}, &gen);
 
   Tensor xr = x.clone().requires_grad_(), wr = w0.clone().requires_grad_(),
@@ -314,11 +317,11 @@ TEST(Norm, SyncBatchNormOverRanksEqualsBatchNormOverTheirConcatenation) {
   Tensor y = F::batch_norm(xr, rm, rv, wr, br, true, 0.1, 1e-5);
   (y * gy).sum().backward();
 
-  ThreadGroup group(3);
-  std::vector<Tensor> ys(3), gxs(3), gws(3), gbs(3), rms(3), rvs(3);
-  std::vector<std::string> errors(3);
+  ThreadGroup group(static_cast<int>(ranks));
+  std::vector<Tensor> ys(ranks), gxs(ranks), gws(ranks), gbs(ranks), rms(ranks), rvs(ranks);
+  std::vector<std::string> errors(ranks);
   std::vector<std::thread> threads;
-  for (int r = 0; r < 3; ++r)
+  for (int r = 0; r < ranks; ++r)
     threads.emplace_back([&, r] {
       try {
         Tensor xs = x.narrow(0, offsets[r], sizes[r]).clone().requires_grad_();
@@ -328,7 +331,7 @@ TEST(Norm, SyncBatchNormOverRanksEqualsBatchNormOverTheirConcatenation) {
         Tensor yr = F::sync_batch_norm(xs, rms[r], rvs[r], w, b, 0.1, 1e-5, group.rank(r));
         (yr * gy.narrow(0, offsets[r], sizes[r])).sum().backward();
         ys[r] = yr.detach();
-        gxs[r] = xs.grad();
+        gxs[r] = xs.grad().defined() ? xs.grad() : zeros_like(xs);
         gws[r] = w.grad();
         gbs[r] = b.grad();
       } catch (const std::exception& e) {
@@ -336,7 +339,7 @@ TEST(Norm, SyncBatchNormOverRanksEqualsBatchNormOverTheirConcatenation) {
       }
     });
   for (auto& t : threads) t.join();
-  for (int r = 0; r < 3; ++r) ASSERT_EQ(errors[r], "") << "rank " << r;
+  for (int r = 0; r < ranks; ++r) ASSERT_EQ(errors[r], "") << "rank " << r;
 
   auto expect_close = [](const Tensor& got, const Tensor& want, const char* what) {
     std::vector<double> g = got.to_vector<double>(), w = want.to_vector<double>();
@@ -344,17 +347,57 @@ TEST(Norm, SyncBatchNormOverRanksEqualsBatchNormOverTheirConcatenation) {
     for (size_t i = 0; i < g.size(); ++i)
       ASSERT_NEAR(g[i], w[i], 2e-5 * (1 + std::abs(w[i]))) << what << " element " << i;
   };
+  Tensor gw_sum = gws[0], gb_sum = gbs[0];
+  for (int r = 1; r < ranks; ++r) {
+    gw_sum = gw_sum + gws[r];
+    gb_sum = gb_sum + gbs[r];
+  }
   expect_close(cat(ys), y, "y");
   expect_close(cat(gxs), xr.grad(), "grad_x");
-  expect_close(gws[0] + gws[1] + gws[2], wr.grad(), "grad_weight");
-  expect_close(gbs[0] + gbs[1] + gbs[2], br.grad(), "grad_bias");
-  for (int r = 0; r < 3; ++r) {
+  expect_close(gw_sum, wr.grad(), "grad_weight");
+  expect_close(gb_sum, br.grad(), "grad_bias");
+  for (int r = 0; r < ranks; ++r) {
     expect_close(rms[r], rm, "running_mean");
     expect_close(rvs[r], rv, "running_var");
   }
+}
+
+TEST(Norm, SyncBatchNormOverRanksEqualsBatchNormOverTheirConcatenation) {
+  {
+    SCOPED_TRACE("2, 5, 3");
+    expect_sync_equals_concatenated({2, 5, 3});
+  }
+  {
+    SCOPED_TRACE("1, 0, 3");
+    expect_sync_equals_concatenated({1, 0, 3});
+  }
   // Each rank's own statistics would give other outputs.
-  Tensor own = F::batch_norm(x.narrow(0, 0, 2), {}, {}, w0, b0, true);
-  EXPECT_GT((own - y.detach().narrow(0, 0, 2)).abs().max().item(), 0.1);
+  Generator gen(11);
+  Tensor x = randn({10, 3, 4}, {}, &gen) * 2.0 + 1.5;
+  Tensor whole = F::batch_norm(x, {}, {}, {}, {}, true).narrow(0, 0, 2);
+  Tensor own = F::batch_norm(x.narrow(0, 0, 2), {}, {}, {}, {}, true);
+  EXPECT_GT((own - whole).abs().max().item(), 0.1);
+}
+
+// A group whose ranks hold one value per channel between them cannot normalise: every rank
+// fails together, after the gather.
+TEST(Norm, SyncBatchNormNeedsTwoValuesOverTheGroup) {
+  ThreadGroup group(2);
+  std::vector<std::string> errors(2);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 2; ++r)
+    threads.emplace_back([&, r] {
+      try {
+        F::sync_batch_norm(randn({r == 0 ? 1 : 0, 3}), {}, {}, {}, {}, 0.1, 1e-5, group.rank(r));
+      } catch (const std::exception& e) {
+        errors[r] = e.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (int r = 0; r < 2; ++r)
+    EXPECT_NE(errors[r].find("more than 1 value per channel over the group's 2 ranks"),
+              std::string::npos)
+        << "rank " << r << ": " << errors[r];
 }
 
 }  // namespace

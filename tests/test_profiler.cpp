@@ -156,10 +156,10 @@ TEST(Profiler, TheTrainerTimesItsActions) {
   EXPECT_EQ(calls("[LightningDataModule]TinyData.setup"), 1);
   EXPECT_EQ(calls("[LightningDataModule]TinyData.prepare_data"), 1);
   EXPECT_EQ(calls("[LightningDataModule]TinyData.teardown"), 1);
-  EXPECT_GE(seconds("run_training_batch"),
-            seconds("[Strategy]SingleDeviceStrategy.training_step") +
-                seconds("[Strategy]SingleDeviceStrategy.backward") +
-                seconds("[LightningModule]TinyModel.optimizer_step"));
+  // As Lightning's, optimizer_step holds the stepping batches' training_step and backward.
+  EXPECT_GE(seconds("run_training_batch"), seconds("[LightningModule]TinyModel.optimizer_step"));
+  EXPECT_GE(seconds("run_training_batch"), seconds("[Strategy]SingleDeviceStrategy.training_step") +
+                                               seconds("[Strategy]SingleDeviceStrategy.backward"));
   EXPECT_GE(seconds("run_training_epoch"), seconds("run_training_batch"));
 
   std::ifstream fit_report(dir.path / "fit-perf.txt");

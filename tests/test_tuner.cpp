@@ -161,5 +161,86 @@ TEST(Tuner, MisuseSaysWhatWasWrong) {
   EXPECT_EQ(parameters_of(model), before);
 }
 
+// A module whose training step runs out of memory above `limit` examples a batch, as the
+// allocator would (OutOfMemoryError).
+struct MemoryBound : TinyModel {
+  int64_t limit;
+  explicit MemoryBound(int64_t l) : limit(l) {}
+  Tensor training_step(const Batch& b, int64_t i) override {
+    if (b[0].size(0) > limit)
+      throw OutOfMemoryError("cpu: out of memory allocating (a batch of " +
+                             std::to_string(b[0].size(0)) + ")");
+    return TinyModel::training_step(b, i);
+  }
+};
+
+struct BatchSizeRun {
+  std::optional<int64_t> found;
+  std::vector<int64_t> tried;  // every size set, in order
+};
+
+BatchSizeRun scale(int64_t limit, int64_t n_train, ScaleBatchSizeOptions options,
+                   TrainerOptions trainer_options = {}) {
+  MemoryBound model(limit);
+  std::vector<std::vector<float>> before = parameters_of(model);
+  TinyData data({.n_train = n_train, .batch_size = 8});
+  Trainer trainer(quiet(trainer_options));
+  BatchSizeRun run;
+  run.found = Tuner(trainer).scale_batch_size(
+      model, data,
+      [&](int64_t b) {
+        data.o.batch_size = b;
+        run.tried.push_back(b);
+      },
+      options);
+  EXPECT_EQ(parameters_of(model), before);  // the trials' training is undone
+  return run;
+}
+
+// Lightning's power scaling doubles from init_val until a trial runs out of memory, then halves
+// once; its binary search bisects between the last size that fit and the failure. Here 40 is
+// the largest batch that fits.
+TEST(Tuner, ScaleBatchSizeFindsTheLargestBatchThatFits) {
+  BatchSizeRun power = scale(40, 64, {});
+  EXPECT_EQ(power.found, 32);
+  EXPECT_EQ(power.tried, (std::vector<int64_t>{2, 4, 8, 16, 32, 64, 32}));
+  BatchSizeRun bisect = scale(40, 64, {.mode = "binsearch"});
+  EXPECT_EQ(bisect.found, 40);
+  EXPECT_EQ(bisect.tried, (std::vector<int64_t>{2, 4, 8, 16, 32, 64, 48, 40, 44, 42, 41, 40}));
+  BatchSizeRun from3 = scale(40, 64, {.init_val = 3, .max_trials = 2});
+  EXPECT_EQ(from3.found, 12);  // out of trials: the size after the last that fit, as Lightning
+  EXPECT_EQ(from3.tried, (std::vector<int64_t>{3, 6, 12}));
+}
+
+// No growth past the training set's length (20 examples here); a size that fits stays.
+TEST(Tuner, ScaleBatchSizeStopsGrowingAtTheDatasetsLength) {
+  BatchSizeRun run = scale(1000, 20, {});
+  EXPECT_EQ(run.found, 32);
+  EXPECT_EQ(run.tried, (std::vector<int64_t>{2, 4, 8, 16, 32}));
+}
+
+TEST(Tuner, ScaleBatchSizeMisuse) {
+  EXPECT_THROW_MSG(scale(40, 64, {.mode = "linear"}),
+                   "Tuner.scale_batch_size: mode must be \"power\" or \"binsearch\"");
+  EXPECT_THROW_MSG(scale(40, 64, {.steps_per_trial = 0}), "steps_per_trial must be >= 1");
+  EXPECT_THROW_MSG(scale(0, 64, {.init_val = 1}), "even batch size 1 does not fit");
+  TinyModel model;
+  TinyData data;
+  Trainer trainer(quiet({}));
+  EXPECT_THROW_MSG(Tuner(trainer).scale_batch_size(model, data, nullptr),
+                   "set_batch_size is an empty function");
+  // Another error than running out of memory ends the search; the module comes back.
+  struct Broken : TinyModel {
+    Tensor training_step(const Batch&, int64_t) override { throw Error("broken step"); }
+  } broken;
+  std::vector<std::vector<float>> before = parameters_of(broken);
+  EXPECT_THROW_MSG(Tuner(trainer).scale_batch_size(broken, data, [](int64_t) {}), "broken step");
+  EXPECT_EQ(parameters_of(broken), before);
+  Trainer fast(quiet({.fast_dev_run = 1}));
+  int calls = 0;
+  EXPECT_EQ(Tuner(fast).scale_batch_size(model, data, [&](int64_t) { ++calls; }), std::nullopt);
+  EXPECT_EQ(calls, 0);
+}
+
 }  // namespace
 }  // namespace lumen::testing

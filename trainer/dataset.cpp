@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <numeric>
+#include <typeinfo>
 #include <utility>
 
 #include "autograd/grad_mode.h"
@@ -38,11 +39,15 @@ Batch TensorDataset::get(int64_t index) const {
 }
 
 std::optional<Batch> TensorDataset::get_batch(const std::vector<int64_t>& indices) const {
+  if (typeid(*this) != typeid(TensorDataset) || indices.empty()) return std::nullopt;
+  return gather_rows(indices);
+}
+
+Batch TensorDataset::gather_rows(const std::vector<int64_t>& indices) const {
   const int64_t n = size();
   for (size_t k = 0; k < indices.size(); ++k)
     LUMEN_CHECK(indices[k] >= 0 && indices[k] < n, "TensorDataset::get_batch: index ", indices[k],
                 " (position ", k, ") is out of range for a dataset of ", n, " examples");
-  if (indices.empty()) return std::nullopt;  // default_collate refuses an empty batch too
   NoGradGuard no_grad;
   const Tensor rows = from_vector<int64_t>(indices, {static_cast<int64_t>(indices.size())});
   Batch batch;
@@ -70,6 +75,7 @@ Batch Subset::get(int64_t index) const {
 }
 
 std::optional<Batch> Subset::get_batch(const std::vector<int64_t>& indices) const {
+  if (typeid(*this) != typeid(Subset)) return std::nullopt;
   std::vector<int64_t> base_indices(indices.size());
   for (size_t k = 0; k < indices.size(); ++k) {
     LUMEN_CHECK(indices[k] >= 0 && indices[k] < size(), "Subset::get_batch: index ", indices[k],

@@ -19,6 +19,8 @@ class Dataset {
   // The batch default_collate would make of the examples at `indices`, for a dataset that can
   // gather it in one go (TensorDataset: one index_select per tensor) instead of an example at a
   // time; nullopt where it cannot, and the loader collates get()'s examples. Thread-safe as get.
+  // A class that overrides get() and wants this too overrides it as well (TensorDataset's and
+  // Subset's answer nullopt for a derived class, whose get() may do more than theirs).
   virtual std::optional<Batch> get_batch(const std::vector<int64_t>& indices) const {
     (void)indices;
     return std::nullopt;
@@ -33,6 +35,10 @@ class TensorDataset : public Dataset {
   Batch get(int64_t index) const override;
   std::optional<Batch> get_batch(const std::vector<int64_t>& indices) const override;
   const std::vector<Tensor>& tensors() const { return tensors_; }
+
+ protected:
+  // The rows at `indices` of every tensor, one index_select each (get_batch's answer).
+  Batch gather_rows(const std::vector<int64_t>& indices) const;
 
  private:
   std::vector<Tensor> tensors_;

@@ -202,11 +202,11 @@ void Fabric::flush_scaler_update() const {
 
 // A copy: adjusting the live scaler here, between two optimizers' steps on one backward (or on
 // one rank only), would unscale the later step's gradients by a scale they were not made with.
-const optim::GradScaler* Fabric::grad_scaler() const {
+std::shared_ptr<const optim::GradScaler> Fabric::grad_scaler() const {
   if (!scaler_) return nullptr;
-  scaler_view_ = std::make_unique<optim::GradScaler>(*scaler_);
-  if (scaler_view_->update_due()) scaler_view_->update();
-  return scaler_view_.get();
+  auto view = std::make_shared<optim::GradScaler>(*scaler_);
+  if (view->update_due()) view->update();
+  return view;
 }
 
 // Lightning's MixedPrecision.optimizer_step.

@@ -171,10 +171,10 @@ class Fabric {
   std::string precision() const { return precision_.name; }
   // The communicator of the DDP strategy (host collectives), or null.
   const std::shared_ptr<dist::Communicator>& communicator() const { return comm_; }
-  // The loss scaler of "16-mixed" as it stands after the steps taken (a copy, valid until the
-  // next call: the live scaler is adjusted at the next backward), or null (also when
+  // The loss scaler of "16-mixed" as it stands after the steps taken (a copy of its own: the
+  // live scaler is adjusted at the next backward), or null (also when
   // GradScalerOptions::enabled is false).
-  const optim::GradScaler* grad_scaler() const;
+  std::shared_ptr<const optim::GradScaler> grad_scaler() const;
 
   // Moves the module to the device (when not there yet) and, under DDP, gives every rank rank
   // 0's parameters and buffers and prepares the gradient buckets. A move to another device
@@ -301,9 +301,8 @@ class Fabric {
   FabricOptions options_;
   Precision precision_;
   std::unique_ptr<optim::GradScaler> scaler_;
-  mutable std::unique_ptr<optim::GradScaler> scaler_view_;  // what grad_scaler() returns
-  std::shared_ptr<dist::Communicator> comm_;                // host collectives; null on one device
-  std::shared_ptr<dist::Communicator> device_comm_;         // the model's tensors: NCCL on GPUs
+  std::shared_ptr<dist::Communicator> comm_;         // host collectives; null on one device
+  std::shared_ptr<dist::Communicator> device_comm_;  // the model's tensors: NCCL on GPUs
   Device device_ = Device::cpu();
   std::vector<std::unique_ptr<ModuleRecord>> modules_;
   bool forward_since_backward_ = false;

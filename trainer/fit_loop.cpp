@@ -201,6 +201,10 @@ bool Trainer::train_batch(const Batch& batch, int64_t batch_idx) {
   Tensor loss;
   {
     ProfileScope timing(L.profiler.get(), [] { return "run_training_batch"; });
+    // Lightning's optimizer_step hook runs the closure (training_step, zero_grad, backward)
+    // and then the step: on a batch that steps, all of it is the one action.
+    ProfileScope stepping(model.automatic_optimization && !accumulate ? L.profiler.get() : nullptr,
+                          [&] { return profiled_action("optimizer_step"); });
     call_module("training_step", [&] {
       ForwardContext autocast(L.autocast_dtype);
       loss = model.training_step(batch, batch_idx);
@@ -285,7 +289,10 @@ void Trainer::backward(const Tensor& loss, bool sync) {
   call_callbacks("on_before_backward",
                  [&](Callback& cb) { cb.on_before_backward(*this, model, loss); });
   call_module("on_before_backward", [&] { model.on_before_backward(loss); });
-  if (L.buckets) L.buckets->prepare(sync);
+  // A synchronised batch norm all-reduces inside the backward; a bucket that one rank starts
+  // during the backward and another only in finish() (a parameter unused on that rank) would
+  // put the ranks' collectives in different orders. So with one, buckets start after it.
+  if (L.buckets) L.buckets->prepare(sync, L.synced_batch_norms.empty());
   (L.scaler ? L.scaler->scale(loss) : loss).backward();
   if (L.buckets && sync) L.buckets->finish();
   call_callbacks("on_after_backward", [&](Callback& cb) { cb.on_after_backward(*this, model); });
@@ -296,7 +303,6 @@ void Trainer::optimizer_step() {
   Loop& L = *loop_;
   LightningModule& model = *L.model;
   optim::Optimizer& optimizer = *L.optimizers.front();
-  ProfileScope timing(L.profiler.get(), [&] { return profiled_action("optimizer_step"); });
   // Lightning's MixedPrecision.optimizer_step: the gradients are unscaled before the hooks and
   // clipping see them; the scaler skips the step if any is inf or NaN, and adjusts its scale.
   // global_step counts the step either way, as Lightning's.

@@ -81,6 +81,7 @@ void GradientBuckets::prepare(bool sync, bool overlap) {
   syncing_ = sync;
   overlap_ = overlap;
   next_launch_ = 0;
+  arrived_.assign(params_.size(), false);
   for (auto& b : buckets_) {
     b->pending = b->params.size();
     b->launched = false;
@@ -91,7 +92,18 @@ void GradientBuckets::prepare(bool sync, bool overlap) {
 void GradientBuckets::on_gradient(size_t param) {
   if (!syncing_) return;
   Bucket& b = *buckets_[bucket_of_[param]];
-  if (b.launched || b.pending == 0) return;  // a second backward before finish(): ignored
+  if (arrived_[param]) {
+    LUMEN_CHECK(!b.launched, "DDP: parameter ", param, " of shape ",
+                ShapeStr{params_[param].shape()},
+                " got a second gradient in one backward after its bucket's all-reduce had "
+                "started, which then misses it (a parameter used in several checkpointed calls, "
+                "or inside and outside one, or a second backward before the step); keep shared "
+                "parameters out of checkpointed functions, or give them a bucket of their own "
+                "that fills last");
+    return;  // the bucket has not started: it packs the accumulated gradient
+  }
+  arrived_[param] = true;
+  if (b.launched || b.pending == 0) return;
   if (--b.pending == 0 && overlap_) launch_ready();
 }
 

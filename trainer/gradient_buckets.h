@@ -9,6 +9,11 @@
 // Each bucket carries one extra element per parameter: 1 where this rank has a gradient for
 // it, else 0 (its gradient then counts as zeros). After the average, a parameter that no rank
 // used keeps an undefined grad, as with find_unused_parameters in PyTorch.
+//
+// A parameter whose gradient arrives twice in one backward (used in two checkpointed calls, or
+// inside and outside one: each recomputation accumulates on its own) counts once; its bucket
+// packs the sum if it has not started yet, and otherwise the backward fails with an error that
+// says so (PyTorch's DDP: "Expected to mark a variable ready only once").
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -64,6 +69,7 @@ class GradientBuckets {
   std::vector<std::vector<size_t>> bucket_params_;
   std::vector<std::unique_ptr<Bucket>> buckets_;
   std::vector<size_t> bucket_of_;  // per parameter
+  std::vector<bool> arrived_;      // per parameter: its gradient arrived in this backward
   size_t next_launch_ = 0;
   bool syncing_ = false;
   bool overlap_ = true;

@@ -30,7 +30,7 @@ class LightningOptimizer {
   std::vector<optim::ParamGroup>& param_groups() const { return optimizer_->param_groups(); }
 
  private:
-  Trainer* trainer_;
+  std::weak_ptr<Trainer* const> trainer_;  // expires with the Trainer
   std::shared_ptr<optim::Optimizer> optimizer_;
 };
 

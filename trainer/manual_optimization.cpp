@@ -100,8 +100,14 @@ void Trainer::clip_optimizer_gradients(optim::Optimizer& optimizer, double value
 
 LightningOptimizer::LightningOptimizer(Trainer& trainer,
                                        std::shared_ptr<optim::Optimizer> optimizer)
-    : trainer_(&trainer), optimizer_(std::move(optimizer)) {}
+    : trainer_(trainer.loop_->attachment), optimizer_(std::move(optimizer)) {}
 
-bool LightningOptimizer::step() { return trainer_->manual_optimizer_step(*optimizer_); }
+bool LightningOptimizer::step() {
+  std::shared_ptr<Trainer* const> trainer = trainer_.lock();
+  LUMEN_CHECK(trainer != nullptr,
+              "LightningOptimizer.step: the Trainer it came from is gone; take the optimizers "
+              "from optimizers() inside the training step of a running fit");
+  return (*trainer)->manual_optimizer_step(*optimizer_);
+}
 
 }  // namespace lumen

@@ -15,9 +15,10 @@ Profiler::Profiler(std::string dirpath, std::string filename)
     : dirpath_(std::move(dirpath)), filename_(std::move(filename)) {}
 
 void Profiler::setup(const std::string& stage, std::optional<int> local_rank,
-                     const std::string& log_dir) {
+                     const std::string& log_dir, bool global_zero) {
   stage_ = stage;
   local_rank_ = local_rank;
+  global_zero_ = global_zero;
   if (dirpath_.empty()) dirpath_ = log_dir;
 }
 
@@ -26,7 +27,7 @@ void Profiler::describe() {
   const std::string report = summary();
   if (report.empty()) return;
   if (filename_.empty()) {
-    if (local_rank_.value_or(0) == 0) std::cout << report << std::flush;
+    if (global_zero_) std::cout << report << std::flush;
     return;
   }
   std::string name = filename_;

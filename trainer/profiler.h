@@ -2,8 +2,9 @@
 // Lightning's profilers: how long each action of a run took. The Trainer times every callback
 // and module hook ("[Callback]ProgressBar.on_train_batch_end",
 // "[LightningModule]Classifier.on_train_epoch_end"), the steps and the backward
-// ("[Strategy]SingleDeviceStrategy.training_step", ".backward"), the optimizer step and
-// zero_grad ("[LightningModule]Classifier.optimizer_step"), fetching batches
+// ("[Strategy]SingleDeviceStrategy.training_step", ".backward"), zero_grad and, as Lightning's
+// optimizer_step hook around its closure, a stepping batch's training step, backward and step
+// ("[LightningModule]Classifier.optimizer_step"), fetching batches
 // ("[_TrainingEpochLoop].train_dataloader_next", "[_EvaluationLoop].val_next"), and whole
 // epochs and batches ("run_training_epoch", "run_training_batch"), and describes the profile when
 // a stage ends. Times are the host's: on a GPU, an action that only launches kernels ends
@@ -26,12 +27,12 @@ class Profiler {
 
   // Called by the Trainer when a stage starts: the stage names the report ("FIT Profiler
   // Report") and the file; local_rank is set under DDP only; log_dir is where a report file
-  // goes unless the profiler has a dirpath of its own.
+  // goes unless the profiler has a dirpath of its own; only the global rank 0 prints.
   virtual void setup(const std::string& stage, std::optional<int> local_rank,
-                     const std::string& log_dir);
+                     const std::string& log_dir, bool global_zero = true);
   // Writes summary() to {dirpath}/{stage}-{filename}[-{local_rank}].txt (appended) when the
-  // profiler has a filename, else prints it on stdout (rank 0 only). The Trainer calls it when a
-  // stage ends.
+  // profiler has a filename, else prints it on stdout (global rank 0 only). The Trainer calls
+  // it when a stage ends.
   void describe();
 
   // Times its scope as `action`: auto timing = profiler.profile("my_action").
@@ -52,6 +53,7 @@ class Profiler {
   Profiler(std::string dirpath, std::string filename);
   std::string stage_;
   std::optional<int> local_rank_;
+  bool global_zero_ = true;
   std::string dirpath_, filename_;
 };
 

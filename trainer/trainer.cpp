@@ -201,6 +201,7 @@ Trainer::Trainer(TrainerOptions options) : options_(std::move(options)), loop_(n
 Trainer::~Trainer() = default;
 
 int64_t Trainer::current_epoch() const { return loop_->current_epoch; }
+std::shared_ptr<DataLoader> Trainer::train_dataloader() const { return loop_->train_loader; }
 int64_t Trainer::global_step() const { return loop_->global_step; }
 bool Trainer::sanity_checking() const { return loop_->sanity_checking; }
 bool Trainer::training() const { return loop_->training; }
@@ -663,7 +664,7 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
     }
     if (L.profiler)
       L.profiler->setup(stage, L.comm ? std::optional<int>(L.comm->local_rank()) : std::nullopt,
-                        log_dir());
+                        log_dir(), is_global_zero());
     run_and_agree(L.comm.get(), "Trainer", "a callback's or the module's setup", true, [&] {
       call_callbacks("setup", [&](Callback& cb) { cb.setup(*this, model, stage); });
       call_module("setup", [&] { model.setup(stage); });

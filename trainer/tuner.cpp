@@ -115,6 +115,69 @@ std::optional<double> LRFinderResult::suggestion(int64_t skip_begin, int64_t ski
   return lrs[at[best]];
 }
 
+// The module as it is now (parameters and buffers, train mode, the Trainer it is attached to),
+// put back when the tuner is done with it, whether the search ended or threw (Lightning
+// restores it from a checkpoint it writes first).
+class Tuner::ModuleSnapshot {
+ public:
+  explicit ModuleSnapshot(LightningModule& model)
+      : model_(model), attached_(model.trainer_link_), was_training_(model.is_training()) {
+    NoGradGuard no_grad;
+    for (const auto& [name, t] : model.state_dict()) state_[name] = t.clone();
+  }
+  ~ModuleSnapshot() {
+    try {
+      model_.load_state_dict(state_);
+    } catch (const std::exception& e) {  // the same tensors it gave: cannot fail but for memory
+      std::fprintf(stderr, "lumen: Tuner could not put the module's state back: %s\n", e.what());
+    }
+    model_.zero_grad();
+    model_.train(was_training_);
+    model_.trainer_link_ = attached_;
+  }
+  ModuleSnapshot(const ModuleSnapshot&) = delete;
+  ModuleSnapshot& operator=(const ModuleSnapshot&) = delete;
+
+ private:
+  LightningModule& model_;
+  nn::StateDict state_;
+  std::weak_ptr<Trainer* const> attached_;
+  bool was_training_;
+};
+
+// What both searches need: no stage running, one device; false under fast_dev_run, which
+// skips them (Lightning).
+bool Tuner::can_tune(const LightningModule& model, const char* who, const char* what) const {
+  LUMEN_CHECK(trainer_.stage().empty() && (!model.trainer() || model.trainer()->stage().empty()),
+              who, ": called while a Trainer runs ",
+              trainer_.stage().empty() ? "the module" : trainer_.stage(), "; call it before fit");
+  if (trainer_.options().fast_dev_run > 0) {
+    std::fprintf(stderr, "lumen: skipping the %s since fast_dev_run is set\n", what);
+    return false;
+  }
+  LUMEN_CHECK(trainer_.strategy() != "ddp", who,
+              ": runs on one device, not under DDP; tune with a single_device Trainer");
+  return true;
+}
+
+// The user trainer's options for a search's own Trainer: its device, precision, clipping,
+// accumulation and limits, without sanity check, progress bar, checkpoints, logs or callbacks.
+TrainerOptions Tuner::tuning_options() const {
+  TrainerOptions o = trainer_.options();
+  o.min_epochs = 0;
+  o.num_sanity_val_steps = 0;
+  o.fast_dev_run = 0;
+  o.max_time = {};
+  o.enable_progress_bar = false;
+  o.enable_checkpointing = false;
+  o.enable_model_summary = false;
+  o.logger = false;
+  o.callbacks = {};
+  o.profiler = {};
+  o.strategy = "single_device";
+  return o;
+}
+
 LRFinderResult Tuner::lr_find(LightningModule& model, DataModule& data, LRFindOptions options) {
   return run(
       model, [&](Trainer& t) { t.fit(model, data); }, options);
@@ -139,61 +202,110 @@ LRFinderResult Tuner::run(LightningModule& model, const std::function<void(Train
               "\"");
   LUMEN_CHECK(!options.early_stop_threshold || *options.early_stop_threshold > 0,
               "Tuner.lr_find: early_stop_threshold must be positive or unset");
-  LUMEN_CHECK(trainer_.stage().empty() && (!model.trainer() || model.trainer()->stage().empty()),
-              "Tuner.lr_find: called while a Trainer runs ",
-              trainer_.stage().empty() ? "the module" : trainer_.stage(), "; call it before fit");
+  if (!can_tune(model, "Tuner.lr_find", "the learning rate finder")) return {};
   LUMEN_CHECK(model.automatic_optimization, "Tuner.lr_find: ", model.type_name(),
               " uses manual optimization, where the Trainer "
               "sets no learning rate; the finder needs automatic optimization");
-  // Lightning skips the search under fast_dev_run.
-  if (trainer_.options().fast_dev_run > 0) {
-    std::fprintf(stderr, "lumen: skipping the learning rate finder since fast_dev_run is set\n");
-    return {};
-  }
-  LUMEN_CHECK(trainer_.strategy() != "ddp",
-              "Tuner.lr_find: runs on one device, not under DDP; find the rate with a "
-              "single_device Trainer");
-  TrainerOptions o = trainer_.options();
-
+  TrainerOptions o = tuning_options();
   LRFinderResult result;
   o.max_steps = options.num_training;
-  o.min_epochs = 0;
-  o.num_sanity_val_steps = 0;
   o.limit_val_batches = 0;
-  o.fast_dev_run = 0;
-  o.enable_progress_bar = false;
-  o.enable_checkpointing = false;
-  o.enable_model_summary = false;
-  o.logger = false;
   o.callbacks = {std::make_shared<LRFinderCallback>(options, result)};
-  o.strategy = "single_device";
+  ModuleSnapshot snapshot(model);
+  Trainer finder(o);
+  fit(finder);
+  return result;
+}
 
-  // The module's parameters and buffers as they are now, to put back (Lightning restores them
-  // from a checkpoint it writes first).
-  nn::StateDict before;
-  {
-    NoGradGuard no_grad;
-    for (const auto& [name, t] : model.state_dict()) before[name] = t.clone();
-  }
-  std::weak_ptr<Trainer* const> attached = model.trainer_link_;
-  const bool was_training = model.is_training();
-  auto put_back = [&] {
-    model.load_state_dict(before);
-    model.zero_grad();
-    model.train(was_training);
-    model.trainer_link_ = attached;
-  };
-  {
+std::optional<int64_t> Tuner::scale_batch_size(LightningModule& model, DataModule& data,
+                                               const std::function<void(int64_t)>& set_batch_size,
+                                               ScaleBatchSizeOptions options) {
+  const char* who = "Tuner.scale_batch_size";
+  LUMEN_CHECK(options.mode == "power" || options.mode == "binsearch", who,
+              ": mode must be \"power\" or \"binsearch\", got \"", options.mode, "\"");
+  LUMEN_CHECK(options.steps_per_trial >= 1, who, ": steps_per_trial must be >= 1, got ",
+              options.steps_per_trial);
+  LUMEN_CHECK(options.init_val >= 1, who, ": init_val must be >= 1, got ", options.init_val);
+  LUMEN_CHECK(options.max_trials >= 1, who, ": max_trials must be >= 1, got ", options.max_trials);
+  LUMEN_CHECK(static_cast<bool>(set_batch_size), who, ": set_batch_size is an empty function");
+  if (!can_tune(model, who, "batch size finder")) return std::nullopt;
+  // Lightning's __scale_batch_reset_params.
+  TrainerOptions o = tuning_options();
+  o.max_steps = options.steps_per_trial;
+  o.limit_train_batches = 1.0;
+  o.limit_val_batches = options.steps_per_trial;
+  ModuleSnapshot snapshot(model);
+
+  int64_t size = options.init_val, dataset_length = -1;
+  set_batch_size(size);
+  // Whether a fit at the current size stayed within memory.
+  auto trial = [&] {
     Trainer finder(o);
+    bool fits = true;
     try {
-      fit(finder);
-    } catch (...) {
-      put_back();
-      throw;
+      finder.fit(model, data);
+    } catch (const OutOfMemoryError&) {
+      fits = false;
+    }
+    if (const auto& loader = finder.train_dataloader()) dataset_length = loader->dataset().size();
+    return fits;
+  };
+  // Lightning's _adjust_batch_size: no growth once the size covers the training set (Lightning
+  // also refuses to shrink then, keeping a size that ran out of memory; Lumen shrinks).
+  auto adjust = [&](int64_t next, const char* outcome) {
+    if (next > size && dataset_length >= 0 && size >= dataset_length) {
+      std::fprintf(stderr,
+                   "lumen: the batch size %lld is greater or equal than the length of your "
+                   "dataset\n",
+                   static_cast<long long>(size));
+      return false;
+    }
+    LUMEN_CHECK(next >= 1, who, ": batch size ", size, " runs out of memory; even batch size 1 ",
+                "does not fit");
+    std::fprintf(stderr, "lumen: batch size %lld %s, trying batch size %lld\n",
+                 static_cast<long long>(size), outcome, static_cast<long long>(next));
+    const bool changed = next != size;
+    size = next;
+    set_batch_size(size);
+    return changed;
+  };
+
+  if (options.mode == "power") {
+    bool any_success = false;
+    for (int64_t t = 0; t < options.max_trials; ++t) {
+      if (trial()) {
+        if (!adjust(size * 2, "succeeded")) break;
+        any_success = true;
+      } else {
+        adjust(size / 2, "failed");
+        if (any_success) break;
+      }
+    }
+  } else {
+    int64_t low = 1, count = 0;
+    std::optional<int64_t> high;
+    for (;;) {
+      if (trial()) {
+        if (++count > options.max_trials) break;
+        low = size;
+        if (high) {
+          if (*high - low <= 1) break;
+          if (!adjust((*high + low) / 2, "succeeded")) break;
+        } else if (!adjust(size * 2, "succeeded")) {
+          break;
+        }
+      } else {
+        high = size;
+        adjust((*high + low) / 2, "failed");
+        if (*high - low <= 1) break;
+      }
     }
   }
-  put_back();
-  return result;
+  std::fprintf(stderr,
+               "lumen: finished the batch size finder; the full run continues with batch size "
+               "%lld\n",
+               static_cast<long long>(size));
+  return size;
 }
 
 }  // namespace lumen

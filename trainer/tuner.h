@@ -1,10 +1,13 @@
 #pragma once
-// Tuner, as Lightning's: lr_find, the learning-rate range test (Smith, "Cyclical Learning Rates
-// for Training Neural Networks", 2017). It trains the module for up to num_training optimizer
-// steps with the learning rate rising from min_lr to max_lr, records the smoothed training loss
-// after each step, and then puts the module's parameters and buffers back as they were. The
-// suggestion is the learning rate where the loss falls fastest.
+// Tuner, as Lightning's:
+//   lr_find, the learning-rate range test (Smith, "Cyclical Learning Rates for Training Neural
+//   Networks", 2017): trains the module for up to num_training optimizer steps with the
+//   learning rate rising from min_lr to max_lr and records the smoothed training loss after
+//   each step; the suggestion is the learning rate where the loss falls fastest.
+//   scale_batch_size: the largest batch size whose training steps fit in memory.
+// Both put the module's parameters and buffers back as they were.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -41,6 +44,15 @@ struct LRFinderResult {
   std::optional<double> suggestion(int64_t skip_begin = 10, int64_t skip_end = 1) const;
 };
 
+struct ScaleBatchSizeOptions {
+  // "power": double the batch size until a trial runs out of memory, then take the last size
+  // that fit; "binsearch": double likewise, then bisect between the last fit and the failure.
+  std::string mode = "power";
+  int64_t steps_per_trial = 3;  // optimizer steps (and validation batches) per trial
+  int64_t init_val = 2;         // the first size tried
+  int64_t max_trials = 25;
+};
+
 class Tuner {
  public:
   explicit Tuner(Trainer& trainer) : trainer_(trainer) {}
@@ -56,9 +68,25 @@ class Tuner {
   LRFinderResult lr_find(LightningModule& model, std::shared_ptr<DataLoader> train_loader,
                          LRFindOptions options = {});
 
+  // Lightning's batch-size finder (mode "power" or "binsearch", as its _run_power_scaling and
+  // _run_binary_scaling): each trial fits the module for steps_per_trial steps, on a Trainer of
+  // its own with this one's options (as lr_find's), at a batch size that grows after a trial
+  // that fits and shrinks after one that throws OutOfMemoryError (any other error ends the
+  // search and is rethrown). C++ has no attribute to set by name, so set_batch_size stores each
+  // size where the DataModule's loaders read it (FashionMNIST::set_batch_size); it is called
+  // last with the size found, which is returned. As in Lightning, a size at or above the
+  // training set's length is not grown further, and a search that runs out of trials returns
+  // the size after the last one that fit. Under fast_dev_run: no search, nullopt.
+  std::optional<int64_t> scale_batch_size(LightningModule& model, DataModule& data,
+                                          const std::function<void(int64_t)>& set_batch_size,
+                                          ScaleBatchSizeOptions options = {});
+
  private:
   LRFinderResult run(LightningModule& model, const std::function<void(Trainer&)>& fit,
                      const LRFindOptions& options);
+  class ModuleSnapshot;
+  bool can_tune(const LightningModule& model, const char* who, const char* what) const;
+  TrainerOptions tuning_options() const;
   Trainer& trainer_;
 };
 

@@ -91,7 +91,8 @@ struct BatchNormArgs {
 BatchNormArgs check_batch_norm(const char* op, const Tensor& input, const Tensor& running_mean,
                                const Tensor& running_var, const Tensor& weight_in,
                                const Tensor& bias_in, bool training, double eps,
-                               std::optional<DType> param_dtype = std::nullopt) {
+                               std::optional<DType> param_dtype = std::nullopt,
+                               bool per_rank = false) {
   BatchNormArgs a;
   a.x = autocast::to_f32(input);
   const Tensor& x = a.x;
@@ -114,8 +115,11 @@ BatchNormArgs check_batch_norm(const char* op, const Tensor& input, const Tensor
               "with the running statistics, but running_mean and running_var are undefined ",
               "(input of shape ", ShapeStr{x.shape()}, ")");
   a.count = a.c == 0 ? 0 : x.numel() / a.c;
-  LUMEN_CHECK(!training || a.count > 1, op, ": expected more than 1 value per channel when ",
-              "training, got input of shape ", ShapeStr{x.shape()});
+  // One rank of a synchronised batch norm may hold one value per channel, or none: the group's
+  // count is what must exceed 1 (checked after the gather).
+  LUMEN_CHECK(!training || per_rank || a.count > 1, op,
+              ": expected more than 1 value per channel when ", "training, got input of shape ",
+              ShapeStr{x.shape()});
   return a;
 }
 
@@ -187,7 +191,7 @@ Tensor sync_batch_norm(const Tensor& input, const Tensor& running_mean, const Te
   const char* op = "sync_batch_norm";
   LUMEN_CHECK(group != nullptr, op, ": the process group is null");
   BatchNormArgs a = check_batch_norm(op, input, running_mean, running_var, weight, bias, true, eps,
-                                     acc_dtype(autocast::to_f32(input).dtype()));
+                                     acc_dtype(autocast::to_f32(input).dtype()), true);
   const int64_t c = a.c;
   const DType acc = acc_dtype(a.x.dtype());
   const Device device = a.x.device();
@@ -200,19 +204,27 @@ Tensor sync_batch_norm(const Tensor& input, const Tensor& running_mean, const Te
   Tensor mean, var, total;
   {
     NoGradGuard no_grad;
-    Tensor local_mean = xs.mean(dims);
+    // A rank without values (count 0) adds nothing to the merge, whatever its mean and var.
+    Tensor local_mean = a.count > 0 ? xs.mean(dims) : zeros({c}, {acc, device});
     Tensor centred = xs - local_mean.view(per_channel_view);
-    Tensor local_var = (centred * centred).mean(dims);
+    Tensor local_var = a.count > 0 ? (centred * centred).mean(dims) : zeros({c}, {acc, device});
     Tensor local = cat({local_mean, local_var, full({1}, double(a.count), {acc, device})});
     Tensor all = group->all_gather(local);  // [R, 2C + 1]: rank r's m_r, v_r, n_r
     Tensor means = all.narrow(1, 0, c), vars = all.narrow(1, c, c);
     Tensor counts = all.narrow(1, 2 * c, 1);  // [R, 1]
     total = counts.sum();
+    // Only a rank with at most one value can be in a group of at most one: those ranks read the
+    // count (every rank that must fail does, and the others need no wait on the device).
+    if (a.count <= 1) {
+      const double n = total.item();
+      LUMEN_CHECK(n > 1, op, ": expected more than 1 value per channel over the group's ",
+                  group->world_size(), " ranks when training, got ", n, " (input of shape ",
+                  ShapeStr{a.x.shape()}, " on this rank)");
+    }
     mean = (means * counts).sum({0}) / total;
     Tensor shift = means - mean;
     var = ((vars + shift * shift) * counts).sum({0}) / total;
     if (a.rm.defined()) {
-      // Every rank holds at least 2 values per channel (checked), so N > 1.
       a.rm.mul_(1.0 - momentum).add_(mean * momentum);
       a.rv.mul_(1.0 - momentum).add_(var * (total / (total - 1.0)) * momentum);
       write_back_running_stats(running_mean, a.rm, running_var, a.rv);
