@@ -213,6 +213,42 @@ TEST(TrainerResume, ValidateAndTestLoadTheCheckpointsWeights) {
   EXPECT_EQ(fresh.fc2.weight.to_vector<float>(), trained.fc2.weight.to_vector<float>());
 }
 
+// save_weights_only (ModelCheckpoint's, and save_checkpoint's weights_only): the weights,
+// hyper-parameters and counters, nothing that only resuming needs. It loads for validate as the
+// full checkpoint does, and a fit refuses to resume from it, saying why.
+TEST(TrainerResume, WeightsOnlyCheckpointsLoadForEvaluationButCannotResume) {
+  TempDir dir("weights_only");
+  seed_everything(3);
+  TinyModel trained;
+  TinyData data(kData);
+  auto mc = std::make_shared<ModelCheckpoint>(
+      ModelCheckpointOptions{.dirpath = dir.str(), .save_weights_only = true});
+  Trainer trainer(quiet({.max_epochs = 2, .callbacks = {mc}}));
+  trainer.fit(trained, data);
+  ASSERT_FALSE(mc->best_model_path().empty());
+  State light = io::load_checkpoint(mc->best_model_path());
+  for (const char* kept : {"state_dict", "trainer", "hparams"})
+    EXPECT_TRUE(light.has_group(kept)) << kept;
+  for (const char* left : {"optimizers", "schedulers", "callbacks", "rng", "precision"})
+    EXPECT_FALSE(light.has_group(left)) << left;
+  trainer.save_checkpoint(dir.str("full.ckpt"));
+  State full = io::load_checkpoint(dir.str("full.ckpt"));
+  EXPECT_TRUE(full.has_group("optimizers"));
+  EXPECT_EQ(light.group("state_dict").tensors.size(), full.group("state_dict").tensors.size());
+  for (const auto& [name, t] : full.group("state_dict").tensors)
+    EXPECT_EQ(light.group("state_dict").tensors.at(name).to_vector<float>(), t.to_vector<float>())
+        << name;
+
+  TinyModel fresh;
+  Trainer other(quiet({}));
+  EXPECT_EQ(other.validate(fresh, data, mc->best_model_path()).at("val_loss"),
+            other.validate(fresh, data, dir.str("full.ckpt")).at("val_loss"));
+  TinyModel resumed;
+  Trainer again(quiet({.max_epochs = 3}));
+  EXPECT_THROW_MSG(again.fit(resumed, data, mc->best_model_path()), "no /optimizers group",
+                   "weights only");
+}
+
 TEST(TrainerResume, MismatchedModelIsRefusedWithTheDifferences) {
   TempDir dir("mismatch");
   std::string path = dir.str("x.ckpt");

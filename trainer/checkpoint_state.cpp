@@ -62,20 +62,23 @@ std::map<std::string, double> get_metrics(const State& s) {
 }  // namespace
 
 // Lightning's dump_checkpoint: every piece of the run, then the callbacks' and the module's
-// on_save_checkpoint, which may add to the tree.
-State Trainer::dump_checkpoint() {
+// on_save_checkpoint, which may add to the tree. weights_only leaves out what only resuming
+// needs (and the callbacks' hook), as Lightning's.
+State Trainer::dump_checkpoint(bool weights_only) {
   Loop& L = *loop_;
   LUMEN_CHECK(L.model != nullptr,
               "Trainer.save_checkpoint: no model yet; call it during or after fit/validate/test");
   LightningModule& model = *L.model;
   State ckpt;
   ckpt.groups["state_dict"] = nn::to_state(model.state_dict());
-  State& optimizers = ckpt.groups["optimizers"];
-  for (size_t i = 0; i < L.optimizers.size(); ++i)
-    optimizers.groups[std::to_string(i)] = L.optimizers[i]->state_dict();
-  State& schedulers = ckpt.groups["schedulers"];
-  for (size_t i = 0; i < L.schedulers.size(); ++i)
-    schedulers.groups[std::to_string(i)] = L.schedulers[i].scheduler->state_dict();
+  if (!weights_only) {
+    State& optimizers = ckpt.groups["optimizers"];
+    for (size_t i = 0; i < L.optimizers.size(); ++i)
+      optimizers.groups[std::to_string(i)] = L.optimizers[i]->state_dict();
+    State& schedulers = ckpt.groups["schedulers"];
+    for (size_t i = 0; i < L.schedulers.size(); ++i)
+      schedulers.groups[std::to_string(i)] = L.schedulers[i].scheduler->state_dict();
+  }
 
   State& trainer = ckpt.groups["trainer"];
   trainer.attrs["epoch"] = L.current_epoch;
@@ -87,6 +90,17 @@ State Trainer::dump_checkpoint() {
   trainer.attrs["phase"] = std::string(fit_phase_name(L.phase));
   put_metrics(trainer, callback_metrics());
   trainer.groups["train_results"] = L.train_results.state_dict();
+
+  ckpt.groups["hparams"].attrs = model.hparams();
+  if (L.data) {
+    State d = L.data->state_dict();
+    if (!d.attrs.empty() || !d.tensors.empty() || !d.groups.empty())
+      ckpt.groups["datamodule"] = std::move(d);
+  }
+  if (weights_only) {
+    call_module("on_save_checkpoint", [&] { model.on_save_checkpoint(ckpt); });
+    return ckpt;
+  }
 
   State& callbacks = ckpt.groups["callbacks"];
   for (const auto& cb : L.callbacks) {
@@ -101,7 +115,6 @@ State Trainer::dump_checkpoint() {
   rng.attrs["offset"] = static_cast<int64_t>(gen.offset());
   if (L.train_loader) rng.groups["train_dataloader"] = L.train_loader->state_dict();
 
-  ckpt.groups["hparams"].attrs = model.hparams();
   State& precision = ckpt.groups["precision"];
   if (L.scaler) {
     // A checkpoint written between a manual step and the end of its training step holds the
@@ -112,11 +125,6 @@ State Trainer::dump_checkpoint() {
     precision = adjusted.state_dict();
   }
   precision.attrs["precision"] = L.precision;
-  if (L.data) {
-    State d = L.data->state_dict();
-    if (!d.attrs.empty() || !d.tensors.empty() || !d.groups.empty())
-      ckpt.groups["datamodule"] = std::move(d);
-  }
 
   call_callbacks("on_save_checkpoint",
                  [&](Callback& cb) { cb.on_save_checkpoint(*this, model, ckpt); });
@@ -125,8 +133,8 @@ State Trainer::dump_checkpoint() {
 }
 
 // Under DDP only rank 0 writes (every rank holds the same parameters and optimizer state).
-void Trainer::save_checkpoint(const std::string& path) {
-  if (is_global_zero()) io::save_checkpoint(path, dump_checkpoint());
+void Trainer::save_checkpoint(const std::string& path, bool weights_only) {
+  if (is_global_zero()) io::save_checkpoint(path, dump_checkpoint(weights_only));
 }
 
 // ckpt_path: a file, or "last" (<dirpath>/last.ckpt of the ModelCheckpoint callback) or "best"

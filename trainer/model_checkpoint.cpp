@@ -278,7 +278,7 @@ ModelCheckpoint::CheckpointWriter ModelCheckpoint::trainer_writer(Trainer& train
   return [this, &trainer](const std::string& path) {
     fs::path dir = fs::path(path).parent_path();
     if (!dir.empty()) fs::create_directories(dir);
-    trainer.save_checkpoint(path);
+    trainer.save_checkpoint(path, options_.save_weights_only);
     last_global_step_saved_ = trainer.global_step();
   };
 }

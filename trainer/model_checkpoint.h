@@ -32,6 +32,9 @@ struct ModelCheckpointOptions {
   std::string mode = "min";   // "min" or "max": which scores are better
   int64_t save_top_k = 1;     // k best checkpoints; -1: every one; 0: none (save_last still)
   bool save_last = false;     // also keep "last.ckpt", re-saved at every save point
+  // Weights, hyper-parameters and counters only (Trainer::save_checkpoint's weights_only):
+  // smaller files that load for validate/test/predict but cannot resume a fit.
+  bool save_weights_only = false;
   // Unset both: every_n_epochs = 1. Mutually exclusive.
   std::optional<int64_t> every_n_epochs = std::nullopt;
   std::optional<int64_t> every_n_train_steps = std::nullopt;

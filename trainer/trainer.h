@@ -155,6 +155,8 @@ class Trainer {
                                      const std::string& ckpt_path = "", bool verbose = true);
   std::vector<Tensor> predict(LightningModule& model, std::shared_ptr<DataLoader> loader,
                               const std::string& ckpt_path = "");
+  // The training loader of the last fit (Lightning's trainer.train_dataloader), or null.
+  std::shared_ptr<DataLoader> train_dataloader() const;
   // The module's own loader hooks alone, as Lightning's fit(model).
   void fit(LightningModule& model, const std::string& ckpt_path = "");
   std::map<std::string, double> validate(LightningModule& model, const std::string& ckpt_path = "",
@@ -164,7 +166,10 @@ class Trainer {
   std::vector<Tensor> predict(LightningModule& model, const std::string& ckpt_path = "");
 
   // Writes the full checkpoint (DESIGN.md's schema) atomically.
-  void save_checkpoint(const std::string& path);
+  // weights_only: the module's weights, hyper-parameters and loop counters without optimizer,
+  // scheduler, callback, random-generator or loss-scaler state (Lightning's weights_only), so
+  // it loads for validate/test/predict but cannot resume a fit.
+  void save_checkpoint(const std::string& path, bool weights_only = false);
 
   // What callbacks and loggers read, with Lightning's names.
   const TrainerOptions& options() const { return options_; }
@@ -291,7 +296,7 @@ class Trainer {
   std::vector<Tensor> predict_loop();
 
   // checkpoint_state.cpp: Lightning's _CheckpointConnector.
-  State dump_checkpoint();
+  State dump_checkpoint(bool weights_only = false);
   std::string resolve_checkpoint_path(const std::string& ckpt_path) const;
   void restore_modules_and_callbacks(const State& checkpoint, const std::string& path);
   void restore_training_state(const State& checkpoint);
