@@ -74,6 +74,8 @@
 #include "trainer/progress_bar.h"
 #include "trainer/sync_batch_norm.h"
 #include "trainer/tensorboard_logger.h"
+#include "trainer/throughput.h"
+#include "trainer/throughput_monitor.h"
 #include "trainer/timer.h"
 #include "trainer/trainer.h"
 #include "trainer/tuner.h"

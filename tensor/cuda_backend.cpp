@@ -219,6 +219,10 @@ struct CudaBackend final : DeviceBackend {
     }
     free_pinned_[nbytes].emplace_back(p, r);
   }
+  void synchronize(int index) override {
+    LUMEN_CUDA_CHECK(cudaSetDevice(index));
+    LUMEN_CUDA_CHECK(cudaDeviceSynchronize());
+  }
   int device_count() override {
     // Without a driver this is cudaErrorInsufficientDriver (35), not cudaErrorNoDevice.
     static int count = [] {

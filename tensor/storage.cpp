@@ -89,6 +89,8 @@ Storage::Storage(size_t nbytes, Device device)
   if (poison_allocations) b.memset(data_.get(), 0xFF, nbytes, index);
 }
 
+void synchronize(Device device) { device_backend(device).synchronize(device.index); }
+
 MemoryStats memory_stats(Device device) {
   DeviceBackend& b = device_backend(device);
   const Usage& u = usage(device);

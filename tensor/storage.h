@@ -30,6 +30,8 @@ struct DeviceBackend {
   }
   // Orders all later work on the compute stream of `index` after the copy_ahead calls so far.
   virtual void join_copies(int index) { (void)index; }
+  // Returns once the work queued on device `index` so far is done.
+  virtual void synchronize(int index) { (void)index; }
   virtual void memset(void* p, int byte, size_t nbytes, int index) = 0;
   virtual int device_count() = 0;
   // Bytes the backend holds for device `index` beyond those allocated to live storages (freed
@@ -55,6 +57,9 @@ struct MemoryStats {
   int64_t allocated = 0, peak_allocated = 0, reserved = 0;
 };
 MemoryStats memory_stats(Device device);
+// Waits for the work queued on the device so far (torch.cuda.synchronize); nothing on the CPU,
+// whose ops are done when they return.
+void synchronize(Device device);
 void reset_peak_memory_stats(Device device);
 
 // Tests turn this on so every new allocation is filled with 0xFF bytes (NaN for floats, -1 for

@@ -307,6 +307,11 @@ const std::map<std::string, double>& Trainer::logged_metrics() const {
 
 // Lightning's LoggerConnector.log_metrics: adds "epoch", logs at `step` (default
 // _batches_that_stepped) and flushes.
+void Trainer::log_metrics(const std::map<std::string, double>& metrics,
+                          std::optional<int64_t> step) {
+  log_to_loggers(metrics, step);
+}
+
 void Trainer::log_to_loggers(std::map<std::string, double> metrics, std::optional<int64_t> step) {
   Loop& L = *loop_;
   if (metrics.empty()) return;

@@ -225,6 +225,10 @@ class Trainer {
 
   const std::vector<std::shared_ptr<Callback>>& callbacks() const;
   const std::vector<std::shared_ptr<Logger>>& loggers() const;
+  // Lightning's logger connector log_metrics: `metrics` (and "epoch") to the loggers on rank 0
+  // at `step`, by default the number of batches that stepped; also into logged_metrics.
+  void log_metrics(const std::map<std::string, double>& metrics,
+                   std::optional<int64_t> step = std::nullopt);
   Logger* logger() const;  // the first logger, or nullptr
   // Where checkpoints and logs go by default: the first logger's log_dir, else
   // default_root_dir.
