@@ -9,18 +9,6 @@
 namespace lumen {
 namespace {
 
-// Grad mode on for its scope (the recomputation runs inside a backward, where it is off).
-class GradEnabledGuard {
- public:
-  GradEnabledGuard() : prev_(GradMode::is_enabled()) { GradMode::set_enabled(true); }
-  ~GradEnabledGuard() { GradMode::set_enabled(prev_); }
-  GradEnabledGuard(const GradEnabledGuard&) = delete;
-  GradEnabledGuard& operator=(const GradEnabledGuard&) = delete;
-
- private:
-  bool prev_;
-};
-
 // The default generator at a saved state for its scope, then back where it was.
 class GeneratorReplay {
  public:
@@ -47,18 +35,25 @@ Tensor checkpoint(const std::function<Tensor(const std::vector<Tensor>&)>& fn,
   const uint64_t seed = default_generator().seed(), offset = default_generator().offset();
   const bool autocast = AutocastMode::is_enabled();
   const DType autocast_dtype = AutocastMode::dtype();
-  Tensor out;
-  bool needs_graph = false;
-  {
-    // Under grad mode the graph is recorded only to learn whether the result depends on
-    // anything that requires grad (an input, or a parameter fn uses); it goes, with what it
-    // saved, when `traced` does.
-    Tensor traced = fn(inputs);
-    LUMEN_CHECK(traced.defined(), "checkpoint: the function returned an undefined tensor");
-    needs_graph = traced.requires_grad();
-    out = traced.detach();  // a new TensorImpl for the node (fn may return one of its inputs)
+  // Without grad mode nothing is recorded (an enclosing checkpoint's probe still sees fn's ops).
+  if (!GradMode::is_enabled()) {
+    Tensor plain = fn(inputs);
+    LUMEN_CHECK(plain.defined(), "checkpoint: the function returned an undefined tensor");
+    return plain;
   }
-  if (!needs_graph) return out;
+  Tensor out;
+  bool needs_graph = autograd::any_requires_grad(inputs);
+  {
+    // No graph, so fn's intermediates go as soon as fn is done with them; the probe tells
+    // whether its result depends on something that requires grad (a parameter fn uses).
+    NoGradGuard no_grad;
+    autograd::RequiresGradProbe probe;
+    out = fn(inputs);
+    needs_graph = needs_graph || probe.hit();
+  }
+  LUMEN_CHECK(out.defined(), "checkpoint: the function returned an undefined tensor");
+  if (!needs_graph || !is_floating(out.dtype())) return out;
+  out = out.detach();  // a TensorImpl of its own for the node (fn may return one of its inputs)
 
   // The node's inputs: the user's, and where none requires grad (parameters alone do) a leaf
   // that does, so that the node is recorded and the recomputation reaches the parameters.
@@ -78,7 +73,7 @@ Tensor checkpoint(const std::function<Tensor(const std::vector<Tensor>&)>& fn,
         }
         Tensor again;
         {
-          GradEnabledGuard grad_mode;
+          EnableGradGuard grad_mode;
           AutocastGuard autocast_mode(autocast_dtype, autocast);
           GeneratorReplay rng(options.preserve_rng_state, seed, offset);
           again = fn(replay);

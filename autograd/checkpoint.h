@@ -12,12 +12,11 @@
 // parameter once per backward); and running statistics that fn updates (batch norm) update
 // again in the recomputation.
 //
-// The output requires grad when it depends on something that does; to learn that, the forward
-// records fn's graph and drops it at once (its memory is freed when fn's result is, not while
-// fn runs). The backward calls fn later: what it captures must still be alive then (a module's
-// members are; a local of the forward that is gone is not). The recomputation rewinds the
-// process-wide generator while it runs, so another thread drawing from it at that moment (a
-// loader worker's augmentation) would draw numbers twice.
+// The output requires grad when an input does or fn's ops read something that does (the forward
+// runs without a graph under an autograd::RequiresGradProbe). The backward calls fn later: what it
+// captures must still be alive then (a module's members are; a local of the forward that is gone is
+// not). The recomputation rewinds the process-wide generator while it runs, so another thread
+// drawing from it at that moment (a loader worker's augmentation) would draw numbers twice.
 #include <functional>
 #include <vector>
 

@@ -96,7 +96,23 @@ bool any_requires_grad(const std::vector<Tensor>& inputs) {
   return false;
 }
 
+namespace {
+thread_local RequiresGradProbe* active_probe = nullptr;
+}  // namespace
+
+RequiresGradProbe::RequiresGradProbe() : outer_(active_probe) { active_probe = this; }
+RequiresGradProbe::~RequiresGradProbe() {
+  active_probe = outer_;
+  if (outer_ && hit_) outer_->hit_ = true;
+}
+
 Tensor record(const char* name, Tensor out, const std::vector<Tensor>& inputs, BackwardFn fn) {
+  if (!GradMode::is_enabled()) {
+    if (active_probe && !active_probe->hit_)
+      for (const Tensor& t : inputs)
+        if (t.defined() && t.requires_grad()) active_probe->hit_ = true;
+    return out;
+  }
   if (!any_requires_grad(inputs)) return out;
   NeedsGrad needs(inputs.size());
   for (size_t i = 0; i < inputs.size(); ++i)

@@ -20,4 +20,17 @@ class NoGradGuard {
   bool prev_;
 };
 
+// Enables graph recording for its scope, like torch.enable_grad() (a recomputation inside a
+// backward, where the engine turned it off).
+class EnableGradGuard {
+ public:
+  EnableGradGuard() : prev_(GradMode::is_enabled()) { GradMode::set_enabled(true); }
+  ~EnableGradGuard() { GradMode::set_enabled(prev_); }
+  EnableGradGuard(const EnableGradGuard&) = delete;
+  EnableGradGuard& operator=(const EnableGradGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+
 }  // namespace lumen

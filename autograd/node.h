@@ -38,4 +38,22 @@ Tensor record(const char* name, Tensor out, const std::vector<Tensor>& inputs, B
 // True when an op on these inputs would record a node.
 bool any_requires_grad(const std::vector<Tensor>& inputs);
 
+// While one lives on this thread and grad mode is off, record() notes whether an op had an
+// input that requires grad, recording nothing: a forward run without a graph learns whether
+// its result would have needed one (checkpoint's forward). Probes nest; an inner one's finding
+// is the outer one's too.
+class RequiresGradProbe {
+ public:
+  RequiresGradProbe();
+  ~RequiresGradProbe();
+  RequiresGradProbe(const RequiresGradProbe&) = delete;
+  RequiresGradProbe& operator=(const RequiresGradProbe&) = delete;
+  bool hit() const { return hit_; }
+
+ private:
+  friend Tensor record(const char*, Tensor, const std::vector<Tensor>&, BackwardFn);
+  RequiresGradProbe* outer_;
+  bool hit_ = false;
+};
+
 }  // namespace lumen::autograd

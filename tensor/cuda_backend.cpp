@@ -187,8 +187,8 @@ struct CudaBackend final : DeviceBackend {
     cudaError_t err = cudaHostAlloc(&p, nbytes, cudaHostAllocPortable);
     if (err == cudaErrorMemoryAllocation) {
       cudaGetLastError();
-      detail::throw_error("pin_memory: out of page-locked host memory allocating ", nbytes,
-                          " bytes");
+      throw OutOfMemoryError(detail::concat(
+          "pin_memory: out of page-locked host memory allocating ", nbytes, " bytes"));
     }
     LUMEN_CUDA_CHECK(err);
     pinned_in_use_[p] = PinnedRelease{};

@@ -51,7 +51,9 @@ struct SlowValidation : TinyModel {
 TEST(ThroughputMonitor, LogsEachStagesRatesAndKeepsValidationOutOfTraining) {
   auto logger = std::make_shared<RecordingLogger>();
   auto monitor = std::make_shared<ThroughputMonitor>(ThroughputMonitorOptions{
-      .batch_size_fn = [](const Batch& b) { return b[0].size(0); }, .window_size = 2});
+      .batch_size_fn = [](const Batch& b) { return b[0].size(0); },
+      .length_fn = [](const Batch& b) { return 3 * b[0].size(0); },  // 3 items an example
+      .window_size = 2});
   SlowValidation model;
   TinyData data({.n_train = 32, .n_val = 16, .batch_size = 8});
   Trainer trainer(quiet({.max_epochs = 2,
@@ -75,15 +77,21 @@ TEST(ThroughputMonitor, LogsEachStagesRatesAndKeepsValidationOutOfTraining) {
   for (size_t i = 0; i < train.size(); ++i) {
     EXPECT_EQ(train[i].at("train/batches"), 2.0 * (i + 1));
     EXPECT_EQ(train[i].at("train/samples"), 16.0 * (i + 1));
+    EXPECT_EQ(train[i].at("train/lengths"), 48.0 * (i + 1));
     // Every batch holds 8 samples: the two rates differ by exactly that factor.
     EXPECT_NEAR(
         train[i].at("train/device/samples_per_sec") / train[i].at("train/device/batches_per_sec"),
         8.0, 1e-9);
   }
-  // Validation: a row per batch, its batch count over the fit as the step.
+  // Validation: a row per batch, its batch count over the fit as the step; each validation run
+  // counts from zero.
   ASSERT_EQ(val.size(), 4u);
   EXPECT_EQ(val_steps, (std::vector<int64_t>{1, 2, 3, 4}));
-  EXPECT_EQ(val.back().at("validate/samples"), 32.0);
+  for (size_t i = 0; i < val.size(); ++i) {
+    EXPECT_EQ(val[i].at("validate/batches"), 1.0 + i % 2);
+    EXPECT_EQ(val[i].at("validate/samples"), 8.0 * (1 + i % 2));
+    EXPECT_EQ(val[i].at("validate/lengths"), 24.0 * (1 + i % 2));
+  }
   EXPECT_GT(val[1].at("validate/time"), 0.1);  // two 60 ms batches
   // The 120 ms of the first validation do not count as training time: training's clock at
   // the first step after it has moved on by about one step, far less than that.

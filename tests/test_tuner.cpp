@@ -207,6 +207,13 @@ TEST(Tuner, ScaleBatchSizeFindsTheLargestBatchThatFits) {
   BatchSizeRun bisect = scale(40, 64, {.mode = "binsearch"});
   EXPECT_EQ(bisect.found, 40);
   EXPECT_EQ(bisect.tried, (std::vector<int64_t>{2, 4, 8, 16, 32, 64, 48, 40, 44, 42, 41, 40}));
+  // Bisecting below the first size: 1 is tried before it is the answer, and a search where
+  // even 1 runs out of memory fails (as power mode does).
+  BatchSizeRun one = scale(1, 64, {.mode = "binsearch"});
+  EXPECT_EQ(one.found, 1);
+  EXPECT_EQ(one.tried, (std::vector<int64_t>{2, 1}));
+  EXPECT_THROW_MSG(scale(0, 64, {.mode = "binsearch", .init_val = 1}),
+                   "even batch size 1 does not fit");
   BatchSizeRun from3 = scale(40, 64, {.init_val = 3, .max_trials = 2});
   EXPECT_EQ(from3.found, 12);  // out of trials: the size after the last that fit, as Lightning
   EXPECT_EQ(from3.tried, (std::vector<int64_t>{3, 6, 12}));
@@ -229,6 +236,17 @@ TEST(Tuner, ScaleBatchSizeMisuse) {
   Trainer trainer(quiet({}));
   EXPECT_THROW_MSG(Tuner(trainer).scale_batch_size(model, data, nullptr),
                    "set_batch_size is an empty function");
+  // A DataModule that keeps its first loader never tries another size: refused.
+  struct KeepsItsLoader : TinyData {
+    std::shared_ptr<DataLoader> kept;
+    std::shared_ptr<DataLoader> train_dataloader() override {
+      if (!kept) kept = TinyData::train_dataloader();
+      return kept;
+    }
+  } keeps;
+  EXPECT_THROW_MSG(
+      Tuner(trainer).scale_batch_size(model, keeps, [&](int64_t b) { keeps.o.batch_size = b; }),
+      "set_batch_size(4) but the DataModule's train_dataloader() made a loader of batch size 2");
   // Another error than running out of memory ends the search; the module comes back.
   struct Broken : TinyModel {
     Tensor training_step(const Batch&, int64_t) override { throw Error("broken step"); }

@@ -10,6 +10,7 @@
 #include "nn/optim/clip_grad.h"
 #include "tensor/error.h"
 #include "trainer/accelerator.h"
+#include "trainer/sync_batch_norm.h"
 
 namespace lumen {
 
@@ -178,7 +179,10 @@ void Fabric::backward(const Tensor& loss) {
   } reset{modules_, forward_since_backward_};
   // One module's buckets start in the same order on every rank; several modules' buckets could
   // complete in other orders on other ranks, so then they all start after the backward.
-  const bool overlap = syncing.size() <= 1;
+  // A synchronised batch norm's backward runs collectives of its own: then too (see
+  // has_synced_batch_norm).
+  bool overlap = syncing.size() <= 1;
+  for (const ModuleRecord* r : syncing) overlap = overlap && !has_synced_batch_norm(*r->module);
   for (const auto& r : modules_)
     if (r->buckets && r->forward_ran) r->buckets->prepare(r->no_sync_depth == 0, overlap);
   flush_scaler_update();

@@ -292,7 +292,7 @@ void Trainer::backward(const Tensor& loss, bool sync) {
   // A synchronised batch norm all-reduces inside the backward; a bucket that one rank starts
   // during the backward and another only in finish() (a parameter unused on that rank) would
   // put the ranks' collectives in different orders. So with one, buckets start after it.
-  if (L.buckets) L.buckets->prepare(sync, L.synced_batch_norms.empty());
+  if (L.buckets) L.buckets->prepare(sync, !L.collectives_in_backward);
   (L.scaler ? L.scaler->scale(loss) : loss).backward();
   if (L.buckets && sync) L.buckets->finish();
   call_callbacks("on_after_backward", [&](Callback& cb) { cb.on_after_backward(*this, model); });

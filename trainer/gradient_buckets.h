@@ -13,7 +13,9 @@
 // A parameter whose gradient arrives twice in one backward (used in two checkpointed calls, or
 // inside and outside one: each recomputation accumulates on its own) counts once; its bucket
 // packs the sum if it has not started yet, and otherwise the backward fails with an error that
-// says so (PyTorch's DDP: "Expected to mark a variable ready only once").
+// says so (PyTorch's DDP: "Expected to mark a variable ready only once"). That error is the
+// rank's own: a rank whose bucket had not started (it lacked another of the bucket's
+// parameters) goes on and waits in finish() until the DDP timeout.
 #include <chrono>
 #include <cstdint>
 #include <memory>

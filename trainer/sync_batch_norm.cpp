@@ -24,4 +24,11 @@ void revert_sync_batchnorm(const std::vector<nn::BatchNorm*>& converted) {
   for (nn::BatchNorm* bn : converted) bn->process_group = nullptr;
 }
 
+bool has_synced_batch_norm(nn::Module& module) {
+  for (const auto& [name, m] : module.named_modules())
+    if (auto* bn = dynamic_cast<nn::BatchNorm*>(m))
+      if (bn->process_group && bn->process_group->world_size() > 1) return true;
+  return false;
+}
+
 }  // namespace lumen

@@ -29,5 +29,9 @@ class CommunicatorProcessGroup final : public nn::ProcessGroup {
 std::vector<nn::BatchNorm*> convert_sync_batchnorm(nn::Module& module,
                                                    std::shared_ptr<dist::Communicator> comm);
 void revert_sync_batchnorm(const std::vector<nn::BatchNorm*>& converted);
+// Whether a BatchNorm of `module` has a process group of several ranks: its training backward
+// runs a collective, so DDP's gradient buckets must not start during the backward (a rank that
+// starts a bucket there and one that starts it later would order their collectives apart).
+bool has_synced_batch_norm(nn::Module& module);
 
 }  // namespace lumen

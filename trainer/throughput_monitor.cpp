@@ -31,12 +31,12 @@ void ThroughputMonitor::setup(Trainer& trainer, LightningModule&, const std::str
   }
 }
 
-// The clock restarts; batch and sample counts go on over the stage's runs (Lightning's totals).
+// Each run of a stage starts from zero (Lightning's _start).
 void ThroughputMonitor::start(Trainer& trainer, const std::string& stage) {
   Stage& s = stages_.at(stage);
   synchronize(trainer.device());
   s.throughput.reset();
-  s.lengths = 0;
+  s.batches = s.samples = s.lengths = 0;
   s.t0 = Clock::now();
 }
 
@@ -45,6 +45,7 @@ void ThroughputMonitor::update(Trainer& trainer, const std::string& stage, const
   synchronize(trainer.device());  // the device's time, not the launches'
   const double elapsed = std::chrono::duration<double>(Clock::now() - s.t0).count();
   s.batches += 1;
+  s.total_batches += 1;
   s.samples += options_.batch_size_fn(batch);
   std::optional<int64_t> lengths;
   if (options_.length_fn) lengths = s.lengths += options_.length_fn(batch);
@@ -81,8 +82,14 @@ void ThroughputMonitor::on_validation_start(Trainer& trainer, LightningModule&) 
 void ThroughputMonitor::on_validation_batch_end(Trainer& trainer, LightningModule&,
                                                 const Batch& batch, int64_t) {
   if (trainer.sanity_checking()) return;
-  update(trainer, "validate", batch);
-  log(trainer, "validate", stages_.at("validate").batches);
+  evaluation_batch_end(trainer, "validate", batch);
+}
+
+// Every batch of validation, test and predict logs, with the stage's batch count as the step.
+void ThroughputMonitor::evaluation_batch_end(Trainer& trainer, const std::string& stage,
+                                             const Batch& batch) {
+  update(trainer, stage, batch);
+  log(trainer, stage, stages_.at(stage).total_batches);
 }
 
 // Training's clock moves past the validation run (and the gap before it), so validation does
@@ -103,8 +110,7 @@ void ThroughputMonitor::on_test_start(Trainer& trainer, LightningModule&) {
 
 void ThroughputMonitor::on_test_batch_end(Trainer& trainer, LightningModule&, const Batch& batch,
                                           int64_t) {
-  update(trainer, "test", batch);
-  log(trainer, "test", stages_.at("test").batches);
+  evaluation_batch_end(trainer, "test", batch);
 }
 
 void ThroughputMonitor::on_predict_start(Trainer& trainer, LightningModule&) {
@@ -113,8 +119,7 @@ void ThroughputMonitor::on_predict_start(Trainer& trainer, LightningModule&) {
 
 void ThroughputMonitor::on_predict_batch_end(Trainer& trainer, LightningModule&, const Batch& batch,
                                              int64_t) {
-  update(trainer, "predict", batch);
-  log(trainer, "predict", stages_.at("predict").batches);
+  evaluation_batch_end(trainer, "predict", batch);
 }
 
 }  // namespace lumen

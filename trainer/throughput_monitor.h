@@ -2,10 +2,13 @@
 // ThroughputMonitor, as Lightning's: logs the throughput of training, validation, test and
 // predict to the trainer's loggers (trainer/throughput.h for the rates), under keys prefixed with
 // the stage: "train/time", "train/samples", "train/device/samples_per_sec", "validate/...".
-// Training logs when an optimizer step ends (the step's time included) on the logging steps;
-// the other stages log after each batch, with their batch count as the step. Time spent in
-// validation does not count toward training time. On a GPU each update first waits for the
-// device, so the times are the device's.
+// Training logs when an optimizer step ends (the step's time included); the other stages after
+// each batch, with their batch count over the Trainer's stage as the step. As Lightning's, all of
+// them only on the logging steps (Trainer::should_update_logs: every log_every_n_steps-th
+// optimizer step), so a validate/test/predict run on its own logs with log_every_n_steps = 1
+// only. Each run of a stage (each validation inside a fit) counts its time, batches, samples
+// and lengths from zero. Time spent in validation does not count toward training time. On a GPU
+// each update first waits for the device, so the times are the device's.
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -54,11 +57,13 @@ class ThroughputMonitor : public Callback {
   struct Stage {
     Throughput throughput;
     Clock::time_point t0;
-    int64_t batches = 0, samples = 0, lengths = 0;
+    int64_t batches = 0, samples = 0, lengths = 0;  // of this run of the stage
+    int64_t total_batches = 0;                      // over the Trainer's stage: the log step
   };
   void start(Trainer& trainer, const std::string& stage);
   void update(Trainer& trainer, const std::string& stage, const Batch& batch);
   void log(Trainer& trainer, const std::string& stage, std::optional<int64_t> step);
+  void evaluation_batch_end(Trainer& trainer, const std::string& stage, const Batch& batch);
 
   ThroughputMonitorOptions options_;
   std::map<std::string, Stage> stages_;

@@ -692,6 +692,7 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
     // reference to this Trainer's communicator afterwards.
     if (options_.sync_batchnorm && L.comm && stage == "fit")
       L.synced_batch_norms = convert_sync_batchnorm(model, L.device_comm);
+    L.collectives_in_backward = L.comm && has_synced_batch_norm(model);
 
     resolve_loaders();
 
@@ -778,6 +779,7 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
     }
     L.current_fx.clear();
     model.untoggle_all();  // a training_step that failed between toggle and untoggle
+    if (L.autocast_dtype) autocast::clear_weight_copies();
     revert_sync_batchnorm(std::exchange(L.synced_batch_norms, {}));
     call_callbacks("on_exception", [&](Callback& cb) { cb.on_exception(*this, model, e); });
     L.buckets.reset();

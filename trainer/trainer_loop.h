@@ -69,7 +69,8 @@ struct Trainer::Loop {
   std::unique_ptr<GradientBuckets> buckets;
   // The BatchNorms sync_batchnorm gave the DDP group for this fit (their group goes with it).
   std::vector<nn::BatchNorm*> synced_batch_norms;
-  GradientBuckets::Stats ddp_stats;  // of the last fit, kept when its buckets go
+  bool collectives_in_backward = false;  // has_synced_batch_norm(model) when the stage started
+  GradientBuckets::Stats ddp_stats;      // of the last fit, kept when its buckets go
   std::optional<std::string> shared_log_dir;
 
   // Mixed precision (Lightning's MixedPrecision plugin): the resolved precision flag, the

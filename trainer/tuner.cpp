@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <new>
 
 #include "autograd/grad_mode.h"
 #include "tensor/error.h"
@@ -123,7 +124,9 @@ class Tuner::ModuleSnapshot {
   explicit ModuleSnapshot(LightningModule& model)
       : model_(model), attached_(model.trainer_link_), was_training_(model.is_training()) {
     NoGradGuard no_grad;
-    for (const auto& [name, t] : model.state_dict()) state_[name] = t.clone();
+    // On the host: a copy on the GPU would take memory from the batch-size search.
+    for (const auto& [name, t] : model.state_dict())
+      state_[name] = t.device().is_cpu() ? t.clone() : t.to(Device::cpu());
   }
   ~ModuleSnapshot() {
     try {
@@ -246,8 +249,16 @@ std::optional<int64_t> Tuner::scale_batch_size(LightningModule& model, DataModul
       finder.fit(model, data);
     } catch (const OutOfMemoryError&) {
       fits = false;
+    } catch (const std::bad_alloc&) {
+      fits = false;
     }
-    if (const auto& loader = finder.train_dataloader()) dataset_length = loader->dataset().size();
+    if (const auto& loader = finder.train_dataloader()) {
+      dataset_length = loader->dataset().size();
+      LUMEN_CHECK(loader->options().batch_size == size, who, ": set_batch_size(", size,
+                  ") but the DataModule's train_dataloader() made a loader of batch size ",
+                  loader->options().batch_size,
+                  "; it must make its loader from the size set (no loader kept from before)");
+    }
     return fits;
   };
   // Lightning's _adjust_batch_size: no growth once the size covers the training set (Lightning
@@ -282,22 +293,24 @@ std::optional<int64_t> Tuner::scale_batch_size(LightningModule& model, DataModul
       }
     }
   } else {
-    int64_t low = 1, count = 0;
-    std::optional<int64_t> high;
+    // low: the largest size that fit (Lightning starts it at 1 untried; Lumen tries 1 before
+    // answering it, and fails as power mode does when even 1 does not fit).
+    std::optional<int64_t> low, high;
+    int64_t count = 0;
     for (;;) {
       if (trial()) {
         if (++count > options.max_trials) break;
         low = size;
         if (high) {
-          if (*high - low <= 1) break;
-          if (!adjust((*high + low) / 2, "succeeded")) break;
+          if (*high - *low <= 1) break;
+          if (!adjust((*high + *low) / 2, "succeeded")) break;
         } else if (!adjust(size * 2, "succeeded")) {
           break;
         }
       } else {
         high = size;
-        adjust((*high + low) / 2, "failed");
-        if (*high - low <= 1) break;
+        adjust((*high + low.value_or(0)) / 2, "failed");
+        if (low && *high - *low <= 1) break;
       }
     }
   }

@@ -76,7 +76,10 @@ class Tuner {
   // size where the DataModule's loaders read it (FashionMNIST::set_batch_size); it is called
   // last with the size found, which is returned. As in Lightning, a size at or above the
   // training set's length is not grown further, and a search that runs out of trials returns
-  // the size after the last one that fit. Under fast_dev_run: no search, nullopt.
+  // the size after the last one that fit. Under fast_dev_run: no search, nullopt. On an error
+  // other than running out of memory the DataModule keeps the last size tried. On the CPU,
+  // Linux's overcommit rarely lets an allocation fail (the process is killed instead), so the
+  // search is for GPU memory.
   std::optional<int64_t> scale_batch_size(LightningModule& model, DataModule& data,
                                           const std::function<void(int64_t)>& set_batch_size,
                                           ScaleBatchSizeOptions options = {});
