@@ -762,5 +762,96 @@ TEST(CallbackTrainer, DefaultCSVLoggerWritesMetrics) {
   EXPECT_GE(rows, 4);  // train_loss at steps 4, 8, 12, 16 at least
 }
 
+// DeviceStatsMonitor: every batch hook of fit logs the device's memory (and on the CPU the
+// host's) under Lightning's keys, at the step of batches that stepped; without a logger fit
+// refuses it; cpu_stats = false logs nothing on the CPU.
+TEST(CallbackDeviceStatsMonitor, LogsMemoryAroundEveryBatch) {
+  auto logger = std::make_shared<testing::RecordingLogger>();
+  testing::TinyModel model;
+  testing::TinyData data({.n_train = 16, .n_val = 8, .batch_size = 8});
+  Trainer trainer(testing::quiet({.max_epochs = 1,
+                                  .num_sanity_val_steps = 0,
+                                  .log_every_n_steps = 1,
+                                  .callbacks = {std::make_shared<DeviceStatsMonitor>()},
+                                  .logger = logger}));
+  trainer.fit(model, data);
+  std::map<std::string, int> hooks;
+  for (const auto& row : logger->rows) {
+    for (const auto& [key, value] : row.metrics) {
+      if (key.rfind("DeviceStatsMonitor.", 0) != 0) continue;
+      const std::string hook = key.substr(19, key.find('/') - 19);
+      const std::string stat = key.substr(key.find('/') + 1);
+      if (stat == "allocated_bytes.all.current") {
+        ++hooks[hook];
+        EXPECT_GT(value, 0.0) << key;  // the model's parameters at least
+        EXPECT_GE(row.metrics.at("DeviceStatsMonitor." + hook + "/allocated_bytes.all.peak"),
+                  value);
+        EXPECT_GE(row.metrics.at("DeviceStatsMonitor." + hook + "/reserved_bytes.all.current"),
+                  value);
+      }
+      if (stat == "cpu_vm_percent") {
+        EXPECT_GT(value, 0.0);
+        EXPECT_LE(value, 100.0);
+      }
+    }
+  }
+  EXPECT_EQ(hooks, (std::map<std::string, int>{{"on_train_batch_start", 2},
+                                               {"on_train_batch_end", 2},
+                                               {"on_validation_batch_start", 1},
+                                               {"on_validation_batch_end", 1}}));
+  DeviceStatsMonitor off({.cpu_stats = false});
+  EXPECT_TRUE(off.device_stats(trainer, "on_train_batch_end").empty());
+  std::map<std::string, double> now = DeviceStatsMonitor().device_stats(trainer, "x");
+  ASSERT_TRUE(now.count("DeviceStatsMonitor.x/cpu_percent"));
+  EXPECT_GE(now.at("DeviceStatsMonitor.x/cpu_percent"), 0.0);
+  EXPECT_LE(now.at("DeviceStatsMonitor.x/cpu_percent"), 100.0);
+
+  Trainer no_logger(testing::quiet(
+      {.max_epochs = 1, .callbacks = {std::make_shared<DeviceStatsMonitor>()}, .logger = false}));
+  EXPECT_THROW_MSG(no_logger.fit(model, data), "DeviceStatsMonitor", "no logger");
+}
+
+// GradientAccumulationScheduler({1: 2}): 1 batch a step in epoch 0, 2 from epoch 1, so two
+// epochs of 4 batches make 4 + 2 steps, and epoch 1's backward starts from half the loss.
+TEST(CallbackGradientAccumulationScheduler, ChangesTheFactorByEpoch) {
+  struct Losses : Callback {
+    std::vector<float> backward;
+    std::string state_key() const override { return "Losses"; }
+    void on_before_backward(Trainer&, LightningModule&, const Tensor& loss) override {
+      backward.push_back(loss.item<float>());
+    }
+  };
+  auto scheduler =
+      std::make_shared<GradientAccumulationScheduler>(std::map<int64_t, int64_t>{{1, 2}});
+  EXPECT_EQ(scheduler->get_accumulate_grad_batches(0), 1);
+  EXPECT_EQ(scheduler->get_accumulate_grad_batches(1), 2);
+  EXPECT_EQ(scheduler->get_accumulate_grad_batches(7), 2);
+  EXPECT_TRUE(scheduler->going_to_accumulate_grad_batches());
+  auto losses = std::make_shared<Losses>();
+  TinyModel model;
+  TinyData data({.n_train = 32, .batch_size = 8, .with_val = false});
+  Trainer trainer(quiet({.max_epochs = 2, .callbacks = {scheduler, losses}}));
+  trainer.fit(model, data);
+  EXPECT_EQ(trainer.global_step(), 6);
+  EXPECT_EQ(trainer.accumulate_grad_batches(), 2);
+  ASSERT_EQ(losses->backward.size(), 8u);
+  for (size_t i = 0; i < 8; ++i)
+    EXPECT_FLOAT_EQ(losses->backward[i], model.train_losses[i] / (i < 4 ? 1.0f : 2.0f)) << i;
+
+  using Scheduling = std::map<int64_t, int64_t>;
+  EXPECT_THROW_MSG(GradientAccumulationScheduler(Scheduling{}), "scheduling is empty");
+  EXPECT_THROW_MSG(GradientAccumulationScheduler(Scheduling{{-1, 2}}), "epochs must be >= 0");
+  EXPECT_THROW_MSG(GradientAccumulationScheduler(Scheduling{{2, 0}}), "factor of epoch 2",
+                   ">= 1, got 0");
+  TinyModel other;
+  Trainer both(quiet({.max_epochs = 1, .accumulate_grad_batches = 2, .callbacks = {scheduler}}));
+  EXPECT_THROW_MSG(both.fit(other, data), "accumulate_grad_batches = 2 as well");
+  struct Manual : TinyModel {
+    Manual() { automatic_optimization = false; }
+  } manual;
+  Trainer manual_trainer(quiet({.max_epochs = 1, .callbacks = {scheduler}}));
+  EXPECT_THROW_MSG(manual_trainer.fit(manual, data), "not supported for manual optimization");
+}
+
 }  // namespace
 }  // namespace lumen

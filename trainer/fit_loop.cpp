@@ -173,7 +173,7 @@ void Trainer::train_epoch() {
 // and on the epoch's last batch.
 bool Trainer::should_accumulate(int64_t batch_idx) const {
   const Loop& L = *loop_;
-  bool window_done = (batch_idx + 1) % options_.accumulate_grad_batches == 0;
+  bool window_done = (batch_idx + 1) % L.accumulate_grad_batches == 0;
   bool last = batch_idx + 1 == L.num_training_batches;
   return !window_done && !last;
 }
@@ -217,7 +217,7 @@ bool Trainer::train_batch(const Batch& batch, int64_t batch_idx) {
   // What on_train_batch_end sees (Lightning's outputs["loss"]): the loss that was backpropagated,
   // divided by accumulate_grad_batches under automatic optimization; manual: as returned, if any.
   Tensor step_loss = loss.defined() ? loss.detach() : loss;
-  const int64_t accum = options_.accumulate_grad_batches;
+  const int64_t accum = L.accumulate_grad_batches;
   if (model.automatic_optimization && accum > 1) step_loss = step_loss / static_cast<double>(accum);
   L.batches_completed = batch_idx + 1;
   L.phase = FitPhase::batch;
@@ -265,14 +265,14 @@ void Trainer::run_automatic_optimization(const Tensor& loss, int64_t batch_idx, 
   optim::Optimizer& optimizer = *L.optimizers.front();
   // Lightning zeroes the gradients at the first batch of each accumulation window, after its
   // training_step and before its backward.
-  if (batch_idx % options_.accumulate_grad_batches == 0) {
+  if (batch_idx % L.accumulate_grad_batches == 0) {
     call_callbacks("on_before_zero_grad",
                    [&](Callback& cb) { cb.on_before_zero_grad(*this, model, optimizer); });
     call_module("on_before_zero_grad", [&] { model.on_before_zero_grad(optimizer); });
     ProfileScope timing(L.profiler.get(), [&] { return profiled_action("optimizer_zero_grad"); });
     optimizer.zero_grad();
   }
-  int64_t accum = options_.accumulate_grad_batches;
+  int64_t accum = L.accumulate_grad_batches;
   // DDP: the last micro-step of an accumulation window averages the gradients over the ranks.
   backward(accum > 1 ? loss / static_cast<double>(accum) : loss, !accumulate);
   if (!accumulate) optimizer_step();

@@ -70,7 +70,7 @@ void ThroughputMonitor::on_train_batch_end(Trainer& trainer, LightningModule&, c
                                            const Batch& batch, int64_t batch_idx) {
   update(trainer, "train", batch);
   // Only once an accumulation window ends, so the optimizer step's time is in.
-  const int64_t accumulate = trainer.options().accumulate_grad_batches;
+  const int64_t accumulate = trainer.accumulate_grad_batches();
   if ((batch_idx + 1) % accumulate == 0 || trainer.is_last_batch()) log(trainer, "train", {});
 }
 

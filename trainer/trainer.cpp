@@ -117,6 +117,7 @@ Trainer::Trainer(TrainerOptions options) : options_(std::move(options)), loop_(n
 
   Loop& L = *loop_;
   L.profiler = o.profiler.profiler;
+  L.accumulate_grad_batches = o.accumulate_grad_batches;
   // Lightning's _init_debugging_flags and max_epochs defaults (_parse_loop_limits: a time
   // limit, from max_time or a Timer callback, also lifts the epoch limit).
   bool timed = o.max_time.seconds.has_value();
@@ -260,6 +261,13 @@ const std::vector<SchedulerConfig>& Trainer::lr_scheduler_configs() const {
 }
 LightningModule* Trainer::lightning_module() const { return loop_->model; }
 
+int64_t Trainer::accumulate_grad_batches() const { return loop_->accumulate_grad_batches; }
+
+void Trainer::set_accumulate_grad_batches(int64_t n) {
+  LUMEN_CHECK(n >= 1, "Trainer: accumulate_grad_batches must be >= 1, got ", n);
+  loop_->accumulate_grad_batches = n;
+}
+
 // Lightning: ceil(batches per epoch / accumulate_grad_batches) * max_epochs, capped by
 // max_steps (or max_steps alone when epochs are unlimited).
 int64_t Trainer::estimated_stepping_batches() const {
@@ -272,7 +280,7 @@ int64_t Trainer::estimated_stepping_batches() const {
   LUMEN_CHECK(L.train_loader != nullptr,
               "estimated_stepping_batches: the train loader is not set up yet; read it in "
               "configure_optimizers or later during fit");
-  int64_t accum = options_.accumulate_grad_batches;
+  int64_t accum = L.accumulate_grad_batches;
   int64_t per_epoch = (L.num_training_batches + accum - 1) / accum;
   int64_t total = per_epoch * std::max<int64_t>(L.max_epochs, 1);
   return L.max_steps != -1 ? std::min(total, L.max_steps) : total;

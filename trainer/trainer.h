@@ -186,6 +186,10 @@ class Trainer {
   int64_t num_predict_batches() const;
   int64_t max_epochs() const;  // resolved: options.max_epochs, or 1000 / -1 per Lightning
   int64_t estimated_stepping_batches() const;
+  // Batches per optimizer step now: the option, or what a callback set (Lightning's
+  // trainer.accumulate_grad_batches, which GradientAccumulationScheduler sets each epoch).
+  int64_t accumulate_grad_batches() const;
+  void set_accumulate_grad_batches(int64_t n);
   bool is_last_batch() const;
   // Lightning's _batches_that_stepped: training batches that ended an optimization step (under
   // manual optimization, every batch), the step the loggers see.

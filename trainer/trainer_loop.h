@@ -43,7 +43,8 @@ class ProfileScope {
 };
 
 struct Trainer::Loop {
-  std::shared_ptr<Profiler> profiler;  // TrainerOptions::profiler, or null
+  std::shared_ptr<Profiler> profiler;   // TrainerOptions::profiler, or null
+  int64_t accumulate_grad_batches = 1;  // the option, or what a callback set (per epoch)
   // What attached modules hold a weak reference to (LightningModule::trainer()).
   std::shared_ptr<Trainer* const> attachment;
   // What fit/validate/test/predict work on.

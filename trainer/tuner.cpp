@@ -30,7 +30,7 @@ class LRFinderCallback : public Callback {
 
   void on_train_batch_start(Trainer& trainer, LightningModule&, const Batch&,
                             int64_t batch_idx) override {
-    if (batch_idx % trainer.options().accumulate_grad_batches != 0) return;
+    if (batch_idx % trainer.accumulate_grad_batches() != 0) return;
     // Lightning's _ExponentialLR / _LinearLR: step 0 runs at min_lr, step k >= 1 at
     // r = (k + 1) / n (the scheduler is stepped once when made and once per step), so the last
     // step reaches max_lr.
@@ -48,8 +48,7 @@ class LRFinderCallback : public Callback {
   void on_train_batch_end(Trainer& trainer, LightningModule&, const Tensor& loss, const Batch&,
                           int64_t batch_idx) override {
     if (result_.losses.size() == result_.lrs.size()) return;  // inside an accumulation window
-    if (!trainer.is_last_batch() &&
-        (batch_idx + 1) % trainer.options().accumulate_grad_batches != 0)
+    if (!trainer.is_last_batch() && (batch_idx + 1) % trainer.accumulate_grad_batches() != 0)
       return;
     if (!loss.defined()) {
       result_.losses.push_back(std::numeric_limits<double>::quiet_NaN());
