@@ -1,5 +1,8 @@
 #include "autograd/checkpoint.h"
 
+#include <optional>
+#include <utility>
+
 #include "autograd/autocast_mode.h"
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
@@ -7,32 +10,11 @@
 #include "tensor/generator.h"
 
 namespace lumen {
-namespace {
-
-// The default generator at a saved state for its scope, then back where it was.
-class GeneratorReplay {
- public:
-  GeneratorReplay(bool active, uint64_t seed, uint64_t offset)
-      : active_(active), seed_(default_generator().seed()), offset_(default_generator().offset()) {
-    if (active_) default_generator().set_state(seed, offset);
-  }
-  ~GeneratorReplay() {
-    if (active_) default_generator().set_state(seed_, offset_);
-  }
-  GeneratorReplay(const GeneratorReplay&) = delete;
-  GeneratorReplay& operator=(const GeneratorReplay&) = delete;
-
- private:
-  bool active_;
-  uint64_t seed_, offset_;
-};
-
-}  // namespace
 
 Tensor checkpoint(const std::function<Tensor(const std::vector<Tensor>&)>& fn,
                   const std::vector<Tensor>& inputs, CheckpointOptions options) {
   LUMEN_CHECK(static_cast<bool>(fn), "checkpoint: the function is empty");
-  const uint64_t seed = default_generator().seed(), offset = default_generator().offset();
+  const std::pair<uint64_t, uint64_t> rng_state = default_generator().state();
   const bool autocast = AutocastMode::is_enabled();
   const DType autocast_dtype = AutocastMode::dtype();
   // Without grad mode nothing is recorded (an enclosing checkpoint's probe still sees fn's ops).
@@ -64,7 +46,7 @@ Tensor checkpoint(const std::function<Tensor(const std::vector<Tensor>&)>& fn,
   const Shape shape = out.shape();
   return autograd::record(
       "checkpoint", out, node_inputs,
-      [fn, saved, seed, offset, autocast, autocast_dtype, shape, options](
+      [fn, saved, rng_state, autocast, autocast_dtype, shape, options](
           const Tensor& grad, const autograd::NeedsGrad& needs) {
         std::vector<Tensor> replay;
         for (size_t i = 0; i < saved.size(); ++i) {
@@ -75,7 +57,12 @@ Tensor checkpoint(const std::function<Tensor(const std::vector<Tensor>&)>& fn,
         {
           EnableGradGuard grad_mode;
           AutocastGuard autocast_mode(autocast_dtype, autocast);
-          GeneratorReplay rng(options.preserve_rng_state, seed, offset);
+          // The forward's draws again (dropout masks), then the generator where it was.
+          std::optional<GeneratorStateGuard> rng;
+          if (options.preserve_rng_state) {
+            rng.emplace();
+            default_generator().set_state(rng_state.first, rng_state.second);
+          }
           again = fn(replay);
         }
         LUMEN_CHECK(again.defined() && again.shape() == shape,

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <mutex>
+#include <utility>
 
 #include "tensor/half.h"
 
@@ -72,6 +73,11 @@ class Generator {
   }
   uint64_t seed() const { return seed_; }
   uint64_t offset() const { return offset_; }
+  // Seed and offset read together (no draw of another thread falls between).
+  std::pair<uint64_t, uint64_t> state() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return {seed_, offset_};
+  }
   void set_state(uint64_t seed, uint64_t offset) {
     std::lock_guard<std::mutex> lock(mu_);
     seed_ = seed;
@@ -86,12 +92,27 @@ class Generator {
   }
 
  private:
-  std::mutex mu_;
+  mutable std::mutex mu_;
   uint64_t seed_;
   uint64_t offset_ = 0;
 };
 
 Generator& default_generator();
 inline void manual_seed(uint64_t seed) { default_generator().manual_seed(seed); }
+
+// Puts a generator's state back when the scope ends (torch.random.fork_rng): what the scope
+// drew is drawn again after it.
+class GeneratorStateGuard {
+ public:
+  explicit GeneratorStateGuard(Generator& gen = default_generator())
+      : gen_(gen), saved_(gen.state()) {}
+  ~GeneratorStateGuard() { gen_.set_state(saved_.first, saved_.second); }
+  GeneratorStateGuard(const GeneratorStateGuard&) = delete;
+  GeneratorStateGuard& operator=(const GeneratorStateGuard&) = delete;
+
+ private:
+  Generator& gen_;
+  std::pair<uint64_t, uint64_t> saved_;
+};
 
 }  // namespace lumen

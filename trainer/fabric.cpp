@@ -87,6 +87,7 @@ size_t Fabric::add_module(nn::Module& module, std::vector<optim::Optimizer*> opt
   for (optim::Optimizer* o : optimizers) check_on_device(*o);
   auto record = std::make_unique<ModuleRecord>();
   record->module = &module;
+  record->collectives_in_backward = comm_ && has_synced_batch_norm(module);
   if (comm_) {
     broadcast_module_state(module, *device_comm_, false);
     std::vector<Tensor> trainable;
@@ -182,7 +183,7 @@ void Fabric::backward(const Tensor& loss) {
   // A synchronised batch norm's backward runs collectives of its own: then too (see
   // has_synced_batch_norm).
   bool overlap = syncing.size() <= 1;
-  for (const ModuleRecord* r : syncing) overlap = overlap && !has_synced_batch_norm(*r->module);
+  for (const ModuleRecord* r : syncing) overlap = overlap && !r->collectives_in_backward;
   for (const auto& r : modules_)
     if (r->buckets && r->forward_ran) r->buckets->prepare(r->no_sync_depth == 0, overlap);
   flush_scaler_update();

@@ -289,6 +289,7 @@ class Fabric {
     std::unique_ptr<GradientBuckets> buckets;  // DDP only
     bool forward_ran = false;                  // since the last backward
     int no_sync_depth = 0;
+    bool collectives_in_backward = false;  // has_synced_batch_norm(*module) at setup
   };
   size_t add_module(nn::Module& module, std::vector<optim::Optimizer*> optimizers);
   void check_on_device(const optim::Optimizer& optimizer) const;

@@ -55,8 +55,7 @@ void Trainer::run_sanity_check() {
   if (L.val_loader == nullptr || L.num_val_batches == 0 || L.num_sanity_val_steps == 0) return;
   int64_t n = L.num_sanity_val_steps == -1 ? L.num_val_batches
                                            : std::min(L.num_sanity_val_steps, L.num_val_batches);
-  Generator& gen = default_generator();
-  uint64_t seed = gen.seed(), offset = gen.offset();
+  GeneratorStateGuard isolate_rng;
   LightningModule& model = *L.model;
   // Lightning clears the metrics after the sanity check; Lumen puts back what was there
   // before (empty, or what a resumed checkpoint restored).
@@ -74,7 +73,6 @@ void Trainer::run_sanity_check() {
   L.progress_bar_metrics = std::move(progress_bar_metrics_before);
   L.logged_metrics = std::move(logged_metrics_before);
   L.sanity_checking = false;
-  gen.set_state(seed, offset);
 }
 
 void Trainer::fit_loop() {

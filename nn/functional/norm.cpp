@@ -80,7 +80,7 @@ Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tens
 namespace {
 
 // batch_norm's and sync_batch_norm's arguments, checked: x, weight and bias after autocast (an
-// f32 op), weight and bias in `param_dtype` (x's when unset), the running stats in x's
+// f32 op), weight and bias in x's dtype (synced: its accumulation dtype), the running stats in x's
 // accumulation dtype and contiguous (the kernels update them in place; buffers of another dtype
 // or layout go through a copy that is written back).
 struct BatchNormArgs {
@@ -91,8 +91,7 @@ struct BatchNormArgs {
 BatchNormArgs check_batch_norm(const char* op, const Tensor& input, const Tensor& running_mean,
                                const Tensor& running_var, const Tensor& weight_in,
                                const Tensor& bias_in, bool training, double eps,
-                               std::optional<DType> param_dtype = std::nullopt,
-                               bool per_rank = false) {
+                               bool synced = false) {
   BatchNormArgs a;
   a.x = autocast::to_f32(input);
   const Tensor& x = a.x;
@@ -104,6 +103,9 @@ BatchNormArgs check_batch_norm(const char* op, const Tensor& input, const Tensor
   LUMEN_CHECK(eps >= 0, op, ": eps must be >= 0, got ", eps);
   a.c = x.size(1);
   const Shape per_channel{a.c};
+  // sync_batch_norm computes in the accumulation dtype, weight and bias included.
+  const std::optional<DType> param_dtype =
+      synced ? std::optional<DType>(acc_dtype(x.dtype())) : std::nullopt;
   a.w = param_like(op, "weight", autocast::to_f32(weight_in), per_channel, x, param_dtype);
   a.b = param_like(op, "bias", autocast::to_f32(bias_in), per_channel, x, param_dtype);
   LUMEN_CHECK(running_mean.defined() == running_var.defined(), op,
@@ -117,7 +119,7 @@ BatchNormArgs check_batch_norm(const char* op, const Tensor& input, const Tensor
   a.count = a.c == 0 ? 0 : x.numel() / a.c;
   // One rank of a synchronised batch norm may hold one value per channel, or none: the group's
   // count is what must exceed 1 (checked after the gather).
-  LUMEN_CHECK(!training || per_rank || a.count > 1, op,
+  LUMEN_CHECK(!training || synced || a.count > 1, op,
               ": expected more than 1 value per channel when ", "training, got input of shape ",
               ShapeStr{x.shape()});
   return a;
@@ -190,8 +192,8 @@ Tensor sync_batch_norm(const Tensor& input, const Tensor& running_mean, const Te
                        std::shared_ptr<ProcessGroup> group) {
   const char* op = "sync_batch_norm";
   LUMEN_CHECK(group != nullptr, op, ": the process group is null");
-  BatchNormArgs a = check_batch_norm(op, input, running_mean, running_var, weight, bias, true, eps,
-                                     acc_dtype(autocast::to_f32(input).dtype()), true);
+  BatchNormArgs a =
+      check_batch_norm(op, input, running_mean, running_var, weight, bias, true, eps, true);
   const int64_t c = a.c;
   const DType acc = acc_dtype(a.x.dtype());
   const Device device = a.x.device();
