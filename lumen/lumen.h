@@ -42,6 +42,7 @@
 #include "nn/multihead_attention.h"
 #include "nn/optim/adam.h"
 #include "nn/optim/adamw.h"
+#include "nn/optim/averaged_model.h"
 #include "nn/optim/clip_grad.h"
 #include "nn/optim/cosine_annealing_lr.h"
 #include "nn/optim/exponential_lr.h"
@@ -81,3 +82,4 @@
 #include "trainer/timer.h"
 #include "trainer/trainer.h"
 #include "trainer/tuner.h"
+#include "trainer/weight_averaging.h"
