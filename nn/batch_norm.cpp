@@ -36,7 +36,7 @@ BatchNorm::BatchNorm(int64_t num_features, const BatchNormOptions& options)
 }
 
 void BatchNorm::reset_running_stats() {
-  if (!track_running_stats) return;
+  if (!track_running_stats || !running_mean.defined()) return;
   init::zeros_(running_mean);
   init::ones_(running_var);
   init::zeros_(num_batches_tracked);
@@ -55,8 +55,11 @@ Tensor BatchNorm::forward(const Tensor& x) {
   check_input_dim(x);
   LUMEN_CHECK(x.size(1) == num_features, type_name(), ": expected ", num_features,
               " channels in dim 1, got input of shape ", ShapeStr{x.shape()});
+  LUMEN_CHECK(!momentum || (*momentum >= 0 && *momentum <= 1), type_name(),
+              ": momentum must lie in [0, 1], got ", momentum.value_or(0));
   double factor = momentum.value_or(0.0);
-  if (is_training() && track_running_stats) {
+  const bool tracking = track_running_stats && running_mean.defined();
+  if (is_training() && tracking) {
     NoGradGuard no_grad;
     num_batches_tracked.add_(
         ones({}, {.dtype = DType::i64, .device = num_batches_tracked.device()}));
@@ -64,7 +67,7 @@ Tensor BatchNorm::forward(const Tensor& x) {
   }
   // Eval without running stats falls back to the batch's; training with tracking updates them.
   const bool use_batch_stats = is_training() || !running_mean.defined();
-  const bool pass_stats = !is_training() || track_running_stats;
+  const bool pass_stats = !is_training() || tracking;
   if (is_training() && process_group && process_group->world_size() > 1)
     return functional::sync_batch_norm(x, pass_stats ? running_mean : Tensor(),
                                        pass_stats ? running_var : Tensor(), weight, bias, factor,

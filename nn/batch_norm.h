@@ -40,8 +40,13 @@ class BatchNorm : public UnaryModule {
 
   const int64_t num_features;
   const double eps;
-  const std::optional<double> momentum;
-  const bool affine, track_running_stats;
+  // Settable, as PyTorch's attributes: update_bn-style passes set momentum to nullopt, and
+  // BaseFinetuning freezes a BatchNorm by turning off track_running_stats (training then
+  // normalises with the batch's statistics and leaves the running ones as they are; eval still
+  // uses them). Turning tracking on for a BatchNorm built without running statistics adds none.
+  std::optional<double> momentum;
+  const bool affine;
+  bool track_running_stats;
   Tensor weight, bias;                                    // [C], when affine
   Tensor running_mean, running_var, num_batches_tracked;  // [C], [C], i64 [], when tracking
   // Null, or the group whose batches training normalises over (see above).

@@ -413,6 +413,74 @@ TEST(LRSchedulerStateDict, EachSchedulerResumesIdentically) {
       4, 12, [](int i) { return i < 2 ? 1.0 - 0.1 * i : 1.0; });
 }
 
+// A group added after the scheduler was built (BaseFinetuning's add_param_group) keeps the lr
+// it was added with; the groups the scheduler was built with follow the same sequence as
+// without it, and the scheduler's state still loads into the grown optimizer.
+TEST(LRSchedulerAddedGroup, IsLeftToWhoeverAddedIt) {
+  std::vector<std::function<Pair()>> factories = {
+      [] {
+        auto o = sgd_ptr();
+        auto s = std::make_unique<StepLR>(*o, 2, 0.5);
+        return Pair(std::move(o), std::move(s));
+      },
+      [] {
+        auto o = sgd_ptr();
+        auto s = std::make_unique<MultiStepLR>(*o, std::vector<int64_t>{2, 5}, 0.2);
+        return Pair(std::move(o), std::move(s));
+      },
+      [] {
+        auto o = sgd_ptr();
+        auto s = std::make_unique<ExponentialLR>(*o, 0.8);
+        return Pair(std::move(o), std::move(s));
+      },
+      [] {
+        auto o = sgd_ptr();
+        auto s = std::make_unique<CosineAnnealingLR>(*o, 4, 0.01);
+        return Pair(std::move(o), std::move(s));
+      },
+      [] {
+        auto o = sgd_ptr();
+        auto s = std::make_unique<OneCycleLR>(*o, 0.4, 12);
+        return Pair(std::move(o), std::move(s));
+      },
+      [] {
+        auto o = sgd_ptr();
+        auto after = std::make_shared<CosineAnnealingLR>(*o, 10);
+        auto s = std::make_unique<LinearWarmup>(*o, 3, LinearWarmupOptions{}, after);
+        return Pair(std::move(o), std::move(s));
+      },
+      [] {
+        auto o = sgd_ptr();
+        auto s = std::make_unique<ReduceLROnPlateau>(
+            *o, ReduceLROnPlateauOptions{.factor = 0.5, .patience = 1});
+        return Pair(std::move(o), std::move(s));
+      },
+  };
+  for (const auto& make : factories) {
+    auto step = [](LRScheduler& s) {
+      if (s.needs_metric())
+        s.step(1.0);
+      else
+        s.step();
+    };
+    auto [ref_opt, ref] = make();
+    auto [opt, sched] = make();
+    for (int e = 1; e <= 10; ++e) {
+      if (e == 4) opt->add_param_group({{param()}, {{"lr", 0.007}}});
+      step(*ref);
+      step(*sched);
+      Vec want = group_lrs(*ref_opt), got = group_lrs(*opt);
+      if (e >= 4) want.push_back(0.007);
+      EXPECT_EQ(got, want) << sched->type_name() << " epoch " << e;
+      EXPECT_EQ(sched->get_last_lr().size(), 2u);
+    }
+    auto [other_opt, other] = make();
+    other_opt->add_param_group({{param()}, {{"lr", 0.007}}});
+    other->load_state_dict(sched->state_dict());
+    EXPECT_EQ(other->last_epoch(), sched->last_epoch()) << sched->type_name();
+  }
+}
+
 TEST(LRSchedulerStateDict, LayoutAndErrors) {
   SGD opt = make_sgd();
   StepLR s(opt, 4, 0.5);

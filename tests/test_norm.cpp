@@ -147,6 +147,37 @@ TEST(Norm, BatchNormTrainingUpdatesRunningStatsLikePyTorch) {
   }
 }
 
+// The module's settable attributes, as PyTorch's: without tracking, training normalises with
+// the batch and leaves the running statistics alone, and eval still uses them; momentum
+// nullopt makes the running mean the plain average of the batches' means.
+TEST(Norm, BatchNormTrackingAndMomentumCanBeChanged) {
+  nn::BatchNorm1d bn(2, {.momentum = 0.5});
+  bn.to(DType::f64);
+  Tensor x = from_vector<double>({1, 0, 2, 0, 3, 1, 6, -1}, {4, 2});  // means 3, 0
+  bn.forward(x);
+  const std::vector<double> mean1 = bn.running_mean.to_vector<double>();
+  EXPECT_EQ(mean1, (std::vector<double>{1.5, 0.0}));
+  bn.track_running_stats = false;
+  Tensor y = bn.forward(x * 2.0);
+  EXPECT_EQ(bn.running_mean.to_vector<double>(), mean1);
+  EXPECT_EQ(bn.num_batches_tracked.item<int64_t>(), 1);
+  Tensor batch = F::batch_norm(x * 2.0, Tensor(), Tensor(), bn.weight, bn.bias, true, 0, bn.eps);
+  EXPECT_EQ(y.to_vector<double>(), batch.to_vector<double>());
+  bn.eval();
+  std::vector<double> evaluated = bn.forward(x).to_vector<double>();
+  std::vector<double> var = bn.running_var.to_vector<double>();
+  EXPECT_NEAR(evaluated[0], (1 - 1.5) / std::sqrt(var[0] + bn.eps), 1e-12);
+  bn.train();
+  bn.track_running_stats = true;
+  bn.momentum = std::nullopt;
+  bn.reset_running_stats();
+  bn.forward(x);
+  bn.forward(x + 4.0);
+  EXPECT_EQ(bn.running_mean.to_vector<double>(), (std::vector<double>{5.0, 2.0}));
+  bn.momentum = 1.5;
+  EXPECT_THROW_MSG(bn.forward(x), "BatchNorm1d: momentum must lie in [0, 1], got 1.5");
+}
+
 // Running statistics the kernel cannot write in place (another dtype, a strided view) are
 // updated through a copy: the same values as buffers it writes directly.
 TEST(Norm, BatchNormUpdatesRunningStatsOfAnyDtypeAndLayout) {

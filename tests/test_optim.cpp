@@ -416,7 +416,6 @@ TEST(OptimErrors, BadParameters) {
   Tensor w = make_param();
   EXPECT_THROW_MSG(SGD(std::vector<Tensor>{}), "SGD: got an empty parameter list");
   EXPECT_THROW_MSG(Adam({w * 2.0}), "non-leaf");
-  EXPECT_THROW_MSG(SGD({zeros({3})}), "does not require grad", "[3]");
   EXPECT_THROW_MSG(SGD({arange(4.0)}), "floating", "i64");
   EXPECT_THROW_MSG(SGD({w, w}), "more than once");
   EXPECT_THROW_MSG(SGD({Tensor()}), "undefined");
@@ -702,5 +701,56 @@ TEST(OptimClipGradValue, ClampsEachElement) {
   EXPECT_EQ(g.p2.grad().to_vector<double>(), (Vec{-0.5, 1}));
 }
 
+// add_param_group: the new group takes the optimizer's defaults for what it leaves out, and
+// steps with its own options; the constructor's checks apply, naming the new group's index.
+TEST(OptimAddParamGroup, DefaultsStepsStateAndErrors) {
+  Tensor a = make_param();
+  Tensor b = make_param(DType::f64, {0.5, -1, 2, 0, 1, -3});
+  SGD opt({a}, {.lr = 0.1, .momentum = 0.9});
+  opt.add_param_group({{b}, {{"lr", 0.01}}});
+  ASSERT_EQ(opt.param_groups().size(), 2u);
+  EXPECT_EQ(opt.param_groups()[1].lr(), 0.01);
+  EXPECT_EQ(opt.param_groups()[1].options.at("momentum"), 0.9);
+  Vec ga = {1, 2, 3, 4, 5, 6}, gb = {-1, 0.5, 2, -2, 1, 3};
+  a.set_grad(from_vector(ga, {2, 3}));
+  b.set_grad(from_vector(gb, {2, 3}));
+  opt.step();  // first step: the momentum buffer is the gradient, p -= lr g
+  Vec want_a = kW0, want_b = {0.5, -1, 2, 0, 1, -3};
+  for (size_t i = 0; i < 6; ++i) {
+    want_a[i] -= 0.1 * ga[i];
+    want_b[i] -= 0.01 * gb[i];
+  }
+  EXPECT_EQ(a.to_vector<double>(), want_a);
+  EXPECT_EQ(b.to_vector<double>(), want_b);
+  State state = opt.state_dict();
+  EXPECT_EQ(state.get_ints("group_sizes"), (std::vector<int64_t>{1, 1}));
+  EXPECT_TRUE(state.has_group("1"));  // b's momentum buffer
+
+  SGD one_group({a}, {.lr = 0.1, .momentum = 0.9});
+  EXPECT_THROW_MSG(one_group.load_state_dict(state), "2 parameter groups", "this optimizer has 1");
+  one_group.add_param_group({{b}, {}});
+  one_group.load_state_dict(state);
+  EXPECT_EQ(one_group.param_groups()[1].lr(), 0.01);
+
+  EXPECT_THROW_MSG(opt.add_param_group({{a}, {}}), "parameter 0 of group 2", "more than once");
+  EXPECT_THROW_MSG(opt.add_param_group({{make_param()}, {{"betas0", 0.9}}}),
+                   "unknown option 'betas0' in parameter group 2");
+  EXPECT_THROW_MSG(opt.add_param_group({{make_param()}, {{"lr", -1.0}}}), "learning rate -1",
+                   "group 2");
+  EXPECT_THROW_MSG(opt.add_param_group({{}, {}}), "add_param_group: the group has no parameters");
+  EXPECT_EQ(opt.param_groups().size(), 2u);  // failed adds change nothing
+}
+
+// A parameter that does not require grad is accepted, as in PyTorch (a frozen backbone), and
+// left alone while it has no gradient.
+TEST(OptimAddParamGroup, FrozenParametersAreAcceptedAndSkipped) {
+  Tensor frozen = from_vector(kW0, {2, 3});
+  Tensor w = make_param();
+  AdamW opt({frozen, w}, {.lr = 0.1});
+  w.set_grad(ones({2, 3}, {.dtype = DType::f64}));
+  opt.step();
+  EXPECT_EQ(frozen.to_vector<double>(), kW0);
+  EXPECT_NE(w.to_vector<double>(), kW0);
+}
 }  // namespace
 }  // namespace lumen

@@ -22,7 +22,7 @@ std::map<std::string, double> defaults_of(const AdamOptions& o) {
 
 // torch.optim.Adam's checks, except that eps must be > 0 (eps = 0 divides 0 by 0 for any
 // parameter whose gradient has been zero so far).
-void check_group(const ParamGroup& g, size_t gi, const std::string& type) {
+void check_options(const ParamGroup& g, size_t gi, const std::string& type) {
   const double lr = g.options.at("lr"), eps = g.options.at("eps");
   const double wd = g.options.at("weight_decay");
   LUMEN_CHECK(lr >= 0, type, ": invalid learning rate ", lr, " in group ", gi, " (expected >= 0)");
@@ -69,7 +69,6 @@ Adam::Adam(std::vector<ParamGroup> groups, AdamOptions defaults)
 Adam::Adam(std::vector<ParamGroup> groups, AdamOptions defaults, bool decoupled_weight_decay)
     : decoupled_(decoupled_weight_decay) {
   init_groups(std::move(groups), defaults_of(defaults));
-  for (size_t g = 0; g < groups_.size(); ++g) check_group(groups_[g], g, type_name());
   state_.resize(static_cast<size_t>(num_params()));
 }
 
@@ -148,7 +147,7 @@ void Adam::load_state_dict(const State& state) {
   const int64_t saved_step = step_count_;
   try {
     load_base_state_dict(state);
-    for (size_t g = 0; g < groups_.size(); ++g) check_group(groups_[g], g, type);
+    for (size_t g = 0; g < groups_.size(); ++g) check_options(groups_[g], g, type);
     std::vector<ParamState> loaded(static_cast<size_t>(num_params()));
     size_t index = 0;
     for (const ParamGroup& group : groups_) {
@@ -177,6 +176,10 @@ void Adam::load_state_dict(const State& state) {
     step_count_ = saved_step;
     throw;
   }
+}
+
+void Adam::check_group(const ParamGroup& group, size_t index) const {
+  check_options(group, index, type_name());
 }
 
 }  // namespace lumen::optim

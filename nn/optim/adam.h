@@ -38,6 +38,7 @@ class Adam : public Optimizer {
   void load_state_dict(const State& state) override;
 
  protected:
+  void check_group(const ParamGroup& group, size_t index) const override;
   // AdamW: decoupled weight decay (p = p * (1 - lr * weight_decay) before the update).
   Adam(std::vector<ParamGroup> groups, AdamOptions defaults, bool decoupled_weight_decay);
 

@@ -18,9 +18,9 @@ void CosineAnnealingLR::step() {
   const double pi = std::numbers::pi, e = static_cast<double>(last_epoch_);
   const double t_max = static_cast<double>(t_max_);
   std::vector<double> lrs;
-  const std::vector<ParamGroup>& groups = optimizer_->param_groups();
-  for (size_t i = 0; i < groups.size(); ++i) {
-    const double lr = groups[i].lr();
+  std::span<ParamGroup> managed = groups();
+  for (size_t i = 0; i < managed.size(); ++i) {
+    const double lr = managed[i].lr();
     if (last_epoch_ == 0) {
       lrs.push_back(lr);
     } else if ((last_epoch_ - 1 - t_max_) % (2 * t_max_) == 0) {

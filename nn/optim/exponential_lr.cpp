@@ -13,8 +13,7 @@ void ExponentialLR::step() {
   ++last_epoch_;
   ++step_count_;
   std::vector<double> lrs;
-  for (const ParamGroup& g : optimizer_->param_groups())
-    lrs.push_back(last_epoch_ == 0 ? g.lr() : g.lr() * gamma_);
+  for (const ParamGroup& g : groups()) lrs.push_back(last_epoch_ == 0 ? g.lr() : g.lr() * gamma_);
   set_lrs(lrs);
 }
 

@@ -46,7 +46,7 @@ void LinearWarmup::step() {
   const double start = options_.start_factor, end = options_.end_factor;
   const double w = static_cast<double>(warmup_steps_), e = static_cast<double>(last_epoch_);
   std::vector<double> lrs;
-  for (const ParamGroup& g : optimizer_->param_groups()) {
+  for (const ParamGroup& g : groups()) {
     if (last_epoch_ == 0)
       lrs.push_back(g.lr() * start);
     else if (last_epoch_ > warmup_steps_)

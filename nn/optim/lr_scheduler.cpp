@@ -11,7 +11,7 @@ void LRScheduler::restart() {
 
 void LRScheduler::init_base_lrs() {
   base_lrs_.clear();
-  for (ParamGroup& g : optimizer_->param_groups()) {
+  for (ParamGroup& g : groups()) {
     auto it = g.options.find("lr");
     LUMEN_CHECK(it != g.options.end(), type_name(), ": a parameter group has no 'lr' option");
     g.options.emplace("initial_lr", it->second);
@@ -20,10 +20,10 @@ void LRScheduler::init_base_lrs() {
 }
 
 void LRScheduler::set_lrs(const std::vector<double>& lrs) {
-  std::vector<ParamGroup>& groups = optimizer_->param_groups();
-  LUMEN_CHECK(lrs.size() == groups.size(), type_name(), ": ", lrs.size(), " learning rates for ",
-              groups.size(), " parameter groups");
-  for (size_t g = 0; g < groups.size(); ++g) groups[g].options["lr"] = lrs[g];
+  std::span<ParamGroup> managed = groups();
+  LUMEN_CHECK(lrs.size() == managed.size(), type_name(), ": ", lrs.size(), " learning rates for ",
+              managed.size(), " parameter groups");
+  for (size_t g = 0; g < managed.size(); ++g) managed[g].options["lr"] = lrs[g];
   last_lr_ = lrs;
 }
 
@@ -43,12 +43,12 @@ void LRScheduler::load_base_state_dict(const State& state) {
   LUMEN_CHECK(saved == type, type, ".load_state_dict: the state is of a ", saved,
               " scheduler, expected ", type);
   const std::vector<double>& base = state.get_doubles("base_lrs");
-  const size_t groups = optimizer_->param_groups().size();
+  const size_t groups = num_groups_;
   LUMEN_CHECK(base.size() == groups, type, ".load_state_dict: the state has ", base.size(),
-              " base learning rates, the optimizer has ", groups, " parameter groups");
+              " base learning rates, the scheduler manages ", groups, " parameter groups");
   const std::vector<double>& last = state.get_doubles("last_lr");
   LUMEN_CHECK(last.size() == groups, type, ".load_state_dict: the state has ", last.size(),
-              " last learning rates, the optimizer has ", groups, " parameter groups");
+              " last learning rates, the scheduler manages ", groups, " parameter groups");
   base_lrs_ = base;
   last_lr_ = last;
   last_epoch_ = state.get_int("last_epoch");

@@ -1,6 +1,7 @@
 #pragma once
 // Learning-rate scheduler base, as torch.optim.lr_scheduler.LRScheduler: it owns no
 // parameters, only rewrites the "lr" of its optimizer's groups on each step().
+#include <span>
 #include <string>
 #include <vector>
 
@@ -10,7 +11,11 @@ namespace lumen::optim {
 
 class LRScheduler {
  public:
-  explicit LRScheduler(Optimizer& optimizer) : optimizer_(&optimizer) {}
+  // The scheduler manages the optimizer's groups of now; a group added later
+  // (Optimizer::add_param_group) keeps the learning rate whoever added it sets, as with
+  // PyTorch's closed-form schedulers.
+  explicit LRScheduler(Optimizer& optimizer)
+      : optimizer_(&optimizer), num_groups_(optimizer.param_groups().size()) {}
   virtual ~LRScheduler() = default;
 
   // Advances one epoch or one step (as configured by the trainer's interval) and sets the
@@ -43,6 +48,8 @@ class LRScheduler {
   virtual void restart();
 
  protected:
+  // The groups this scheduler manages: the optimizer's first num_groups_.
+  std::span<ParamGroup> groups() const { return {optimizer_->param_groups().data(), num_groups_}; }
   // torch's LRScheduler.__init__ with last_epoch = -1: each group's "initial_lr" is set to its
   // "lr" unless a scheduler already set it (setdefault), and becomes base_lrs_.
   void init_base_lrs();
@@ -54,6 +61,7 @@ class LRScheduler {
   void load_base_state_dict(const State& state);
 
   Optimizer* optimizer_;
+  size_t num_groups_;
   std::vector<double> last_lr_;
   int64_t last_epoch_ = -1;
   int64_t step_count_ = 0;  // PyTorch's _step_count: calls of step(), the initial one included

@@ -21,8 +21,7 @@ void MultiStepLR::step() {
   const auto hits = std::count(milestones_.begin(), milestones_.end(), last_epoch_);
   const double factor = hits == 0 ? 1.0 : std::pow(gamma_, static_cast<double>(hits));
   std::vector<double> lrs;
-  for (const ParamGroup& g : optimizer_->param_groups())
-    lrs.push_back(hits == 0 ? g.lr() : g.lr() * factor);
+  for (const ParamGroup& g : groups()) lrs.push_back(hits == 0 ? g.lr() : g.lr() * factor);
   set_lrs(lrs);
 }
 

@@ -74,7 +74,7 @@ void OneCycleLR::apply() {
   const double step_num = static_cast<double>(last_epoch_);
   const std::vector<Phase> schedule = phases();
   std::vector<double> lrs;
-  for (ParamGroup& g : optimizer_->param_groups()) {
+  for (ParamGroup& g : groups()) {
     double start_step = 0, lr = 0, momentum = 0;
     for (size_t i = 0; i < schedule.size(); ++i) {
       const Phase& ph = schedule[i];

@@ -42,34 +42,44 @@ int64_t Optimizer::num_params() const {
 
 void Optimizer::init_groups(std::vector<ParamGroup> groups,
                             const std::map<std::string, double>& defaults) {
-  const std::string type = type_name();
+  defaults_ = defaults;
   std::set<const TensorImpl*> seen;
   int64_t total = 0;
   for (size_t gi = 0; gi < groups.size(); ++gi) {
-    ParamGroup& g = groups[gi];
-    for (const auto& [key, value] : g.options)
-      LUMEN_CHECK(defaults.count(key) != 0 || is_scheduler_key(key), type, ": unknown option '",
-                  key, "' in parameter group ", gi, " (", type, " options: ", join_keys(defaults),
-                  ")");
-    for (const auto& [key, value] : defaults) g.options.emplace(key, value);
-    for (size_t pi = 0; pi < g.params.size(); ++pi) {
-      const Tensor& p = g.params[pi];
-      LUMEN_CHECK(p.defined(), type, ": parameter ", pi, " of group ", gi, " is undefined");
-      LUMEN_CHECK(is_floating(p.dtype()), type, ": can only optimize floating tensors, but ",
-                  "parameter ", pi, " of group ", gi, " has dtype ", p.dtype());
-      LUMEN_CHECK(p.is_leaf(), type, ": can't optimize a non-leaf tensor (parameter ", pi,
-                  " of group ", gi, " of shape ", ShapeStr{p.shape()},
-                  " is the result of an op); pass the leaf, or detach() it");
-      LUMEN_CHECK(p.requires_grad(), type, ": parameter ", pi, " of group ", gi, " of shape ",
-                  ShapeStr{p.shape()}, " does not require grad; call requires_grad_() on it ",
-                  "or leave it out");
-      LUMEN_CHECK(seen.insert(p.impl()).second, type, ": parameter ", pi, " of group ", gi,
-                  " appears more than once among the parameters");
-    }
-    total += static_cast<int64_t>(g.params.size());
+    prepare_group(groups[gi], gi, seen);
+    total += static_cast<int64_t>(groups[gi].params.size());
   }
-  LUMEN_CHECK(total > 0, type, ": got an empty parameter list");
+  LUMEN_CHECK(total > 0, type_name(), ": got an empty parameter list");
   groups_ = std::move(groups);
+}
+
+void Optimizer::add_param_group(ParamGroup group) {
+  std::set<const TensorImpl*> seen;
+  for (const ParamGroup& g : groups_)
+    for (const Tensor& p : g.params) seen.insert(p.impl());
+  LUMEN_CHECK(!group.params.empty(), type_name(), ".add_param_group: the group has no parameters");
+  prepare_group(group, groups_.size(), seen);
+  groups_.push_back(std::move(group));
+}
+
+void Optimizer::prepare_group(ParamGroup& g, size_t gi, std::set<const TensorImpl*>& seen) const {
+  const std::string type = type_name();
+  for (const auto& [key, value] : g.options)
+    LUMEN_CHECK(defaults_.count(key) != 0 || is_scheduler_key(key), type, ": unknown option '", key,
+                "' in parameter group ", gi, " (", type, " options: ", join_keys(defaults_), ")");
+  for (const auto& [key, value] : defaults_) g.options.emplace(key, value);
+  for (size_t pi = 0; pi < g.params.size(); ++pi) {
+    const Tensor& p = g.params[pi];
+    LUMEN_CHECK(p.defined(), type, ": parameter ", pi, " of group ", gi, " is undefined");
+    LUMEN_CHECK(is_floating(p.dtype()), type, ": can only optimize floating tensors, but ",
+                "parameter ", pi, " of group ", gi, " has dtype ", p.dtype());
+    LUMEN_CHECK(p.is_leaf(), type, ": can't optimize a non-leaf tensor (parameter ", pi,
+                " of group ", gi, " of shape ", ShapeStr{p.shape()},
+                " is the result of an op); pass the leaf, or detach() it");
+    LUMEN_CHECK(seen.insert(p.impl()).second, type, ": parameter ", pi, " of group ", gi,
+                " appears more than once among the parameters");
+  }
+  check_group(g, gi);
 }
 
 State Optimizer::base_state_dict() const {

@@ -3,6 +3,7 @@
 // per-parameter state, step() and zero_grad(), and a state_dict for checkpoints.
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,12 @@ class Optimizer {
   virtual void step() = 0;
   // Drops gradients (set_to_none, PyTorch's default).
   void zero_grad();
+
+  // torch's add_param_group: a group added while training (BaseFinetuning unfreezing a
+  // backbone). Its missing options come from the optimizer's defaults; the checks are the
+  // constructor's, and its parameters may not be in another group. Learning-rate schedulers
+  // built before keep to the groups they were built with.
+  void add_param_group(ParamGroup group);
 
   std::vector<ParamGroup>& param_groups() { return groups_; }
   const std::vector<ParamGroup>& param_groups() const { return groups_; }
@@ -60,18 +67,30 @@ class Optimizer {
   Optimizer& operator=(const Optimizer&) = delete;
 
   // Takes the groups, fills each group's missing options from `defaults` and checks them:
-  // at least one parameter, each a defined floating leaf that requires grad and appears once;
-  // option names must be those of `defaults` or the ones schedulers add ("initial_lr",
-  // "max_lr", "min_lr", "base_momentum", "max_momentum"). Errors start with type_name().
+  // at least one parameter, each a defined floating leaf that appears once; option names must
+  // be those of `defaults` or the ones schedulers add ("initial_lr", "max_lr", "min_lr",
+  // "base_momentum", "max_momentum"); then check_group. Errors start with type_name().
+  // Parameters that do not require grad are accepted, as PyTorch does (a frozen backbone that a
+  // fine-tuning callback unfreezes later); step() skips them while they have no gradient.
   void init_groups(std::vector<ParamGroup> groups, const std::map<std::string, double>& defaults);
+  // An optimizer's own checks of a group's option values (lr >= 0, betas in [0, 1), ...).
+  virtual void check_group(const ParamGroup& group, size_t index) const {
+    (void)group;
+    (void)index;
+  }
   // attrs "type", "step", "group_sizes" and "group<g>.<name>" for every option.
   State base_state_dict() const;
   // Checks "type", the group count and sizes and that every state group names a parameter
   // ("0" .. num_params()-1), then takes the options and the step count.
   void load_base_state_dict(const State& state);
 
+  // Fills a group's options from defaults_ and checks it (init_groups' rules), `seen` holding
+  // the parameters of the groups before it.
+  void prepare_group(ParamGroup& group, size_t index, std::set<const TensorImpl*>& seen) const;
+
   int64_t step_count_ = 0;
   std::vector<ParamGroup> groups_;
+  std::map<std::string, double> defaults_;  // what init_groups filled missing options with
 };
 
 }  // namespace lumen::optim

@@ -54,7 +54,7 @@ void ReduceLROnPlateau::step(double metric) {
     --cooldown_counter_;
     num_bad_epochs_ = 0;
   }
-  std::vector<ParamGroup>& groups = optimizer_->param_groups();
+  std::span<ParamGroup> groups = this->groups();
   if (num_bad_epochs_ > options_.patience) {
     for (size_t g = 0; g < groups.size(); ++g) {
       const double old_lr = groups[g].lr();
@@ -94,10 +94,10 @@ void ReduceLROnPlateau::load_state_dict(const State& state) {
   o.cooldown = state.get_int("cooldown");
   o.min_lrs = state.get_doubles("min_lrs");
   o.eps = state.get_double("eps");
-  const size_t groups = optimizer_->param_groups().size();
+  const size_t groups = num_groups_;
   check_options(o, groups, "ReduceLROnPlateau.load_state_dict");
   LUMEN_CHECK(o.min_lrs.size() == groups, "ReduceLROnPlateau.load_state_dict: the state has ",
-              o.min_lrs.size(), " min_lrs, the optimizer has ", groups, " parameter groups");
+              o.min_lrs.size(), " min_lrs, the scheduler manages ", groups, " parameter groups");
   const double best = state.get_double("best");
   const int64_t bad = state.get_int("num_bad_epochs"), cooldown = state.get_int("cooldown_counter");
   load_base_state_dict(state);

@@ -18,7 +18,7 @@ std::map<std::string, double> defaults_of(const SGDOptions& o) {
 }
 
 // torch.optim.SGD's checks, per group.
-void check_group(const ParamGroup& g, size_t gi) {
+void check_options(const ParamGroup& g, size_t gi) {
   const double lr = g.options.at("lr"), momentum = g.options.at("momentum");
   const double dampening = g.options.at("dampening"), wd = g.options.at("weight_decay");
   LUMEN_CHECK(lr >= 0, "SGD: invalid learning rate ", lr, " in group ", gi, " (expected >= 0)");
@@ -55,7 +55,6 @@ SGD::SGD(std::vector<Tensor> params, SGDOptions options)
 
 SGD::SGD(std::vector<ParamGroup> groups, SGDOptions defaults) {
   init_groups(std::move(groups), defaults_of(defaults));
-  for (size_t g = 0; g < groups_.size(); ++g) check_group(groups_[g], g);
   momentum_buffers_.resize(static_cast<size_t>(num_params()));
 }
 
@@ -108,7 +107,7 @@ void SGD::load_state_dict(const State& state) {
   const int64_t saved_step = step_count_;
   try {
     load_base_state_dict(state);
-    for (size_t g = 0; g < groups_.size(); ++g) check_group(groups_[g], g);
+    for (size_t g = 0; g < groups_.size(); ++g) check_options(groups_[g], g);
     std::vector<Tensor> params = all_params(*this);
     std::vector<Tensor> buffers(params.size());
     for (size_t i = 0; i < params.size(); ++i) {
@@ -123,5 +122,7 @@ void SGD::load_state_dict(const State& state) {
     throw;
   }
 }
+
+void SGD::check_group(const ParamGroup& group, size_t index) const { check_options(group, index); }
 
 }  // namespace lumen::optim

@@ -33,6 +33,9 @@ class SGD : public Optimizer {
   State state_dict() const override;
   void load_state_dict(const State& state) override;
 
+ protected:
+  void check_group(const ParamGroup& group, size_t index) const override;
+
  private:
   std::vector<Tensor> momentum_buffers_;  // by parameter index; undefined before the first step
 };

@@ -14,7 +14,7 @@ void StepLR::step() {
   ++last_epoch_;
   ++step_count_;
   std::vector<double> lrs;
-  for (const ParamGroup& g : optimizer_->param_groups()) {
+  for (const ParamGroup& g : groups()) {
     const bool boundary = last_epoch_ != 0 && last_epoch_ % step_size_ == 0;
     lrs.push_back(boundary ? g.lr() * gamma_ : g.lr());
   }
