@@ -67,6 +67,7 @@
 #include "trainer/device_stats_monitor.h"
 #include "trainer/early_stopping.h"
 #include "trainer/fabric.h"
+#include "trainer/finetuning.h"
 #include "trainer/gradient_accumulation_scheduler.h"
 #include "trainer/learning_rate_monitor.h"
 #include "trainer/lightning_module.h"

@@ -18,6 +18,7 @@ namespace {
 
 using testing::parameters_of;
 using testing::quiet;
+using testing::SaveAtEpochEnd;
 using testing::TempDir;
 using testing::TinyData;
 using testing::TinyModel;
@@ -266,17 +267,6 @@ TEST(WeightAveragingTrainer, SwaOverEpochsThroughShouldUpdate) {
   expect_weights_near(after->validations[2], before->epochs[1], 0);
   expect_weights_near(parameters_of(model), mean, 1e-6f);
 }
-
-// Saves a checkpoint at the end of epoch `epoch` (listed after the averaging callback).
-struct SaveAtEpochEnd : Callback {
-  std::string path;
-  int64_t epoch;
-  SaveAtEpochEnd(std::string p, int64_t e) : path(std::move(p)), epoch(e) {}
-  std::string state_key() const override { return "SaveAtEpochEnd"; }
-  void on_train_epoch_end(Trainer& t, LightningModule&) override {
-    if (t.current_epoch() == epoch) t.save_checkpoint(path);
-  }
-};
 
 // A checkpoint holds the average in /state_dict and the module's weights in
 // /current_model_state; resuming restores both, so the resumed fit ends as an uninterrupted one.

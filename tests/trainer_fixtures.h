@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "nn/batch_norm.h"
 #include "nn/dropout.h"
 #include "nn/functional/elementwise.h"
 #include "nn/functional/linalg.h"
@@ -220,6 +221,61 @@ struct TinyModel : LightningModule {
   void on_before_optimizer_step(optim::Optimizer&) override { record("on_before_optimizer_step"); }
   void on_save_checkpoint(State&) override { record("on_save_checkpoint"); }
   void on_load_checkpoint(const State&) override { record("on_load_checkpoint"); }
+};
+
+struct BackboneModelOptions {
+  bool batch_norm = false;      // a BatchNorm1d after the backbone's Linear
+  bool all_parameters = false;  // SGD over every parameter, not only the trainable ones
+  double lr = 0.1;
+  double momentum = 0.9;
+};
+
+// For the fine-tuning callbacks: a child "backbone" (Linear 4 -> 8, optional BatchNorm, ReLU)
+// under a Linear 8 -> 1 head, MSE loss; SGD over the parameters that require grad when
+// configure_optimizers runs (Lightning's advice with BackboneFinetuning), or over all.
+struct BackboneModel : LightningModule {
+  struct Backbone : nn::Module {
+    nn::Linear fc{4, 8};
+    std::shared_ptr<nn::BatchNorm1d> bn;
+    explicit Backbone(bool with_bn) {
+      register_module("fc", fc);
+      if (with_bn) bn = register_module("bn", std::make_shared<nn::BatchNorm1d>(8));
+    }
+    Tensor forward(const Tensor& x) {
+      Tensor h = fc(x);
+      return relu(bn ? bn->forward(h) : h);
+    }
+  };
+  BackboneModelOptions o;
+  Backbone backbone;
+  nn::Linear head{8, 1};
+  explicit BackboneModel(BackboneModelOptions options = {})
+      : o(options), backbone(options.batch_norm) {
+    register_module("backbone", backbone);
+    register_module("head", head);
+  }
+  Tensor training_step(const Batch& b, int64_t) override {
+    return nn::functional::mse_loss(head(backbone.forward(b[0])), b[1]);
+  }
+  OptimizerConfig configure_optimizers() override {
+    std::vector<Tensor> params;
+    for (const Tensor& p : parameters())
+      if (o.all_parameters || p.requires_grad()) params.push_back(p);
+    return OptimizerConfig(std::make_shared<optim::SGD>(
+        params, optim::SGDOptions{.lr = o.lr, .momentum = o.momentum}));
+  }
+};
+
+// Saves a checkpoint at the end of epoch `epoch` (listed after the callbacks whose epoch-end state
+// it should hold).
+struct SaveAtEpochEnd : Callback {
+  std::string path;
+  int64_t epoch;
+  SaveAtEpochEnd(std::string p, int64_t e) : path(std::move(p)), epoch(e) {}
+  std::string state_key() const override { return "SaveAtEpochEnd"; }
+  void on_train_epoch_end(Trainer& t, LightningModule&) override {
+    if (t.current_epoch() == epoch) t.save_checkpoint(path);
+  }
 };
 
 // Throws at the start of the batch that would make optimizer step `step` + 1: a crash.

@@ -47,6 +47,22 @@ bool is_monitoring_callback(const Callback& cb) {
 
 }  // namespace
 
+void Trainer::follow_trainable_parameters() {
+  Loop& L = *loop_;
+  std::vector<Tensor> params;
+  for (const Tensor& p : L.model->parameters())
+    if (p.requires_grad()) params.push_back(p);
+  if (L.buckets) {
+    const std::vector<Tensor>& current = L.buckets->params();
+    bool same = current.size() == params.size();
+    for (size_t i = 0; same && i < params.size(); ++i) same = current[i].impl() == params[i].impl();
+    if (same) return;
+    L.buckets.reset();  // its hooks go before the new buckets add theirs
+  }
+  auto cap = static_cast<int64_t>(options_.strategy.ddp.bucket_cap_mb * 1024 * 1024);
+  L.buckets = std::make_unique<GradientBuckets>(params, L.device_comm, cap);
+}
+
 // Lightning's _run_sanity_check: a few validation batches before training to catch bugs in
 // the validation code early. Their metrics are discarded, and the random generator is left
 // as it was (isolate_rng), so the sanity check changes nothing in the run.
@@ -138,6 +154,7 @@ void Trainer::train_epoch() {
                    [&](Callback& cb) { cb.on_train_epoch_start(*this, model); });
     call_module("on_train_epoch_start", [&] { model.on_train_epoch_start(); });
   }
+  if (L.buckets) follow_trainable_parameters();
   // The loader's order of epoch e depends only on (seed, e), and the resumed epoch skips the
   // batches already trained on without loading them.
   L.train_loader->begin_epoch(L.current_epoch, start);

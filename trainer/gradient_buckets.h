@@ -45,6 +45,8 @@ class GradientBuckets {
   // answer on every rank).
   bool finish();
 
+  // The constructor's params.
+  const std::vector<Tensor>& params() const { return params_; }
   // Indices into the constructor's params, per bucket.
   const std::vector<std::vector<size_t>>& bucket_params() const { return bucket_params_; }
 

@@ -42,6 +42,17 @@ std::map<std::string, double> LearningRateMonitor::extract_stats(const Trainer& 
   };
   auto add = [&](const optim::Optimizer& opt, const std::vector<std::string>& names) {
     const auto& groups = opt.param_groups();
+    // Lightning's _remap_keys: an optimizer that gained groups (BaseFinetuning) goes on with
+    // its single-group history under "<name>/pg1".
+    if (groups.size() > 1) {
+      const std::string single = names[0].substr(0, names[0].size() - 4);  // without "/pg1"
+      if (auto it = lrs_.find(single); it != lrs_.end()) {
+        std::vector<double> history = std::move(it->second);
+        lrs_.erase(it);
+        std::vector<double>& first = lrs_[names[0]];
+        first.insert(first.begin(), history.begin(), history.end());
+      }
+    }
     for (size_t g = 0; g < groups.size(); ++g) {
       stats[names[g]] = groups[g].lr();
       lrs_[names[g]].push_back(groups[g].lr());

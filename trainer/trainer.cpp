@@ -714,13 +714,7 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
       check_optimizer_config(config, model, options_);
       L.optimizers = config.optimizers;
       L.schedulers = config.lr_schedulers;
-      if (L.comm) {
-        std::vector<Tensor> params;
-        for (const Tensor& p : model.parameters())
-          if (p.requires_grad()) params.push_back(p);
-        auto cap = static_cast<int64_t>(options_.strategy.ddp.bucket_cap_mb * 1024 * 1024);
-        L.buckets = std::make_unique<GradientBuckets>(params, L.device_comm, cap);
-      }
+      if (L.comm) follow_trainable_parameters();
     }
 
     std::optional<State> checkpoint;

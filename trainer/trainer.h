@@ -286,6 +286,11 @@ class Trainer {
   bool should_accumulate(int64_t batch_idx) const;
   bool should_check_val(int64_t batch_idx) const;
   void update_lr_schedulers(const std::string& interval, bool plateau);
+  // DDP: makes the gradient buckets over the module's parameters that require grad, or remakes
+  // them when that set is no longer the one they were made for (a fine-tuning callback unfroze
+  // a backbone at an epoch's start). Every rank changes the set at the same point of the loop,
+  // so the ranks remake their buckets together. New buckets' statistics start from zero.
+  void follow_trainable_parameters();
 
   // manual_optimization.cpp: Lightning's _ManualOptimization, what LightningModule's
   // manual_backward and clip_gradients and LightningOptimizer::step come to.

@@ -11,6 +11,7 @@
 
 #include "dist/world.h"
 #include "nn/batch_norm.h"
+#include "trainer/finetuning.h"
 #include "trainer/learning_rate_monitor.h"
 #include "trainer/model_checkpoint.h"
 #include "trainer/timer.h"
@@ -300,6 +301,25 @@ TEST(Ddp, SyncBatchNormMatchesOneProcessWithTheWholeBatch) {
     for (size_t j = 0; j < one[i].size(); ++j)
       apart = std::max(apart, std::abs(own[i][j] - one[i][j]));
   EXPECT_GT(apart, 1e-3f);
+}
+
+// BackboneFinetuning under DDP: the backbone's parameters join the gradient buckets when they
+// are unfrozen (epoch 1), so two ranks with batch B end as one process with batch 2B. Without
+// the Trainer remaking its buckets, each rank would train the backbone on its own gradients.
+TEST(Ddp, AnUnfrozenBackboneIsAveragedLikeTheRest) {
+  const int64_t size = dist::world()->world_size();
+  auto fit = [](StrategyOption strategy, int64_t batch) {
+    manual_seed(8);
+    testing::BackboneModel model;
+    TinyData data(TinyDataOptions{.n_train = 64, .batch_size = batch, .with_val = false});
+    Trainer trainer(quiet({.max_epochs = 3,
+                           .callbacks = {BackboneFinetuning({.unfreeze_backbone_at_epoch = 1})},
+                           .strategy = strategy}));
+    trainer.fit(model, data);
+    return parameters_of(model);
+  };
+  std::vector<std::vector<float>> one = fit("single_device", 4 * size);
+  expect_close(fit(DDPStrategy{}, 4), one, 1e-4f);
 }
 
 // Stop decisions are the job's, not a rank's: rank 0's Timer runs out at once, rank 1's never;
