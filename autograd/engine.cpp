@@ -5,6 +5,7 @@
 #include <queue>
 #include <unordered_map>
 
+#include "autograd/anomaly_mode.h"
 #include "autograd/autocast_mode.h"
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
@@ -125,6 +126,24 @@ Tensor record(const char* name, Tensor out, const std::vector<Tensor>& inputs, B
   return out;
 }
 
+namespace {
+
+// Anomaly mode's check of what node `n` returned (PyTorch's validate_outputs under anomaly
+// mode): NaN in any element of a floating gradient is an error. (x != x) is true only at NaN.
+void check_for_nan(const Node& n, const std::vector<Tensor>& input_grads) {
+  for (size_t i = 0; i < input_grads.size(); ++i) {
+    const Tensor& g = input_grads[i];
+    if (!g.defined() || g.numel() == 0 || !is_floating(g.dtype())) continue;
+    const bool nan = ne(g, g).to(DType::f32).max().item<float>() > 0;
+    LUMEN_CHECK(!nan, "autograd anomaly detection: function '", n.name,
+                "' returned NaN values in its ", i, "th output (the gradient of its input ", i,
+                ", of shape ", ShapeStr{g.shape()},
+                "); the NaN starts in that op's forward or in the gradient it received");
+  }
+}
+
+}  // namespace
+
 void run_backward(const Tensor& root, const Tensor& grad_root, bool retain_graph) {
   NoGradGuard no_grad;
   // Each backward computes in the dtypes its forward chose, whatever autocast says now.
@@ -165,6 +184,7 @@ void run_backward(const Tensor& root, const Tensor& grad_root, bool retain_graph
       Tensor g = std::move(it->second);
       grads.erase(it);
       input_grads = n->apply(g);
+      if (AnomalyMode::is_enabled()) check_for_nan(*n, input_grads);
     }
     for (size_t i = 0; i < n->next.size(); ++i) {
       Node* next = n->next[i].get();
@@ -181,6 +201,15 @@ void run_backward(const Tensor& root, const Tensor& grad_root, bool retain_graph
 }
 
 }  // namespace autograd
+
+namespace {
+std::atomic<bool> anomaly_enabled{false};
+}  // namespace
+
+bool AnomalyMode::is_enabled() { return anomaly_enabled.load(std::memory_order_relaxed); }
+void AnomalyMode::set_enabled(bool enabled) {
+  anomaly_enabled.store(enabled, std::memory_order_relaxed);
+}
 
 void Tensor::backward(const Tensor& gradient, bool retain_graph) const {
   LUMEN_CHECK(requires_grad(), "backward: tensor does not require grad (no input of the ",

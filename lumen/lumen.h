@@ -1,5 +1,6 @@
 #pragma once
 // The public API of Lumen: include this one header.
+#include "autograd/anomaly_mode.h"
 #include "autograd/autocast_mode.h"
 #include "autograd/checkpoint.h"
 #include "autograd/grad_mode.h"

@@ -1,3 +1,4 @@
+#include "autograd/anomaly_mode.h"
 #include "autograd/node.h"
 #include "tests/op_harness.h"
 
@@ -145,6 +146,33 @@ TEST(Autograd, GradcheckCatchesAWrongGradient) {
   EXPECT_NE(r.message.find("analytic"), std::string::npos);
   auto right = [](const std::vector<Tensor>& v) { return v[0] * v[0]; };
   EXPECT_TRUE(autograd::gradcheck(right, {x}).ok);
+}
+
+// Anomaly mode: sqrt(-1) is NaN, and its backward 1 / (2 sqrt(x)) the first NaN gradient; the
+// error names sqrt, not the mul after it. Without the mode the NaN reaches the leaf silently.
+TEST(Autograd, AnomalyModeNamesTheFunctionThatReturnedNaN) {
+  Tensor x = from_vector<double>({-1.0, 4.0}, {2});
+  x.requires_grad_();
+  auto loss = [&] { return (lumen::sqrt(x) * 3.0).sum(); };
+  loss().backward();
+  EXPECT_TRUE(std::isnan(x.grad().to_vector<double>()[0]));
+  EXPECT_NEAR(x.grad().to_vector<double>()[1], 0.75, 1e-15);
+  x.set_grad(Tensor());
+  EXPECT_FALSE(AnomalyMode::is_enabled());
+  {
+    DetectAnomalyGuard anomaly;
+    EXPECT_TRUE(AnomalyMode::is_enabled());
+    EXPECT_THROW_MSG(loss().backward(), "function 'sqrt' returned NaN values in its 0th output",
+                     "shape [2]");
+    // Infinities are not NaN: log(0)'s gradient 1/0 passes.
+    Tensor z = zeros({1}, {.dtype = DType::f64});
+    z.requires_grad_();
+    lumen::log(z).sum().backward();
+    EXPECT_TRUE(std::isinf(z.grad().to_vector<double>()[0]));
+    DetectAnomalyGuard off(false);
+    EXPECT_FALSE(AnomalyMode::is_enabled());
+  }
+  EXPECT_FALSE(AnomalyMode::is_enabled());
 }
 
 }  // namespace

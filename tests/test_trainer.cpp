@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "autograd/anomaly_mode.h"
 #include "autograd/grad_mode.h"
 #include "nn/optim/reduce_lr_on_plateau.h"
 #include "nn/optim/step_lr.h"
@@ -756,6 +757,28 @@ TEST(TrainerCuda, DdpOnOneGpuUsesNcclAndTrainsLikeOneDevice) {
   for (size_t i = 0; i < params[0].size(); ++i)
     for (size_t k = 0; k < params[0][i].size(); ++k)
       ASSERT_NEAR(params[1][i][k], params[0][i][k], 1e-5) << "parameter " << i << " element " << k;
+}
+
+// detect_anomaly: the second batch's loss gets a NaN through sqrt(-1); with the option the fit
+// fails in that backward naming sqrt, and the process-wide switch is off again afterwards.
+TEST(Trainer, DetectAnomalyFailsAtTheFirstNaNGradient) {
+  struct NaNAtSecondBatch : TinyModel {
+    Tensor training_step(const Batch& b, int64_t i) override {
+      Tensor loss = TinyModel::training_step(b, i);
+      if (i != 1) return loss;
+      return loss + lumen::sqrt(fc1.weight.sum() * 0.0 - 1.0) * 0.0;
+    }
+  };
+  TinyData data({.n_train = 32, .batch_size = 8, .with_val = false});
+  NaNAtSecondBatch model;
+  Trainer trainer(quiet({.max_epochs = 1, .detect_anomaly = true}));
+  EXPECT_THROW_MSG(trainer.fit(model, data), "anomaly detection: function 'sqrt' returned NaN");
+  EXPECT_EQ(trainer.global_step(), 1);
+  EXPECT_FALSE(AnomalyMode::is_enabled());
+  NaNAtSecondBatch unchecked;
+  Trainer plain(quiet({.max_epochs = 1}));
+  plain.fit(unchecked, data);
+  EXPECT_EQ(plain.global_step(), 4);
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include <typeinfo>
 #include <utility>
 
+#include "autograd/anomaly_mode.h"
 #include "autograd/autocast_mode.h"
 #include "io/checkpoint.h"
 #include "tensor/error.h"
@@ -652,6 +653,8 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
   L.resume_phase.reset();
   if (stage == "fit") L.should_stop = false;
   try {
+    // Lightning runs every stage inside set_detect_anomaly(detect_anomaly).
+    DetectAnomalyGuard anomaly(options_.detect_anomaly);
     // Lightning's prepare_data_per_node: local rank 0 of each node prepares (downloads, checks
     // files) while the node's other ranks wait; then every rank sets up.
     const std::string data_name = "[LightningDataModule]" + class_name(typeid(data)) + ".";

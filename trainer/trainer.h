@@ -101,6 +101,10 @@ struct TrainerOptions {
   // reduction orders, than the previous one. With seed_everything it makes CPU runs and
   // resumed runs bit-identical (DESIGN.md, Determinism).
   bool deterministic = false;
+  // Anomaly detection while a stage runs (torch.autograd.set_detect_anomaly, as Lightning's
+  // detect_anomaly): a backward that produces a NaN gradient fails, naming the op whose backward
+  // produced it (autograd/anomaly_mode.h). Slow; for debugging.
+  bool detect_anomaly = false;
   bool enable_progress_bar = true;
   bool enable_checkpointing = true;  // adds a ModelCheckpoint when callbacks have none
   bool enable_model_summary = true;  // adds a ModelSummary when callbacks have none
