@@ -44,6 +44,8 @@ TEST(BaseFinetuning, FlattenFreezeFilterAndUnfreeze) {
   EXPECT_EQ(flat[0], &tree);
   EXPECT_EQ(flat[1], &tree.inner.fc);
   EXPECT_EQ(flat[2], tree.inner.bn.get());
+  // A module reached twice counts once.
+  EXPECT_EQ(BaseFinetuning::flatten_modules({&tree, &tree.inner.fc}).size(), 3u);
 
   BaseFinetuning::freeze(tree);  // train_bn: the BatchNorm stays trainable
   // parameters(): scale, fc.weight, fc.bias, bn.weight, bn.bias
@@ -59,7 +61,7 @@ TEST(BaseFinetuning, FlattenFreezeFilterAndUnfreeze) {
   // Unfreezing into an optimizer that already holds fc.weight: the rest form a new group with
   // the first group's lr / initial_denom_lr.
   optim::SGD opt({tree.inner.fc.weight}, {.lr = 0.5});
-  BaseFinetuning::unfreeze_and_add_param_group(tree, opt);
+  BaseFinetuning::unfreeze_and_add_param_group({&tree, &tree.inner}, opt);
   EXPECT_EQ(requires_grad_of(tree), (std::vector<bool>(5, true)));
   EXPECT_TRUE(tree.inner.bn->track_running_stats);
   ASSERT_EQ(opt.param_groups().size(), 2u);
@@ -90,7 +92,8 @@ struct EpochRecorder : Callback {
   }
 };
 
-// Unfrozen at epoch 2 with 0.1 x the head's lr 0.1, then x1.5 an epoch: 0.01, 0.015, 0.0225.
+// Unfrozen at epoch 2 with 0.1 x the head's lr 0.1, then x2 an epoch (Lightning's default
+// lambda_func): 0.01, 0.02, 0.04.
 // The backbone does not move before epoch 2; LearningRateMonitor's history of the single group
 // goes on as "/pg1".
 TEST(BackboneFinetuningTrainer, UnfreezesAtTheEpochWithTheScheduledRates) {
@@ -111,8 +114,8 @@ TEST(BackboneFinetuningTrainer, UnfreezesAtTheEpochWithTheScheduledRates) {
   EXPECT_EQ(recorder->lrs[0], (std::vector<double>{0.1}));
   EXPECT_EQ(recorder->lrs[1], (std::vector<double>{0.1}));
   EXPECT_NEAR(recorder->lrs[2][1], 0.01, 1e-15);
-  EXPECT_NEAR(recorder->lrs[3][1], 0.015, 1e-15);
-  EXPECT_NEAR(recorder->lrs[4][1], 0.0225, 1e-15);
+  EXPECT_NEAR(recorder->lrs[3][1], 0.02, 1e-15);
+  EXPECT_NEAR(recorder->lrs[4][1], 0.04, 1e-15);
   EXPECT_EQ(recorder->backbone[0], initial);
   EXPECT_EQ(recorder->backbone[1], initial);
   EXPECT_NE(recorder->backbone[2], initial);
@@ -139,8 +142,9 @@ TEST(BackboneFinetuningTrainer, UnfreezesAtTheEpochWithTheScheduledRates) {
 
 // Stopped after epoch 3 (the backbone unfrozen at 2) and resumed: the optimizer gets its
 // second group back before its state (momentum buffers) loads, the backbone trains again, and
-// the fit ends with the uninterrupted one's weights, bit for bit. With a BatchNorm frozen
-// (train_bn = false) its running statistics stay frozen across the resume too.
+// the fit ends with the uninterrupted one's weights, bit for bit. train_bn = false keeps the
+// BatchNorm out of the backbone's group (it trains in the head's from the start). With every
+// parameter in the optimizer no group is added and no learning rate changes.
 TEST(BackboneFinetuningTrainer, ResumesWithTheAddedGroup) {
   TempDir dir("finetuning");
   const std::string path = dir.str("epoch3.ckpt");
@@ -164,8 +168,13 @@ TEST(BackboneFinetuningTrainer, ResumesWithTheAddedGroup) {
     EXPECT_EQ(parameters_of(resumed), parameters_of(whole)) << all_parameters;
     EXPECT_EQ(resumed.backbone.bn->running_mean.to_vector<float>(),
               whole.backbone.bn->running_mean.to_vector<float>());
-    EXPECT_EQ(resumed_trainer.optimizers().front()->param_groups().size(),
-              all_parameters ? 1u : 2u);
+    const auto& groups = resumed_trainer.optimizers().front()->param_groups();
+    ASSERT_EQ(groups.size(), all_parameters ? 1u : 2u);
+    EXPECT_EQ(groups[0].lr(), 0.1);
+    if (!all_parameters) {
+      EXPECT_EQ(groups[1].params.size(), 2u);    // fc's weight and bias, not the BatchNorm's
+      EXPECT_NEAR(groups[1].lr(), 0.08, 1e-15);  // 0.01 at epoch 2, doubled at 3, 4 and 5
+    }
   }
 }
 

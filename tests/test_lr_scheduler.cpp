@@ -479,6 +479,10 @@ TEST(LRSchedulerAddedGroup, IsLeftToWhoeverAddedIt) {
     other->load_state_dict(sched->state_dict());
     EXPECT_EQ(other->last_epoch(), sched->last_epoch()) << sched->type_name();
   }
+  auto [shrunk_opt, shrunk] = factories[0]();
+  shrunk_opt->param_groups().pop_back();
+  EXPECT_THROW_MSG(shrunk->step(), "StepLR: the optimizer has 1 parameter groups",
+                   "fewer than the 2 this scheduler was built with");
 }
 
 TEST(LRSchedulerStateDict, LayoutAndErrors) {

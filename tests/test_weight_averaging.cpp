@@ -315,9 +315,32 @@ TEST(WeightAveragingTrainer, CheckpointHoldsTheAverageAndResumesExactly) {
   test_trainer.test(tested, data, path, /*verbose=*/false);
   EXPECT_EQ(parameters_of(tested), saved_average);
 
+  // After fit returns a checkpoint still carries the average (the module holds it by then, so
+  // it is the current weights as well): a fit resumed from it goes on from the 8 updates.
+  const std::string after_path = dir.str("after_fit.ckpt");
+  first_trainer.save_checkpoint(after_path);
+  EXPECT_EQ(io::load_checkpoint(after_path).group("averaging_state").get_int("n_averaged"), 8);
+  TinyModel continued;
+  auto continued_recorder = std::make_shared<WeightRecorder>("before");
+  auto continued_ema = std::make_shared<EMAWeightAveraging>(ema_options);
+  Trainer continued_trainer(
+      quiet({.max_epochs = 3, .callbacks = {continued_recorder, continued_ema}}));
+  continued_trainer.fit(continued, data, after_path);
+  EXPECT_EQ(continued_ema->average_model()->n_averaged(), 12);
+  Weights want = saved_average;
+  for (const Weights& step : continued_recorder->steps)
+    for (size_t i = 0; i < want.size(); ++i)
+      for (size_t j = 0; j < want[i].size(); ++j)
+        want[i][j] = 0.5f * want[i][j] + 0.5f * step[i][j];
+  expect_weights_near(parameters_of(continued), want, 1e-5f);
+
   // A checkpoint written without the callback: the average starts from the loaded weights.
   const std::string plain_path = dir.str("plain.ckpt");
-  first_trainer.save_checkpoint(plain_path);
+  seed_everything(13);
+  TinyModel plain;
+  Trainer plain_trainer(quiet({.max_epochs = 2}));
+  plain_trainer.fit(plain, data);
+  plain_trainer.save_checkpoint(plain_path);
   TinyModel from_plain;
   auto plain_recorder = std::make_shared<WeightRecorder>("before");
   auto ema = std::make_shared<EMAWeightAveraging>(ema_options);
@@ -331,7 +354,7 @@ TEST(WeightAveragingTrainer, Errors) {
   EXPECT_THROW_MSG(EMAWeightAveraging({.decay = -0.1}), "decay must be in [0, 1]");
   EXPECT_THROW_MSG(EMAWeightAveraging({.update_every_n_steps = -1}),
                    "update_every_n_steps must be >= 0, got -1");
-  // A checkpoint whose /state_dict lacks a tensor the average needs names it.
+  // A checkpoint whose averaging state is corrupt: the resume fails naming the value.
   TempDir dir("weight_averaging_errors");
   const std::string path = dir.str("bad.ckpt");
   TinyData data({.n_train = 16, .batch_size = 8, .with_val = false});
@@ -348,6 +371,14 @@ TEST(WeightAveragingTrainer, Errors) {
   TinyModel again;
   Trainer resume(quiet({.max_epochs = 2, .callbacks = {EMAWeightAveraging()}}));
   EXPECT_THROW_MSG(resume.fit(again, data, path), "n_averaged -3 (expected >= 0)");
+  // Module weights of another shape in /current_model_state: refused before anything loads.
+  ckpt.groups["averaging_state"].attrs["n_averaged"] = int64_t{2};
+  ckpt.groups["current_model_state"].tensors["fc2.bias"] = zeros({3});
+  io::save_checkpoint(path, ckpt);
+  TinyModel third;
+  Trainer resume_again(quiet({.max_epochs = 2, .callbacks = {EMAWeightAveraging()}}));
+  EXPECT_THROW_MSG(resume_again.fit(third, data, path),
+                   "/current_model_state does not match the model", "fc2.bias");
 }
 
 }  // namespace

@@ -54,10 +54,12 @@ std::vector<std::string> split_lines(const std::string& s) {
 
 std::vector<nn::Module*> BaseFinetuning::flatten_modules(const FinetuningModules& modules) {
   std::vector<nn::Module*> out;
+  std::set<const nn::Module*> seen;
   for (nn::Module* root : modules.modules) {
     LUMEN_CHECK(root != nullptr, "BaseFinetuning: a module to flatten is null");
     for (const auto& [name, m] : root->named_modules())
-      if (m->named_children().empty() || !own_parameters(*m).empty()) out.push_back(m);
+      if ((m->named_children().empty() || !own_parameters(*m).empty()) && seen.insert(m).second)
+        out.push_back(m);
   }
   return out;
 }
@@ -65,10 +67,11 @@ std::vector<nn::Module*> BaseFinetuning::flatten_modules(const FinetuningModules
 std::vector<Tensor> BaseFinetuning::filter_params(const FinetuningModules& modules, bool train_bn,
                                                   bool requires_grad) {
   std::vector<Tensor> out;
+  std::set<const TensorImpl*> seen;
   for (nn::Module* m : flatten_modules(modules)) {
     if (as_batch_norm(m) && !train_bn) continue;
     for (const Tensor& p : own_parameters(*m))
-      if (p.requires_grad() == requires_grad) out.push_back(p);
+      if (p.requires_grad() == requires_grad && seen.insert(p.impl()).second) out.push_back(p);
   }
   return out;
 }
@@ -121,8 +124,22 @@ void BaseFinetuning::unfreeze_and_add_param_group(const FinetuningModules& modul
   if (!params.empty()) optimizer.add_param_group({std::move(params), {{"lr", params_lr}}});
 }
 
-void BaseFinetuning::setup(Trainer&, LightningModule& module, const std::string&) {
+// A fit starts without the groups of an earlier one (a checkpoint's come after, through
+// load_state_dict).
+void BaseFinetuning::setup(Trainer&, LightningModule& module, const std::string& stage) {
+  if (stage == "fit") {
+    metadata_.clear();
+    recorded_ = restarting_ = false;
+  }
   freeze_before_training(module);
+}
+
+void BaseFinetuning::on_exception(Trainer&, LightningModule&, const std::exception&) {
+  restarting_ = false;
+}
+
+void BaseFinetuning::teardown(Trainer&, LightningModule&, const std::string&) {
+  restarting_ = false;
 }
 
 // Lightning's _store: the groups of the first epoch, then each group added since.
@@ -130,14 +147,16 @@ void BaseFinetuning::store(const LightningModule& module, size_t optimizer_index
                            size_t groups_before, const optim::Optimizer& optimizer) {
   std::map<const TensorImpl*, std::string> names;
   for (const auto& [name, p] : module.named_parameters()) names.emplace(p.impl(), name);
-  auto record = [&](const optim::ParamGroup& g) {
+  auto record = [&](const optim::ParamGroup& g, size_t gi) {
     GroupRecord r;
     r.options = g.options;
-    for (const Tensor& p : g.params) {
+    for (size_t pi = 0; pi < g.params.size(); ++pi) {
+      const Tensor& p = g.params[pi];
       auto it = names.find(p.impl());
-      LUMEN_CHECK(it != names.end(), state_key(),
-                  ": an optimizer holds a tensor that is not a parameter of the module, so a "
-                  "resumed fit could not rebuild its group");
+      LUMEN_CHECK(it != names.end(), state_key(), ": parameter ", pi, " of group ", gi,
+                  " of optimizer ", optimizer_index, " (shape ", ShapeStr{p.shape()},
+                  ") is not a parameter of the module, so a resumed fit could not rebuild its "
+                  "group");
       r.params.push_back(it->second);
     }
     return r;
@@ -145,7 +164,7 @@ void BaseFinetuning::store(const LightningModule& module, size_t optimizer_index
   const auto& groups = optimizer.param_groups();
   auto [it, fresh] = metadata_.try_emplace(optimizer_index);
   const size_t from = fresh ? 0 : groups_before;
-  for (size_t g = from; g < groups.size(); ++g) it->second.push_back(record(groups[g]));
+  for (size_t g = from; g < groups.size(); ++g) it->second.push_back(record(groups[g], g));
 }
 
 void BaseFinetuning::on_train_epoch_start(Trainer& trainer, LightningModule& module) {
@@ -261,7 +280,9 @@ nn::Module& BackboneFinetuning::backbone_of(LightningModule& module) {
 }
 
 void BackboneFinetuning::freeze_before_training(LightningModule& module) {
-  freeze(backbone_of(module), options_.train_bn);
+  previous_backbone_lr_.reset();
+  own_group_ = false;
+  freeze(backbone_of(module));
 }
 
 void BackboneFinetuning::finetune_function(LightningModule& module, int64_t epoch,
@@ -273,9 +294,16 @@ void BackboneFinetuning::finetune_function(LightningModule& module, int64_t epoc
   if (epoch == at) {
     backbone_lr =
         options_.backbone_initial_lr.value_or(current_lr * options_.backbone_initial_ratio_lr);
+    const size_t before = optimizer.param_groups().size();
     unfreeze_and_add_param_group(backbone_of(module), optimizer, backbone_lr,
                                  options_.initial_denom_lr, options_.train_bn);
+    own_group_ = optimizer.param_groups().size() > before;
+    if (!own_group_)
+      std::fprintf(stderr,
+                   "lumen: BackboneFinetuning: the backbone has no group of its own (the optimizer "
+                   "held its parameters already), so its learning rate is not scheduled\n");
   } else {
+    if (!own_group_) return;
     LUMEN_CHECK(previous_backbone_lr_.has_value(), "BackboneFinetuning: epoch ", epoch,
                 " is past the unfreezing epoch ", at,
                 ", but the backbone was never unfrozen (resumed from a checkpoint without "
@@ -294,13 +322,16 @@ void BackboneFinetuning::finetune_function(LightningModule& module, int64_t epoc
 State BackboneFinetuning::state_dict() const {
   State s = BaseFinetuning::state_dict();
   if (previous_backbone_lr_) s.attrs["previous_backbone_lr"] = *previous_backbone_lr_;
+  s.attrs["own_group"] = static_cast<int64_t>(own_group_);
   return s;
 }
 
 void BackboneFinetuning::load_state_dict(const State& state) {
+  BaseFinetuning::load_state_dict(state);
+  previous_backbone_lr_.reset();
   if (state.has_attr("previous_backbone_lr"))
     previous_backbone_lr_ = state.get_double("previous_backbone_lr");
-  BaseFinetuning::load_state_dict(state);
+  own_group_ = state.has_attr("own_group") && state.get_int("own_group") != 0;
 }
 
 }  // namespace lumen

@@ -56,10 +56,10 @@ class BaseFinetuning : public Callback {
   std::string state_key() const override { return "BaseFinetuning"; }
 
   // The modules whose own parameters make up the given ones: every leaf, and every parent
-  // that holds parameters itself.
+  // that holds parameters itself; each once, however often it is reached.
   static std::vector<nn::Module*> flatten_modules(const FinetuningModules& modules);
   // Their parameters whose requires_grad equals `requires_grad`, without BatchNorms' unless
-  // train_bn.
+  // train_bn; a parameter shared by two modules once.
   static std::vector<Tensor> filter_params(const FinetuningModules& modules, bool train_bn = true,
                                            bool requires_grad = true);
   // Every parameter requires grad, every BatchNorm tracks running statistics.
@@ -88,6 +88,9 @@ class BaseFinetuning : public Callback {
   void setup(Trainer& trainer, LightningModule& module, const std::string& stage) override;
   void on_fit_start(Trainer& trainer, LightningModule& module) override;
   void on_train_epoch_start(Trainer& trainer, LightningModule& module) override;
+  // A fit that fails (or ends) forgets a checkpoint's groups it had not applied yet.
+  void on_exception(Trainer& trainer, LightningModule& module, const std::exception& e) override;
+  void teardown(Trainer& trainer, LightningModule& module, const std::string& stage) override;
   // Group "internal_optimizer_metadata": per optimizer ("0", ...), per group ("0", ...) the
   // group's options as attrs and attr "params", its parameters' names joined by '\n'; attrs
   // "trainable" and "frozen_batch_norms", names joined the same way.
@@ -116,13 +119,15 @@ class BaseFinetuning : public Callback {
 struct BackboneFinetuningOptions {
   int64_t unfreeze_backbone_at_epoch = 10;
   // The backbone's lr of epoch e + 1 is lambda_func(e + 1) times that of epoch e.
-  std::function<double(int64_t)> lambda_func = [](int64_t) { return 1.5; };
+  std::function<double(int64_t)> lambda_func = [](int64_t) { return 2.0; };
   // The backbone's first lr: backbone_initial_lr, or the first group's lr times this ratio.
   double backbone_initial_ratio_lr = 0.1;
   std::optional<double> backbone_initial_lr = std::nullopt;
   // The backbone's lr never exceeds the first group's.
   bool should_align = true;
   double initial_denom_lr = 10.0;
+  // Whether the backbone's BatchNorms join its group at the unfreezing. Either way they are
+  // not frozen before (Lightning's freeze_before_training freezes with train_bn = true).
   bool train_bn = true;
   bool verbose = false;  // print both learning rates at each epoch from the unfreezing on
   int rounding = 12;     // decimals they are rounded to
@@ -131,7 +136,10 @@ struct BackboneFinetuningOptions {
 // Lightning's BackboneFinetuning: the module's child module named "backbone" (Lightning's
 // `backbone` attribute) is frozen until epoch unfreeze_backbone_at_epoch, then joins the
 // optimizer with lr = backbone_initial_lr (or ratio times the first group's lr), which then
-// grows by lambda_func each epoch, capped at the first group's lr when should_align.
+// grows by lambda_func each epoch, capped at the first group's lr when should_align. When the
+// optimizer holds the backbone already (configure_optimizers passed every parameter) no group is
+// added and no learning rate changed, with a warning (Lightning then rewrites the last group's
+// lr, which is the head's).
 class BackboneFinetuning : public BaseFinetuning {
  public:
   explicit BackboneFinetuning(BackboneFinetuningOptions options = {});
@@ -140,7 +148,7 @@ class BackboneFinetuning : public BaseFinetuning {
   void freeze_before_training(LightningModule& module) override;
   void finetune_function(LightningModule& module, int64_t epoch,
                          optim::Optimizer& optimizer) override;
-  State state_dict() const override;  // + attr previous_backbone_lr
+  State state_dict() const override;  // + attrs previous_backbone_lr, own_group
   void load_state_dict(const State& state) override;
 
   // The module's "backbone" child, or an error saying that the callback needs one.
@@ -149,6 +157,7 @@ class BackboneFinetuning : public BaseFinetuning {
  private:
   BackboneFinetuningOptions options_;
   std::optional<double> previous_backbone_lr_;
+  bool own_group_ = false;  // the unfreezing added the backbone's group (the last one)
 };
 
 }  // namespace lumen

@@ -7,21 +7,24 @@ CommunicatorProcessGroup::CommunicatorProcessGroup(std::shared_ptr<dist::Communi
   LUMEN_CHECK(comm_ != nullptr, "CommunicatorProcessGroup: the communicator is null");
 }
 
-std::vector<nn::BatchNorm*> convert_sync_batchnorm(nn::Module& module,
-                                                   std::shared_ptr<dist::Communicator> comm) {
+std::shared_ptr<nn::ProcessGroup> convert_sync_batchnorm(nn::Module& module,
+                                                         std::shared_ptr<dist::Communicator> comm) {
   auto group = std::make_shared<CommunicatorProcessGroup>(std::move(comm));
-  std::vector<nn::BatchNorm*> converted;
+  bool any = false;
   for (const auto& [name, m] : module.named_modules()) {
     auto* bn = dynamic_cast<nn::BatchNorm*>(m);
     if (!bn || bn->process_group) continue;
     bn->process_group = group;
-    converted.push_back(bn);
+    any = true;
   }
-  return converted;
+  return any ? group : nullptr;
 }
 
-void revert_sync_batchnorm(const std::vector<nn::BatchNorm*>& converted) {
-  for (nn::BatchNorm* bn : converted) bn->process_group = nullptr;
+void revert_sync_batchnorm(nn::Module& module, const std::shared_ptr<nn::ProcessGroup>& group) {
+  if (!group) return;
+  for (const auto& [name, m] : module.named_modules())
+    if (auto* bn = dynamic_cast<nn::BatchNorm*>(m); bn && bn->process_group == group)
+      bn->process_group = nullptr;
 }
 
 bool has_synced_batch_norm(nn::Module& module) {

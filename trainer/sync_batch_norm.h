@@ -24,11 +24,13 @@ class CommunicatorProcessGroup final : public nn::ProcessGroup {
   std::shared_ptr<dist::Communicator> comm_;
 };
 
-// Gives every nn::BatchNorm in `module` (itself included) that has no process group one over
-// comm's ranks; returns those it gave one. revert_sync_batchnorm takes their groups away again.
-std::vector<nn::BatchNorm*> convert_sync_batchnorm(nn::Module& module,
-                                                   std::shared_ptr<dist::Communicator> comm);
-void revert_sync_batchnorm(const std::vector<nn::BatchNorm*>& converted);
+// Gives every nn::BatchNorm in `module` (itself included) that has no process group one group
+// over comm's ranks, and returns that group (null when no BatchNorm took it).
+// revert_sync_batchnorm takes it away again from the module's BatchNorms that hold it (found by
+// walking the module, so a BatchNorm removed meanwhile is no concern).
+std::shared_ptr<nn::ProcessGroup> convert_sync_batchnorm(nn::Module& module,
+                                                         std::shared_ptr<dist::Communicator> comm);
+void revert_sync_batchnorm(nn::Module& module, const std::shared_ptr<nn::ProcessGroup>& group);
 // Whether a BatchNorm of `module` has a process group of several ranks: its training backward
 // runs a collective, so DDP's gradient buckets must not start during the backward (a rank that
 // starts a bucket there and one that starts it later would order their collectives apart).

@@ -702,7 +702,7 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
     // the running statistics); taken away again when the stage ends, so the module holds no
     // reference to this Trainer's communicator afterwards.
     if (options_.sync_batchnorm && L.comm && stage == "fit")
-      L.synced_batch_norms = convert_sync_batchnorm(model, L.device_comm);
+      L.sync_batch_norm_group = convert_sync_batchnorm(model, L.device_comm);
     L.collectives_in_backward = L.comm && has_synced_batch_norm(model);
 
     resolve_loaders();
@@ -761,7 +761,7 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
       data.teardown(stage);
     }
     model.untoggle_all();
-    revert_sync_batchnorm(std::exchange(L.synced_batch_norms, {}));
+    revert_sync_batchnorm(model, std::exchange(L.sync_batch_norm_group, nullptr));
     call_callbacks("teardown", [&](Callback& cb) { cb.teardown(*this, model, stage); });
     call_module("teardown", [&] { model.teardown(stage); });
     // The 16-bit weight copies autocast kept across this stage's steps go with it, as
@@ -785,7 +785,7 @@ void Trainer::run_stage(LightningModule& model, DataModule& data, const std::str
     L.current_fx.clear();
     model.untoggle_all();  // a training_step that failed between toggle and untoggle
     if (L.autocast_dtype) autocast::clear_weight_copies();
-    revert_sync_batchnorm(std::exchange(L.synced_batch_norms, {}));
+    revert_sync_batchnorm(model, std::exchange(L.sync_batch_norm_group, nullptr));
     call_callbacks("on_exception", [&](Callback& cb) { cb.on_exception(*this, model, e); });
     L.buckets.reset();
     if (is_global_zero())

@@ -68,8 +68,8 @@ struct Trainer::Loop {
   std::shared_ptr<dist::Communicator> device_comm;
   std::shared_ptr<dist::Communicator> nccl;  // made at the first GPU stage, kept after
   std::unique_ptr<GradientBuckets> buckets;
-  // The BatchNorms sync_batchnorm gave the DDP group for this fit (their group goes with it).
-  std::vector<nn::BatchNorm*> synced_batch_norms;
+  // The process group sync_batchnorm gave the module's BatchNorms for this fit (null if none).
+  std::shared_ptr<nn::ProcessGroup> sync_batch_norm_group;
   bool collectives_in_backward = false;  // has_synced_batch_norm(model) when the stage started
   GradientBuckets::Stats ddp_stats;      // of the last fit, kept when its buckets go
   std::optional<std::string> shared_log_dir;

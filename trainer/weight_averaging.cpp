@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "io/checkpoint.h"
 #include "tensor/error.h"
 #include "trainer/lightning_module.h"
 #include "trainer/trainer.h"
@@ -15,6 +16,9 @@ bool WeightAveraging::should_update(std::optional<int64_t> step_idx, std::option
 }
 
 void WeightAveraging::setup(Trainer&, LightningModule& module, const std::string& stage) {
+  // The average belongs to the module of the last fit until another stage starts: a checkpoint
+  // written after fit returns still holds it (Lightning's too).
+  fitted_ = stage == "fit";
   if (stage != "fit") return;
   average_ = std::make_unique<optim::AveragedModel>(
       module, optim::AveragedModelOptions{.device = options_.device,
@@ -85,8 +89,8 @@ void WeightAveraging::on_exception(Trainer& trainer, LightningModule& module,
 // /state_dict gets the average and /current_model_state the module's own weights. Inside a
 // validation epoch (a checkpoint written from a validation hook) the two are swapped: the module
 // holds the average and the AveragedModel the module's weights.
-void WeightAveraging::on_save_checkpoint(Trainer& trainer, LightningModule&, State& checkpoint) {
-  if (!average_ || trainer.stage() != "fit") return;
+void WeightAveraging::on_save_checkpoint(Trainer&, LightningModule&, State& checkpoint) {
+  if (!average_ || !fitted_) return;
   State& weights = checkpoint.groups["state_dict"];
   State& current = checkpoint.groups["current_model_state"];
   current = weights;
@@ -119,9 +123,14 @@ void WeightAveraging::on_load_checkpoint(Trainer& trainer, LightningModule& modu
     saved.tensors[name] = weights.tensor(name);
   }
   saved.attrs["n_averaged"] = checkpoint.group("averaging_state").get_int("n_averaged");
-  average_->load_state_dict(saved);
   // The Trainer loaded /state_dict (the average) into the module; its own weights are these.
+  // Both are checked before either changes.
   const State& current = checkpoint.group("current_model_state");
+  io::compare_state(state_key() +
+                        ": the checkpoint's /current_model_state does not match the "
+                        "model",
+                    nn::to_state(module.state_dict()), current);
+  average_->load_state_dict(saved);
   module.load_state_dict(nn::StateDict(current.tensors.begin(), current.tensors.end()));
 }
 

@@ -11,7 +11,8 @@
 // Validation: each validation epoch runs with the averaged weights swapped in, and swaps back.
 // Checkpoints: /state_dict holds the average (what validate/test/predict then load), the
 // module's own weights go to /current_model_state and the average's count to /averaging_state;
-// resuming a fit restores both.
+// resuming a fit restores both. Weights-only checkpoints (ModelCheckpoint's save_weights_only)
+// skip the callbacks' hooks, as Lightning's, and hold the module's own weights.
 //
 // Choices where Lightning does something else:
 // - Before the first update, validation uses the module's weights and the end of training
@@ -69,6 +70,7 @@ class WeightAveraging : public Callback {
   WeightAveragingOptions options_;
   std::unique_ptr<optim::AveragedModel> average_;
   bool swapped_ = false;  // the module holds the average (inside a validation epoch)
+  bool fitted_ = false;   // the last stage set up was a fit: checkpoints carry the average
   // global_step and epoch of the last update (0 and -1: none yet, as Lightning's).
   int64_t latest_update_step_ = 0;
   int64_t latest_update_epoch_ = -1;

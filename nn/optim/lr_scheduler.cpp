@@ -4,6 +4,14 @@
 
 namespace lumen::optim {
 
+std::span<ParamGroup> LRScheduler::groups() const {
+  std::vector<ParamGroup>& all = optimizer_->param_groups();
+  LUMEN_CHECK(all.size() >= num_groups_, type_name(), ": the optimizer has ", all.size(),
+              " parameter groups, fewer than the ", num_groups_,
+              " this scheduler was built with (were its param_groups replaced?)");
+  return {all.data(), num_groups_};
+}
+
 void LRScheduler::restart() {
   last_epoch_ = 0;
   set_lrs(base_lrs_);

@@ -49,7 +49,7 @@ class LRScheduler {
 
  protected:
   // The groups this scheduler manages: the optimizer's first num_groups_.
-  std::span<ParamGroup> groups() const { return {optimizer_->param_groups().data(), num_groups_}; }
+  std::span<ParamGroup> groups() const;
   // torch's LRScheduler.__init__ with last_epoch = -1: each group's "initial_lr" is set to its
   // "lr" unless a scheduler already set it (setdefault), and becomes base_lrs_.
   void init_base_lrs();

@@ -310,7 +310,7 @@ TEST(Ddp, AnUnfrozenBackboneIsAveragedLikeTheRest) {
   const int64_t size = dist::world()->world_size();
   auto fit = [](StrategyOption strategy, int64_t batch) {
     manual_seed(8);
-    testing::BackboneModel model;
+    testing::BackboneModel model({.lr = 0.02});
     TinyData data(TinyDataOptions{.n_train = 64, .batch_size = batch, .with_val = false});
     Trainer trainer(quiet({.max_epochs = 3,
                            .callbacks = {BackboneFinetuning({.unfreeze_backbone_at_epoch = 1})},
@@ -319,7 +319,9 @@ TEST(Ddp, AnUnfrozenBackboneIsAveragedLikeTheRest) {
     return parameters_of(model);
   };
   std::vector<std::vector<float>> one = fit("single_device", 4 * size);
-  expect_close(fit(DDPStrategy{}, 4), one, 1e-4f);
+  for (const auto& p : one)
+    for (float v : p) ASSERT_LT(std::abs(v), 10.0f) << "the fit diverged";
+  expect_close(fit(DDPStrategy{}, 4), one, 1e-5f);
 }
 
 // Stop decisions are the job's, not a rank's: rank 0's Timer runs out at once, rank 1's never;
