@@ -37,12 +37,7 @@ Tensor LayerNorm::forward(const Tensor& x) {
 }
 
 std::string LayerNorm::extra_repr() const {
-  // Python's tuple repr: "(10,)" for one dim, "(3, 4)" for more.
-  std::string shape = "(";
-  for (size_t i = 0; i < normalized_shape.size(); ++i)
-    shape += detail::concat(i ? ", " : "", normalized_shape[i]);
-  shape += normalized_shape.size() == 1 ? ",)" : ")";
-  return detail::concat(shape, ", eps=", python_float(eps),
+  return detail::concat(python_tuple(normalized_shape), ", eps=", python_float(eps),
                         ", elementwise_affine=", python_bool(elementwise_affine));
 }
 

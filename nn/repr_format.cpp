@@ -62,4 +62,13 @@ std::string python_float(std::optional<double> v) {
   return v ? python_float(*v) : std::string("None");
 }
 
+std::string python_tuple(const Shape& values) {
+  std::string out = "(";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) out += ", ";
+    out += std::to_string(values[i]);
+  }
+  return out + (values.size() == 1 ? ",)" : ")");
+}
+
 }  // namespace lumen::nn

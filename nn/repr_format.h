@@ -4,6 +4,8 @@
 #include <optional>
 #include <string>
 
+#include "tensor/shape.h"
+
 namespace lumen::nn {
 
 // The shortest decimal that reads back as `v`, laid out as Python does: positional for
@@ -13,5 +15,7 @@ std::string python_float(double v);
 // "None" when empty.
 std::string python_float(std::optional<double> v);
 inline std::string python_bool(bool v) { return v ? "True" : "False"; }
+// A tuple of ints: "(10,)" for one, "(3, 4)" for more.
+std::string python_tuple(const Shape& values);
 
 }  // namespace lumen::nn

@@ -78,7 +78,86 @@ LUMEN_OP_CASES(norm){{
        Tensor rv = from_vector<double>({2.0, 0.5, 1.0}).to(v[0].dtype()).to(v[0].device());
        return F::batch_norm(v[0], rm, rv, v[1], v[2], false);
      }},
+    {"rms_norm_affine",
+     {Input::real({4, 6}), Input::real({6})},
+     [](const auto& v) { return F::rms_norm(v[0], {6}, v[1], 1e-6); }},
+    {"rms_norm_two_dims_default_eps",
+     {Input::real({2, 3, 4})},
+     [](const auto& v) {
+       return F::rms_norm(v[0], {3, 4});
+     }},
+    {"group_norm_4d",
+     {Input::real({2, 6, 3, 2}), Input::real({6}), Input::real({6})},
+     [](const auto& v) { return F::group_norm(v[0], 3, v[1], v[2]); }},
+    {"group_norm_plain_3d",
+     {Input::real({3, 4, 5})},
+     [](const auto& v) { return F::group_norm(v[0], 2, {}, {}, 1e-3); }},
+    {"group_norm_2d",
+     {Input::real({4, 6}), Input::real({6}), Input::real({6})},
+     [](const auto& v) { return F::group_norm(v[0], 2, v[1], v[2]); }},
 }};
+
+// By hand: rms_norm of the row (1, 2, 3, 4): mean of squares 7.5; group_norm of one sample with
+// channels (1, 3), (2, 6) in one group of values {1, 3, 2, 6} (mean 3, biased variance 3.5) and
+// channels (0, 4), (-1, 1) in the other ({0, 4, -1, 1}: mean 1, variance 3.5).
+TEST(Norm, RmsNormAndGroupNormMatchHandComputation) {
+  Tensor x = from_vector<double>({1, 2, 3, 4}, {1, 4});
+  Tensor w = from_vector<double>({1, 2, 0.5, -1});
+  std::vector<double> y = F::rms_norm(x, {4}, w, 0.0).to_vector<double>();
+  const double r = std::sqrt(7.5);
+  EXPECT_NEAR(y[0], 1 / r, 1e-15);
+  EXPECT_NEAR(y[1], 4 / r, 1e-15);
+  EXPECT_NEAR(y[2], 1.5 / r, 1e-15);
+  EXPECT_NEAR(y[3], -4 / r, 1e-15);
+  // Default eps: the dtype's machine epsilon.
+  EXPECT_NEAR(F::rms_norm(x, {4}).to_vector<double>()[0],
+              1 / std::sqrt(7.5 + 2.220446049250313e-16), 1e-16);
+
+  Tensor g = from_vector<double>({1, 3, 2, 6, 0, 4, -1, 1}, {1, 4, 2});
+  Tensor gw = from_vector<double>({1, 2, 3, 4}), gb = from_vector<double>({0, 0, 1, -1});
+  std::vector<double> z = F::group_norm(g, 2, gw, gb, 0.0).to_vector<double>();
+  const double s = std::sqrt(3.5);
+  std::vector<double> want = {(1 - 3) / s,          (3 - 3) / s,         2 * (2 - 3) / s,
+                              2 * (6 - 3) / s,      3 * (0 - 1) / s + 1, 3 * (4 - 1) / s + 1,
+                              4 * (-1 - 1) / s - 1, 4 * (1 - 1) / s - 1};
+  for (size_t i = 0; i < 8; ++i) EXPECT_NEAR(z[i], want[i], 1e-14) << i;
+}
+
+// 16-bit inputs compute in f32 and come back in their dtype; under autocast the result is f32.
+TEST(Norm, RmsNormAndGroupNormSixteenBitAndAutocast) {
+  Generator gen(9);
+  Tensor x = randn({4, 8}, {}, &gen);
+  Tensor h = x.to(DType::f16);
+  EXPECT_EQ(F::rms_norm(h, {8}).dtype(), DType::f16);
+  EXPECT_EQ(F::group_norm(h, 4).dtype(), DType::f16);
+  AutocastGuard autocast(DType::f16);
+  EXPECT_EQ(F::rms_norm(h, {8}).dtype(), DType::f32);
+  EXPECT_EQ(F::group_norm(h, 2).dtype(), DType::f32);
+}
+
+TEST(Norm, RMSNormAndGroupNormModules) {
+  nn::RMSNorm rms(10);
+  EXPECT_EQ(rms.repr(), "RMSNorm((10,), eps=None, elementwise_affine=True)");
+  EXPECT_EQ(nn::RMSNorm(Shape{3, 4}, {.eps = 1e-6, .elementwise_affine = false}).repr(),
+            "RMSNorm((3, 4), eps=1e-06, elementwise_affine=False)");
+  EXPECT_EQ(rms.state_dict().count("weight"), 1u);
+  nn::GroupNorm gn(4, 32);
+  EXPECT_EQ(gn.repr(), "GroupNorm(4, 32, eps=1e-05, affine=True)");
+  EXPECT_EQ(gn.state_dict().size(), 2u);
+  Tensor x = randn({2, 32, 3});
+  EXPECT_EQ(gn(x).to_vector<float>(), F::group_norm(x, 4, gn.weight, gn.bias).to_vector<float>());
+  EXPECT_EQ(rms(randn({2, 10})).shape(), (Shape{2, 10}));
+
+  EXPECT_THROW_MSG(nn::GroupNorm(3, 10), "num_channels (10) must be a positive multiple of",
+                   "num_groups (3)");
+  EXPECT_THROW_MSG(gn(randn({2, 16})), "GroupNorm: expected an input [N, 32, *]", "[2, 16]");
+  EXPECT_THROW_MSG(F::group_norm(randn({2, 6}), 4), "6 channels do not split into num_groups = 4");
+  EXPECT_THROW_MSG(F::group_norm(randn({6}), 2), "at least 2 dims", "[6]");
+  EXPECT_THROW_MSG(F::group_norm(randn({2, 6}), 2, ones({5})), "weight has shape [5]", "needs [6]");
+  EXPECT_THROW_MSG(F::rms_norm(randn({2, 6}), {5}), "normalized_shape [5]", "[2, 6]");
+  EXPECT_THROW_MSG(nn::RMSNorm(Shape{}), "at least one dim");
+  EXPECT_THROW_MSG(F::rms_norm(randn({2, 6}), {6}, {}, -1.0), "eps must be >= 0, got -1");
+}
 
 TEST(Norm, LayerNormRowsHaveMeanZeroVarianceOne) {
   Generator gen(6);

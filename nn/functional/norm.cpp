@@ -261,4 +261,82 @@ Tensor sync_batch_norm(const Tensor& input, const Tensor& running_mean, const Te
       });
 }
 
+// rms_norm and group_norm are composed of differentiable ops (mul, mean, add, sqrt, div), so
+// they run wherever those have kernels and autograd derives their backward. 16-bit inputs
+// compute in f32 and return to their dtype; under autocast (an f32 op, as layer_norm) the
+// result stays f32.
+namespace {
+
+bool is_16_bit(DType t) { return t == DType::f16 || t == DType::bf16; }
+
+double machine_epsilon(DType t) {
+  switch (t) {
+    case DType::f16:
+      return 0.0009765625;  // 2^-10
+    case DType::bf16:
+      return 0.0078125;  // 2^-7
+    case DType::f64:
+      return 2.220446049250313e-16;  // 2^-52
+    default:
+      return 1.1920928955078125e-07;  // f32: 2^-23
+  }
+}
+
+}  // namespace
+
+Tensor rms_norm(const Tensor& input, const Shape& normalized_shape, const Tensor& weight_in,
+                std::optional<double> eps_in) {
+  const char* op = "rms_norm";
+  LUMEN_CHECK(input.defined(), op, ": input is undefined");
+  LUMEN_CHECK(is_floating(input.dtype()), op, ": input must be a floating tensor, got dtype ",
+              input.dtype(), " of shape ", ShapeStr{input.shape()});
+  const Tensor x = autocast::to_f32(input);
+  const int64_t k = static_cast<int64_t>(normalized_shape.size());
+  bool fits = k >= 1 && x.dim() >= k;
+  for (int64_t i = 0; fits && i < k; ++i) fits = x.size(x.dim() - k + i) == normalized_shape[i];
+  LUMEN_CHECK(fits, op, ": normalized_shape ", ShapeStr{normalized_shape},
+              " must be non-empty and equal the last dims of the input, got input of shape ",
+              ShapeStr{x.shape()});
+  const double eps = eps_in.value_or(machine_epsilon(x.dtype()));
+  LUMEN_CHECK(eps >= 0, op, ": eps must be >= 0, got ", eps);
+  const DType compute = is_16_bit(x.dtype()) ? DType::f32 : x.dtype();
+  Tensor w = param_like(op, "weight", autocast::to_f32(weight_in), normalized_shape, x, compute);
+  Tensor xf = x.to(compute);
+  std::vector<int64_t> dims;
+  for (int64_t i = x.dim() - k; i < x.dim(); ++i) dims.push_back(i);
+  Tensor y = xf / sqrt((xf * xf).mean(dims, true) + eps);
+  if (w.defined()) y = y * w;
+  return y.to(x.dtype());
+}
+
+Tensor group_norm(const Tensor& input, int64_t num_groups, const Tensor& weight_in,
+                  const Tensor& bias_in, double eps) {
+  const char* op = "group_norm";
+  LUMEN_CHECK(input.defined(), op, ": input is undefined");
+  LUMEN_CHECK(is_floating(input.dtype()), op, ": input must be a floating tensor, got dtype ",
+              input.dtype(), " of shape ", ShapeStr{input.shape()});
+  const Tensor x = autocast::to_f32(input);
+  LUMEN_CHECK(x.dim() >= 2, op, ": expected an input [N, C, *] with at least 2 dims, got shape ",
+              ShapeStr{x.shape()});
+  const int64_t n = x.size(0), c = x.size(1);
+  LUMEN_CHECK(num_groups > 0 && c % num_groups == 0, op, ": ", c,
+              " channels do not split into num_groups = ", num_groups,
+              " groups (expected a positive divisor of the channel count)");
+  LUMEN_CHECK(eps >= 0, op, ": eps must be >= 0, got ", eps);
+  const DType compute = is_16_bit(x.dtype()) ? DType::f32 : x.dtype();
+  Tensor w = param_like(op, "weight", autocast::to_f32(weight_in), {c}, x, compute);
+  Tensor b = param_like(op, "bias", autocast::to_f32(bias_in), {c}, x, compute);
+  // [N, G, C/G * positions]: one row per sample and group.
+  Tensor rows =
+      x.to(compute).reshape({n, num_groups, x.numel() / std::max<int64_t>(n * num_groups, 1)});
+  Tensor centred = rows - rows.mean({2}, true);
+  Tensor y = (centred / sqrt((centred * centred).mean({2}, true) + eps)).reshape(x.shape());
+  // weight and bias [C] broadcast as [C, 1, ..., 1] over the positions.
+  Shape per_channel(static_cast<size_t>(x.dim() - 1), 1);
+  per_channel[0] = c;
+  if (w.defined()) y = y * w.reshape(per_channel);
+  if (b.defined()) y = y + b.reshape(per_channel);
+  return y.to(x.dtype());
+}
+
 }  // namespace lumen::nn::functional

@@ -3,6 +3,7 @@
 // optional (an undefined Tensor means 1 and 0); they are used in x's dtype.
 #include <cstdint>
 #include <memory>
+#include <optional>
 
 #include "nn/process_group.h"
 #include "tensor/tensor.h"
@@ -35,5 +36,19 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
 Tensor sync_batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
                        const Tensor& weight, const Tensor& bias, double momentum, double eps,
                        std::shared_ptr<ProcessGroup> group);
+
+// RMS normalisation (Zhang & Sennrich, 2019), as torch.nn.functional.rms_norm: over the last
+// dims of x, which must equal normalized_shape,
+//   y = x / sqrt(mean(x^2) + eps) * weight,
+// eps unset: the machine epsilon of x's dtype (torch.finfo(x.dtype).eps).
+Tensor rms_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight = {},
+                std::optional<double> eps = std::nullopt);
+
+// Group normalisation (Wu & He, 2018), as torch.nn.functional.group_norm: x [N, C, *] has its C
+// channels in num_groups groups of C / num_groups; each sample's group is normalised with the
+// mean and biased variance over its channels and positions, then scaled per channel:
+//   y[n, c, ...] = (x - mean[n, g]) / sqrt(var[n, g] + eps) * weight[c] + bias[c]
+Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight = {},
+                  const Tensor& bias = {}, double eps = 1e-5);
 
 }  // namespace lumen::nn::functional
