@@ -88,6 +88,62 @@ TEST(LRSchedulerExponentialLR, ClosedForm) {
   expect_sequence(s, 30, [](double base, int e) { return base * std::pow(0.9, e); });
 }
 
+TEST(LRSchedulerLambdaLR, ClosedFormOneFunctionOrOnePerGroup) {
+  SGD opt = make_sgd();
+  LambdaLR s(opt, [](int64_t e) { return 1.0 / (1.0 + static_cast<double>(e)); });
+  expect_sequence(s, 12, [](double base, int e) { return base / (1.0 + e); });
+  SGD per_group = make_sgd();
+  LambdaLR t(per_group, {[](int64_t e) { return e < 3 ? (e + 1) / 3.0 : 1.0; },
+                         [](int64_t e) { return std::pow(0.5, static_cast<double>(e)); }});
+  for (int e = 1; e <= 5; ++e) t.step();
+  EXPECT_NEAR(per_group.param_groups()[0].lr(), 0.1, 1e-15);
+  EXPECT_NEAR(per_group.param_groups()[1].lr(), 0.03 / 32, 1e-15);
+  SGD other = make_sgd();
+  EXPECT_THROW_MSG(LambdaLR(other, std::vector<LrLambda>{[](int64_t) { return 1.0; }}),
+                   "LambdaLR: got 1 lr_lambdas for 2 parameter groups");
+  EXPECT_THROW_MSG(LambdaLR(other, LrLambda()), "LambdaLR: lr_lambda 0 is empty");
+}
+
+TEST(LRSchedulerMultiplicativeLR, ChainsTheFactor) {
+  SGD opt = make_sgd();
+  MultiplicativeLR s(opt, [](int64_t e) { return e % 2 ? 0.9 : 0.5; });
+  expect_sequence(s, 10, [](double base, int e) {
+    double lr = base;
+    for (int k = 1; k <= e; ++k) lr *= k % 2 ? 0.9 : 0.5;
+    return lr;
+  });
+  EXPECT_THROW_MSG(MultiplicativeLR(opt, LrLambda()), "MultiplicativeLR: lr_lambda 0 is empty");
+}
+
+TEST(LRSchedulerPolynomialLR, ClosedFormToZeroAndAfter) {
+  SGD opt = make_sgd();
+  PolynomialLR s(opt, 4, 2.0);
+  expect_sequence(
+      s, 8, [](double base, int e) { return base * std::pow(1.0 - std::min(e, 4) / 4.0, 2.0); });
+  EXPECT_THROW_MSG(PolynomialLR(opt, 0), "PolynomialLR: total_iters must be positive, got 0");
+}
+
+// T_0 = 3, T_mult = 2: restarts at steps 3 and 9 (cycles of 3, 6, 12 steps).
+TEST(LRSchedulerCosineAnnealingWarmRestarts, RestartsWithGrowingPeriods) {
+  SGD opt = make_sgd();
+  const double eta_min = 0.001;
+  CosineAnnealingWarmRestarts s(opt, 3, 2, eta_min);
+  expect_sequence(s, 24, [&](double base, int e) {
+    int t_cur = e, t_i = 3;
+    while (t_cur >= t_i) {
+      t_cur -= t_i;
+      t_i *= 2;
+    }
+    return eta_min + (base - eta_min) * (1 + std::cos(kPi * t_cur / t_i)) / 2;
+  });
+  EXPECT_THROW_MSG(CosineAnnealingWarmRestarts(opt, 0), "T_0 must be a positive integer, got 0");
+  EXPECT_THROW_MSG(CosineAnnealingWarmRestarts(opt, 2, 0), "T_mult must be an integer >= 1, got 0");
+  State bad = s.state_dict();
+  bad.attrs["T_cur"] = int64_t{30};  // T_i is 24 by now
+  EXPECT_THROW_MSG(s.load_state_dict(bad), "T_i 24, T_cur 30", "0 <= T_cur < T_i");
+  EXPECT_EQ(s.last_epoch(), 24);  // the failed load changed nothing
+}
+
 TEST(LRSchedulerCosineAnnealingLR, ClosedFormThroughAndPastTMax) {
   SGD opt = make_sgd();
   const double eta_min = 0.001;
@@ -406,6 +462,34 @@ TEST(LRSchedulerStateDict, EachSchedulerResumesIdentically) {
   expect_resume_identical(
       [] {
         auto o = sgd_ptr();
+        auto s = std::make_unique<LambdaLR>(*o, [](int64_t e) { return 1.0 / (1.0 + e); });
+        return Pair(std::move(o), std::move(s));
+      },
+      4, 6);
+  expect_resume_identical(
+      [] {
+        auto o = sgd_ptr();
+        auto s = std::make_unique<MultiplicativeLR>(*o, [](int64_t) { return 0.9; });
+        return Pair(std::move(o), std::move(s));
+      },
+      4, 6);
+  expect_resume_identical(
+      [] {
+        auto o = sgd_ptr();
+        auto s = std::make_unique<PolynomialLR>(*o, 8, 1.5);
+        return Pair(std::move(o), std::move(s));
+      },
+      3, 8);
+  expect_resume_identical(
+      [] {
+        auto o = sgd_ptr();
+        auto s = std::make_unique<CosineAnnealingWarmRestarts>(*o, 2, 3, 0.01);
+        return Pair(std::move(o), std::move(s));
+      },
+      5, 12);  // saved inside the second cycle
+  expect_resume_identical(
+      [] {
+        auto o = sgd_ptr();
         auto s = std::make_unique<ReduceLROnPlateau>(
             *o, ReduceLROnPlateauOptions{.factor = 0.5, .patience = 1, .cooldown = 2});
         return Pair(std::move(o), std::move(s));
@@ -453,6 +537,26 @@ TEST(LRSchedulerAddedGroup, IsLeftToWhoeverAddedIt) {
         auto o = sgd_ptr();
         auto s = std::make_unique<ReduceLROnPlateau>(
             *o, ReduceLROnPlateauOptions{.factor = 0.5, .patience = 1});
+        return Pair(std::move(o), std::move(s));
+      },
+      [] {
+        auto o = sgd_ptr();
+        auto s = std::make_unique<LambdaLR>(*o, [](int64_t e) { return 1.0 / (1.0 + e); });
+        return Pair(std::move(o), std::move(s));
+      },
+      [] {
+        auto o = sgd_ptr();
+        auto s = std::make_unique<MultiplicativeLR>(*o, [](int64_t) { return 0.9; });
+        return Pair(std::move(o), std::move(s));
+      },
+      [] {
+        auto o = sgd_ptr();
+        auto s = std::make_unique<PolynomialLR>(*o, 6);
+        return Pair(std::move(o), std::move(s));
+      },
+      [] {
+        auto o = sgd_ptr();
+        auto s = std::make_unique<CosineAnnealingWarmRestarts>(*o, 3);
         return Pair(std::move(o), std::move(s));
       },
   };
