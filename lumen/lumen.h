@@ -61,6 +61,7 @@
 #include "nn/optim/reduce_lr_on_plateau.h"
 #include "nn/optim/sgd.h"
 #include "nn/optim/step_lr.h"
+#include "nn/optim/swa_lr.h"
 #include "nn/rms_norm.h"
 #include "nn/sequential.h"
 #include "nn/transformer_encoder.h"
@@ -90,4 +91,5 @@
 #include "trainer/timer.h"
 #include "trainer/trainer.h"
 #include "trainer/tuner.h"
+#include "trainer/update_bn.h"
 #include "trainer/weight_averaging.h"

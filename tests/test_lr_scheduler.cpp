@@ -144,6 +144,32 @@ TEST(LRSchedulerCosineAnnealingWarmRestarts, RestartsWithGrowingPeriods) {
   EXPECT_EQ(s.last_epoch(), 24);  // the failed load changed nothing
 }
 
+// From lr_0 (the groups' 0.1 and 0.03) to swa_lr over anneal_epochs, then swa_lr:
+// alpha_k swa_lr + (1 - alpha_k) lr_0.
+TEST(LRSchedulerSWALR, AnnealsToTheSwaLr) {
+  for (const char* strategy : {"cos", "linear"}) {
+    SGD opt = make_sgd();
+    SWALR s(opt, std::vector<double>{0.05, 0.2}, 4, strategy);
+    const Vec swa = {0.05, 0.2};
+    for (int k = 0; k <= 8; ++k) {
+      if (k > 0) s.step();
+      const double t = std::min(1.0, k / 4.0);
+      const double alpha = std::string(strategy) == "cos" ? (1 - std::cos(kPi * t)) / 2 : t;
+      for (size_t g = 0; g < 2; ++g)
+        EXPECT_NEAR(opt.param_groups()[g].lr(), alpha * swa[g] + (1 - alpha) * kBase[g], 1e-15)
+            << strategy << " step " << k << " group " << g;
+    }
+    EXPECT_EQ(opt.param_groups()[1].options.at("swa_lr"), 0.2);
+  }
+  SGD at_once = make_sgd();
+  SWALR now(at_once, 0.01, 0);
+  EXPECT_EQ(group_lrs(at_once), (Vec{0.01, 0.01}));  // no annealing: swa_lr from the start
+  SGD opt = make_sgd();
+  EXPECT_THROW_MSG(SWALR(opt, 0.1, 3, "step"), "anneal_strategy must be \"cos\" or \"linear\"");
+  EXPECT_THROW_MSG(SWALR(opt, 0.1, -1), "anneal_epochs must be >= 0, got -1");
+  EXPECT_THROW_MSG(SWALR(opt, std::vector<double>{0.1}), "1 swa_lr values for 2 parameter groups");
+}
+
 TEST(LRSchedulerCosineAnnealingLR, ClosedFormThroughAndPastTMax) {
   SGD opt = make_sgd();
   const double eta_min = 0.001;
@@ -473,6 +499,13 @@ TEST(LRSchedulerStateDict, EachSchedulerResumesIdentically) {
         return Pair(std::move(o), std::move(s));
       },
       4, 6);
+  expect_resume_identical(
+      [] {
+        auto o = sgd_ptr();
+        auto s = std::make_unique<SWALR>(*o, 0.01, 6, "linear");
+        return Pair(std::move(o), std::move(s));
+      },
+      3, 6);
   expect_resume_identical(
       [] {
         auto o = sgd_ptr();

@@ -10,6 +10,7 @@
 #include "nn/batch_norm.h"
 #include "nn/optim/averaged_model.h"
 #include "op_harness.h"
+#include "trainer/update_bn.h"
 #include "trainer/weight_averaging.h"
 #include "trainer_fixtures.h"
 
@@ -153,6 +154,49 @@ TEST(AveragedModel, CopySwapStateDictAndErrors) {
   } renamed;
   EXPECT_THROW_MSG(avg.swap(renamed), "tensor 0 is 'head.weight'", "the average's is 'fc.weight'");
   EXPECT_THROW_MSG(optim::ema_avg_fn(1.5), "decay must be in [0, 1]");
+}
+
+// update_bn: one pass in training mode gives each BatchNorm the plain average of the batches'
+// means and unbiased variances of its input (here fc's output on 3 batches of 4), then restores
+// the momentum and the eval mode the model had.
+TEST(AveragedModel, UpdateBnRecomputesTheRunningStatistics) {
+  Generator gen(17);
+  struct Model : nn::UnaryModule {
+    nn::Linear fc{3, 2};
+    nn::BatchNorm1d bn{2};
+    Model() {
+      register_module("fc", fc);
+      register_module("bn", bn);
+    }
+    Tensor forward(const Tensor& x) override { return bn(fc(x)); }
+  } model;
+  model.eval();
+  Tensor x = randn({12, 3}, {}, &gen);
+  auto data = std::make_shared<TensorDataset>(std::vector<Tensor>{x});
+  DataLoader loader(data, {.batch_size = 4});
+  update_bn(loader, model);
+  std::vector<double> h = model.fc(x).to(DType::f64).to_vector<double>();  // [12, 2]
+  for (int c = 0; c < 2; ++c) {
+    double mean = 0, var = 0;
+    for (int b = 0; b < 3; ++b) {
+      double m = 0, v = 0;
+      for (int i = 0; i < 4; ++i) m += h[(b * 4 + i) * 2 + c] / 4;
+      for (int i = 0; i < 4; ++i) v += std::pow(h[(b * 4 + i) * 2 + c] - m, 2) / 3;
+      mean += m / 3;
+      var += v / 3;
+    }
+    EXPECT_NEAR(model.bn.running_mean.to_vector<float>()[c], mean, 1e-5) << c;
+    EXPECT_NEAR(model.bn.running_var.to_vector<float>()[c], var, 1e-5) << c;
+  }
+  EXPECT_EQ(model.bn.num_batches_tracked.item<int64_t>(), 3);
+  EXPECT_EQ(model.bn.momentum, std::optional<double>(0.1));
+  EXPECT_FALSE(model.is_training());
+
+  // A forward that fails leaves the momentum and the mode as they were.
+  EXPECT_THROW_MSG(update_bn(loader, model, [](const Batch&) { throw Error("bad batch"); }),
+                   "bad batch");
+  EXPECT_EQ(model.bn.momentum, std::optional<double>(0.1));
+  EXPECT_FALSE(model.is_training());
 }
 
 // Records the module's weights after every optimizer step and every training epoch (listed

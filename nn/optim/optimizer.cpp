@@ -12,7 +12,7 @@ namespace {
 // the same), so a group taken over from another optimizer may carry them.
 bool is_scheduler_key(const std::string& key) {
   return key == "initial_lr" || key == "max_lr" || key == "min_lr" || key == "base_momentum" ||
-         key == "max_momentum";
+         key == "max_momentum" || key == "swa_lr";
 }
 
 std::string join_keys(const std::map<std::string, double>& m) {

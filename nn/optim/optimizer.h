@@ -69,7 +69,7 @@ class Optimizer {
   // Takes the groups, fills each group's missing options from `defaults` and checks them:
   // at least one parameter, each a defined floating leaf that appears once; option names must
   // be those of `defaults` or the ones schedulers add ("initial_lr", "max_lr", "min_lr",
-  // "base_momentum", "max_momentum"); then check_group. Errors start with type_name().
+  // "base_momentum", "max_momentum", "swa_lr"); then check_group. Errors start with type_name().
   // Parameters that do not require grad are accepted, as PyTorch does (a frozen backbone that a
   // fine-tuning callback unfreezes later); step() skips them while they have no gradient.
   void init_groups(std::vector<ParamGroup> groups, const std::map<std::string, double>& defaults);
