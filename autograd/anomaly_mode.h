@@ -5,7 +5,9 @@
 // NaN's origin is then that function's forward op (a log or sqrt of a negative number, 0/0),
 // not the loss that shows it many ops later. Each check reduces the gradient on its device and
 // reads one number back, so it is for debugging, not for training runs. Like PyTorch's, the
-// switch is one for the whole process.
+// switch is one for the whole process: guards on several threads whose scopes overlap restore
+// each other's settings. Under DDP the rank that fails leaves the others waiting in the
+// gradient all-reduce until the timeout.
 namespace lumen {
 
 struct AnomalyMode {

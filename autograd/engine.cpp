@@ -174,27 +174,35 @@ void run_backward(const Tensor& root, const Tensor& grad_root, bool retain_graph
   std::unordered_map<Node*, Tensor> grads;
   grads[root_node.get()] = grad_root;
   ready.push(root_node.get());
-  while (!ready.empty()) {
-    Node* n = ready.top();
-    ready.pop();
-    auto it = grads.find(n);
-    // A node that no gradient reached (every path into it gave none) still releases its edges.
-    std::vector<Tensor> input_grads;
-    if (it != grads.end()) {
-      Tensor g = std::move(it->second);
-      grads.erase(it);
-      input_grads = n->apply(g);
-      if (AnomalyMode::is_enabled()) check_for_nan(*n, input_grads);
-    }
-    for (size_t i = 0; i < n->next.size(); ++i) {
-      Node* next = n->next[i].get();
-      if (!next) continue;
-      if (i < input_grads.size() && input_grads[i].defined()) {
-        Tensor& acc = grads[next];
-        acc = acc.defined() ? acc + input_grads[i] : input_grads[i];
+  // A backward function that throws (anomaly detection, a failed kernel) still frees the
+  // graph, as a finished backward does.
+  try {
+    while (!ready.empty()) {
+      Node* n = ready.top();
+      ready.pop();
+      auto it = grads.find(n);
+      // A node that no gradient reached (every path into it gave none) still releases its edges.
+      std::vector<Tensor> input_grads;
+      if (it != grads.end()) {
+        Tensor g = std::move(it->second);
+        grads.erase(it);
+        input_grads = n->apply(g);
+        if (AnomalyMode::is_enabled()) check_for_nan(*n, input_grads);
       }
-      if (--deps[next] == 0) ready.push(next);
+      for (size_t i = 0; i < n->next.size(); ++i) {
+        Node* next = n->next[i].get();
+        if (!next) continue;
+        if (i < input_grads.size() && input_grads[i].defined()) {
+          Tensor& acc = grads[next];
+          acc = acc.defined() ? acc + input_grads[i] : input_grads[i];
+        }
+        if (--deps[next] == 0) ready.push(next);
+      }
     }
+  } catch (...) {
+    if (!retain_graph)
+      for (Node* n : order) n->release();
+    throw;
   }
   if (!retain_graph)
     for (Node* n : order) n->release();

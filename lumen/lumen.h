@@ -20,6 +20,7 @@
 #include "nn/adaptive_avg_pool2d.h"
 #include "nn/avg_pool2d.h"
 #include "nn/batch_norm.h"
+#include "nn/conv1d.h"
 #include "nn/conv2d.h"
 #include "nn/dropout.h"
 #include "nn/embedding.h"

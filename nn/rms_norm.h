@@ -11,7 +11,8 @@
 namespace lumen::nn {
 
 struct RMSNormOptions {
-  // Unset: the machine epsilon of the input's dtype, as PyTorch's eps=None.
+  // Unset: the machine epsilon of the dtype it computes in (f32's for 16-bit and f32 inputs),
+  // as PyTorch's eps=None.
   std::optional<double> eps = std::nullopt;
   bool elementwise_affine = true;  // a learnable weight (ones) of normalized_shape
 };

@@ -55,7 +55,64 @@ LUMEN_OP_CASES(conv){{
      [](const auto& v) {
        return F::conv2d(v[0], v[1], v[2], {1, 1}, {1, 1});
      }},
+    {"conv1d_basic",
+     {Input::real({2, 3, 9}), Input::real({4, 3, 3}), Input::real({4})},
+     [](const auto& v) { return F::conv1d(v[0], v[1], v[2]); }},
+    {"conv1d_strided_padded_dilated_groups",
+     {Input::real({2, 4, 11}), Input::real({6, 2, 3})},
+     [](const auto& v) { return F::conv1d(v[0], v[1], {}, 2, 2, 2, 2); }},
+    {"conv1d_unbatched",
+     {Input::real({3, 7}), Input::real({2, 3, 2}), Input::real({2})},
+     [](const auto& v) { return F::conv1d(v[0], v[1], v[2], 1, 1); }},
 }};
+
+// conv1d against its definition in f64:
+//   y[n, o, l] = b[o] + sum over c in o's group, k of x[n, c, l s - p + k d] w[o, c', k].
+TEST(Conv, Conv1dMatchesTheDefinition) {
+  const int64_t n = 2, cin = 4, len = 10, cout = 6, kk = 3, s = 2, p = 1, d = 2, g = 2;
+  Generator gen(31);
+  Tensor x = randn({n, cin, len}, {.dtype = DType::f64}, &gen);
+  Tensor w = randn({cout, cin / g, kk}, {.dtype = DType::f64}, &gen);
+  Tensor b = randn({cout}, {.dtype = DType::f64}, &gen);
+  Tensor y = F::conv1d(x, w, b, s, p, d, g);
+  const int64_t ol = (len + 2 * p - d * (kk - 1) - 1) / s + 1;
+  ASSERT_EQ(y.shape(), (Shape{n, cout, ol}));
+  std::vector<double> xv = x.to_vector<double>(), wv = w.to_vector<double>(),
+                      bv = b.to_vector<double>(), yv = y.to_vector<double>();
+  const int64_t cg = cin / g, og = cout / g;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t o = 0; o < cout; ++o)
+      for (int64_t l = 0; l < ol; ++l) {
+        double want = bv[o];
+        for (int64_t c = 0; c < cg; ++c)
+          for (int64_t k = 0; k < kk; ++k) {
+            const int64_t at = l * s - p + k * d;
+            if (at < 0 || at >= len) continue;
+            want += xv[(i * cin + (o / og) * cg + c) * len + at] * wv[(o * cg + c) * kk + k];
+          }
+        EXPECT_NEAR(yv[(i * cout + o) * ol + l], want, 1e-12) << i << "," << o << "," << l;
+      }
+}
+
+TEST(Conv, Conv1dModule) {
+  nn::Conv1d conv(3, 16, 5, {.padding = 2});
+  EXPECT_EQ(conv.repr(), "Conv1d(3, 16, kernel_size=(5,), stride=(1,), padding=(2,))");
+  EXPECT_EQ(nn::Conv1d(4, 8, 3, {.stride = 2, .dilation = 2, .groups = 4, .bias = false}).repr(),
+            "Conv1d(4, 8, kernel_size=(3,), stride=(2,), dilation=(2,), groups=4, bias=False)");
+  EXPECT_EQ(conv.weight.shape(), (Shape{16, 3, 5}));
+  Tensor x = randn({2, 3, 20});
+  EXPECT_EQ(conv(x).shape(), (Shape{2, 16, 20}));
+  EXPECT_EQ(conv(x).to_vector<float>(),
+            F::conv1d(x, conv.weight, conv.bias, 1, 2).to_vector<float>());
+  // PyTorch's initialisation bound: |w| <= 1 / sqrt(fan_in) for kaiming_uniform(a = sqrt(5)).
+  const double bound = 1.0 / std::sqrt(15.0);
+  for (float v : conv.weight.to_vector<float>()) EXPECT_LE(std::abs(v), bound);
+  EXPECT_THROW_MSG(conv(randn({2, 4, 20})), "Conv1d: expected an input [N, 3, L]", "[2, 4, 20]");
+  EXPECT_THROW_MSG(nn::Conv1d(3, 4, 3, {.groups = 2}), "must be divisible by groups (2)");
+  EXPECT_THROW_MSG(F::conv1d(randn({2, 3, 9}), randn({4, 3, 3, 1})), "conv1d: expected a weight",
+                   "[4, 3, 3, 1]");
+  EXPECT_THROW_MSG(F::conv1d(randn({9}), randn({4, 3, 3})), "conv1d: expected an input", "[9]");
+}
 
 // The definition, seven nested loops in double (N, O, OH, OW, C/groups, kH, kW).
 std::vector<double> naive_conv(const ConvConfig& c, const std::vector<double>& x,

@@ -330,6 +330,26 @@ TEST(LRSchedulerLinearWarmup, HandsOverToCosine) {
   EXPECT_EQ(cosine->last_epoch(), 25);
 }
 
+// Handing over to LambdaLR starts it at base_lr * lr_lambda(0), as SequentialLR's _update_lr(0);
+// to MultiplicativeLR, at the lr the warmup left (epoch 1's 0.1 (0.25 + 0.25 / 2), as a
+// chainable scheduler's epoch 0 in PyTorch keeps the group's lr).
+TEST(LRSchedulerLinearWarmup, HandsOverToLambdaAndMultiplicative) {
+  SGD opt = make_sgd();
+  auto lambda = std::make_shared<LambdaLR>(opt, [](int64_t e) { return 0.5 / (1.0 + e); });
+  LinearWarmup s(opt, 3, {.start_factor = 0.1}, lambda);
+  expect_sequence(s, 8, [](double base, int e) {
+    if (e < 3) return base * (0.1 + 0.9 * e / 3.0);
+    return base * 0.5 / (1.0 + (e - 3));
+  });
+  SGD other = make_sgd();
+  auto mult = std::make_shared<MultiplicativeLR>(other, [](int64_t) { return 0.9; });
+  LinearWarmup t(other, 2, {.start_factor = 0.25, .end_factor = 0.5}, mult);
+  for (int e = 1; e <= 2; ++e) t.step();
+  EXPECT_NEAR(other.param_groups()[0].lr(), 0.0375, 1e-15);  // epoch 2: the handover
+  t.step();
+  EXPECT_NEAR(other.param_groups()[0].lr(), 0.0375 * 0.9, 1e-15);
+}
+
 TEST(LRSchedulerLinearWarmup, Errors) {
   SGD opt = make_sgd();
   EXPECT_THROW_MSG(LinearWarmup(opt, 0), "warmup_steps must be positive");

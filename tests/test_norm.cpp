@@ -124,10 +124,17 @@ TEST(Norm, RmsNormAndGroupNormMatchHandComputation) {
 }
 
 // 16-bit inputs compute in f32 and come back in their dtype; under autocast the result is f32.
+// The default eps is f32's for them too: on small values (mean square 1e-4) bf16's own epsilon
+// (2^-7) would shrink the output by a factor of about 9.
 TEST(Norm, RmsNormAndGroupNormSixteenBitAndAutocast) {
   Generator gen(9);
   Tensor x = randn({4, 8}, {}, &gen);
   Tensor h = x.to(DType::f16);
+  Tensor small = (x * 0.01).to(DType::bf16);
+  std::vector<float> got = F::rms_norm(small, {8}).to(DType::f32).to_vector<float>();
+  std::vector<float> want = F::rms_norm(small.to(DType::f32), {8}).to_vector<float>();
+  for (size_t i = 0; i < got.size(); ++i)
+    EXPECT_NEAR(got[i], want[i], 0.01 * (1 + std::abs(want[i]))) << i;
   EXPECT_EQ(F::rms_norm(h, {8}).dtype(), DType::f16);
   EXPECT_EQ(F::group_norm(h, 4).dtype(), DType::f16);
   AutocastGuard autocast(DType::f16);
@@ -153,6 +160,9 @@ TEST(Norm, RMSNormAndGroupNormModules) {
   EXPECT_THROW_MSG(gn(randn({2, 16})), "GroupNorm: expected an input [N, 32, *]", "[2, 16]");
   EXPECT_THROW_MSG(F::group_norm(randn({2, 6}), 4), "6 channels do not split into num_groups = 4");
   EXPECT_THROW_MSG(F::group_norm(randn({6}), 2), "at least 2 dims", "[6]");
+  EXPECT_THROW_MSG(F::group_norm(randn({1, 4}), 4), "expected more than 1 value per group",
+                   "[1, 4]");
+  EXPECT_EQ(F::group_norm(randn({2, 4}), 4).shape(), (Shape{2, 4}));  // as PyTorch: allowed
   EXPECT_THROW_MSG(F::group_norm(randn({2, 6}), 2, ones({5})), "weight has shape [5]", "needs [6]");
   EXPECT_THROW_MSG(F::rms_norm(randn({2, 6}), {5}), "normalized_shape [5]", "[2, 6]");
   EXPECT_THROW_MSG(nn::RMSNorm(Shape{}), "at least one dim");

@@ -415,7 +415,8 @@ TEST(WeightAveragingTrainer, Errors) {
   TinyModel again;
   Trainer resume(quiet({.max_epochs = 2, .callbacks = {EMAWeightAveraging()}}));
   EXPECT_THROW_MSG(resume.fit(again, data, path), "n_averaged -3 (expected >= 0)");
-  // Module weights of another shape in /current_model_state: refused before anything loads.
+  // Module weights of another shape in /current_model_state: refused before the average or
+  // the module's own weights load (the Trainer has loaded /state_dict into the module by then).
   ckpt.groups["averaging_state"].attrs["n_averaged"] = int64_t{2};
   ckpt.groups["current_model_state"].tensors["fc2.bias"] = zeros({3});
   io::save_checkpoint(path, ckpt);

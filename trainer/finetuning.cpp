@@ -331,7 +331,9 @@ void BackboneFinetuning::load_state_dict(const State& state) {
   previous_backbone_lr_.reset();
   if (state.has_attr("previous_backbone_lr"))
     previous_backbone_lr_ = state.get_double("previous_backbone_lr");
-  own_group_ = state.has_attr("own_group") && state.get_int("own_group") != 0;
+  // A state without the flag predates it, when the backbone always had its own group.
+  own_group_ = state.has_attr("own_group") ? state.get_int("own_group") != 0
+                                           : previous_backbone_lr_.has_value();
 }
 
 }  // namespace lumen

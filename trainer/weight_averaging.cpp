@@ -124,7 +124,7 @@ void WeightAveraging::on_load_checkpoint(Trainer& trainer, LightningModule& modu
   }
   saved.attrs["n_averaged"] = checkpoint.group("averaging_state").get_int("n_averaged");
   // The Trainer loaded /state_dict (the average) into the module; its own weights are these.
-  // Both are checked before either changes.
+  // They are checked before the average or they load.
   const State& current = checkpoint.group("current_model_state");
   io::compare_state(state_key() +
                         ": the checkpoint's /current_model_state does not match the "

@@ -89,4 +89,17 @@ Tensor conv2d(const Tensor& input, const Tensor& weight_in, const Tensor& bias_i
   return conv2d_4d(x, weight, bias, stride, padding, dilation, groups);
 }
 
+Tensor conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride,
+              int64_t padding, int64_t dilation, int64_t groups) {
+  LUMEN_CHECK(x.defined() && weight.defined(), "conv1d: input and weight must be defined");
+  LUMEN_CHECK(x.dim() == 2 || x.dim() == 3, "conv1d: expected an input [N, C, L] or [C, L], got ",
+              "shape ", ShapeStr{x.shape()});
+  LUMEN_CHECK(weight.dim() == 3, "conv1d: expected a weight [out, in / groups, kernel], got shape ",
+              ShapeStr{weight.shape()});
+  // The length is the width of a one-row image; the row dim is inserted before it.
+  Tensor y = conv2d(x.unsqueeze(-2), weight.unsqueeze(2), bias, {1, stride}, {0, padding},
+                    {1, dilation}, groups);
+  return y.squeeze(-2);
+}
+
 }  // namespace lumen::nn::functional

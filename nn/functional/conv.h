@@ -17,4 +17,12 @@ using Size2 = std::array<int64_t, 2>;
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = {}, Size2 stride = {1, 1},
               Size2 padding = {0, 0}, Size2 dilation = {1, 1}, int64_t groups = 1);
 
+// 1-D convolution, as torch.nn.functional.conv1d: x [N, Cin, L] or unbatched [Cin, L], weight
+// [Cout, Cin/groups, K], bias [Cout] or undefined. Gives [N, Cout, OL] with
+// OL = (L + 2 padding - dilation (K - 1) - 1) / stride + 1. It is conv2d over a height of one
+// (x [N, Cin, 1, L], weight [Cout, Cin/groups, 1, K]), so every backend's conv2d kernels and
+// backward serve it.
+Tensor conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias = {}, int64_t stride = 1,
+              int64_t padding = 0, int64_t dilation = 1, int64_t groups = 1);
+
 }  // namespace lumen::nn::functional

@@ -31,6 +31,21 @@ Tensor param_like(const char* op, const char* what, const Tensor& p, const Shape
   return p.to(dtype.value_or(x.dtype())).contiguous();  // kernels index them as plain arrays
 }
 
+// layer_norm's and rms_norm's input: a defined floating tensor whose last dims equal
+// normalized_shape (non-empty); returns how many dims that is.
+int64_t check_normalized_input(const char* op, const Tensor& x, const Shape& normalized_shape) {
+  LUMEN_CHECK(x.defined(), op, ": input is undefined");
+  LUMEN_CHECK(is_floating(x.dtype()), op, ": input must be a floating tensor, got dtype ",
+              x.dtype(), " of shape ", ShapeStr{x.shape()});
+  const int64_t k = static_cast<int64_t>(normalized_shape.size());
+  bool fits = k >= 1 && x.dim() >= k;
+  for (int64_t i = 0; fits && i < k; ++i) fits = x.size(x.dim() - k + i) == normalized_shape[i];
+  LUMEN_CHECK(fits, op, ": normalized_shape ", ShapeStr{normalized_shape},
+              " must be non-empty and equal the last dims of the input, got input of shape ",
+              ShapeStr{x.shape()});
+  return k;
+}
+
 }  // namespace
 
 Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tensor& weight_in,
@@ -41,15 +56,7 @@ Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tens
   const Tensor& x = input;
   Tensor weight = autocast::to_f32(weight_in), bias = autocast::to_f32(bias_in);
   const char* op = "layer_norm";
-  LUMEN_CHECK(x.defined(), op, ": input is undefined");
-  LUMEN_CHECK(is_floating(x.dtype()), op, ": input must be a floating tensor, got dtype ",
-              x.dtype(), " of shape ", ShapeStr{x.shape()});
-  const int64_t k = static_cast<int64_t>(normalized_shape.size());
-  bool fits = k >= 1 && x.dim() >= k;
-  for (int64_t i = 0; fits && i < k; ++i) fits = x.size(x.dim() - k + i) == normalized_shape[i];
-  LUMEN_CHECK(fits, op, ": normalized_shape ", ShapeStr{normalized_shape},
-              " must be non-empty and equal the last dims of the input, got input of shape ",
-              ShapeStr{x.shape()});
+  const int64_t k = check_normalized_input(op, x, normalized_shape);
   LUMEN_CHECK(eps >= 0, op, ": eps must be >= 0, got ", eps);
   // The dtype of y, weight, bias and their gradients.
   const DType wide = widen ? DType::f32 : x.dtype();
@@ -269,17 +276,11 @@ namespace {
 
 bool is_16_bit(DType t) { return t == DType::f16 || t == DType::bf16; }
 
+// torch.finfo(dtype).eps of the dtype the op computes in: 16-bit inputs compute in f32, so
+// they take f32's (as PyTorch's rms_norm and nn.RMSNorm do).
 double machine_epsilon(DType t) {
-  switch (t) {
-    case DType::f16:
-      return 0.0009765625;  // 2^-10
-    case DType::bf16:
-      return 0.0078125;  // 2^-7
-    case DType::f64:
-      return 2.220446049250313e-16;  // 2^-52
-    default:
-      return 1.1920928955078125e-07;  // f32: 2^-23
-  }
+  return t == DType::f64 ? 2.220446049250313e-16    // 2^-52
+                         : 1.1920928955078125e-07;  // 2^-23
 }
 
 }  // namespace
@@ -287,19 +288,12 @@ double machine_epsilon(DType t) {
 Tensor rms_norm(const Tensor& input, const Shape& normalized_shape, const Tensor& weight_in,
                 std::optional<double> eps_in) {
   const char* op = "rms_norm";
-  LUMEN_CHECK(input.defined(), op, ": input is undefined");
-  LUMEN_CHECK(is_floating(input.dtype()), op, ": input must be a floating tensor, got dtype ",
-              input.dtype(), " of shape ", ShapeStr{input.shape()});
+  check_normalized_input(op, input, normalized_shape);
   const Tensor x = autocast::to_f32(input);
   const int64_t k = static_cast<int64_t>(normalized_shape.size());
-  bool fits = k >= 1 && x.dim() >= k;
-  for (int64_t i = 0; fits && i < k; ++i) fits = x.size(x.dim() - k + i) == normalized_shape[i];
-  LUMEN_CHECK(fits, op, ": normalized_shape ", ShapeStr{normalized_shape},
-              " must be non-empty and equal the last dims of the input, got input of shape ",
-              ShapeStr{x.shape()});
-  const double eps = eps_in.value_or(machine_epsilon(x.dtype()));
-  LUMEN_CHECK(eps >= 0, op, ": eps must be >= 0, got ", eps);
   const DType compute = is_16_bit(x.dtype()) ? DType::f32 : x.dtype();
+  const double eps = eps_in.value_or(machine_epsilon(compute));
+  LUMEN_CHECK(eps >= 0, op, ": eps must be >= 0, got ", eps);
   Tensor w = param_like(op, "weight", autocast::to_f32(weight_in), normalized_shape, x, compute);
   Tensor xf = x.to(compute);
   std::vector<int64_t> dims;
@@ -323,6 +317,12 @@ Tensor group_norm(const Tensor& input, int64_t num_groups, const Tensor& weight_
               " channels do not split into num_groups = ", num_groups,
               " groups (expected a positive divisor of the channel count)");
   LUMEN_CHECK(eps >= 0, op, ": eps must be >= 0, got ", eps);
+  // PyTorch's _verify_batch_size: one sample whose groups hold one value each normalises to 0
+  // whatever it holds.
+  int64_t values = n * (c / num_groups);
+  for (int64_t d = 2; d < x.dim(); ++d) values *= x.size(d);
+  LUMEN_CHECK(values != 1, op, ": expected more than 1 value per group, got input of shape ",
+              ShapeStr{x.shape()}, " in ", num_groups, " groups");
   const DType compute = is_16_bit(x.dtype()) ? DType::f32 : x.dtype();
   Tensor w = param_like(op, "weight", autocast::to_f32(weight_in), {c}, x, compute);
   Tensor b = param_like(op, "bias", autocast::to_f32(bias_in), {c}, x, compute);

@@ -40,7 +40,8 @@ Tensor sync_batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor
 // RMS normalisation (Zhang & Sennrich, 2019), as torch.nn.functional.rms_norm: over the last
 // dims of x, which must equal normalized_shape,
 //   y = x / sqrt(mean(x^2) + eps) * weight,
-// eps unset: the machine epsilon of x's dtype (torch.finfo(x.dtype).eps).
+// eps unset: the machine epsilon of the dtype it computes in (f64's for f64, else f32's: 16-bit
+// inputs compute in f32), as PyTorch's.
 Tensor rms_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight = {},
                 std::optional<double> eps = std::nullopt);
 

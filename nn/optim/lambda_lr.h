@@ -13,6 +13,10 @@ namespace lumen::optim {
 
 using LrLambda = std::function<double(int64_t epoch)>;
 
+// One non-empty function per parameter group of `optimizer`, else an error naming `type`.
+void check_lr_lambdas(const std::vector<LrLambda>& lambdas, const Optimizer& optimizer,
+                      const char* type);
+
 class LambdaLR : public LRScheduler {
  public:
   LambdaLR(Optimizer& optimizer, LrLambda lr_lambda);
@@ -20,6 +24,8 @@ class LambdaLR : public LRScheduler {
   LambdaLR(Optimizer& optimizer, std::vector<LrLambda> lr_lambdas);
   void step() override;
   std::string type_name() const override { return "LambdaLR"; }
+  // Epoch 0 again: base_lr * lr_lambda(0), as SequentialLR's handover in PyTorch.
+  void restart() override;
   State state_dict() const override;
   void load_state_dict(const State& state) override;
 

@@ -8,11 +8,7 @@ MultiplicativeLR::MultiplicativeLR(Optimizer& optimizer, LrLambda lr_lambda)
 
 MultiplicativeLR::MultiplicativeLR(Optimizer& optimizer, std::vector<LrLambda> lr_lambdas)
     : LRScheduler(optimizer), lambdas_(std::move(lr_lambdas)) {
-  LUMEN_CHECK(lambdas_.size() == optimizer.param_groups().size(), "MultiplicativeLR: got ",
-              lambdas_.size(), " lr_lambdas for ", optimizer.param_groups().size(),
-              " parameter groups");
-  for (size_t g = 0; g < lambdas_.size(); ++g)
-    LUMEN_CHECK(lambdas_[g] != nullptr, "MultiplicativeLR: lr_lambda ", g, " is empty");
+  check_lr_lambdas(lambdas_, optimizer, "MultiplicativeLR");
   init_base_lrs();
   step();
 }
@@ -24,6 +20,13 @@ void MultiplicativeLR::step() {
   std::span<ParamGroup> managed = groups();
   for (size_t g = 0; g < managed.size(); ++g)
     lrs.push_back(last_epoch_ > 0 ? managed[g].lr() * lambdas_[g](last_epoch_) : managed[g].lr());
+  set_lrs(lrs);
+}
+
+void MultiplicativeLR::restart() {
+  last_epoch_ = 0;
+  std::vector<double> lrs;
+  for (const ParamGroup& g : groups()) lrs.push_back(g.lr());
   set_lrs(lrs);
 }
 

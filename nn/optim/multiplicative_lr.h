@@ -15,6 +15,9 @@ class MultiplicativeLR : public LRScheduler {
   MultiplicativeLR(Optimizer& optimizer, std::vector<LrLambda> lr_lambdas);  // one per group
   void step() override;
   std::string type_name() const override { return "MultiplicativeLR"; }
+  // Epoch 0 again, keeping each group's current lr (PyTorch's epoch-0 value of a chainable
+  // scheduler at SequentialLR's handover).
+  void restart() override;
   State state_dict() const override;
   void load_state_dict(const State& state) override;
 
