@@ -83,6 +83,7 @@
 #include "trainer/metrics.h"
 #include "trainer/model_checkpoint.h"
 #include "trainer/model_summary.h"
+#include "trainer/on_exception_checkpoint.h"
 #include "trainer/profiler.h"
 #include "trainer/progress_bar.h"
 #include "trainer/sync_batch_norm.h"

@@ -8,6 +8,7 @@
 #include <sstream>
 #include <tuple>
 
+#include "io/checkpoint.h"
 #include "nn/optim/step_lr.h"
 
 #include "op_harness.h"
@@ -16,6 +17,7 @@
 #include "trainer/learning_rate_monitor.h"
 #include "trainer/model_checkpoint.h"
 #include "trainer/model_summary.h"
+#include "trainer/on_exception_checkpoint.h"
 #include "trainer/timer.h"
 #include "trainer_fixtures.h"
 
@@ -851,6 +853,32 @@ TEST(CallbackGradientAccumulationScheduler, ChangesTheFactorByEpoch) {
   } manual;
   Trainer manual_trainer(quiet({.max_epochs = 1, .callbacks = {scheduler}}));
   EXPECT_THROW_MSG(manual_trainer.fit(manual, data), "not supported for manual optimization");
+}
+
+// OnExceptionCheckpoint: a crash before step 6 leaves the run's state at step 5 in
+// <dir>/on_exception.ckpt, which a new fit resumes from to the end; a stage that ends normally
+// removes the file.
+TEST(CallbackOnExceptionCheckpoint, SavesWhereTheRunFailedAndGoesWhenOneSucceeds) {
+  TempDir dir("on_exception");
+  const std::string path = dir.str("ckpts/on_exception.ckpt");
+  TinyData data({.n_train = 32, .batch_size = 8, .with_val = false});
+  TinyModel model;
+  Trainer trainer(
+      quiet({.max_epochs = 3,
+             .callbacks = {OnExceptionCheckpoint(dir.str("ckpts")), testing::CrashAfterStep(5)}}));
+  EXPECT_THROW_MSG(trainer.fit(model, data), "simulated crash");
+  ASSERT_TRUE(std::filesystem::exists(path));
+  State ckpt = io::load_checkpoint(path);
+  EXPECT_EQ(ckpt.group("trainer").get_int("global_step"), 5);
+  EXPECT_EQ(ckpt.group("state_dict").tensor("fc1.weight").to_vector<float>(),
+            model.fc1.weight.to_vector<float>());
+
+  TinyModel resumed;
+  Trainer again(quiet({.max_epochs = 3, .callbacks = {OnExceptionCheckpoint(dir.str("ckpts"))}}));
+  again.fit(resumed, data, path);
+  EXPECT_EQ(again.global_step(), 12);
+  EXPECT_FALSE(std::filesystem::exists(path));
+  EXPECT_THROW_MSG(OnExceptionCheckpoint(dir.str(), "a/b"), "must be a plain file name");
 }
 
 }  // namespace
