@@ -103,6 +103,10 @@ void Module::load_state_dict(const StateDict& state, bool strict) {
   NamedTensors mine;
   collect("", true, true, false, mine);
   collect("", true, false, true, mine);
+  load_named(mine, state, strict);
+}
+
+void load_named(const NamedTensors& mine, const StateDict& state, bool strict) {
   std::vector<std::string> missing, unexpected, mismatched;
   std::set<std::string> known;
   for (const auto& [name, t] : mine) {

@@ -28,6 +28,12 @@ inline State to_state(const StateDict& dict) {
   return s;
 }
 
+// Copies `state`'s tensors into `targets` by name, casting dtype and moving device as
+// Module::load_state_dict does (which is this over the module's tensors): shapes must match,
+// with strict the names must match exactly, and the error lists every missing, unexpected and
+// mismatched name. Nothing is copied unless every check passes.
+void load_named(const NamedTensors& targets, const StateDict& state, bool strict = true);
+
 class Module {
  public:
   Module() = default;

@@ -134,11 +134,12 @@ TEST(AveragedModel, CopySwapStateDictAndErrors) {
   State missing = s;
   missing.tensors.erase("fc.bias");
   missing.tensors["fc.extra"] = zeros({2});
-  EXPECT_THROW_MSG(other.load_state_dict(missing), "missing: [fc.bias]", "unexpected: [fc.extra]");
+  EXPECT_THROW_MSG(other.load_state_dict(missing), "missing keys [fc.bias]",
+                   "unexpected keys [fc.extra]");
   State wrong_shape = s;
   wrong_shape.tensors["fc.bias"] = zeros({3});
-  EXPECT_THROW_MSG(other.load_state_dict(wrong_shape), "'fc.bias' is f32 [3] in the state",
-                   "f32 [2] in the average");
+  EXPECT_THROW_MSG(other.load_state_dict(wrong_shape), "shape mismatch for fc.bias",
+                   "checkpoint [3], module [2]");
   EXPECT_EQ(other.n_averaged(), 2);  // a failed load changes nothing
 
   nn::Linear lin(3, 2);

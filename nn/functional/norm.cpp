@@ -274,8 +274,6 @@ Tensor sync_batch_norm(const Tensor& input, const Tensor& running_mean, const Te
 // result stays f32.
 namespace {
 
-bool is_16_bit(DType t) { return t == DType::f16 || t == DType::bf16; }
-
 // torch.finfo(dtype).eps of the dtype the op computes in: 16-bit inputs compute in f32, so
 // they take f32's (as PyTorch's rms_norm and nn.RMSNorm do).
 double machine_epsilon(DType t) {
@@ -291,7 +289,7 @@ Tensor rms_norm(const Tensor& input, const Shape& normalized_shape, const Tensor
   check_normalized_input(op, input, normalized_shape);
   const Tensor x = autocast::to_f32(input);
   const int64_t k = static_cast<int64_t>(normalized_shape.size());
-  const DType compute = is_16_bit(x.dtype()) ? DType::f32 : x.dtype();
+  const DType compute = is_16bit_float(x.dtype()) ? DType::f32 : x.dtype();
   const double eps = eps_in.value_or(machine_epsilon(compute));
   LUMEN_CHECK(eps >= 0, op, ": eps must be >= 0, got ", eps);
   Tensor w = param_like(op, "weight", autocast::to_f32(weight_in), normalized_shape, x, compute);
@@ -323,7 +321,7 @@ Tensor group_norm(const Tensor& input, int64_t num_groups, const Tensor& weight_
   for (int64_t d = 2; d < x.dim(); ++d) values *= x.size(d);
   LUMEN_CHECK(values != 1, op, ": expected more than 1 value per group, got input of shape ",
               ShapeStr{x.shape()}, " in ", num_groups, " groups");
-  const DType compute = is_16_bit(x.dtype()) ? DType::f32 : x.dtype();
+  const DType compute = is_16bit_float(x.dtype()) ? DType::f32 : x.dtype();
   Tensor w = param_like(op, "weight", autocast::to_f32(weight_in), {c}, x, compute);
   Tensor b = param_like(op, "bias", autocast::to_f32(bias_in), {c}, x, compute);
   // [N, G, C/G * positions]: one row per sample and group.

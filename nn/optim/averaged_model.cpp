@@ -15,18 +15,8 @@ nn::NamedTensors mirrored(const nn::Module& module, bool use_buffers) {
   return out;
 }
 
-Tensor detached_copy(const Tensor& t, const std::optional<Device>& device) {
-  Tensor copy = t.detach().clone();
-  return device && *device != copy.device() ? copy.to(*device) : copy;
-}
-
 // `t` on `device` (itself when it is there already): copy_ takes a source on its own device.
 Tensor on(Device device, const Tensor& t) { return t.device() == device ? t : t.to(device); }
-
-void append_name(std::string& list, const std::string& name) {
-  if (!list.empty()) list += ", ";
-  list += name;
-}
 
 }  // namespace
 
@@ -50,7 +40,7 @@ AveragedModel::AveragedModel(const nn::Module& module, AveragedModelOptions opti
   if (!options_.avg_fn) options_.avg_fn = swa_avg_fn();
   NoGradGuard no_grad;
   for (const auto& [name, t] : mirrored(module, options_.use_buffers))
-    averaged_.emplace_back(name, detached_copy(t, options_.device));
+    averaged_.emplace_back(name, on(options_.device.value_or(t.device()), t.detach().clone()));
 }
 
 std::vector<Tensor> AveragedModel::matching(const nn::Module& module, const char* what) const {
@@ -119,28 +109,9 @@ State AveragedModel::state_dict() const {
 }
 
 void AveragedModel::load_state_dict(const State& state) {
-  std::string missing, unexpected;
-  for (const auto& [name, avg] : averaged_)
-    if (!state.has_tensor(name)) append_name(missing, name);
-  for (const auto& named : state.tensors) {
-    bool known = false;
-    for (const auto& entry : averaged_) known = known || entry.first == named.first;
-    if (!known) append_name(unexpected, named.first);
-  }
-  LUMEN_CHECK(missing.empty() && unexpected.empty(),
-              "AveragedModel.load_state_dict: the state does not match the average; missing: [",
-              missing, "], unexpected: [", unexpected, "]");
-  for (const auto& [name, avg] : averaged_) {
-    const Tensor& t = state.tensor(name);
-    LUMEN_CHECK(t.shape() == avg.shape() && t.dtype() == avg.dtype(),
-                "AveragedModel.load_state_dict: '", name, "' is ", dtype_name(t.dtype()), " ",
-                shape_str(t.shape()), " in the state, ", dtype_name(avg.dtype()), " ",
-                shape_str(avg.shape()), " in the average");
-  }
   const int64_t n = state.get_int("n_averaged");
   LUMEN_CHECK(n >= 0, "AveragedModel.load_state_dict: n_averaged ", n, " (expected >= 0)");
-  NoGradGuard no_grad;
-  for (const auto& [name, avg] : averaged_) avg.copy_(on(avg.device(), state.tensor(name)));
+  nn::load_named(averaged_, nn::StateDict(state.tensors.begin(), state.tensors.end()));
   n_averaged_ = n;
 }
 

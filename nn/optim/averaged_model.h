@@ -63,8 +63,8 @@ class AveragedModel {
 
   // Tensors by name (the live average, as state_dicts are) and attr n_averaged.
   State state_dict() const;
-  // Checks names, shapes and dtypes against the average and names what differs; copies the
-  // values in (on the average's devices) and takes n_averaged.
+  // Module::load_state_dict's checks and copy (nn::load_named: names and shapes, dtype cast,
+  // onto the average's devices), and n_averaged.
   void load_state_dict(const State& state);
 
  private:
